@@ -1,0 +1,69 @@
+"""Domain values shared by the service layer and its adapters (no IO, no crypto)."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Literal
+
+from aaa_fmip.crypto.secrets import SecretBytes
+
+Role = Literal["ar", "aaa", "auditor", "admin"]
+
+
+@dataclass(frozen=True)
+class AccessRouter:
+    """A registered access router: its identity and the AR-IDs (addresses) it may be keyed for."""
+
+    name: str
+    addresses: frozenset[ipaddress.IPv6Address]
+    diameter_identity: str | None = None  # Origin-Host of its Diameter peer, if it queries over Diameter
+    nas_identifier: str | None = None  # NAS-Identifier it sends as a RADIUS NAS
+
+    def owns(self, address: ipaddress.IPv6Address) -> bool:
+        return address in self.addresses
+
+
+@dataclass(frozen=True)
+class Caller:
+    """An authenticated caller of the service (REST token, Diameter peer, or the in-process AAA plugin)."""
+
+    name: str
+    role: Role
+    router: AccessRouter | None = None  # set iff role == "ar"
+
+
+@dataclass(frozen=True)
+class SessionInfo:
+    """What ingest returns: public identifiers of the stored session."""
+
+    hmk_name: bytes
+    spi: int
+    expires_at: float  # Unix time, seconds
+
+
+@dataclass(frozen=True)
+class HandoverKeyGrant:
+    """An HK handed to the AR it was derived for."""
+
+    hk: SecretBytes = field(repr=False)
+    hk_name: bytes
+    spi: int
+    lifetime: int  # seconds remaining
+    algorithm: str  # "HMAC-SHA1-96"
+
+
+Verdict = Literal["accepted", "retransmission"]
+
+
+@dataclass(frozen=True)
+class FbuVerdict:
+    """Outcome of an FBU verification. ``valid`` False carries a stable ``reason`` code."""
+
+    valid: bool
+    verdict: Verdict | None = None
+    reason: str | None = None
+    spi: int | None = None
+    sequence: int | None = None
+    ncoa: ipaddress.IPv6Address | None = None
+    lifetime: int | None = None  # seconds

@@ -1,0 +1,60 @@
+"""The store: the only code that talks to Redis (architecture.md §5).
+
+Records here are plain values; :mod:`aaa_fmip.store.redis` persists them with key material wrapped under the
+KEK, TTL = key lifetime, and indexes that expire with their record.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Literal
+
+from aaa_fmip.crypto.secrets import SecretBytes
+
+ReplayOutcome = Literal["accepted", "retransmission", "replay"]
+
+
+@dataclass(frozen=True)
+class SessionRecord:
+    """One AAA session's handover master key and what it is known by."""
+
+    hmk_name: bytes  # 8 octets, RFC 5295 USRKName / DSUSRKName
+    spi: int  # non-zero
+    hmk: SecretBytes = field(repr=False)  # 64 octets; wrapped at rest
+    user_name: str
+    kind: Literal["eap", "dsrk"]
+    created_at: float  # Unix seconds
+    expires_at: float  # Unix seconds; the record's TTL
+    calling_station_id: str | None = None  # normalised MAC, lowercase, "-" separated
+    nas_identifier: str | None = None
+    external_ids: tuple[str, ...] = ()  # e.g. "radius-class:..", "diameter-session:..", "user:.."
+
+
+@dataclass(frozen=True)
+class SendKeyRecord:
+    """An RFC 5269 handover key, bound to the MN's CGA (SPI 0)."""
+
+    cga: ipaddress.IPv6Address  # the MN's CGA (its PCoA)
+    key_hash: bytes  # 16 octets: SHA-1/128 of the CGA public key (RFC 3971 §5.2)
+    hk: SecretBytes = field(repr=False)  # 32 octets; wrapped at rest
+    created_at: float
+    expires_at: float
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    id: str  # Redis stream id
+    at: float
+    event: str
+    fields: dict[str, str]
+    prev: str  # hex SHA-256 of the previous entry ("0"*64 for the first)
+    hash: str  # hex SHA-256 of this entry
+
+
+@dataclass(frozen=True)
+class AuditCheck:
+    ok: bool
+    entries: int
+    head: str  # hash of the last entry
+    first_bad_id: str | None = None
