@@ -67,6 +67,10 @@ class Reader:
     def pull_ipv6(self, field: str) -> ipaddress.IPv6Address:
         return ipaddress.IPv6Address(self.pull_bytes(16, field))
 
+    def peek_bytes(self, n: int) -> bytes:
+        """Up to ``n`` next octets, without consuming them."""
+        return self._data[self._pos : min(self._pos + n, self._end)]
+
     def peek_u8(self, field: str) -> int:
         if self._pos >= self._end:
             raise DecodeError("needs 1 octet, 0 left", field=field, offset=self.offset)
