@@ -1,31 +1,81 @@
 """Use cases (architecture.md §7): ingest, derive, verify, revoke, audit.
 
-Adapters (REST, Diameter, RADIUS plugin) call only this module; it calls the store, keys and wire codecs.
-Time comes from an injected clock so tests control expiry.
+Adapters (REST, Diameter, RADIUS plugin) call only this module; it calls the store, the key hierarchy and
+the wire codecs. Time comes from an injected clock so tests control expiry. Nothing here logs or raises
+key material: audit entries carry identifiers (HMK-Name, SPI, HK-Name, addresses) only.
 """
 
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable
+import re
+import time
+from collections.abc import Callable, Mapping
+from typing import Literal
 
-from aaa_fmip.model import Caller, FbuVerdict, HandoverKeyGrant, SessionInfo
+from aaa_fmip import keys
+from aaa_fmip.crypto import badf
+from aaa_fmip.crypto.secrets import SecretBytes
+from aaa_fmip.errors import BadAuthenticator, Forbidden, InvalidRequest, NotFound
+from aaa_fmip.model import Caller, FbuVerdict, HandoverKeyGrant, Role, SessionInfo
+from aaa_fmip.store import AuditCheck, AuditEntry, SessionRecord
+from aaa_fmip.store.redis import RedisStore
+from aaa_fmip.wire import mh as mhwire
 
 IPv6 = ipaddress.IPv6Address
+LifetimeUnits = Literal["4s", "seconds"]
+
+# How many SPI collisions we try before giving up (architecture.md §3: "try each candidate, bounded").
+MAX_SPI_CANDIDATES = 8
+
+_MAC_HEX = re.compile(r"^[0-9a-f]{12}$")
+
+
+def normalise_calling_station_id(value: str) -> str:
+    """A MAC in any common notation becomes ``aa-bb-cc-dd-ee-ff``; anything else is trimmed and lowercased.
+
+    RFC 3580 §3.21 recommends "-" separated upper-case hex for IEEE 802 Calling-Station-Id; NASes differ.
+    """
+    text = value.strip().lower()
+    compact = re.sub(r"[-:.\s]", "", text)
+    if _MAC_HEX.match(compact):
+        return "-".join(compact[i : i + 2] for i in range(0, 12, 2))
+    return text
 
 
 class HandoverKeyService:
-    """The service layer. Errors raised: :class:`aaa_fmip.errors.NotFound`, ``Forbidden``,
-    ``InvalidRequest``, ``StoreUnavailable``; FBU verification returns a verdict instead of raising."""
+    """The service layer.
+
+    Raises :class:`~aaa_fmip.errors.NotFound`, ``Forbidden``, ``InvalidRequest``, ``DecodeError`` and
+    ``StoreUnavailable``; FBU verification returns a verdict rather than raising for a bad FBU.
+    """
 
     def __init__(
         self,
-        store: object,
+        store: RedisStore,
         *,
-        max_lifetime: int = 43200,
+        max_lifetime: int = keys.DEFAULT_MAX_LIFETIME,
         clock: Callable[[], float] | None = None,
+        lifetime_units: LifetimeUnits = "4s",
     ) -> None:
-        raise NotImplementedError
+        if max_lifetime <= 0:
+            raise ValueError("max_lifetime must be positive")
+        self.store = store
+        self.max_lifetime = max_lifetime
+        self.clock = clock or time.time
+        # RFC 5568 §6.2.2 says seconds; the MIPv6 BU it copies uses 4-second units (RFC 6275 §6.1.7).
+        self.lifetime_unit = 4 if lifetime_units == "4s" else 1
+
+    # -- health -----------------------------------------------------------------------------------------
+
+    def ready(self) -> None:
+        """Raises StoreUnavailable when the store cannot be reached."""
+        self.store.ping()
+
+    def live_sessions(self) -> int:
+        return self.store.count_live_sessions()
+
+    # -- AAA side ---------------------------------------------------------------------------------------
 
     def ingest_session(
         self,
@@ -41,16 +91,83 @@ class HandoverKeyService:
         lifetime: int | None = None,
         external_ids: tuple[str, ...] = (),
     ) -> SessionInfo:
-        """Derive the HMK (EMSK + Session-Id, or DSRK + EMSKName) and store the session."""
-        raise NotImplementedError
+        """Derive the HMK (EMSK + Session-Id, or DSRK + EMSKName; architecture.md §2) and store the session.
+
+        The EMSK/DSRK is used here once and never stored.
+        """
+        _require(caller, "aaa", "admin")
+        home = emsk is not None or eap_session_id is not None
+        visited = dsrk is not None or emsk_name is not None
+        if home == visited:
+            raise InvalidRequest(
+                "give either emsk and eap_session_id, or dsrk and emsk_name", reason="missing-key-material"
+            )
+        if lifetime is not None and lifetime <= 0:
+            raise InvalidRequest("lifetime must be a positive number of seconds", reason="invalid-lifetime")
+        try:
+            if home:
+                if emsk is None or eap_session_id is None:
+                    raise InvalidRequest("emsk and eap_session_id go together", reason="missing-key-material")
+                master = keys.derive_hmk(emsk, eap_session_id)
+                kind: Literal["eap", "dsrk"] = "eap"
+            else:
+                if dsrk is None or emsk_name is None:
+                    raise InvalidRequest("dsrk and emsk_name go together", reason="missing-key-material")
+                master = keys.derive_hmk_visited(dsrk, emsk_name)
+                kind = "dsrk"
+        except ValueError as exc:  # length checks in keys.*; their messages carry no key octets
+            raise InvalidRequest(str(exc), reason="invalid-key-material") from None
+        now = self.clock()
+        granted = keys.hmk_lifetime(lifetime, self.max_lifetime)
+        mac = normalise_calling_station_id(calling_station_id) if calling_station_id else None
+        ids = tuple(dict.fromkeys((*external_ids, f"user:{user_name}")))
+        record = SessionRecord(
+            hmk_name=master.hmk_name,
+            spi=master.spi,
+            hmk=master.hmk,
+            user_name=user_name,
+            kind=kind,
+            created_at=now,
+            expires_at=now + granted,
+            calling_station_id=mac,
+            nas_identifier=nas_identifier,
+            external_ids=ids,
+        )
+        self.store.put_session(record, now=now)
+        self._audit(
+            "session.created",
+            now,
+            actor=caller.name,
+            hmk_name=master.hmk_name.hex(),
+            spi=master.spi,
+            kind=kind,
+            user=user_name,
+            calling_station_id=mac,
+            nas=nas_identifier,
+            lifetime=granted,
+        )
+        return SessionInfo(hmk_name=master.hmk_name, spi=master.spi, expires_at=record.expires_at)
 
     def record_no_emsk(self, caller: Caller, *, user_name: str, method: str | None, detail: str) -> None:
-        """Audit an authentication that produced no EMSK (EAP-PWD, EAP-MD5): no session is created."""
-        raise NotImplementedError
+        """Audit an authentication that produced no EMSK (EAP-PWD, EAP-MD5): no session; the MN uses SEND."""
+        _require(caller, "aaa", "admin")
+        self._audit(
+            "session.skipped",
+            self.clock(),
+            actor=caller.name,
+            user=user_name,
+            method=method,
+            detail=detail,
+        )
 
     def revoke_session(self, caller: Caller, hmk_name: bytes, *, cause: str = "revoked") -> None:
-        """Delete a session and everything derived from it; raises NotFound."""
-        raise NotImplementedError
+        """Delete a session and everything derived from it (HKs, replay state); raises NotFound."""
+        _require(caller, "aaa", "admin")
+        now = self.clock()
+        record = self.store.delete_session(hmk_name, now=now)
+        if record is None:
+            raise NotFound("no live session with that HMK-Name", reason="unknown-session")
+        self._audit_revoked(caller, record, cause, now)
 
     def revoke_matching(
         self,
@@ -60,8 +177,25 @@ class HandoverKeyService:
         external_id: str | None = None,
         cause: str = "accounting-stop",
     ) -> int:
-        """Revoke every session matching the selector; returns how many were revoked."""
-        raise NotImplementedError
+        """Revoke every session matching the selector (exactly one); returns how many were revoked."""
+        _require(caller, "aaa", "admin")
+        if (calling_station_id is None) == (external_id is None):
+            raise InvalidRequest("give exactly one of calling_station_id or external_id", reason="bad-selector")
+        if calling_station_id is not None:
+            found = self.store.find_by_calling_station(normalise_calling_station_id(calling_station_id))
+            records = [found] if found is not None else []
+        else:
+            assert external_id is not None
+            records = self.store.find_by_external_id(external_id)
+        now = self.clock()
+        revoked = 0
+        for record in records:
+            if self.store.delete_session(record.hmk_name, now=now) is not None:
+                self._audit_revoked(caller, record, cause, now)
+                revoked += 1
+        return revoked
+
+    # -- AR side ----------------------------------------------------------------------------------------
 
     def handover_key(
         self,
@@ -72,8 +206,48 @@ class HandoverKeyService:
         calling_station_id: str | None = None,
         hmk_name: bytes | None = None,
     ) -> HandoverKeyGrant:
-        """The HK of one session for one of the calling AR's own addresses (Forbidden otherwise)."""
-        raise NotImplementedError
+        """The HK of one session for one of the calling AR's own addresses (RFC 4962 key scoping)."""
+        router = _require_router(caller, ar_address)
+        if sum(x is not None for x in (spi, calling_station_id, hmk_name)) != 1:
+            raise InvalidRequest("give exactly one of spi, calling_station_id or hmk_name", reason="bad-selector")
+        now = self.clock()
+        if spi is not None:
+            if not 0 < spi <= 0xFFFFFFFF:
+                raise InvalidRequest("spi must be in 1..2^32-1 (0 is the RFC 5269 SEND key)", reason="bad-spi")
+            candidates = self.store.find_by_spi(spi, limit=MAX_SPI_CANDIDATES)
+            if len(candidates) > 1:
+                raise InvalidRequest(
+                    "several sessions share this SPI; select by hmk_name or calling_station_id",
+                    reason="ambiguous-spi",
+                )
+            record = candidates[0] if candidates else None
+        elif calling_station_id is not None:
+            record = self.store.find_by_calling_station(normalise_calling_station_id(calling_station_id))
+        else:
+            assert hmk_name is not None
+            record = self.store.get_session(hmk_name)
+        if record is None or record.expires_at <= now:
+            revoked = self.store.is_revoked(spi=spi, hmk_name=hmk_name) if (spi or hmk_name) else False
+            raise NotFound(
+                "the session was revoked" if revoked else "no live session matches",
+                reason="revoked" if revoked else "unknown-session",
+            )
+        hk = keys.derive_hk(record.hmk, record.hmk_name, ar_address, record.spi)
+        lifetime = int(record.expires_at - now)
+        self._audit(
+            "hk.issued",
+            now,
+            actor=caller.name,
+            ar=router,
+            ar_address=str(ar_address),
+            hmk_name=record.hmk_name.hex(),
+            spi=record.spi,
+            hk_name=hk.hk_name.hex(),
+            lifetime=lifetime,
+        )
+        return HandoverKeyGrant(
+            hk=hk.hk, hk_name=hk.hk_name, spi=record.spi, lifetime=lifetime, algorithm="HMAC-SHA1-96"
+        )
 
     def verify_fbu(
         self,
@@ -84,5 +258,145 @@ class HandoverKeyService:
         mh: bytes,
         home_address: IPv6 | None = None,
     ) -> FbuVerdict:
-        """Verify an FBU's BADF and sequence number for the PAR ``destination`` (the caller's own)."""
-        raise NotImplementedError
+        """Verify an FBU's BADF and sequence number for the PAR ``destination`` (RFC 5568 §6.4.5).
+
+        Malformed Mobility Headers raise DecodeError (the adapter answers 422 naming the field); a
+        well-formed FBU that fails returns ``valid=False`` with a stable reason.
+        """
+        router = _require_router(caller, destination)
+        pcoa = home_address or source
+        message = mhwire.decode_mh(mh, source=pcoa, destination=destination)
+        if not isinstance(message, mhwire.FBU):
+            raise InvalidRequest("the Mobility Header is not a Fast Binding Update", reason="not-fbu")
+        auth = mhwire.badf_input(mh)
+        ncoa = source
+        for option in message.options:
+            if isinstance(option, mhwire.AlternateCareOfAddress):
+                ncoa = option.address
+                break
+        now = self.clock()
+        verdict = self._check_fbu(message, auth, pcoa, ncoa, destination, now)
+        self._audit(
+            "fbu.verified" if verdict.valid else "fbu.rejected",
+            now,
+            actor=caller.name,
+            ar=router,
+            ar_address=str(destination),
+            spi=auth.spi,
+            sequence=message.sequence,
+            verdict=verdict.verdict,
+            reason=verdict.reason,
+        )
+        return verdict
+
+    def _check_fbu(
+        self,
+        message: mhwire.FBU,
+        auth: mhwire.BadfInput,
+        pcoa: IPv6,
+        ncoa: IPv6,
+        par: IPv6,
+        now: float,
+    ) -> FbuVerdict:
+        def reject(reason: str) -> FbuVerdict:
+            return FbuVerdict(valid=False, reason=reason, spi=auth.spi, sequence=message.sequence)
+
+        key: SecretBytes | None = None
+        scope = b""
+        expires_at = 0.0
+        if auth.spi == 0:
+            # RFC 5269 §4: SPI 0 names the SEND-established key of the MN's CGA (its PCoA).
+            send_key = self.store.get_send_key_by_cga(pcoa)
+            if send_key is None:
+                return reject("unknown-spi")
+            if send_key.expires_at <= now:
+                return reject("expired")
+            if not _authenticates(send_key.hk, ncoa, par, auth):
+                return reject("bad-authenticator")
+            key, scope, expires_at = send_key.hk, pcoa.packed, send_key.expires_at
+        else:
+            candidates = self.store.find_by_spi(auth.spi, limit=MAX_SPI_CANDIDATES)
+            if not candidates:
+                return reject("revoked" if self.store.is_revoked(spi=auth.spi) else "unknown-spi")
+            live = [c for c in candidates if c.expires_at > now]
+            if not live:
+                return reject("expired")
+            for record in live:
+                hk = keys.derive_hk(record.hmk, record.hmk_name, par, record.spi)
+                if _authenticates(hk.hk, ncoa, par, auth):
+                    key, scope, expires_at = hk.hk, record.hmk_name, record.expires_at
+                    break
+            if key is None:
+                return reject("bad-authenticator")
+        remaining = max(1, int(expires_at - now))
+        outcome = self.store.check_replay(scope, par.packed, message.sequence, auth.authenticator, ttl=remaining)
+        if outcome == "replay":
+            return reject("replay")
+        return FbuVerdict(
+            valid=True,
+            verdict=outcome,
+            spi=auth.spi,
+            sequence=message.sequence,
+            ncoa=ncoa,
+            lifetime=min(message.lifetime * self.lifetime_unit, remaining),
+        )
+
+    # -- audit ------------------------------------------------------------------------------------------
+
+    def read_audit(
+        self,
+        caller: Caller,
+        *,
+        cursor: str | None = None,
+        limit: int = 100,
+        since: float | None = None,
+        until: float | None = None,
+        event: str | None = None,
+        spi: int | None = None,
+        ar: str | None = None,
+    ) -> tuple[list[AuditEntry], str | None]:
+        _require(caller, "auditor", "admin")
+        if not 1 <= limit <= 1000:
+            raise InvalidRequest("limit must be in 1..1000", reason="bad-limit")
+        return self.store.read_audit(cursor=cursor, limit=limit, since=since, until=until, event=event, spi=spi, ar=ar)
+
+    def verify_audit(self, caller: Caller) -> AuditCheck:
+        _require(caller, "auditor", "admin")
+        return self.store.verify_audit()
+
+    def _audit_revoked(self, caller: Caller, record: SessionRecord, cause: str, now: float) -> None:
+        self._audit(
+            "session.revoked",
+            now,
+            actor=caller.name,
+            hmk_name=record.hmk_name.hex(),
+            spi=record.spi,
+            user=record.user_name,
+            calling_station_id=record.calling_station_id,
+            cause=cause,
+        )
+
+    def _audit(self, event: str, at: float, **fields: str | int | None) -> None:
+        clean: Mapping[str, str | int | None] = {k: v for k, v in fields.items() if v is not None}
+        self.store.append_audit(event, clean, at=at)
+
+
+def _authenticates(key: SecretBytes, ncoa: IPv6, par: IPv6, auth: mhwire.BadfInput) -> bool:
+    try:
+        badf.verify_authenticator(key, ncoa, par, auth.mh_data, auth.authenticator)
+    except BadAuthenticator:
+        return False
+    return True
+
+
+def _require(caller: Caller, *roles: Role) -> None:
+    if caller.role not in roles:
+        raise Forbidden(f"role {caller.role!r} may not do this", reason="wrong-role")
+
+
+def _require_router(caller: Caller, address: IPv6) -> str:
+    """The AR's name, if ``address`` is one of the calling AR's own addresses (else Forbidden)."""
+    _require(caller, "ar")
+    if caller.router is None or not caller.router.owns(address):
+        raise Forbidden(f"{address} is not an address of the calling access router", reason="not-your-address")
+    return caller.router.name
