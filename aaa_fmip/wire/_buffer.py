@@ -6,6 +6,7 @@ the absolute offset where decoding stopped.
 
 from __future__ import annotations
 
+import enum
 import ipaddress
 import struct
 from collections.abc import Iterator
@@ -150,3 +151,25 @@ def ipv6_pseudo_header(
 ) -> bytes:
     """RFC 8200 §8.1 upper-layer pseudo-header."""
     return source.packed + destination.packed + struct.pack("!I3xB", length, next_header)
+
+
+class OpenIntEnum(enum.IntEnum):
+    """An IntEnum that keeps values it does not name (the dnspython registry habit).
+
+    ``Registry(99)`` returns a pseudo-member named ``UNKNOWN_99`` that compares and hashes as the int 99,
+    so a decoder can hand back code points registered after this code was written, and they re-encode as-is.
+    """
+
+    @classmethod
+    def _missing_(cls, value: object) -> OpenIntEnum | None:
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            return None
+        member = int.__new__(cls, value)
+        member._name_ = f"UNKNOWN_{value}"
+        member._value_ = value
+        return cls._value2member_map_.setdefault(value, member)  # type: ignore[return-value]
+
+
+def zero_padding(length: int, multiple: int) -> bytes:
+    """The zero octets that bring ``length`` up to a multiple of ``multiple``."""
+    return bytes(-length % multiple)

@@ -1,0 +1,75 @@
+"""Dependencies: the runtime of this app, and the authenticated caller with the role a route requires.
+
+Every ``/v1`` request carries ``Authorization: Bearer <token>``. Missing or unknown token → 401; a known token
+whose role may not call the route → 403. Tokens are compared as SHA-256 digests, in constant time
+(:meth:`aaa_fmip.bootstrap.CallerRegistry.authenticate`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from aaa_fmip.api.problems import AuthProblem
+from aaa_fmip.bootstrap import Runtime
+from aaa_fmip.model import Caller, Role
+
+_bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name="bearer",
+    description="A token made with `aaa-fmip token new`; its role (ar, aaa, auditor, admin) decides what it may call.",
+)
+_CHALLENGE = 'Bearer realm="aaa-fmip"'
+
+
+def get_runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+
+
+def require_role(*roles: Role) -> Callable[..., Awaitable[Caller]]:
+    """A dependency that authenticates the bearer token and admits only ``roles``."""
+    allowed = frozenset(roles)
+
+    async def authenticated_caller(
+        request: Request,
+        runtime: RuntimeDep,
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    ) -> Caller:
+        if credentials is None or not credentials.credentials:
+            raise AuthProblem(
+                401,
+                "an Authorization: Bearer token is required",
+                reason="missing-token",
+                headers={"WWW-Authenticate": _CHALLENGE},
+            )
+        caller = runtime.callers.authenticate(credentials.credentials)
+        if caller is None:
+            raise AuthProblem(
+                401,
+                "the bearer token is not known",
+                reason="invalid-token",
+                headers={"WWW-Authenticate": _CHALLENGE + ', error="invalid_token"'},
+            )
+        request.state.caller = caller.name  # for the access log line
+        if caller.role not in allowed:
+            wanted = " or ".join(sorted(allowed))
+            raise AuthProblem(
+                403, f"this call needs the role {wanted}; the token has {caller.role}", reason="wrong-role"
+            )
+        return caller
+
+    return authenticated_caller
+
+
+ArCaller = Annotated[Caller, Depends(require_role("ar"))]
+AaaCaller = Annotated[Caller, Depends(require_role("aaa"))]
+RevokerCaller = Annotated[Caller, Depends(require_role("aaa", "admin"))]
+AuditorCaller = Annotated[Caller, Depends(require_role("auditor"))]
+AdminCaller = Annotated[Caller, Depends(require_role("admin"))]

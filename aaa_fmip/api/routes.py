@@ -1,0 +1,337 @@
+"""REST routes: JSON ↔ service calls, nothing else (architecture.md §7). Errors become problems in
+:mod:`aaa_fmip.api.problems`; roles are checked by :mod:`aaa_fmip.api.auth` before a handler runs.
+
+Handlers are plain ``def``: the service is synchronous (Redis round trips), so they run in the thread pool.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Final
+
+from fastapi import APIRouter, Path, Query, Request, Response
+
+from aaa_fmip.api.auth import AaaCaller, AdminCaller, ArCaller, AuditorCaller, RevokerCaller, RuntimeDep
+from aaa_fmip.api.schemas import (
+    AccessRouterOut,
+    AuditCheckOut,
+    AuditEntryOut,
+    AuditPage,
+    FbuAccepted,
+    FbuRejected,
+    FbuVerifyRequest,
+    HandoverKeyRequest,
+    HandoverKeyResponse,
+    Health,
+    Problem,
+    RevokeMatching,
+    RevokeResult,
+    SessionCreate,
+    SessionCreated,
+    parse_instant,
+    rfc3339_precise,
+    to_rfc3339,
+)
+from aaa_fmip.errors import InvalidRequest
+from aaa_fmip.metrics import CONTENT_TYPE
+
+REST: Final = "rest"  # the metrics ``interface`` label
+
+_AUTH: dict[int | str, dict[str, Any]] = {
+    401: {"model": Problem, "description": "No bearer token, or an unknown one."},
+    403: {"model": Problem, "description": "The token's role, or the router it belongs to, may not do this."},
+}
+_INVALID: dict[int | str, dict[str, Any]] = {
+    422: {"model": Problem, "description": "The body is malformed; `errors` names each field at fault."}
+}
+_STORE_DOWN: dict[int | str, dict[str, Any]] = {
+    503: {"model": Problem, "description": "The key store cannot be reached; retry after `Retry-After` seconds."}
+}
+
+v1 = APIRouter(prefix="/v1")
+ops = APIRouter()
+
+HmkNamePath = Annotated[
+    str,
+    Path(
+        description="HMK-Name as returned by POST /v1/sessions (8 octets, 16 hex digits).",
+        pattern="^(0[xX])?[0-9a-fA-F]{16}$",
+        examples=["0123456789abcdef"],
+    ),
+]
+
+
+# ------------------------------------------------------------------------------------------------ sessions
+
+
+@v1.post(
+    "/sessions",
+    status_code=201,
+    response_model=SessionCreated,
+    tags=["sessions (AAA)"],
+    summary="Ingest an EAP session",
+    description=(
+        "Role **aaa**. Called by an AAA server after a successful EAP authentication (e.g. FreeRADIUS rlm_rest "
+        "in post-auth). Derives the handover master key (HMK) from the EMSK and EAP Session-Id, or from the DSRK "
+        "and EMSKName in a visited domain, and stores it wrapped. The EMSK/DSRK is used once and never stored. "
+        "Hex values may carry a `0x` prefix, as FreeRADIUS prints octets."
+    ),
+    responses={**_AUTH, **_INVALID, **_STORE_DOWN},
+)
+def create_session(body: SessionCreate, caller: AaaCaller, runtime: RuntimeDep, response: Response) -> SessionCreated:
+    with runtime.metrics.operation(REST, "ingest"):
+        info = runtime.service.ingest_session(
+            caller,
+            user_name=body.user_name,
+            emsk=body.emsk,
+            eap_session_id=body.eap_session_id,
+            dsrk=body.dsrk,
+            emsk_name=body.emsk_name,
+            calling_station_id=body.calling_station_id,
+            nas_identifier=body.nas_identifier,
+            lifetime=body.lifetime,
+        )
+    response.headers["Location"] = f"/v1/sessions/{info.hmk_name.hex()}"
+    return SessionCreated(hmk_name=info.hmk_name.hex(), spi=info.spi, expires_at=to_rfc3339(info.expires_at))
+
+
+@v1.delete(
+    "/sessions/{hmk_name}",
+    status_code=204,
+    tags=["sessions (AAA)"],
+    summary="Revoke a session",
+    description=(
+        "Roles **aaa**, **admin**. Deletes the session's HMK and everything derived from it (handover keys, replay "
+        "state); FBUs under its SPI are rejected with reason `revoked` from then on."
+    ),
+    responses={404: {"model": Problem, "description": "No live session has this HMK-Name."}, **_AUTH, **_STORE_DOWN},
+)
+def revoke_session(hmk_name: HmkNamePath, caller: RevokerCaller, runtime: RuntimeDep) -> Response:
+    name = bytes.fromhex(hmk_name[2:] if hmk_name[:2].lower() == "0x" else hmk_name)
+    with runtime.metrics.operation(REST, "revoke"):
+        runtime.service.revoke_session(caller, name)
+    return Response(status_code=204)
+
+
+@v1.post(
+    "/sessions/revoke",
+    response_model=RevokeResult,
+    tags=["sessions (AAA)"],
+    summary="Revoke sessions by Calling-Station-Id or external id",
+    description=(
+        "Roles **aaa**, **admin**. For AAA servers that know the MN's MAC (Accounting-Stop) rather than the "
+        "HMK-Name. Revoking nothing is not an error: `revoked` is 0."
+    ),
+    responses={**_AUTH, **_INVALID, **_STORE_DOWN},
+)
+def revoke_matching(body: RevokeMatching, caller: RevokerCaller, runtime: RuntimeDep) -> RevokeResult:
+    with runtime.metrics.operation(REST, "revoke"):
+        count = runtime.service.revoke_matching(
+            caller, calling_station_id=body.calling_station_id, external_id=body.external_id, cause=body.cause
+        )
+    return RevokeResult(revoked=count)
+
+
+# ------------------------------------------------------------------------------------------ access routers
+
+
+@v1.post(
+    "/handover-keys",
+    response_model=HandoverKeyResponse,
+    tags=["access routers"],
+    summary="Get my handover key for a session",
+    description=(
+        "Role **ar**. Returns the handover key (HK) of one session for one of the calling router's own addresses "
+        "(the AR-ID), selected by exactly one of `spi`, `calling_station_id` or `hmk_name`. A router can never "
+        "obtain the key of another router's address (403). The response is `Cache-Control: no-store`."
+    ),
+    responses={
+        404: {"model": Problem, "description": "No live session matches (reason `unknown-session` or `revoked`)."},
+        **_AUTH,
+        **_INVALID,
+        **_STORE_DOWN,
+    },
+)
+def handover_key(body: HandoverKeyRequest, caller: ArCaller, runtime: RuntimeDep) -> HandoverKeyResponse:
+    with runtime.metrics.operation(REST, "handover_key"):
+        grant = runtime.service.handover_key(
+            caller,
+            ar_address=body.ar_address,
+            spi=body.spi,
+            calling_station_id=body.calling_station_id,
+            hmk_name=body.hmk_name,
+        )
+    return HandoverKeyResponse(
+        hk=grant.hk.hex(),
+        hk_name=grant.hk_name.hex(),
+        spi=grant.spi,
+        lifetime=grant.lifetime,
+        algorithm=grant.algorithm,
+    )
+
+
+@v1.post(
+    "/fbu/verify",
+    response_model=FbuAccepted | FbuRejected,
+    tags=["access routers"],
+    summary="Verify a Fast Binding Update",
+    description=(
+        "Role **ar**. The previous access router passes the FBU it received: IPv6 source and destination and the "
+        "whole Mobility Header in hex. The service checks the Binding Authorization Data for FMIPv6 option "
+        "(RFC 5568 §6.4.5) with the key for `destination` and the sequence number against replay. A well-formed "
+        'FBU always gets 200: `{"valid": true, "verdict": "accepted" | "retransmission", ...}` or '
+        '`{"valid": false, "reason": ...}`. A malformed Mobility Header is a 422 naming the field.'
+    ),
+    responses={**_AUTH, **_INVALID, **_STORE_DOWN},
+)
+def verify_fbu(
+    body: FbuVerifyRequest, caller: ArCaller, runtime: RuntimeDep, request: Request
+) -> FbuAccepted | FbuRejected:
+    request.state.decode_field = "mh"  # a DecodeError from the service is about this request field
+    with runtime.metrics.operation(REST, "verify_fbu"):
+        verdict = runtime.service.verify_fbu(
+            caller,
+            source=body.source,
+            destination=body.destination,
+            mh=body.mh,
+            home_address=body.home_address,
+        )
+    runtime.metrics.observe_fbu(REST, verdict)
+    if not verdict.valid:
+        return FbuRejected(reason=verdict.reason or "rejected")
+    if verdict.verdict is None or verdict.spi is None or verdict.sequence is None or verdict.lifetime is None:
+        raise RuntimeError("the service returned an incomplete verdict")  # a bug: answered as a generic 500
+    return FbuAccepted(
+        verdict=verdict.verdict,
+        spi=verdict.spi,
+        sequence=verdict.sequence,
+        ncoa=str(verdict.ncoa or body.source),
+        lifetime=verdict.lifetime,
+    )
+
+
+# ----------------------------------------------------------------------------------------------------- audit
+
+
+@v1.get(
+    "/audit",
+    response_model=AuditPage,
+    tags=["audit"],
+    summary="Read the audit trail",
+    description=(
+        "Role **auditor**. Entries in order, filtered by time (`since`/`until`: RFC 3339 with an offset, or Unix "
+        "seconds), `event`, `spi` and `ar` (router name). Pass `next_cursor` back as `cursor` to read on."
+    ),
+    responses={**_AUTH, **_INVALID, **_STORE_DOWN},
+)
+def read_audit(
+    caller: AuditorCaller,
+    runtime: RuntimeDep,
+    since: Annotated[str | None, Query(description="Earliest instant (RFC 3339 or Unix seconds).")] = None,
+    until: Annotated[str | None, Query(description="Latest instant (RFC 3339 or Unix seconds).")] = None,
+    event: Annotated[str | None, Query(max_length=64, description="e.g. fbu.rejected")] = None,
+    spi: Annotated[int | None, Query(ge=0, le=0xFFFFFFFF)] = None,
+    ar: Annotated[str | None, Query(max_length=253, description="Access router name.")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    cursor: Annotated[
+        str | None, Query(pattern=r"^\d{1,20}-\d{1,20}$", description="next_cursor of the previous page.")
+    ] = None,
+) -> AuditPage:
+    try:
+        since_at = parse_instant(since, name="since") if since is not None else None
+        until_at = parse_instant(until, name="until") if until is not None else None
+    except ValueError as exc:
+        raise InvalidRequest(str(exc), reason="bad-instant") from None
+    with runtime.metrics.operation(REST, "audit"):
+        entries, next_cursor = runtime.service.read_audit(
+            caller, cursor=cursor, limit=limit, since=since_at, until=until_at, event=event, spi=spi, ar=ar
+        )
+    return AuditPage(
+        entries=[
+            AuditEntryOut(
+                id=e.id,
+                at=rfc3339_precise(e.at),
+                event=e.event,
+                fields=dict(e.fields),
+                prev=e.prev,
+                hash=e.hash,
+            )
+            for e in entries
+        ],
+        next_cursor=next_cursor,
+    )
+
+
+@v1.get(
+    "/audit/verify",
+    response_model=AuditCheckOut,
+    tags=["audit"],
+    summary="Verify the audit hash chain",
+    description=(
+        "Role **auditor**. Recomputes the SHA-256 chain over the whole trail. `ok` is false if any entry was "
+        "edited, inserted or removed in the middle; compare `head` with a value recorded earlier to detect "
+        "truncation at the end."
+    ),
+    responses={**_AUTH, **_STORE_DOWN},
+)
+def verify_audit(caller: AuditorCaller, runtime: RuntimeDep) -> AuditCheckOut:
+    with runtime.metrics.operation(REST, "audit_verify"):
+        check = runtime.service.verify_audit(caller)
+    return AuditCheckOut(ok=check.ok, entries=check.entries, head=check.head, first_bad_id=check.first_bad_id)
+
+
+# ----------------------------------------------------------------------------------------------------- admin
+
+
+@v1.get(
+    "/access-routers",
+    response_model=list[AccessRouterOut],
+    tags=["admin"],
+    summary="List the access router registry",
+    description="Role **admin**. The configured routers and the addresses (AR-IDs) each may be keyed for.",
+    responses=_AUTH,
+)
+def list_access_routers(caller: AdminCaller, runtime: RuntimeDep) -> list[AccessRouterOut]:
+    return [
+        AccessRouterOut(
+            name=r.name,
+            addresses=sorted(str(a) for a in r.addresses),
+            diameter_identity=r.diameter_identity,
+            nas_identifier=r.nas_identifier,
+        )
+        for r in runtime.callers.routers
+    ]
+
+
+# ------------------------------------------------------------------------------------------------ operations
+
+
+@ops.get("/healthz", response_model=Health, tags=["operations"], summary="Liveness")
+def healthz() -> Health:
+    """The process is up and serving HTTP. Does not touch the store."""
+    return Health(status="ok")
+
+
+@ops.get(
+    "/readyz",
+    response_model=Health,
+    tags=["operations"],
+    summary="Readiness",
+    responses={503: {"model": Problem, "description": "The key store cannot be reached."}},
+)
+def readyz(runtime: RuntimeDep) -> Health:
+    """Ready when the key store answers a ping (bounded by `store.timeout`)."""
+    runtime.service.ready()
+    return Health(status="ready")
+
+
+@ops.get(
+    "/metrics",
+    tags=["operations"],
+    summary="Prometheus metrics",
+    response_class=Response,
+    responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text exposition format."}},
+)
+def metrics(runtime: RuntimeDep) -> Response:
+    """Requests by route and status, FBU verdicts by verdict and reason, latency histograms, and the live
+    session count and store status (computed at scrape time). No key material, no per-session labels."""
+    return Response(runtime.metrics.render(), media_type=CONTENT_TYPE)

@@ -1,0 +1,174 @@
+"""The composition root: the one place that turns :class:`~aaa_fmip.config.Settings` into running parts.
+
+:func:`build_runtime` starts the embedded Redis when no ``store.url`` is configured, loads (or, for the embedded
+store, creates) the key-encryption key, opens the store, and builds the service, the caller registry and the
+metrics. Adapters (REST, Diameter, RADIUS) receive the :class:`Runtime`; nothing here is a module global.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+from aaa_fmip.config import Settings
+from aaa_fmip.crypto.wrap import Kek, KekRing, load_kek_file
+from aaa_fmip.errors import ConfigError, CryptoError
+from aaa_fmip.metrics import Metrics
+from aaa_fmip.model import AccessRouter, Caller
+from aaa_fmip.service import HandoverKeyService
+from aaa_fmip.store.redis import RedisStore
+
+log = logging.getLogger("aaa_fmip.bootstrap")
+
+StoreKind = Literal["embedded", "redis"]
+
+
+class _Stoppable(Protocol):
+    def stop(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class CallerRegistry:
+    """Who may call: bearer-token digests → callers, and the access routers by each of their identities."""
+
+    _tokens: tuple[tuple[bytes, Caller], ...] = field(repr=False)
+    routers: tuple[AccessRouter, ...]
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> CallerRegistry:
+        tokens: list[tuple[bytes, Caller]] = []
+        routers: list[AccessRouter] = []
+        for ar in settings.access_routers:
+            router = ar.to_model()
+            routers.append(router)
+            tokens.append((ar.token_sha256, Caller(name=ar.name, role="ar", router=router)))
+        for client in settings.clients:
+            tokens.append((client.token_sha256, Caller(name=client.name, role=client.role)))
+        return cls(tuple(tokens), tuple(routers))
+
+    def authenticate(self, token: str) -> Caller | None:
+        """The caller a bearer token belongs to, or None. Compares every digest in constant time."""
+        digest = hashlib.sha256(token.encode("utf-8", "surrogateescape")).digest()
+        found: Caller | None = None
+        for expected, caller in self._tokens:
+            if hmac.compare_digest(expected, digest) and found is None:
+                found = caller
+        return found
+
+    @property
+    def client_count(self) -> int:
+        return len(self._tokens) - len(self.routers)
+
+    def router_by_name(self, name: str) -> AccessRouter | None:
+        return next((r for r in self.routers if r.name == name), None)
+
+    def router_by_diameter_identity(self, identity: str) -> AccessRouter | None:
+        """The AR whose Diameter peer has this Origin-Host (case-insensitive, RFC 6733 §4.3.1)."""
+        lowered = identity.lower()
+        return next((r for r in self.routers if r.diameter_identity and r.diameter_identity.lower() == lowered), None)
+
+    def router_by_address(self, address: ipaddress.IPv6Address) -> AccessRouter | None:
+        return next((r for r in self.routers if r.owns(address)), None)
+
+    def router_by_nas_identifier(self, nas_identifier: str) -> AccessRouter | None:
+        return next((r for r in self.routers if r.nas_identifier == nas_identifier), None)
+
+    def caller_for_router(self, router: AccessRouter) -> Caller:
+        """The caller an AR is when it queries over Diameter (authenticated by its peer identity)."""
+        return Caller(name=router.name, role="ar", router=router)
+
+
+@dataclass
+class Runtime:
+    """Everything a running service holds. :meth:`close` releases it (store, then the embedded Redis)."""
+
+    settings: Settings
+    store: RedisStore
+    service: HandoverKeyService
+    callers: CallerRegistry
+    metrics: Metrics
+    kek_ring: KekRing = field(repr=False)
+    store_kind: StoreKind
+    _embedded: _Stoppable | None = field(default=None, repr=False)
+    _closed: bool = False
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self.store.close()
+        finally:
+            if self._embedded is not None:
+                self._embedded.stop()
+
+
+def load_kek_ring(settings: Settings) -> KekRing | None:
+    """The KEK ring from AAA_FMIP_KEK or keys.kek_file; None when neither is configured."""
+    if settings.keys.kek is not None:
+        return KekRing(settings.keys.kek)
+    if settings.keys.kek_file is not None:
+        try:
+            kek: Kek = load_kek_file(settings.keys.kek_file)
+        except CryptoError as exc:
+            raise ConfigError(str(exc), key="keys.kek_file") from None
+        return KekRing(kek)
+    return None
+
+
+def build_runtime(settings: Settings, *, clock: Callable[[], float] = time.time) -> Runtime:
+    """Wire the store, service, registry and metrics described by ``settings``."""
+    embedded: _Stoppable | None = None
+    ring = load_kek_ring(settings)
+    if settings.store.embedded:
+        from aaa_fmip.store.embedded import ensure_kek, start_embedded
+
+        data_dir = settings.store.data_dir
+        try:
+            data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"cannot create {data_dir}: {exc.strerror or exc}", key="store.data_dir") from None
+        if ring is None:
+            try:
+                ring = KekRing(ensure_kek(data_dir))
+            except CryptoError as exc:  # e.g. data_dir/kek readable by others: the operator must fix it
+                raise ConfigError(str(exc), key="store.data_dir") from None
+        server = start_embedded(data_dir)
+        embedded = server
+        url = server.url
+        kind: StoreKind = "embedded"
+    else:
+        if ring is None:  # config.load_settings already refuses this; keep the invariant local too
+            raise ConfigError("an external Redis needs keys.kek_file or AAA_FMIP_KEK", key="keys.kek_file")
+        url = settings.store.url
+        kind = "redis"
+    try:
+        store = RedisStore.from_url(url, ring, prefix=settings.store.prefix, socket_timeout=settings.store.timeout)
+        service = HandoverKeyService(
+            store,
+            max_lifetime=settings.keys.max_lifetime,
+            clock=clock,
+            lifetime_units=settings.keys.lifetime_units,
+        )
+        metrics = Metrics()
+        metrics.attach_store(live_sessions=service.live_sessions, ping=service.ready)
+    except BaseException:
+        if embedded is not None:
+            embedded.stop()
+        raise
+    return Runtime(
+        settings=settings,
+        store=store,
+        service=service,
+        callers=CallerRegistry.from_settings(settings),
+        metrics=metrics,
+        kek_ring=ring,
+        store_kind=kind,
+        _embedded=embedded,
+    )

@@ -1,0 +1,151 @@
+"""Prometheus metrics: one registry per runtime (never the global default), shared by every adapter.
+
+REST records requests; every adapter (REST, Diameter, RADIUS) records FBU verdicts and operation latency with
+its ``interface`` label. Gauges that reflect the store (live sessions, store up) are computed at scrape time.
+No label ever carries key material or an unbounded value (routes are templates, not paths).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from typing import Final
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily, Metric
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.registry import Collector
+
+from aaa_fmip import __version__
+from aaa_fmip.errors import AaaFmipError
+from aaa_fmip.model import FbuVerdict
+
+NAMESPACE: Final = "aaa_fmip"
+CONTENT_TYPE: Final = CONTENT_TYPE_LATEST
+
+# Seconds; service calls are a few Redis round trips, so the interesting range is 0.5 ms .. 1 s.
+LATENCY_BUCKETS: Final = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+class _StoreCollector(Collector):
+    """Reads the store at scrape time; a store outage shows as ``store_up 0``, never as a scrape error."""
+
+    def __init__(self, live_sessions: Callable[[], int], ping: Callable[[], object]) -> None:
+        self._live_sessions = live_sessions
+        self._ping = ping
+
+    def collect(self) -> Iterable[Metric]:
+        up = GaugeMetricFamily(f"{NAMESPACE}_store_up", "1 if the store (Redis) answered at scrape time, else 0.")
+        try:
+            self._ping()
+            count = int(self._live_sessions())
+        except (AaaFmipError, OSError):
+            up.add_metric([], 0.0)
+            yield up
+            return
+        up.add_metric([], 1.0)
+        yield up
+        yield GaugeMetricFamily(
+            f"{NAMESPACE}_live_sessions", "Handover master keys (sessions) currently stored.", value=float(count)
+        )
+
+    def describe(self) -> Iterable[Metric]:
+        return []  # collected lazily: never touch the store at registration time
+
+
+class Metrics:
+    """The metric families of one runtime, in their own :class:`CollectorRegistry`."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.http_requests = Counter(
+            "http_requests",
+            "REST requests by route template, method and status code.",
+            ["method", "route", "status"],
+            namespace=NAMESPACE,
+            registry=self.registry,
+        )
+        self.http_latency = Histogram(
+            "http_request_duration_seconds",
+            "REST request latency, from the first byte received to the last byte sent.",
+            ["method", "route"],
+            namespace=NAMESPACE,
+            registry=self.registry,
+            buckets=LATENCY_BUCKETS,
+        )
+        self.fbu_verdicts = Counter(
+            "fbu_verifications",
+            "FBU verifications by outcome: verdict accepted, retransmission or rejected (with its reason).",
+            ["interface", "verdict", "reason"],
+            namespace=NAMESPACE,
+            registry=self.registry,
+        )
+        self.operation_latency = Histogram(
+            "operation_duration_seconds",
+            "Service operation latency (ingest, handover_key, verify_fbu, revoke, audit) by interface.",
+            ["interface", "operation"],
+            namespace=NAMESPACE,
+            registry=self.registry,
+            buckets=LATENCY_BUCKETS,
+        )
+        self.operation_errors = Counter(
+            "operation_errors",
+            "Service operations that ended in an error, by error class (not_found, forbidden, store_unavailable, ...).",
+            ["interface", "operation", "error"],
+            namespace=NAMESPACE,
+            registry=self.registry,
+        )
+        info = InfoMetricFamily(f"{NAMESPACE}_build", "Version of the running aaa-fmip.")
+        info.add_metric([], {"version": __version__})
+        self.registry.register(_Static([info]))
+        self._store_collector: _StoreCollector | None = None
+
+    def attach_store(self, *, live_sessions: Callable[[], int], ping: Callable[[], object]) -> None:
+        """Export ``store_up`` and ``live_sessions``, computed at each scrape."""
+        if self._store_collector is not None:
+            self.registry.unregister(self._store_collector)
+        self._store_collector = _StoreCollector(live_sessions, ping)
+        self.registry.register(self._store_collector)
+
+    def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
+        self.http_requests.labels(method, route, str(status)).inc()
+        self.http_latency.labels(method, route).observe(seconds)
+
+    def observe_fbu(self, interface: str, verdict: FbuVerdict) -> None:
+        if verdict.valid:
+            self.fbu_verdicts.labels(interface, verdict.verdict or "accepted", "none").inc()
+        else:
+            self.fbu_verdicts.labels(interface, "rejected", verdict.reason or "unspecified").inc()
+
+    @contextmanager
+    def operation(self, interface: str, operation: str) -> Iterator[None]:
+        """Time one service call; an :class:`AaaFmipError` is counted by its class and re-raised."""
+        start = time.perf_counter()
+        try:
+            yield
+        except AaaFmipError as exc:
+            self.operation_errors.labels(interface, operation, error_label(exc)).inc()
+            raise
+        finally:
+            self.operation_latency.labels(interface, operation).observe(time.perf_counter() - start)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+def error_label(exc: BaseException) -> str:
+    """``StoreUnavailable`` → ``store_unavailable``: a bounded label value from the error's class."""
+    name = type(exc).__name__
+    out = [name[0].lower()]
+    for char in name[1:]:
+        out.append(f"_{char.lower()}" if char.isupper() else char)
+    return "".join(out)
+
+
+class _Static(Collector):
+    def __init__(self, metrics: list[Metric]) -> None:
+        self._metrics = metrics
+
+    def collect(self) -> Iterable[Metric]:
+        return list(self._metrics)
