@@ -15,7 +15,14 @@ from aaa_fmip import __version__
 from aaa_fmip.errors import AaaFmipError, ConfigError
 
 # Add a module here to add a sub-command.
-COMMAND_MODULES: tuple[str, ...] = ("aaa_fmip.commands.keys",)
+COMMAND_MODULES: tuple[str, ...] = (
+    "aaa_fmip.commands.keys",
+    "aaa_fmip.commands.serve",
+    "aaa_fmip.commands.token",
+    "aaa_fmip.commands.freeradius_config",
+    "aaa_fmip.commands.radius_accounting",
+    "aaa_fmip.commands.demo",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,323 @@
+"""Revocation on RADIUS Accounting Stop, and a pyrad-based accounting listener for deployments whose
+accounting does not pass through our FreeRADIUS module (``aaa-fmip radius-accounting``).
+
+Which sessions a Stop revokes (docs/freeradius.md, "Revocation"):
+
+1. the sessions named by our ``Class`` value(s) — ``aaa-fmip:<token>``, which the module put in the
+   Access-Accept and the NAS echoes in every Accounting-Request of that session (RFC 2865 §5.25,
+   RFC 2866 §5.1) — exactly the session that stopped;
+2. only when no Class of ours is present (a NAS that drops Class, or a session whose ingest failed): every
+   session of that Calling-Station-Id (the MN's MAC);
+3. never by User-Name alone: one user may hold sessions on several devices.
+
+The listener: pyrad decodes and verifies; this module only moves datagrams and calls the service. Requests
+from addresses outside ``radius.accounting.clients`` and requests whose Request Authenticator (RFC 2866 §3)
+or Message-Authenticator (RFC 3579 §3.2) does not verify with the shared secret are dropped and logged,
+without an answer. An Accounting-Response is sent only once the request has been acted on (RFC 2866 §4.1:
+"MUST NOT transmit any Accounting-Response reply if it is unable to successfully record"); a Stop that could
+not be processed (store down) is left unanswered so that the NAS retransmits it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import threading
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final, Protocol, cast
+
+from aaa_fmip.model import Caller
+from aaa_fmip.radius.attributes import AccountingInput, NasIdentity
+
+EXTERNAL_ID_PREFIX: Final = "radius-class:"
+REVOKE_CAUSE: Final = "accounting-stop"
+
+if TYPE_CHECKING:
+    from aaa_fmip.bootstrap import Runtime
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class ServicePort(Protocol):
+    def revoke_matching(
+        self,
+        caller: Caller,
+        *,
+        calling_station_id: str | None = None,
+        external_id: str | None = None,
+        cause: str = "accounting-stop",
+    ) -> int: ...
+
+
+def revoke_for_stop(service: ServicePort, caller: Caller, request: AccountingInput) -> int:
+    """Revoke what one Accounting Stop ends (rules in the module docstring); returns how many sessions."""
+    if not request.is_stop:
+        return 0
+    tokens = request.our_class_tokens()
+    if tokens:
+        return sum(
+            service.revoke_matching(caller, external_id=EXTERNAL_ID_PREFIX + token, cause=REVOKE_CAUSE)
+            for token in tokens
+        )
+    if request.calling_station_id:
+        return service.revoke_matching(caller, calling_station_id=request.calling_station_id, cause=REVOKE_CAUSE)
+    return 0
+
+
+# ------------------------------------------------------------------------------------------------ listener
+
+
+def accounting_input_from_pyrad(pkt: Any) -> AccountingInput:
+    """An :class:`AccountingInput` from a decoded :class:`pyrad.packet.AcctPacket`."""
+
+    def first(name: str) -> Any:
+        try:
+            values = pkt[name]
+        except KeyError:
+            return None
+        return values[0] if values else None
+
+    def text(name: str) -> str | None:
+        value = first(name)
+        if value is None:
+            return None
+        return value if isinstance(value, str) else str(value)
+
+    classes = tuple(bytes(v) for v in (pkt.get("Class") or ()))
+    v4 = first("NAS-IP-Address")
+    v6 = first("NAS-IPv6-Address")
+    status = first("Acct-Status-Type")
+    return AccountingInput(
+        status_type=str(status) if status is not None else None,
+        user_name=text("User-Name"),
+        calling_station_id=text("Calling-Station-Id"),
+        classes=classes,
+        acct_session_id=text("Acct-Session-Id"),
+        nas=NasIdentity(
+            nas_identifier=text("NAS-Identifier"),
+            nas_ip_address=ipaddress.IPv4Address(v4) if v4 else None,
+            nas_ipv6_address=ipaddress.IPv6Address(v6) if v6 else None,
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class Outcome:
+    answer: bool
+    revoked: int = 0
+
+
+class AccountingListener(asyncio.DatagramProtocol):
+    """One UDP socket receiving Accounting-Requests (RFC 2866). Start with :meth:`start`."""
+
+    def __init__(
+        self,
+        service: ServicePort,
+        *,
+        secret: bytes,
+        clients: Iterable[IPNetwork],
+        dictionary: Any,
+        caller: Caller,
+        timeout: float = 2.0,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        if not secret:
+            raise ValueError("the RADIUS shared secret must not be empty")
+        self.service = service
+        self._secret = secret
+        self.clients = tuple(clients)
+        self.dictionary = dictionary
+        self.caller = caller
+        self.timeout = timeout
+        self.log = logger or logging.getLogger("aaa_fmip.radius.accounting")
+        self.counts: Counter[str] = Counter()
+        self.transport: asyncio.DatagramTransport | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # -- lifecycle --------------------------------------------------------------------------------------
+
+    async def start(self, host: str, port: int) -> tuple[str, int]:
+        loop = asyncio.get_running_loop()
+        transport, _ = await loop.create_datagram_endpoint(lambda: self, local_addr=(host, port))
+        self.transport = transport
+        sockname = transport.get_extra_info("sockname")
+        return str(sockname[0]), int(sockname[1])
+
+    async def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+            self.transport = None
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # CPython's selector datagram transport does not inherit from asyncio.DatagramTransport.
+        self.transport = cast(asyncio.DatagramTransport, transport)
+
+    # -- receiving --------------------------------------------------------------------------------------
+
+    def _allowed(self, host: str) -> bool:
+        try:
+            address = ipaddress.ip_address(host.split("%", 1)[0])
+        except ValueError:
+            return False
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        return any(address in network for network in self.clients)
+
+    def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
+        from pyrad.packet import AccountingRequest, AcctPacket
+
+        host = str(addr[0])
+        if not self._allowed(host):
+            self.counts["unknown_client"] += 1
+            self.log.warning("accounting request from %s dropped: not a configured client", host)
+            return
+        try:
+            pkt = AcctPacket(secret=self._secret, dict=self.dictionary, packet=data)
+        except Exception as exc:  # pyrad raises PacketError and others on malformed input
+            self.counts["malformed"] += 1
+            self.log.warning("malformed accounting request from %s dropped: %s", host, type(exc).__name__)
+            return
+        if pkt.code != AccountingRequest:
+            self.counts["not_accounting"] += 1
+            self.log.warning("RADIUS code %d from %s dropped: not an Accounting-Request", pkt.code, host)
+            return
+        if not pkt.VerifyAcctRequest():
+            self.counts["bad_authenticator"] += 1
+            self.log.warning(
+                "accounting request from %s dropped: Request Authenticator does not verify (wrong shared secret?)",
+                host,
+            )
+            return
+        if pkt.message_authenticator and not pkt.verify_message_authenticator():
+            self.counts["bad_message_authenticator"] += 1
+            self.log.warning("accounting request from %s dropped: Message-Authenticator does not verify", host)
+            return
+        task = asyncio.ensure_future(self._handle(pkt, addr))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _handle(self, pkt: Any, addr: tuple[Any, ...]) -> None:
+        host = str(addr[0])
+        try:
+            request = accounting_input_from_pyrad(pkt)
+        except Exception as exc:
+            self.counts["malformed"] += 1
+            self.log.warning("accounting request from %s dropped: %s", host, type(exc).__name__)
+            return
+        outcome = Outcome(answer=True)
+        if request.is_stop:
+            outcome = await self._revoke(request, host)
+        if not outcome.answer:
+            return
+        reply = pkt.CreateReply()
+        if self.transport is not None:
+            self.transport.sendto(reply.ReplyPacket(), addr)
+            self.counts["answered"] += 1
+
+    async def _revoke(self, request: AccountingInput, host: str) -> Outcome:
+        loop = asyncio.get_running_loop()
+        try:
+            revoked = await asyncio.wait_for(
+                loop.run_in_executor(None, revoke_for_stop, self.service, self.caller, request), self.timeout
+            )
+        except TimeoutError:
+            self.counts["revoke_timeout"] += 1
+            self.log.error(
+                "accounting stop from %s not processed within %g s; left for retransmission", host, self.timeout
+            )
+            return Outcome(answer=False)
+        except Exception as exc:
+            self.counts["revoke_error"] += 1
+            self.log.error(
+                "accounting stop from %s not processed (%s); left for retransmission", host, type(exc).__name__
+            )
+            return Outcome(answer=False)
+        self.counts["stop"] += 1
+        self.counts["sessions_revoked"] += revoked
+        self.log.info("accounting stop from %s: %d session(s) revoked", host, revoked)
+        return Outcome(answer=True, revoked=revoked)
+
+
+# ---------------------------------------------------------------------------------- in another process' thread
+
+
+class ListenerThread:
+    """An :class:`AccountingListener` on its own event loop in a daemon thread, for processes that are not
+    asyncio-based (``aaa-fmip serve`` starts one when ``[radius.accounting]`` is configured)."""
+
+    def __init__(self, listener: AccountingListener, host: str, port: int) -> None:
+        self.listener = listener
+        self.address: tuple[str, int] | None = None
+        self._host, self._port = host, port
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="radius-accounting", daemon=True)
+
+    def _run(self) -> None:
+        async def main() -> None:
+            self._loop = asyncio.get_running_loop()
+            self._stop = asyncio.Event()
+            try:
+                self.address = await self.listener.start(self._host, self._port)
+            except BaseException as exc:
+                self._error = exc
+                self._ready.set()
+                return
+            self._ready.set()
+            try:
+                await self._stop.wait()
+            finally:
+                await self.listener.close()
+
+        asyncio.run(main())
+
+    def start(self, timeout: float = 10.0) -> ListenerThread:
+        self._thread.start()
+        if not self._ready.wait(timeout):
+            raise RuntimeError(f"the RADIUS accounting listener did not start within {timeout} s")
+        if self._error is not None:
+            raise self._error
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        loop, stop = self._loop, self._stop
+        if loop is not None and stop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(stop.set)
+        self._thread.join(timeout)
+
+
+def build_listener(runtime: Runtime, *, logger: logging.Logger | None = None) -> AccountingListener:
+    """The listener ``runtime.settings.radius.accounting`` describes (ConfigError if that section is absent)."""
+    from aaa_fmip.errors import ConfigError
+    from aaa_fmip.radius.dictionary import pyrad_dictionary
+
+    settings = runtime.settings
+    accounting = settings.radius.accounting
+    if accounting is None:
+        raise ConfigError("the [radius.accounting] section (listen, secret, clients) is required", key="radius")
+    return AccountingListener(
+        runtime.service,
+        secret=accounting.secret.reveal(),
+        clients=accounting.clients,
+        dictionary=pyrad_dictionary(settings.radius.vendor_id),
+        caller=Caller(name="radius-accounting", role="aaa"),
+        timeout=max(settings.store.timeout * 4, 1.0),
+        logger=logger,
+    )
+
+
+def start(runtime: Runtime) -> ListenerThread:
+    """Start the accounting listener of ``runtime``'s settings in a thread; ``.stop()`` ends it."""
+    accounting = runtime.settings.radius.accounting
+    listener = build_listener(runtime)
+    assert accounting is not None  # build_listener checked
+    return ListenerThread(listener, accounting.listen.host, accounting.listen.port).start()

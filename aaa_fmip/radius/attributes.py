@@ -1,0 +1,298 @@
+"""Attribute lists as rlm_python3 hands them to a module, parsed into typed values.
+
+With ``pass_all_vps_dict = yes`` FreeRADIUS 3.2 calls a module function with a dict whose keys are the list
+names (``request``, ``reply``, ``config``, ``session-state``, ``proxy-request``, ``proxy-reply``) and whose
+values are tuples of ``(name, value)`` string pairs, or None for an empty list; ``pass_all_vps = yes`` gives
+the same six lists as a tuple. Octets arrive as ``"0x<hex>"``, integers and enumerations as text. Values of
+the same attribute keep their order. Nothing here logs or keeps a value it does not need.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final, Literal
+
+from aaa_fmip.crypto.secrets import SecretBytes
+from aaa_fmip.errors import DecodeError
+
+Pairs = tuple[tuple[str, str], ...]
+ListName = Literal["request", "reply", "config", "session-state"]
+
+LIST_NAMES: Final = ("request", "reply", "config", "session-state", "proxy-request", "proxy-reply")
+
+# FreeRADIUS 3.2 internal attributes carrying the EAP keys (dictionary.freeradius.internal 1129/1130/1146).
+ATTR_EMSK: Final = "EAP-EMSK"
+ATTR_SESSION_ID: Final = "EAP-Session-Id"
+# Set from the packet's source address by the site policy that `aaa-fmip freeradius-config` writes.
+ATTR_CLIENT_IPV4: Final = "FreeRADIUS-Client-IP-Address"
+ATTR_CLIENT_IPV6: Final = "FreeRADIUS-Client-IPv6-Address"
+
+CLASS_PREFIX: Final = b"aaa-fmip:"  # our Class values (RFC 2865 §5.25), echoed by the NAS in accounting
+
+
+@dataclass(frozen=True)
+class AttributeLists:
+    """The request, reply and control (``config``) lists of one module call."""
+
+    request: Pairs = ()
+    reply: Pairs = ()
+    config: Pairs = ()
+    session_state: Pairs = ()
+
+    def _list(self, list_name: ListName) -> Pairs:
+        return {
+            "request": self.request,
+            "reply": self.reply,
+            "config": self.config,
+            "session-state": self.session_state,
+        }[list_name]
+
+    def first(self, list_name: ListName, attribute: str) -> str | None:
+        for name, value in self._list(list_name):
+            if name == attribute:
+                return value
+        return None
+
+    def all(self, list_name: ListName, attribute: str) -> tuple[str, ...]:
+        return tuple(value for name, value in self._list(list_name) if name == attribute)
+
+
+def _pairs(value: object, list_name: str) -> Pairs:
+    if value is None:
+        return ()
+    if not isinstance(value, tuple | list):
+        raise DecodeError(f"expected a tuple of pairs, got {type(value).__name__}", field=list_name, offset=0)
+    out: list[tuple[str, str]] = []
+    for i, pair in enumerate(value):
+        # rlm_python3 gives 2-tuples; tolerate the 3-tuple (name, op, value) form modules may return.
+        if not isinstance(pair, tuple | list) or len(pair) not in (2, 3):
+            raise DecodeError("expected a (name, value) pair", field=list_name, offset=i)
+        name, val = pair[0], pair[-1]
+        if not isinstance(name, str) or not isinstance(val, str):
+            raise DecodeError("expected string name and value", field=list_name, offset=i)
+        out.append((name, val))
+    return tuple(out)
+
+
+def parse_lists(p: object) -> AttributeLists:
+    """The argument of an rlm_python3 function (``pass_all_vps_dict`` dict, ``pass_all_vps`` 6-tuple, or the
+    request-only tuple of the default mode) as :class:`AttributeLists`."""
+    if isinstance(p, Mapping):
+        return AttributeLists(
+            request=_pairs(p.get("request"), "request"),
+            reply=_pairs(p.get("reply"), "reply"),
+            config=_pairs(p.get("config"), "config"),
+            session_state=_pairs(p.get("session-state"), "session-state"),
+        )
+    if isinstance(p, tuple) and len(p) == len(LIST_NAMES) and all(x is None or _is_pair_list(x) for x in p):
+        return AttributeLists(
+            request=_pairs(p[0], "request"),
+            reply=_pairs(p[1], "reply"),
+            config=_pairs(p[2], "config"),
+            session_state=_pairs(p[3], "session-state"),
+        )
+    return AttributeLists(request=_pairs(p, "request"))
+
+
+def _is_pair_list(x: Any) -> bool:
+    return isinstance(x, tuple) and all(isinstance(pair, tuple) for pair in x)
+
+
+def octets(value: str, *, name: str) -> bytes:
+    """FreeRADIUS' ``0x<hex>`` rendering of an octets attribute."""
+    if not value.startswith(("0x", "0X")):
+        raise DecodeError("octets value without 0x prefix", field=name, offset=0)
+    try:
+        return bytes.fromhex(value[2:])
+    except ValueError:
+        raise DecodeError("octets value is not hexadecimal", field=name, offset=2) from None
+
+
+def _integer(value: str | None, *, name: str) -> int | None:
+    if value is None:
+        return None
+    try:
+        return int(value.strip())
+    except ValueError:
+        raise DecodeError("not an integer", field=name, offset=0) from None
+
+
+def _address(value: str | None, *, name: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    if value is None or not value.strip():
+        return None
+    text = value.strip()
+    if "/" in text:  # FreeRADIUS prints prefixes as a/len; the address part is what we compare
+        text = text.split("/", 1)[0]
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        raise DecodeError("not an IP address", field=name, offset=0) from None
+
+
+@dataclass(frozen=True)
+class NasIdentity:
+    """Who sent the request: the NAS's own claims and, when the site policy recorded it, the source address."""
+
+    nas_identifier: str | None = None
+    nas_ip_address: ipaddress.IPv4Address | None = None
+    nas_ipv6_address: ipaddress.IPv6Address | None = None
+    source_address: ipaddress.IPv4Address | ipaddress.IPv6Address | None = None
+
+    def label(self) -> str | None:
+        """What ingest records as the NAS: NAS-Identifier, else the NAS address."""
+        if self.nas_identifier:
+            return self.nas_identifier
+        address = self.nas_ipv6_address or self.nas_ip_address or self.source_address
+        return str(address) if address is not None else None
+
+
+@dataclass(frozen=True)
+class PostAuthInput:
+    """What post-auth needs from one successful authentication."""
+
+    user_name: str
+    emsk: SecretBytes | None = field(repr=False)
+    eap_session_id: bytes | None
+    is_eap: bool
+    eap_type: str | None
+    calling_station_id: str | None
+    nas: NasIdentity
+    session_timeout: int | None
+
+
+@dataclass(frozen=True)
+class AccountingInput:
+    status_type: str | None
+    user_name: str | None
+    calling_station_id: str | None
+    classes: tuple[bytes, ...]
+    acct_session_id: str | None
+    nas: NasIdentity
+
+    @property
+    def is_stop(self) -> bool:
+        return self.status_type is not None and self.status_type.strip().lower() in ("stop", "2")
+
+    def our_class_tokens(self) -> tuple[str, ...]:
+        """The tokens of the Class values this module added to the Access-Accept (``aaa-fmip:<token>``)."""
+        out = []
+        for value in self.classes:
+            if value.startswith(CLASS_PREFIX):
+                token = value[len(CLASS_PREFIX) :]
+                if token and all(c in b"0123456789abcdef" for c in token):
+                    out.append(token.decode("ascii"))
+        return tuple(out)
+
+
+def _nas(lists: AttributeLists) -> NasIdentity:
+    v4 = _address(lists.first("request", "NAS-IP-Address"), name="NAS-IP-Address")
+    v6 = _address(lists.first("request", "NAS-IPv6-Address"), name="NAS-IPv6-Address")
+    source = _address(lists.first("request", ATTR_CLIENT_IPV4), name=ATTR_CLIENT_IPV4) or _address(
+        lists.first("request", ATTR_CLIENT_IPV6), name=ATTR_CLIENT_IPV6
+    )
+    return NasIdentity(
+        nas_identifier=lists.first("request", "NAS-Identifier"),
+        nas_ip_address=v4 if isinstance(v4, ipaddress.IPv4Address) else None,
+        nas_ipv6_address=v6 if isinstance(v6, ipaddress.IPv6Address) else None,
+        source_address=source,
+    )
+
+
+# IANA "Extensible Authentication Protocol (EAP) Registry", Method Types (RFC 3748 §5).
+EAP_METHOD_NAMES: Final[dict[int, str]] = {
+    1: "Identity",
+    3: "NAK",
+    4: "MD5",
+    5: "OTP",
+    6: "GTC",
+    13: "TLS",
+    17: "LEAP",
+    18: "SIM",
+    21: "TTLS",
+    23: "AKA",
+    25: "PEAP",
+    26: "MSCHAPv2",
+    43: "FAST",
+    47: "PSK",
+    48: "SAKE",
+    49: "IKEv2",
+    50: "AKA'",
+    51: "GPSK",
+    52: "PWD",
+    55: "TEAP",
+}
+EAP_RESPONSE: Final = 2  # RFC 3748 §4: Code 2 = Response; Type follows Code, Identifier, Length
+
+
+def eap_method(eap_message: bytes) -> str | None:
+    """The method of the peer's last EAP Response (RFC 3748 §4.1), e.g. "PWD"; None if it is not one."""
+    if len(eap_message) < 5 or eap_message[0] != EAP_RESPONSE:
+        return None
+    method = eap_message[4]
+    return EAP_METHOD_NAMES.get(method, f"type {method}")
+
+
+def _eap_type(lists: AttributeLists) -> str | None:
+    # rlm_eap does not put the method in the lists it gives modules; the final Access-Request carries the
+    # peer's last EAP Response, whose Type is the method (RFC 3579 §3.1: consecutive EAP-Message values concatenate).
+    for list_name in ("request", "config"):
+        value = lists.first(list_name, "EAP-Type")
+        if value:
+            return value
+    parts = lists.all("request", "EAP-Message")
+    if not parts:
+        return None
+    try:
+        message = b"".join(octets(part, name="EAP-Message") for part in parts)
+    except DecodeError:
+        return None
+    return eap_method(message)
+
+
+def parse_post_auth(lists: AttributeLists) -> PostAuthInput:
+    emsk_text = lists.first("reply", ATTR_EMSK)
+    sid_text = lists.first("reply", ATTR_SESSION_ID)
+    # The inner identity of a tunnelled method, when the inner-tunnel server exports it to the outer
+    # session-state (commented out in FreeRADIUS' default inner-tunnel); else the outer User-Name.
+    # (rlm_python3 passes string values as they are: unquoted, unescaped.)
+    user = lists.first("session-state", "User-Name") or lists.first("request", "User-Name") or ""
+    is_eap = bool(lists.first("request", "EAP-Message")) or emsk_text is not None or _eap_type(lists) is not None
+    return PostAuthInput(
+        user_name=user,
+        emsk=SecretBytes(octets(emsk_text, name=ATTR_EMSK)) if emsk_text else None,
+        eap_session_id=octets(sid_text, name=ATTR_SESSION_ID) if sid_text else None,
+        is_eap=is_eap,
+        eap_type=_eap_type(lists),
+        calling_station_id=lists.first("request", "Calling-Station-Id"),
+        nas=_nas(lists),
+        session_timeout=_integer(lists.first("reply", "Session-Timeout"), name="Session-Timeout"),
+    )
+
+
+def parse_accounting(lists: AttributeLists) -> AccountingInput:
+    classes = tuple(_class_octets(v) for v in lists.all("request", "Class"))
+    return AccountingInput(
+        status_type=lists.first("request", "Acct-Status-Type"),
+        user_name=lists.first("request", "User-Name"),
+        calling_station_id=lists.first("request", "Calling-Station-Id"),
+        classes=classes,
+        acct_session_id=lists.first("request", "Acct-Session-Id"),
+        nas=_nas(lists),
+    )
+
+
+def _class_octets(value: str) -> bytes:
+    # Class is octets in FreeRADIUS' dictionary ("0x..."); a server that types it as string passes text.
+    if value.startswith(("0x", "0X")):
+        try:
+            return bytes.fromhex(value[2:])
+        except ValueError:
+            pass
+    return value.encode("utf-8", "surrogateescape")
+
+
+def class_value(token: str) -> bytes:
+    """The Class octets that identify one of our sessions in later Accounting-Requests."""
+    return CLASS_PREFIX + token.encode("ascii")
