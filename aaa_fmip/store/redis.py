@@ -146,6 +146,21 @@ if redis.call('PTTL', KEYS[2]) < tonumber(ARGV[3]) then redis.call('PEXPIRE', KE
 return 'accepted'
 """
 
+# Compare-and-append for the audit chain: one round trip when this writer's idea of the head is current.
+# KEYS[1] = head, KEYS[2] = stream; ARGV[1] = expected head, ARGV[2] = the new entry's hash, ARGV[3..] = the
+# entry's field/value pairs. A missing head is the genesis value. Returns {1, id} or {0, current head}.
+_AUDIT_APPEND_LUA: Final = (
+    """
+local head = redis.call('GET', KEYS[1]) or '"""
+    + "0" * 64
+    + """'
+if head ~= ARGV[1] then return {0, head} end
+local id = redis.call('XADD', KEYS[2], '*', unpack(ARGV, 3))
+redis.call('SET', KEYS[1], ARGV[2])
+return {1, id}
+"""
+)
+
 # Add a member that lives ARGV[2] ms to a sorted-set index scored by expiry (server ms); drop expired
 # members; let the key expire with its longest-lived member.
 _INDEX_ADD_LUA: Final = """
@@ -275,6 +290,7 @@ class RedisStore:
         self._where = where
         self._on_close = on_close
         self._lock = threading.Lock()
+        self._audit_head_hint: str | None = None  # last head this process wrote; a stale hint costs a retry
         self._client: Any = None
 
     # --- construction ------------------------------------------------------------------------------------
@@ -856,32 +872,27 @@ class RedisStore:
                 raise TypeError(f"audit field {name!r} must be str, int or None")
         at_text = f"{at:.6f}"
         stream, head = self._audit_stream_key(), self._audit_head_key()
+        prev = self._audit_head_hint
+        if prev is None:
+            with self._io("append_audit"):
+                raw = _b(self._r().get(head))
+            prev = raw.decode("ascii") if raw else AUDIT_GENESIS
         for attempt in range(_AUDIT_APPEND_ATTEMPTS):
-            with self._io("append_audit"), self._r().pipeline(transaction=True) as pipe:
-                try:
-                    pipe.watch(head)
-                    prev_raw = _b(pipe.get(head))
-                    prev = prev_raw.decode("ascii") if prev_raw else AUDIT_GENESIS
-                    digest = audit_entry_hash(prev, at_text, event, texts)
-                    entry = {"at": at_text, "event": event, "prev": prev, "hash": digest}
-                    entry.update({f"f:{k}": v for k, v in texts.items()})
-                    pipe.multi()
-                    pipe.xadd(stream, entry)
-                    pipe.set(head, digest)
-                    entry_id = _b(pipe.execute()[0])
-                except rx.WatchError:
-                    entry_id = None
-            if entry_id is not None:
-                return AuditEntry(
-                    id=entry_id.decode("ascii"),
-                    at=float(at_text),
-                    event=event,
-                    fields=texts,
-                    prev=prev,
-                    hash=digest,
-                )
-            # Another writer won; back off a little, with jitter so the writers spread out.
-            time.sleep(secrets.randbelow(500 * min(attempt + 1, 20)) / 1e6)
+            digest = audit_entry_hash(prev, at_text, event, texts)
+            entry = {"at": at_text, "event": event, "prev": prev, "hash": digest}
+            entry.update({f"f:{k}": v for k, v in texts.items()})
+            flat = [x for kv in entry.items() for x in kv]
+            with self._io("append_audit"):
+                ok, value = cast(list[Any], self._script(_AUDIT_APPEND_LUA, [head, stream], [prev, digest, *flat]))
+            value_text = value.decode("ascii") if isinstance(value, bytes) else str(value)
+            if ok == 1:
+                self._audit_head_hint = digest
+                return AuditEntry(id=value_text, at=float(at_text), event=event, fields=texts, prev=prev, hash=digest)
+            # Another writer moved the head: chain onto it. Back off a little after the first few losses,
+            # with jitter so competing writers spread out.
+            prev = value_text
+            if attempt >= 3:
+                time.sleep(secrets.randbelow(500 * min(attempt + 1, 20)) / 1e6)
         raise StoreError(f"audit append at {self._where} lost {_AUDIT_APPEND_ATTEMPTS} races in a row; try again")
 
     @staticmethod
