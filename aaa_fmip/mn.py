@@ -11,7 +11,17 @@ Fast Binding Updates whose BADF option carries that SPI and authenticator (RFC 5
 
 MNs whose EAP method exports no EMSK use the RFC 5269 SEND fallback (second half of this module): a signed
 RtSolPr carrying a Handover Key Request, and the decryption of the Handover Key Reply; the key obtained there
-is used with SPI 0.
+is used with SPI 0::
+
+    identity = mn.generate_cga_identity(pcoa_prefix)            # CGA key pair and the CGA (the PCoA)
+    encryption_key = rsa.generate_private_key()                 # a separate handover-key-encryption key
+    request = mn.build_signed_rtsolpr(identity, destination=par, identifier=1,
+                                      encryption_key=encryption_key, timestamp=now)
+    send(request.ipv6_packet()); prrtadv, router = receive()
+    key = mn.accept_prrtadv(request, prrtadv, source=router, certificate=router_cert,
+                            trust_anchor=anchor, now=now)       # certificate path, router CGA, signature
+    packet = mn.build_fbu_packet(key.handover_key(), sequence=1, lifetime_seconds=60, pcoa=identity.address,
+                                 ncoa=ncoa, par=par, home_address_option=True)
 
 No IO and no clock: the time is passed in. Nonces, fresh RSA keys and CGA modifiers come from the operating
 system's generator unless the caller gives them.
@@ -26,7 +36,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from aaa_fmip import keys
-from aaa_fmip.crypto import badf, cga, rsa
+from aaa_fmip.crypto import badf, certificates, cga, rsa
 from aaa_fmip.crypto.badf import Algorithm
 from aaa_fmip.crypto.secrets import SecretBytes, constant_time_equal
 from aaa_fmip.errors import BadAuthenticator, BadSignature, VerificationError
@@ -52,6 +62,8 @@ __all__ = [
     "NonceMismatch",
     "SendHandoverKey",
     "SignedRtSolPr",
+    "UntrustedRouter",
+    "accept_prrtadv",
     "build_fbu",
     "build_fbu_packet",
     "build_signed_rtsolpr",
@@ -61,6 +73,7 @@ __all__ = [
     "fbu_lifetime_units",
     "generate_cga_identity",
     "verify_fback",
+    "verify_router",
 ]
 
 
@@ -431,3 +444,69 @@ def _verify_router_signature(
     signature = option.signature_for_modulus((rsa.key_bits(public_key) + 7) // 8)
     data = sendwire.signature_input(icmp, source=source, destination=destination)
     rsa.send_verify(public_key, data, signature)
+
+
+# --- the router's authority over its PrRtAdv (RFC 3971 §5.1.2, §6) --------------------------------------------
+
+
+class UntrustedRouter(VerificationError):
+    """The PrRtAdv's CGA option does not bind its source address to the certified router key."""
+
+    reason = "untrusted-router"
+
+
+def verify_router(
+    prrtadv: bytes,
+    *,
+    source: ipaddress.IPv6Address,
+    destination: ipaddress.IPv6Address,
+    certificate: bytes,
+    trust_anchor: bytes,
+    now: float,
+) -> bytes:
+    """The router key (DER SubjectPublicKeyInfo) a PrRtAdv from ``source`` to ``destination`` must be signed with.
+
+    Checks that ``certificate`` (the router's, PEM or DER) is issued by ``trust_anchor`` and valid at ``now``
+    (:func:`aaa_fmip.crypto.certificates.verify_router_certificate`: a path of length one, no revocation or
+    RFC 3779 prefix checks), and that the PrRtAdv's CGA option, before its RSA Signature option, holds that same
+    key and verifies ``source`` as its CGA (RFC 3972 §5). The signature itself is checked with the returned key
+    by :func:`decrypt_handover_key_reply`. How the MN obtained the certificate (configuration, or RFC 3971 §6
+    certification path discovery) is outside this library.
+
+    Raises UntrustedCertificate, CertificateNotValidNow, UntrustedRouter, a BadCGA subclass or DecodeError.
+    """
+    router_key = certificates.verify_router_certificate(certificate, trust_anchor, now=now)
+    message = icmpv6.decode_icmpv6(prrtadv, source=source, destination=destination)
+    parameters: CGAParameters | None = None
+    for option in message.options if isinstance(message, icmpv6.PrRtAdv) else ():
+        if isinstance(option, icmpv6.RSASignature):
+            break
+        if isinstance(option, icmpv6.CGAOption):
+            parameters = option.parameters
+            break
+    if parameters is None:
+        raise UntrustedRouter("the PrRtAdv carries no CGA option before its RSA Signature option")
+    if not constant_time_equal(parameters.public_key, router_key):
+        raise UntrustedRouter("the PrRtAdv's CGA option does not hold the certified router key")
+    cga.verify_cga(source, parameters)
+    return router_key
+
+
+def accept_prrtadv(
+    request: SignedRtSolPr,
+    prrtadv: bytes,
+    *,
+    source: ipaddress.IPv6Address,
+    certificate: bytes,
+    trust_anchor: bytes,
+    now: float,
+    expected_key_length: int | None = rsa.HANDOVER_KEY_LENGTH,
+) -> SendHandoverKey:
+    """:func:`verify_router`, then :func:`decrypt_handover_key_reply` with the router key it returns: the whole
+    MN-side check of a PrRtAdv from ``source`` answering ``request`` (RFC 5269 §3.3)."""
+    router_key = verify_router(
+        prrtadv, source=source, destination=request.source, certificate=certificate, trust_anchor=trust_anchor, now=now
+    )
+    return decrypt_handover_key_reply(
+        request, prrtadv, source=source, router_public_key=router_key, expected_key_length=expected_key_length
+    )

@@ -1,4 +1,4 @@
-"""Use cases (architecture.md §7): ingest, derive, verify, revoke, audit.
+"""Use cases (architecture.md §7): ingest, derive, verify, revoke, audit, the RFC 5269 SEND fallback.
 
 Adapters (REST, Diameter, RADIUS plugin) call only this module; it calls the store, the key hierarchy and
 the wire codecs. Time comes from an injected clock so tests control expiry. Nothing here logs or raises
@@ -7,19 +7,23 @@ key material: audit entries carry identifiers (HMK-Name, SPI, HK-Name, addresses
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import re
+import secrets
 import time
 from collections.abc import Callable, Mapping
 from typing import Literal
 
 from aaa_fmip import keys
-from aaa_fmip.crypto import badf
+from aaa_fmip.crypto import badf, rsa
 from aaa_fmip.crypto.secrets import SecretBytes
-from aaa_fmip.errors import BadAuthenticator, Forbidden, InvalidRequest, NotFound
+from aaa_fmip.errors import BadAuthenticator, DecodeError, Forbidden, InvalidRequest, NotFound, VerificationError
 from aaa_fmip.model import Caller, FbuVerdict, HandoverKeyGrant, Role, SessionInfo
-from aaa_fmip.store import AuditCheck, AuditEntry, SessionRecord
+from aaa_fmip.send_policy import ReplayedNonce, SendHandoverKeyResult, SendPolicy, VerifiedRtSolPr, verify_rtsolpr
+from aaa_fmip.store import AuditCheck, AuditEntry, SendKeyRecord, SessionRecord
 from aaa_fmip.store.redis import RedisStore
+from aaa_fmip.wire import icmpv6 as icmpwire
 from aaa_fmip.wire import mh as mhwire
 
 IPv6 = ipaddress.IPv6Address
@@ -379,6 +383,105 @@ class HandoverKeyService:
     def _audit(self, event: str, at: float, **fields: str | int | None) -> None:
         clean: Mapping[str, str | int | None] = {k: v for k, v in fields.items() if v is not None}
         self.store.append_audit(event, clean, at=at)
+
+    # -- RFC 5269 SEND fallback (architecture.md §4) ---------------------------------------------------------
+
+    # What the SEND path accepts (key sizes, timestamp window) and HK-LIFETIME; the composition root may replace
+    # it from the configuration. Frozen, so sharing the default between instances is safe.
+    send_policy: SendPolicy = SendPolicy()
+
+    def send_handover_key(
+        self, caller: Caller, *, source: IPv6, destination: IPv6, icmpv6: bytes
+    ) -> SendHandoverKeyResult:
+        """Answer an RtSolPr carrying a Handover Key Request (RFC 5269 §3.2) for the calling AR.
+
+        ``icmpv6`` is the RtSolPr as the AR received it at ``destination`` (one of the AR's own addresses, else
+        Forbidden) from ``source`` (the MN's CGA). In this order, and with no key state touched before the last
+        step:
+
+        1. :func:`aaa_fmip.send_policy.verify_rtsolpr` (checksum, options, Timestamp window, key sizes, CGA,
+           Key Hash, signature);
+        2. the Nonce is remembered for this CGA; seen before within the window → :class:`ReplayedNonce`;
+        3. the live HK of this CGA key is taken (and rebound to this CGA if the key moved), or a random one is
+           generated and stored wrapped, SPI 0, indexed by the CGA and the key hash, for HK-LIFETIME capped by
+           the service's maximum; it is encrypted anew to the request's handover-key-encryption key.
+
+        Rejections are audited as ``send.hk.rejected`` with their reason and re-raised (DecodeError,
+        InvalidRequest, a VerificationError subclass); issues as ``send.hk.issued`` (identifiers only).
+        """
+        router = _require_router(caller, destination)
+        now = self.clock()
+        policy = self.send_policy
+        try:
+            request = verify_rtsolpr(icmpv6, source=source, destination=destination, now=now, policy=policy)
+            if not self.store.remember_nonce(source.packed, request.nonce, ttl=request.nonce_ttl):
+                raise ReplayedNonce("this CGA already sent this Nonce within the timestamp window")
+        except (DecodeError, InvalidRequest, VerificationError) as exc:
+            reason = "malformed" if isinstance(exc, DecodeError) else exc.reason
+            self._audit(
+                "send.hk.rejected",
+                now,
+                actor=caller.name,
+                ar=router,
+                ar_address=str(destination),
+                cga=str(source),
+                reason=reason,
+            )
+            raise
+        record, lifetime, reused = self._live_send_key(request, now)
+        encrypted = rsa.encrypt_handover_key(
+            request.encryption_key, record.hk, min_bits=policy.min_key_bits, max_bits=policy.max_key_bits
+        )
+        option = icmpwire.HandoverKeyReply(int(request.algorithm), lifetime, encrypted).encode()
+        self._audit(
+            "send.hk.issued",
+            now,
+            actor=caller.name,
+            ar=router,
+            ar_address=str(destination),
+            cga=str(source),
+            key_hash=request.cga_key_hash.hex(),
+            spi=keys.SPI_RFC5269,
+            identifier=request.identifier,
+            algorithm=request.algorithm.label,
+            lifetime=lifetime,
+            reused=reused,
+        )
+        return SendHandoverKeyResult(
+            handover_key_reply=option,
+            nonce=request.nonce,
+            identifier=request.identifier,
+            lifetime=lifetime,
+            hk=record.hk,
+            hk_expires_at=record.expires_at,
+            algorithm=request.algorithm,
+            cga=source,
+            cga_key_hash=request.cga_key_hash,
+            reused=reused,
+        )
+
+    def _live_send_key(self, request: VerifiedRtSolPr, now: float) -> tuple[SendKeyRecord, int, bool]:
+        """The live HK of the request's CGA key, or a new random one (RFC 5269 §3.2, §3.6), stored;
+        returns (record, whole seconds it has left, reused)."""
+        existing = self.store.get_send_key_by_key_hash(request.cga_key_hash)
+        remaining = 0 if existing is None else int(existing.expires_at - now)
+        if existing is not None and remaining >= 1:
+            if existing.cga != request.source:
+                # The same key under a new CGA (another prefix or modifier): one live HK per key, now found by
+                # the new CGA; put_send_key drops the old CGA's record.
+                existing = dataclasses.replace(existing, cga=request.source)
+                self.store.put_send_key(existing, now=now)
+            return existing, remaining, True
+        lifetime = self.send_policy.granted_lifetime(self.max_lifetime)
+        record = SendKeyRecord(
+            cga=request.source,
+            key_hash=request.cga_key_hash,
+            hk=SecretBytes(secrets.token_bytes(rsa.HANDOVER_KEY_LENGTH)),
+            created_at=now,
+            expires_at=now + lifetime,
+        )
+        self.store.put_send_key(record, now=now)
+        return record, lifetime, False
 
 
 def _authenticates(key: SecretBytes, ncoa: IPv6, par: IPv6, auth: mhwire.BadfInput) -> bool:
