@@ -21,6 +21,7 @@ from aaa_fmip.crypto.wrap import Kek, KekRing, load_kek_file
 from aaa_fmip.errors import ConfigError, CryptoError
 from aaa_fmip.metrics import Metrics
 from aaa_fmip.model import AccessRouter, Caller
+from aaa_fmip.send_policy import SendPolicy
 from aaa_fmip.service import HandoverKeyService
 from aaa_fmip.store.redis import RedisStore
 
@@ -155,6 +156,12 @@ def build_runtime(settings: Settings, *, clock: Callable[[], float] = time.time)
             max_lifetime=settings.keys.max_lifetime,
             clock=clock,
             lifetime_units=settings.keys.lifetime_units,
+            send_policy=SendPolicy(
+                min_key_bits=settings.send.min_key_bits,
+                max_key_bits=settings.send.max_key_bits,
+                hk_lifetime=settings.send.hk_lifetime,
+                timestamp_delta=settings.send.timestamp_delta,
+            ),
         )
         metrics = Metrics()
         metrics.attach_store(live_sessions=service.live_sessions, ping=service.ready)

@@ -170,6 +170,16 @@ class RadiusSettings:
 
 
 @dataclass(frozen=True)
+class SendSettings:
+    """The RFC 5269 SEND fallback's policy (docs/send-fallback.md)."""
+
+    min_key_bits: int = 1024  # RFC 3971 §5.1.3 minbits default
+    max_key_bits: int = 4096
+    hk_lifetime: int = DEFAULT_MAX_LIFETIME  # RFC 5269 §3.7 HK-LIFETIME, seconds (16-bit field)
+    timestamp_delta: float = 300.0  # RFC 3971 §10.2 TIMESTAMP_DELTA, seconds
+
+
+@dataclass(frozen=True)
 class Settings:
     server: ServerSettings
     store: StoreSettings
@@ -178,6 +188,7 @@ class Settings:
     clients: tuple[ClientSettings, ...] = ()
     diameter: DiameterSettings | None = None
     radius: RadiusSettings = field(default_factory=RadiusSettings)
+    send: SendSettings = field(default_factory=SendSettings)
     source: Path | None = None  # the file read, if any
 
     def with_listen(self, listen: str) -> Settings:
@@ -419,8 +430,12 @@ _ENV_PATHS: Final[tuple[tuple[str, ...], ...]] = (
     ("radius", "accounting", "secret"),
     ("radius", "accounting", "secret_file"),
     ("radius", "accounting", "clients"),
+    ("send", "min_key_bits"),
+    ("send", "max_key_bits"),
+    ("send", "hk_lifetime"),
+    ("send", "timestamp_delta"),
 )
-_ENV_SECTIONS: Final = ("SERVER_", "STORE_", "KEYS_", "DIAMETER_", "RADIUS_")
+_ENV_SECTIONS: Final = ("SERVER_", "STORE_", "KEYS_", "DIAMETER_", "RADIUS_", "SEND_")
 
 
 def env_name(path: tuple[str, ...]) -> str:
@@ -493,6 +508,7 @@ def load_settings(path: Path | None, env: Mapping[str, str]) -> Settings:
     if diameter_doc is not None:
         diameter = _diameter(diameter_doc, origins, routers)
     radius = _radius(top.table("radius") or {}, origins)
+    send = _send(top.table("send") or {}, _env_names_for(origins, ("send",)))
     top.done()
 
     _check_unique_callers(routers, clients)
@@ -510,6 +526,7 @@ def load_settings(path: Path | None, env: Mapping[str, str]) -> Settings:
         clients=clients,
         diameter=diameter,
         radius=radius,
+        send=send,
         source=path,
     )
 
@@ -564,6 +581,18 @@ def _keys(doc: Mapping[str, Any], env_names: Mapping[str, str], env: Mapping[str
         max_lifetime=max_lifetime,
         lifetime_units=lifetime_units,
     )
+
+
+def _send(doc: Mapping[str, Any], env_names: Mapping[str, str]) -> SendSettings:
+    t = _Table(doc, "send", env_names)
+    min_bits = t.integer("min_key_bits", 1024, minimum=512, maximum=16384)
+    max_bits = t.integer("max_key_bits", 4096, minimum=512, maximum=16384)
+    if min_bits > max_bits:
+        raise ConfigError(f"must not exceed send.max_key_bits ({max_bits})", key=t.key("min_key_bits"))
+    hk_lifetime = t.integer("hk_lifetime", DEFAULT_MAX_LIFETIME, minimum=1, maximum=65535)
+    delta = t.number("timestamp_delta", 300.0, minimum=1.0, maximum=86400.0)
+    t.done()
+    return SendSettings(min_key_bits=min_bits, max_key_bits=max_bits, hk_lifetime=hk_lifetime, timestamp_delta=delta)
 
 
 def _optional_name(t: _Table, name: str, check: Callable[[str], bool] | None = None) -> str | None:

@@ -61,6 +61,7 @@ class HandoverKeyService:
         max_lifetime: int = keys.DEFAULT_MAX_LIFETIME,
         clock: Callable[[], float] | None = None,
         lifetime_units: LifetimeUnits = "4s",
+        send_policy: SendPolicy | None = None,
     ) -> None:
         if max_lifetime <= 0:
             raise ValueError("max_lifetime must be positive")
@@ -69,6 +70,7 @@ class HandoverKeyService:
         self.clock = clock or time.time
         # RFC 5568 §6.2.2 says seconds; the MIPv6 BU it copies uses 4-second units (RFC 6275 §6.1.7).
         self.lifetime_unit = 4 if lifetime_units == "4s" else 1
+        self.send_policy = send_policy or SendPolicy()
 
     # -- health -----------------------------------------------------------------------------------------
 
@@ -362,7 +364,12 @@ class HandoverKeyService:
         _require(caller, "auditor", "admin")
         if not 1 <= limit <= 1000:
             raise InvalidRequest("limit must be in 1..1000", reason="bad-limit")
-        return self.store.read_audit(cursor=cursor, limit=limit, since=since, until=until, event=event, spi=spi, ar=ar)
+        try:
+            return self.store.read_audit(
+                cursor=cursor, limit=limit, since=since, until=until, event=event, spi=spi, ar=ar
+            )
+        except ValueError:
+            raise InvalidRequest("the cursor is not one this service issued", reason="bad-cursor") from None
 
     def verify_audit(self, caller: Caller) -> AuditCheck:
         _require(caller, "auditor", "admin")
@@ -385,10 +392,6 @@ class HandoverKeyService:
         self.store.append_audit(event, clean, at=at)
 
     # -- RFC 5269 SEND fallback (architecture.md §4) ---------------------------------------------------------
-
-    # What the SEND path accepts (key sizes, timestamp window) and HK-LIFETIME; the composition root may replace
-    # it from the configuration. Frozen, so sharing the default between instances is safe.
-    send_policy: SendPolicy = SendPolicy()
 
     def send_handover_key(
         self, caller: Caller, *, source: IPv6, destination: IPv6, icmpv6: bytes

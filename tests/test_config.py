@@ -328,3 +328,44 @@ def test_secret_file_and_with_listen(tmp_path: Path) -> None:
 def test_the_file_is_typed_strictly(tmp_path: Path, text: str, key: str) -> None:
     """Only environment values (always strings) are converted; in the file a quoted number is an error."""
     assert config_error(tmp_path, text).key == key
+
+
+def test_send_section_from_file_and_environment(tmp_path: Path) -> None:
+    from aaa_fmip.config import load_settings
+
+    path = tmp_path / "c.toml"
+    path.write_text("[send]\nmin_key_bits = 2048\nhk_lifetime = 600\n")
+    s = load_settings(path, {"AAA_FMIP_SEND_TIMESTAMP_DELTA": "60"})
+    assert (s.send.min_key_bits, s.send.max_key_bits, s.send.hk_lifetime, s.send.timestamp_delta) == (
+        2048,
+        4096,
+        600,
+        60.0,
+    )
+
+
+def test_send_section_errors_name_the_key(tmp_path: Path) -> None:
+    from aaa_fmip.config import load_settings
+
+    path = tmp_path / "c.toml"
+    path.write_text("[send]\nmin_key_bits = 8192\nmax_key_bits = 2048\n")
+    with pytest.raises(ConfigError) as info:
+        load_settings(path, {})
+    assert info.value.key == "send.min_key_bits"
+    path.write_text("[send]\nhk_lifetime = 70000\n")
+    with pytest.raises(ConfigError) as info:
+        load_settings(path, {})
+    assert info.value.key == "send.hk_lifetime"
+
+
+def test_send_settings_reach_the_service(tmp_path: Path) -> None:
+    from aaa_fmip.bootstrap import build_runtime
+
+    path = tmp_path / "c.toml"
+    path.write_text(f'[store]\ndata_dir = "{tmp_path / "data"}"\n[send]\nmin_key_bits = 2048\nhk_lifetime = 600\n')
+    runtime = build_runtime(load_settings(path, {}))
+    try:
+        policy = runtime.service.send_policy
+        assert (policy.min_key_bits, policy.hk_lifetime) == (2048, 600)
+    finally:
+        runtime.close()
