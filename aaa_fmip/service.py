@@ -29,6 +29,10 @@ from aaa_fmip.wire import mh as mhwire
 IPv6 = ipaddress.IPv6Address
 LifetimeUnits = Literal["4s", "seconds"]
 
+# A request creating the first HK of a CGA key holds a claim this long; others wait up to ~1 s in total for it.
+_SEND_CLAIM_SECONDS = 2.0
+_SEND_CLAIM_ATTEMPTS = 18
+
 # How many SPI collisions we try before giving up (architecture.md §3: "try each candidate, bounded").
 MAX_SPI_CANDIDATES = 8
 
@@ -465,26 +469,50 @@ class HandoverKeyService:
 
     def _live_send_key(self, request: VerifiedRtSolPr, now: float) -> tuple[SendKeyRecord, int, bool]:
         """The live HK of the request's CGA key, or a new random one (RFC 5269 §3.2, §3.6), stored;
-        returns (record, whole seconds it has left, reused)."""
+        returns (record, whole seconds it has left, reused).
+
+        One live HK per CGA key, also when two first requests race (two ARs, or a retransmitted RtSolPr):
+        the creator holds a short claim on the key hash; a loser waits for the winner's key (bounded).
+        """
+        token: str | None = None
+        for attempt in range(_SEND_CLAIM_ATTEMPTS):
+            found = self._reuse_send_key(request, now)
+            if found is not None:
+                return found
+            token = self.store.lock_send_key(request.cga_key_hash, ttl=_SEND_CLAIM_SECONDS)
+            if token is not None:
+                break
+            time.sleep(0.005 * (attempt + 1))
+        try:
+            if token is not None:  # re-check under the claim: the previous holder may just have stored it
+                found = self._reuse_send_key(request, now)
+                if found is not None:
+                    return found
+            lifetime = self.send_policy.granted_lifetime(self.max_lifetime)
+            record = SendKeyRecord(
+                cga=request.source,
+                key_hash=request.cga_key_hash,
+                hk=SecretBytes(secrets.token_bytes(rsa.HANDOVER_KEY_LENGTH)),
+                created_at=now,
+                expires_at=now + lifetime,
+            )
+            self.store.put_send_key(record, now=now)
+            return record, lifetime, False
+        finally:
+            if token is not None:
+                self.store.unlock_send_key(request.cga_key_hash, token)
+
+    def _reuse_send_key(self, request: VerifiedRtSolPr, now: float) -> tuple[SendKeyRecord, int, bool] | None:
         existing = self.store.get_send_key_by_key_hash(request.cga_key_hash)
         remaining = 0 if existing is None else int(existing.expires_at - now)
-        if existing is not None and remaining >= 1:
-            if existing.cga != request.source:
-                # The same key under a new CGA (another prefix or modifier): one live HK per key, now found by
-                # the new CGA; put_send_key drops the old CGA's record.
-                existing = dataclasses.replace(existing, cga=request.source)
-                self.store.put_send_key(existing, now=now)
-            return existing, remaining, True
-        lifetime = self.send_policy.granted_lifetime(self.max_lifetime)
-        record = SendKeyRecord(
-            cga=request.source,
-            key_hash=request.cga_key_hash,
-            hk=SecretBytes(secrets.token_bytes(rsa.HANDOVER_KEY_LENGTH)),
-            created_at=now,
-            expires_at=now + lifetime,
-        )
-        self.store.put_send_key(record, now=now)
-        return record, lifetime, False
+        if existing is None or remaining < 1:
+            return None
+        if existing.cga != request.source:
+            # The same key under a new CGA (another prefix or modifier): one live HK per key, now found by
+            # the new CGA; put_send_key drops the old CGA's record.
+            existing = dataclasses.replace(existing, cga=request.source)
+            self.store.put_send_key(existing, now=now)
+        return existing, remaining, True
 
 
 def _authenticates(key: SecretBytes, ncoa: IPv6, par: IPv6, auth: mhwire.BadfInput) -> bool:

@@ -477,6 +477,9 @@ class RedisStore:
     def _sendkey_hash_key(self, key_hash: bytes) -> str:
         return f"{self._p}:sendkey-hash:{key_hash.hex()}"
 
+    def _sendkey_lock_key(self, key_hash: bytes) -> str:
+        return f"{self._p}:sendkey-lock:{key_hash.hex()}"
+
     def _nonce_key(self, scope: bytes, nonce: bytes) -> str:
         return f"{self._p}:{{{scope.hex()}}}:nonce:{nonce.hex()}"
 
@@ -768,6 +771,21 @@ class RedisStore:
             return bool(self._r().set(self._nonce_key(scope, nonce), b"1", nx=True, ex=ttl))
 
     # --- RFC 5269 keys -----------------------------------------------------------------------------------
+
+    def lock_send_key(self, key_hash: bytes, *, ttl: float) -> str | None:
+        """Claim the right to create the HK of one CGA public key for ``ttl`` seconds (SET NX).
+
+        Returns a token for :meth:`unlock_send_key`, or None when another request holds the claim.
+        """
+        token = secrets.token_hex(8)
+        with self._io("lock_send_key"):
+            got = self._r().set(self._sendkey_lock_key(key_hash), token, nx=True, px=max(1, int(ttl * 1000)))
+        return token if got else None
+
+    def unlock_send_key(self, key_hash: bytes, token: str) -> None:
+        """Release a claim made by :meth:`lock_send_key` (only if it is still ours)."""
+        with self._io("unlock_send_key"):
+            self._script(_DEL_IF_EQUAL_LUA, [self._sendkey_lock_key(key_hash)], [token])
 
     def _encode_send_key(self, rec: SendKeyRecord, key: str) -> bytes:
         doc = {

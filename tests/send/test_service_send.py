@@ -185,3 +185,31 @@ def test_scope_and_audit(
     assert [e.fields["cga"] for e in entries] == [str(identity.address)]
     assert all(result.hk.hex() not in value for e in entries for value in e.fields.values())
     assert result.hk.hex() not in repr(result) and "SecretBytes" not in repr(result)
+
+
+def test_racing_first_requests_get_one_key(
+    service: HandoverKeyService, store: RedisStore, identity: mn.CgaIdentity, enc: rsa.RSAPrivateKey
+) -> None:
+    """Eight first requests for the same new CGA key at once (e.g. via two ARs): one HK for all of them."""
+    import threading
+
+    barrier = threading.Barrier(8)
+    results: list[SendHandoverKeyResult] = []
+    lock = threading.Lock()
+
+    def one() -> None:
+        barrier.wait(10)
+        _, result = ask(service, identity, enc)
+        with lock:
+            results.append(result)
+
+    threads = [threading.Thread(target=one) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert len(results) == 8
+    assert len({r.hk.reveal() for r in results}) == 1
+    assert sum(not r.reused for r in results) == 1
+    record = store.get_send_key_by_cga(identity.address)
+    assert record is not None and record.hk == results[0].hk
