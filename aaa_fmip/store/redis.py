@@ -82,7 +82,6 @@ import re
 import secrets
 import struct
 import threading
-import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from ipaddress import IPv6Address
@@ -291,6 +290,7 @@ class RedisStore:
         self._on_close = on_close
         self._lock = threading.Lock()
         self._audit_head_hint: str | None = None  # last head this process wrote; a stale hint costs a retry
+        self._audit_lock = threading.Lock()
         self._client: Any = None
 
     # --- construction ------------------------------------------------------------------------------------
@@ -890,27 +890,30 @@ class RedisStore:
                 raise TypeError(f"audit field {name!r} must be str, int or None")
         at_text = f"{at:.6f}"
         stream, head = self._audit_stream_key(), self._audit_head_key()
-        prev = self._audit_head_hint
-        if prev is None:
-            with self._io("append_audit"):
-                raw = _b(self._r().get(head))
-            prev = raw.decode("ascii") if raw else AUDIT_GENESIS
-        for attempt in range(_AUDIT_APPEND_ATTEMPTS):
-            digest = audit_entry_hash(prev, at_text, event, texts)
-            entry = {"at": at_text, "event": event, "prev": prev, "hash": digest}
-            entry.update({f"f:{k}": v for k, v in texts.items()})
-            flat = [x for kv in entry.items() for x in kv]
-            with self._io("append_audit"):
-                ok, value = cast(list[Any], self._script(_AUDIT_APPEND_LUA, [head, stream], [prev, digest, *flat]))
-            value_text = value.decode("ascii") if isinstance(value, bytes) else str(value)
-            if ok == 1:
-                self._audit_head_hint = digest
-                return AuditEntry(id=value_text, at=float(at_text), event=event, fields=texts, prev=prev, hash=digest)
-            # Another writer moved the head: chain onto it. Back off a little after the first few losses,
-            # with jitter so competing writers spread out.
-            prev = value_text
-            if attempt >= 3:
-                time.sleep(secrets.randbelow(500 * min(attempt + 1, 20)) / 1e6)
+        # One append in flight per store object: this process's own threads never race each other for the
+        # head (they would only make their hints stale); the script still orders writers in other processes.
+        with self._audit_lock:
+            prev = self._audit_head_hint
+            if prev is None:
+                with self._io("append_audit"):
+                    raw = _b(self._r().get(head))
+                prev = raw.decode("ascii") if raw else AUDIT_GENESIS
+            for _ in range(_AUDIT_APPEND_ATTEMPTS):
+                digest = audit_entry_hash(prev, at_text, event, texts)
+                entry = {"at": at_text, "event": event, "prev": prev, "hash": digest}
+                entry.update({f"f:{k}": v for k, v in texts.items()})
+                flat = [x for kv in entry.items() for x in kv]
+                with self._io("append_audit"):
+                    ok, value = cast(list[Any], self._script(_AUDIT_APPEND_LUA, [head, stream], [prev, digest, *flat]))
+                value_text = value.decode("ascii") if isinstance(value, bytes) else str(value)
+                if ok == 1:
+                    self._audit_head_hint = digest
+                    return AuditEntry(
+                        id=value_text, at=float(at_text), event=event, fields=texts, prev=prev, hash=digest
+                    )
+                # Another instance moved the head: chain onto the head the script returned, at once.
+                prev = value_text
+                self._audit_head_hint = None
         raise StoreError(f"audit append at {self._where} lost {_AUDIT_APPEND_ATTEMPTS} races in a row; try again")
 
     @staticmethod

@@ -13,6 +13,7 @@ import pytest
 
 from aaa_fmip.store.redis import AUDIT_GENESIS
 from tests.store.conftest import StoreFactory
+from tests.support.redis_server import RedisServer
 
 T = TypeVar("T")
 
@@ -81,3 +82,46 @@ def test_audit_chain_stays_linear_under_concurrent_appends(
     check = stores[0].verify_audit()
     assert check.ok and check.entries == writers * per_writer and check.head == prev
     assert Counter(e.fields["writer"] for e in entries) == {str(i): per_writer for i in range(writers)}
+
+
+def test_audit_appends_from_many_threads_of_one_store_and_another_instance(
+    redis_server: RedisServer, make_store: StoreFactory
+) -> None:
+    """Request handlers share one store object (a thread pool) while another instance writes too: every
+    append lands, in one linear chain (a lost race must never surface as an error)."""
+    shared = make_store(redis_server.url)
+    other = make_store(redis_server.url)
+    other._p = shared.prefix
+    threads, per_thread = 16, 40
+
+    def write(i: int) -> int:
+        store = other if i == 0 else shared
+        for n in range(per_thread):
+            store.append_audit("test.threads", {"thread": i, "n": n}, at=1_700_000_000.0 + n)
+        return per_thread
+
+    assert sum(race(threads, write)) == threads * per_thread
+    check = shared.verify_audit()
+    assert check.ok and check.entries == threads * per_thread
+
+
+def test_threads_of_one_store_never_race_each_other_for_the_audit_head(
+    redis_server: RedisServer, make_store: StoreFactory
+) -> None:
+    """One append script per entry: a store's own threads queue for the head instead of losing races to each
+    other (lost races cost a round trip each and, under load, starved requests)."""
+    import redis as redis_py
+
+    store = make_store(redis_server.url)
+    store.append_audit("test.warm", {}, at=1_700_000_000.0)  # learn the head; load the script
+    raw = redis_py.Redis.from_url(redis_server.url)
+
+    def script_calls() -> int:
+        stats = raw.info("commandstats")
+        return sum(int(stats.get(f"cmdstat_{c}", {}).get("calls", 0)) for c in ("evalsha", "eval"))
+
+    before = script_calls()
+    threads, per_thread = 16, 20
+    race(threads, lambda i: [store.append_audit("test.one", {"t": i, "n": n}, at=1.7e9) for n in range(per_thread)])
+    assert script_calls() - before == threads * per_thread
+    raw.close()
