@@ -25,7 +25,8 @@ _bearer = HTTPBearer(
 _CHALLENGE = 'Bearer realm="aaa-fmip"'
 
 
-def get_runtime(request: Request) -> Runtime:
+async def get_runtime(request: Request) -> Runtime:
+    # async: no IO here, so FastAPI need not hop to its thread pool for it (one hop fewer per request)
     runtime: Runtime = request.app.state.runtime
     return runtime
 
