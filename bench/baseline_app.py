@@ -1,0 +1,73 @@
+"""The baseline the REST benchmark compares against: the service's stack doing the least a request can do.
+
+One route, ``GET /baseline``: one Redis GET of a 64-octet value, and a small JSON body back. Everything else is
+what ``aaa-fmip serve`` uses: FastAPI, a plain ``def`` handler (run in the same thread pool as the service's
+handlers), uvicorn in one process with the same ``uvicorn.Config`` options, and the redis-py client built by the
+service's own factory (:meth:`aaa_fmip.store.redis.RedisStore.from_url`: same socket timeouts, retry policy and
+connection pool). No middleware, no authentication, no logging per request: the difference between this and
+``POST /v1/fbu/verify`` is what the service adds.
+
+    python -m bench.baseline_app --listen 127.0.0.1:8081 --redis-url redis://127.0.0.1:6379/0
+"""
+
+from __future__ import annotations
+
+import argparse
+import secrets
+from collections.abc import Sequence
+from typing import Any, Final
+
+import uvicorn
+from fastapi import FastAPI
+
+from aaa_fmip.commands.serve import GRACEFUL_SHUTDOWN_SECONDS
+from aaa_fmip.config import parse_host_port
+from aaa_fmip.crypto.wrap import KekRing, parse_kek
+from aaa_fmip.store.redis import RedisStore
+
+VALUE_OCTETS: Final = 64
+
+
+def create_app(redis_url: str, *, prefix: str = "bench", timeout: float = 0.5) -> FastAPI:
+    # The KEK is unused (nothing is wrapped); the store only builds the client exactly as the service does.
+    kek = KekRing(parse_kek(secrets.token_hex(32), source="baseline"))
+    store = RedisStore.from_url(redis_url, kek, prefix=prefix, socket_timeout=timeout)
+    client: Any = store._r()
+    key = f"{prefix}:baseline"
+    client.set(key, secrets.token_bytes(VALUE_OCTETS))
+
+    app = FastAPI(title="aaa-fmip benchmark baseline", docs_url=None, redoc_url=None, openapi_url=None)
+
+    @app.get("/baseline")
+    def baseline() -> dict[str, Any]:
+        value = client.get(key)
+        return {"status": "ok", "length": None if value is None else len(value)}
+
+    return app
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.baseline_app", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--listen", default="127.0.0.1:8081", metavar="HOST:PORT")
+    parser.add_argument("--redis-url", required=True, metavar="URL")
+    parser.add_argument("--prefix", default="bench", help="Redis key prefix (default: bench)")
+    parser.add_argument("--timeout", type=float, default=0.5, help="Redis socket timeout, as store.timeout")
+    args = parser.parse_args(argv)
+    listen = parse_host_port(args.listen, key="--listen")
+    app = create_app(args.redis_url, prefix=args.prefix, timeout=args.timeout)
+    config = uvicorn.Config(  # the options of aaa_fmip.commands.serve.serve
+        app,
+        host=listen.host,
+        port=listen.port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+        server_header=False,
+        proxy_headers=False,
+    )
+    uvicorn.Server(config).run()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

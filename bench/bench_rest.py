@@ -1,0 +1,844 @@
+"""REST benchmark: ``POST /v1/fbu/verify`` against a baseline on the same stack, in the same run.
+
+What it does, all on 127.0.0.1 and with every wait bounded:
+
+1. starts a redis-server of its own, the real service (``python -m aaa_fmip.cli serve`` with a generated
+   configuration: one access router, one AAA client, an external Redis, a random KEK) and the baseline
+   (:mod:`bench.baseline_app`: FastAPI + uvicorn, same worker count and uvicorn options, the same Redis and the
+   same redis-py client settings, one GET per request);
+2. ingests ``--sessions`` EAP sessions through ``POST /v1/sessions`` and checks each returned SPI against the
+   mobile node's own derivation;
+3. pre-builds every FBU it will send (:func:`aaa_fmip.mn.build_fbu`): unique, validly authenticated, with
+   sequence numbers increasing per session, so each one must come back ``"verdict": "accepted"``; the FBUs of
+   one session go out in order on one connection;
+4. runs, after a warm-up, a closed-loop phase (``--connections`` connections, ``--requests`` requests) and an
+   open-loop phase per ``--rate`` (requests/s, for ``--duration`` s each; latency from each request's intended
+   send time) against the baseline and then the service;
+5. counts every answer: any FBU not accepted, any baseline answer not 200, any failed request stops the run with
+   exit status 1 (a benchmark whose requests fail measures nothing);
+6. prints a table (and ``--json``), the throughput ratio and the two targets it reports against: FBU verify at
+   least 0.8x the baseline's closed-loop throughput, and FBU verify p99 <= 2 ms at 1,000 requests/s (checked at
+   every open-loop rate run). Targets are reported, never asserted. An open-loop phase whose target answered
+   clearly less than the offered rate is marked *saturated*: its latency then measures a queue that grows for
+   as long as the phase lasts, not the service's tail.
+
+Server CPU per request (user + system time of the server process, and of redis-server, over the phase) is read
+from /proc where there is one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import http.client
+import importlib.metadata
+import ipaddress
+import json
+import math
+import os
+import platform
+import secrets
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+from aaa_fmip import keys, mn
+from bench import loadgen
+from tests.support.redis_server import RedisServer, free_port, redis_binary
+
+HOST: Final = "127.0.0.1"
+REPO_ROOT: Final = Path(__file__).resolve().parents[1]
+PAR: Final = ipaddress.IPv6Address("2001:db8::1")
+PCOA_PREFIX: Final = int(ipaddress.IPv6Address("2001:db8:1::"))
+NCOA_PREFIX: Final = int(ipaddress.IPv6Address("2001:db8:2::"))
+FBU_LIFETIME_SECONDS: Final = 60
+RATIO_TARGET: Final = 0.8
+P99_TARGET_MS: Final = 2.0
+SATURATED_BELOW: Final = 0.95  # answered/offered under which an open-loop phase is called saturated
+STARTUP_TIMEOUT: Final = 60.0
+TARGETS: Final = {"baseline": "baseline", "fbu": "fbu-verify", "ingest": "ingest"}
+MAX_SEQUENCES_PER_SESSION: Final = 30_000  # well inside the 2^15 window of RFC 1982 serial arithmetic
+
+
+# --------------------------------------------------------------------------------------------- processes
+
+
+def _clock_ticks() -> int:
+    try:
+        return int(os.sysconf("SC_CLK_TCK"))
+    except (ValueError, OSError, AttributeError):
+        return 100
+
+
+def process_cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of a process (Linux /proc), or None where that cannot be read."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / _clock_ticks()  # utime, stime (proc(5) fields 14, 15)
+
+
+def _clean_env(extra: dict[str, str]) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AAA_FMIP_")}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra)
+    return env
+
+
+class ServerProcess:
+    """A Python server subprocess on a loopback port, logging to a file; stopped with SIGTERM (bounded)."""
+
+    def __init__(self, name: str, args: Sequence[str], workdir: Path, port: int, env: dict[str, str]) -> None:
+        self.name = name
+        self.args = list(args)
+        self.workdir = workdir
+        self.port = port
+        self.env = env
+        self.log_path = workdir / f"{name}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, ready_path: str, timeout: float = STARTUP_TIMEOUT) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, *self.args], cwd=self.workdir, env=_clean_env(self.env), stdout=log, stderr=log
+            )
+        deadline = time.monotonic() + timeout
+        last = "no answer"
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited ({self.proc.returncode}) while starting:\n{self.log_tail()}")
+            try:
+                status, body = http_get(self.port, ready_path, timeout=2.0)
+                if status == 200:
+                    return
+                last = f"{status} {body[:200]!r}"
+            except OSError as exc:
+                last = type(exc).__name__
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"{self.name} not ready within {timeout:.0f} s (last: {last}):\n{self.log_tail()}")
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def cpu_seconds(self) -> float | None:
+        return None if self.proc is None else process_cpu_seconds(self.proc.pid)
+
+    def stop(self, timeout: float = 20.0) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=timeout)
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def log_problems(self, lines: int = 10) -> str:
+        """The last warning/error lines of the log (the service logs JSON; anything else counts too), else the tail."""
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+        problems = []
+        for line in text.splitlines():
+            try:
+                level = json.loads(line).get("level")
+            except (ValueError, AttributeError):
+                level = "text"
+            if level not in ("info", "debug"):
+                problems.append(line)
+        return "\n".join(problems[-lines:]) if problems else self.log_tail(lines)
+
+
+def http_get(port: int, path: str, *, timeout: float) -> tuple[int, bytes]:
+    """One blocking GET, for readiness checks (the load goes through :mod:`bench.loadgen`)."""
+    conn = http.client.HTTPConnection(HOST, port, timeout=timeout)
+    try:
+        conn.request("GET", path)
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
+
+
+# -------------------------------------------------------------------------------------------- workload
+
+
+def _sha(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def service_config(redis_url: str, ar_token: str, aaa_token: str) -> str:
+    return f"""[store]
+url = "{redis_url}"
+prefix = "bench"
+
+[[access_routers]]
+name = "ar-bench"
+addresses = ["{PAR}"]
+token_sha256 = "{_sha(ar_token)}"
+
+[[clients]]
+name = "aaa-bench"
+role = "aaa"
+token_sha256 = "{_sha(aaa_token)}"
+"""
+
+
+@dataclass
+class MobileNode:
+    """One ingested session, as its mobile node knows it."""
+
+    index: int
+    emsk: bytes
+    eap_session_id: bytes
+    spi: int = 0
+    hk: keys.HandoverKey | None = None
+    next_sequence: int = 1
+    pcoa: ipaddress.IPv6Address = field(init=False)
+    ncoa: ipaddress.IPv6Address = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.pcoa = ipaddress.IPv6Address(PCOA_PREFIX + 0x100 + self.index)
+        self.ncoa = ipaddress.IPv6Address(NCOA_PREFIX + 0x100 + self.index)
+
+
+@dataclass
+class Batch:
+    """Pre-encoded requests, the lane (session) of each, and what each answer must say."""
+
+    requests: list[bytes]
+    lanes: list[int]
+    expected: list[tuple[int, int]]  # (spi, sequence) for FBUs; empty for the baseline
+
+
+class FbuFactory:
+    """Unique, valid FBUs: request i of a batch goes to session i mod N with that session's next sequence."""
+
+    def __init__(self, nodes: list[MobileNode], port: int, token: str) -> None:
+        self.nodes = nodes
+        self.host = f"{HOST}:{port}"
+        self.headers = (("Authorization", f"Bearer {token}"), ("Content-Type", "application/json"))
+
+    def batch(self, count: int) -> Batch:
+        requests: list[bytes] = []
+        lanes: list[int] = []
+        expected: list[tuple[int, int]] = []
+        n = len(self.nodes)
+        for i in range(count):
+            node = self.nodes[i % n]
+            assert node.hk is not None
+            sequence = node.next_sequence
+            if sequence > MAX_SEQUENCES_PER_SESSION:  # parse_args keeps the runs below this
+                raise BenchFailed(f"session {node.index} would need more than {MAX_SEQUENCES_PER_SESSION} FBUs")
+            node.next_sequence += 1
+            mh = mn.build_fbu(
+                node.hk,
+                sequence=sequence,
+                lifetime_seconds=FBU_LIFETIME_SECONDS,
+                pcoa=node.pcoa,
+                ncoa=node.ncoa,
+                par=PAR,
+            )
+            body = json.dumps(
+                {"source": str(node.pcoa), "destination": str(PAR), "mh": mh.hex()}, separators=(",", ":")
+            ).encode()
+            requests.append(
+                loadgen.encode_request("POST", "/v1/fbu/verify", host=self.host, body=body, headers=self.headers)
+            )
+            lanes.append(node.index)
+            expected.append((node.spi, sequence))
+        return Batch(requests, lanes, expected)
+
+
+def baseline_batch(port: int, count: int) -> Batch:
+    request = loadgen.encode_request("GET", "/baseline", host=f"{HOST}:{port}")
+    return Batch([request] * count, list(range(count)), [])
+
+
+class Tally:
+    """Counts the outcome of every answer; ``bad`` counts every answer that is not the ``good`` outcome.
+
+    ``kind`` is "baseline" (200 and the baseline's body), "ingest" (201) or "fbu" (200, ``"verdict":
+    "accepted"`` for exactly the SPI and sequence number sent).
+    """
+
+    GOOD: Final = {"baseline": "ok", "ingest": "created", "fbu": "accepted"}
+
+    def __init__(self, kind: str, expected: Sequence[tuple[int, int]] = ()) -> None:
+        self.kind = kind
+        self.good = self.GOOD[kind]
+        self.expected = expected
+        self.outcomes: Counter[str] = Counter()
+        self.bad = 0
+        self.example: str | None = None
+
+    def __call__(self, response: loadgen.Response) -> None:
+        outcome = self._classify(response)
+        self.outcomes[outcome] += 1
+        if outcome != self.good:
+            self.bad += 1
+            if self.example is None:
+                self.example = f"request {response.index}: {outcome}: {response.body[:300]!r}"
+
+    def _classify(self, response: loadgen.Response) -> str:
+        if response.status == 0:
+            return f"error: {response.error}"
+        if self.kind == "ingest":
+            return "created" if response.status == 201 else f"http {response.status}"
+        if response.status != 200:
+            return f"http {response.status}"
+        try:
+            body = json.loads(response.body)
+        except ValueError:
+            return "unparseable body"
+        if self.kind == "baseline":
+            return "ok" if body.get("status") == "ok" and body.get("length") else "unexpected body"
+        if body.get("valid") is not True:
+            return f"rejected: {body.get('reason')}"
+        if body.get("verdict") != "accepted":
+            return str(body.get("verdict"))
+        spi, sequence = self.expected[response.index]
+        if body.get("spi") != spi or body.get("sequence") != sequence:
+            return "accepted, but for another FBU"
+        return "accepted"
+
+
+# ------------------------------------------------------------------------------------------------- runs
+
+
+@dataclass
+class Phase:
+    target: str  # "baseline" | "fbu-verify" | "ingest"
+    mode: str  # "closed" | "open"
+    result: loadgen.LoadResult
+    outcomes: dict[str, int]
+    server_cpu_ms_per_req: float | None
+    redis_cpu_ms_per_req: float | None
+
+    @property
+    def label(self) -> str:
+        rate = self.result.target_rate
+        return f"{self.target} {self.mode}" + (f" {rate:g}/s" if rate else "")
+
+    def row(self) -> dict[str, Any]:
+        return {
+            "target": self.target,
+            **self.result.summary(),
+            "outcomes": self.outcomes,
+            "server_cpu_ms_per_request": _round(self.server_cpu_ms_per_req),
+            "redis_cpu_ms_per_request": _round(self.redis_cpu_ms_per_req),
+        }
+
+
+def _round(value: float | None, digits: int = 3) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def _progress(label: str) -> Callable[[int, int, float], None]:
+    def report(done: int, total: int, elapsed: float) -> None:
+        rate = done / elapsed if elapsed > 0 else 0.0
+        print(f"    {label}: {done}/{total} answered, {rate:,.0f}/s", flush=True)
+
+    return report
+
+
+class Runner:
+    def __init__(self, args: argparse.Namespace, redis: RedisServer) -> None:
+        self.args = args
+        self.redis = redis
+
+    def run(
+        self,
+        kind: str,
+        mode: str,
+        server: ServerProcess,
+        batch: Batch,
+        *,
+        connections: int,
+        rate: float | None = None,
+        check: Callable[[loadgen.Response], None] | None = None,
+        progress: bool = True,
+    ) -> Phase:
+        target = TARGETS[kind]
+        label = f"{target} {mode}" + (f" {rate:g}/s" if rate else "")
+        print(f"  {label}: {len(batch.requests)} requests over {connections} connections", flush=True)
+        tally = Tally(kind, batch.expected)
+
+        def on_response(response: loadgen.Response) -> None:
+            tally(response)
+            if check is not None:
+                check(response)
+
+        cpu_server, cpu_redis = server.cpu_seconds(), self._redis_cpu()
+        common: dict[str, Any] = {
+            "connections": connections,
+            "lanes": batch.lanes,
+            "timeout": self.args.timeout,
+            "max_seconds": self.args.max_seconds,
+            "on_response": on_response,
+            "progress": _progress(label) if progress else None,
+        }
+        if mode == "closed":
+            result = loadgen.run_closed(HOST, server.port, batch.requests, **common)
+        else:
+            assert rate is not None
+            result = loadgen.run_open(HOST, server.port, batch.requests, rate=rate, **common)
+        after_server, after_redis = server.cpu_seconds(), self._redis_cpu()
+        phase = Phase(
+            target=target,
+            mode=mode,
+            result=result,
+            outcomes=dict(tally.outcomes),
+            server_cpu_ms_per_req=_per_request(cpu_server, after_server, result.requests),
+            redis_cpu_ms_per_req=_per_request(cpu_redis, after_redis, result.requests),
+        )
+        print(f"    {label}: done, {_phase_line(phase)}", flush=True)
+        if tally.bad or result.failed or result.stopped_early or result.requests != len(batch.requests):
+            print(f"\nbench_rest: {label}: {tally.bad} unexpected answers", file=sys.stderr)
+            if result.stopped_early:
+                print(f"bench_rest: the run hit --max-seconds {self.args.max_seconds:g}", file=sys.stderr)
+            if tally.example:
+                print(f"bench_rest: first unexpected answer: {tally.example}", file=sys.stderr)
+            print(f"bench_rest: {server.name} log, last problems:\n{server.log_problems()}", file=sys.stderr)
+            raise BenchFailed(label, dict(tally.outcomes))
+        return phase
+
+    def _redis_cpu(self) -> float | None:
+        proc = self.redis.proc
+        return None if proc is None else process_cpu_seconds(proc.pid)
+
+
+class BenchFailed(Exception):
+    """A phase got answers other than the expected ones (or none): its numbers would mean nothing."""
+
+    def __init__(self, what: str, outcomes: dict[str, int] | None = None) -> None:
+        super().__init__(what)
+        self.outcomes = outcomes or {}
+
+
+def _per_request(before: float | None, after: float | None, requests: int) -> float | None:
+    if before is None or after is None or requests == 0:
+        return None
+    return (after - before) * 1000 / requests
+
+
+def _phase_line(phase: Phase) -> str:
+    r = phase.result
+    return (
+        f"{r.throughput:,.0f}/s, p50 {r.pct(50) * 1000:.2f} ms, p99 {r.pct(99) * 1000:.2f} ms, "
+        f"max {max(r.latencies, default=0) * 1000:.2f} ms"
+    )
+
+
+# ------------------------------------------------------------------------------------------- reporting
+
+
+def machine() -> dict[str, Any]:
+    def version(dist: str) -> str | None:
+        try:
+            return importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            return None
+
+    cpu_model = None
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu_model = line.split(":", 1)[1].strip()
+                break
+    redis_version = None
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        out = subprocess.run([redis_binary(), "--version"], capture_output=True, text=True, timeout=10).stdout
+        redis_version = next((p[2:] for p in out.split() if p.startswith("v=")), None)
+    return {
+        "cpus": os.cpu_count(),
+        "cpu_model": cpu_model,
+        "os": f"{platform.system()} {platform.release()}",
+        "python": platform.python_version(),
+        "redis_server": redis_version,
+        "packages": {
+            name: version(name)
+            for name in (
+                "fastapi",
+                "starlette",
+                "uvicorn",
+                "h11",
+                "httptools",
+                "uvloop",
+                "pydantic",
+                "redis",
+                "hiredis",
+            )
+        },
+    }
+
+
+def _fmt(value: float, digits: int = 2) -> str:
+    return f"{value:.{digits}f}"
+
+
+def table(phases: list[Phase]) -> str:
+    head = (
+        "target",
+        "mode",
+        "conns",
+        "requests",
+        "req/s",
+        "p50 ms",
+        "p90 ms",
+        "p99 ms",
+        "p99.9 ms",
+        "max ms",
+        "srv CPU ms/req",
+        "redis CPU ms/req",
+    )
+    rows = [head]
+    for p in phases:
+        r = p.result
+        mode = "closed" if p.mode == "closed" else f"open {r.target_rate:g}/s"
+        rows.append(
+            (
+                p.target,
+                mode,
+                str(r.connections),
+                str(r.requests),
+                f"{r.throughput:,.0f}",
+                _fmt(r.pct(50) * 1000),
+                _fmt(r.pct(90) * 1000),
+                _fmt(r.pct(99) * 1000),
+                _fmt(r.pct(99.9) * 1000),
+                _fmt(max(r.latencies, default=0) * 1000),
+                "-" if p.server_cpu_ms_per_req is None else _fmt(p.server_cpu_ms_per_req, 3),
+                "-" if p.redis_cpu_ms_per_req is None else _fmt(p.redis_cpu_ms_per_req, 3),
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
+    lines = []
+    for n, row in enumerate(rows):
+        cells = [c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))]
+        lines.append("  ".join(cells).rstrip())
+        if n == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def saturated(result: loadgen.LoadResult) -> bool:
+    """An open-loop phase whose target answered clearly less than the offered rate."""
+    return result.target_rate is not None and result.throughput < SATURATED_BELOW * result.target_rate
+
+
+def verdicts(phases: list[Phase]) -> dict[str, Any]:
+    closed = {p.target: p for p in phases if p.mode == "closed"}
+    out: dict[str, Any] = {}
+    if "baseline" in closed and "fbu-verify" in closed:
+        base, fbu = closed["baseline"].result.throughput, closed["fbu-verify"].result.throughput
+        ratio = fbu / base if base else 0.0
+        out["throughput_ratio"] = {"value": round(ratio, 3), "target": RATIO_TARGET, "met": ratio >= RATIO_TARGET}
+    out["p99_at_rate"] = []
+    for p in phases:
+        if p.mode == "open" and p.target == "fbu-verify":
+            r = p.result
+            p99 = r.pct(99) * 1000
+            out["p99_at_rate"].append(
+                {
+                    "rate": r.target_rate,
+                    "answered_rps": round(r.throughput, 1),
+                    "saturated": saturated(r),
+                    "value_ms": round(p99, 3),
+                    "target_ms": P99_TARGET_MS,
+                    "met": p99 <= P99_TARGET_MS,
+                }
+            )
+    return out
+
+
+def verdict_lines(summary: dict[str, Any]) -> list[str]:
+    lines = []
+    ratio = summary.get("throughput_ratio")
+    if ratio:
+        v, t = ratio["value"], ratio["target"]
+        state = "met" if ratio["met"] else f"MISSED: {v / t:.0%} of the target"
+        lines.append(f"FBU verify / baseline closed-loop throughput: {v:.2f}x (target >= {t}x: {state})")
+    for p99 in summary.get("p99_at_rate", []):
+        v, t = p99["value_ms"], p99["target_ms"]
+        state = "met" if p99["met"] else f"MISSED by {v - t:.2f} ms ({v / t:.1f}x the target)"
+        line = f"FBU verify p99 at {p99['rate']:g} requests/s: {v:.2f} ms (target <= {t:g} ms: {state})"
+        if p99["saturated"]:
+            line += (
+                f"; SATURATED: answered {p99['answered_rps']:,.0f}/s of {p99['rate']:g}/s offered, so this latency"
+                " is a queue growing for the whole phase"
+            )
+        lines.append(line)
+    return lines
+
+
+# ---------------------------------------------------------------------------------------------- main
+
+
+def _rates(text: str) -> list[float]:
+    try:
+        rates = [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected numbers separated by commas, e.g. 200,1000") from None
+    if any(r < 0 or not math.isfinite(r) for r in rates):
+        raise argparse.ArgumentTypeError("rates must be finite and not negative")
+    return [r for r in rates if r > 0]
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench bench_rest",
+        description=(
+            "Load-test POST /v1/fbu/verify of a real aaa-fmip service and, in the same run, a baseline endpoint on "
+            "the same stack (FastAPI + uvicorn, one Redis GET). Starts its own redis-server, service and baseline on "
+            "127.0.0.1; every FBU is unique and must be accepted, or the run fails (exit status 1)."
+        ),
+        epilog=(
+            "Phases: warm-up; closed loop (--connections connections, --requests requests, as fast as answers come "
+            "back: maximum throughput); open loop (for each --rate, that many requests/s for --duration s, latency "
+            "measured from each request's intended send time, so queueing is counted). Each phase runs against the "
+            "baseline, then the service. Targets reported (not asserted): FBU verify >= 0.8x the baseline's "
+            "closed-loop throughput; FBU verify p99 <= 2 ms at 1000 requests/s."
+        ),
+    )
+    parser.add_argument(
+        "--requests", type=int, default=20_000, help="requests per closed-loop phase and target (default 20000)"
+    )
+    parser.add_argument(
+        "--connections", type=int, default=16, help="keep-alive connections in the closed-loop phase (default 16)"
+    )
+    parser.add_argument(
+        "--rate",
+        type=_rates,
+        default=[200.0, 1000.0],
+        metavar="RATE[,RATE...]",
+        help="open-loop rates, requests/s, one phase per rate and target; 0 skips the open loop (default 200,1000)",
+    )
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds of each open-loop phase (default 10)")
+    parser.add_argument(
+        "--open-connections", type=int, default=32, help="keep-alive connections in the open loop (default 32)"
+    )
+    parser.add_argument("--sessions", type=int, default=1000, help="EAP sessions ingested (default 1000)")
+    parser.add_argument(
+        "--warmup", type=int, default=1000, help="requests per target before measuring, not reported (default 1000)"
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=10.0, help="seconds allowed for each connect and each answer (default 10)"
+    )
+    parser.add_argument(
+        "--max-seconds", type=float, default=300.0, help="upper bound on any one phase, seconds (default 300)"
+    )
+    parser.add_argument(
+        "--log-level",
+        default="info",
+        choices=["debug", "info", "warning", "error"],
+        help="the service's --log-level (default info, as deployed: one access line per request)",
+    )
+    parser.add_argument("--json", metavar="FILE", help="also write the results as JSON to FILE ('-' for stdout)")
+    args = parser.parse_args(argv)
+    for name in ("requests", "connections", "open_connections", "sessions"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    if args.warmup < 0 or args.duration <= 0 or args.timeout <= 0 or args.max_seconds <= 0:
+        parser.error("--warmup must not be negative; --duration, --timeout and --max-seconds must be positive")
+    if args.sessions < max(args.connections, args.open_connections):
+        parser.error("--sessions must be at least --connections and --open-connections (one session per lane)")
+    total = args.warmup + args.requests + sum(max(1, round(rate * args.duration)) for rate in args.rate)
+    if math.ceil(total / args.sessions) > MAX_SEQUENCES_PER_SESSION:
+        parser.error(f"more than {MAX_SEQUENCES_PER_SESSION} FBUs per session: raise --sessions")
+    return args
+
+
+@contextlib.contextmanager
+def deployment(
+    workdir: Path, log_level: str
+) -> Iterator[tuple[RedisServer, ServerProcess, ServerProcess, dict[str, str]]]:
+    redis = RedisServer(workdir / "redis")
+    redis.start()
+    started: list[ServerProcess] = []
+    try:
+        tokens = {"ar": secrets.token_urlsafe(32), "aaa": secrets.token_urlsafe(32)}
+        config = workdir / "service" / "aaa-fmip.toml"
+        config.parent.mkdir(parents=True)
+        config.write_text(service_config(redis.url, tokens["ar"], tokens["aaa"]))
+        service_port = free_port()
+        service = ServerProcess(
+            "service",
+            [
+                "-m",
+                "aaa_fmip.cli",
+                "serve",
+                "--config",
+                str(config),
+                "--listen",
+                f"{HOST}:{service_port}",
+                "--log-level",
+                log_level,
+            ],
+            workdir / "service",
+            service_port,
+            {"AAA_FMIP_KEK": secrets.token_hex(32)},
+        )
+        baseline_port = free_port()
+        baseline = ServerProcess(
+            "baseline",
+            ["-m", "bench.baseline_app", "--listen", f"{HOST}:{baseline_port}", "--redis-url", redis.url],
+            workdir / "baseline",
+            baseline_port,
+            {},
+        )
+        for proc, ready in ((service, "/readyz"), (baseline, "/baseline")):
+            proc.start(ready)
+            started.append(proc)
+            print(f"  {proc.name} ready on {HOST}:{proc.port} (pid {proc.pid})", flush=True)
+        yield redis, service, baseline, tokens
+    finally:
+        for proc in reversed(started):
+            proc.stop()
+        redis.stop()
+
+
+def ingest(
+    runner: Runner, service: ServerProcess, token: str, count: int, connections: int
+) -> tuple[list[MobileNode], Phase]:
+    nodes = [MobileNode(i, os.urandom(64), b"\x0d" + os.urandom(64)) for i in range(count)]
+    headers = (("Authorization", f"Bearer {token}"), ("Content-Type", "application/json"))
+    requests = []
+    for node in nodes:
+        body = json.dumps(
+            {
+                "emsk": node.emsk.hex(),
+                "eap_session_id": node.eap_session_id.hex(),
+                "user_name": f"mn{node.index}@bench.example",
+                "calling_station_id": "02-00-" + "-".join(f"{b:02x}" for b in node.index.to_bytes(4, "big")),
+            }
+        ).encode()
+        requests.append(
+            loadgen.encode_request("POST", "/v1/sessions", host=f"{HOST}:{service.port}", body=body, headers=headers)
+        )
+    mismatched: list[int] = []
+
+    def check(response: loadgen.Response) -> None:
+        if response.status == 201:
+            nodes[response.index].spi = int(json.loads(response.body)["spi"])
+
+    batch = Batch(requests, list(range(count)), [])
+    phase = runner.run("ingest", "closed", service, batch, connections=connections, check=check, progress=False)
+    for node in nodes:  # the mobile node's side: the same SPI and its handover key for the PAR
+        master = mn.derive_master_key(emsk=node.emsk, eap_session_id=node.eap_session_id)
+        node.hk = mn.derive_handover_key(master, PAR)
+        if node.spi != master.spi:
+            mismatched.append(node.index)
+    if mismatched:
+        raise BenchFailed(f"ingest: {len(mismatched)} sessions got another SPI than the mobile node derives")
+    return nodes, phase
+
+
+def measure(args: argparse.Namespace, workdir: Path, phases: list[Phase]) -> None:
+    """Run every phase, appending each to ``phases`` as it completes (so a failure keeps the ones before it)."""
+    with deployment(workdir, args.log_level) as (redis, service, baseline, tokens):
+        runner = Runner(args, redis)
+        nodes, ingested = ingest(runner, service, tokens["aaa"], args.sessions, min(args.connections, 8))
+        print(f"  ingested {len(nodes)} sessions ({ingested.result.throughput:,.0f}/s)", flush=True)
+        factory = FbuFactory(nodes, service.port, tokens["ar"])
+        open_counts = [max(1, round(rate * args.duration)) for rate in args.rate]
+        t0 = time.perf_counter()
+        warm_fbu = factory.batch(args.warmup)
+        closed_fbu = factory.batch(args.requests)
+        open_fbus = [factory.batch(count) for count in open_counts]
+        built = args.warmup + args.requests + sum(open_counts)
+        print(f"  built {built} FBUs in {time.perf_counter() - t0:.1f} s", flush=True)
+
+        def base(count: int) -> Batch:
+            return baseline_batch(baseline.port, count)
+
+        if args.warmup:
+            print("warm-up", flush=True)
+            runner.run("baseline", "closed", baseline, base(args.warmup), connections=args.connections, progress=False)
+            runner.run("fbu", "closed", service, warm_fbu, connections=args.connections, progress=False)
+        print("closed loop", flush=True)
+        phases.append(runner.run("baseline", "closed", baseline, base(args.requests), connections=args.connections))
+        phases.append(runner.run("fbu", "closed", service, closed_fbu, connections=args.connections))
+        for rate, count, open_fbu in zip(args.rate, open_counts, open_fbus, strict=True):
+            print(f"open loop, {rate:g} requests/s", flush=True)
+            conns = args.open_connections
+            phases.append(runner.run("baseline", "open", baseline, base(count), connections=conns, rate=rate))
+            phases.append(runner.run("fbu", "open", service, open_fbu, connections=conns, rate=rate))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    print("bench_rest: POST /v1/fbu/verify vs a baseline on the same stack", flush=True)
+    info = machine()
+    pkgs = ", ".join(f"{k} {v}" for k, v in info["packages"].items() if v)
+    print(
+        f"  machine: {info['cpus']} CPUs ({info['cpu_model']}), Python {info['python']}, "
+        f"redis-server {info['redis_server']}; {pkgs}",
+        flush=True,
+    )
+    phases: list[Phase] = []
+    failure: BenchFailed | None = None
+    try:
+        with tempfile.TemporaryDirectory(prefix="aaa-fmip-bench-") as tmp:
+            measure(args, Path(tmp), phases)
+    except BenchFailed as exc:
+        failure = exc
+    except RuntimeError as exc:  # a server did not start; the message says why
+        failure = BenchFailed(str(exc))
+
+    summary = verdicts(phases)
+    if phases:
+        print()
+        if failure is not None:
+            print("phases completed before the failure (every request of these got its expected answer):")
+        print(table(phases))
+        print()
+        for line in verdict_lines(summary):
+            print(line)
+        print("outcomes: " + "; ".join(f"{p.label}: {p.outcomes}" for p in phases))
+    if failure is not None:
+        counts = ", ".join(f"{k}: {v}" for k, v in failure.outcomes.items())
+        print(f"bench_rest: FAILED in {failure}" + (f" ({counts})" if counts else ""), file=sys.stderr)
+    if args.json:
+        doc: dict[str, Any] = {
+            "benchmark": "bench_rest",
+            "machine": info,
+            "parameters": {k: v for k, v in vars(args).items() if k != "json"},
+            "phases": [p.row() for p in phases],
+            "targets": summary,
+            "failed": None if failure is None else {"phase": str(failure), "outcomes": failure.outcomes},
+        }
+        text = json.dumps(doc, indent=2)
+        if args.json == "-":
+            print(text)
+        else:
+            Path(args.json).write_text(text + "\n")
+    return 0 if failure is None else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
