@@ -105,6 +105,65 @@ class HandoverKeyService:
 
         The EMSK/DSRK is used here once and never stored.
         """
+        record = self._ingest(
+            caller,
+            user_name=user_name,
+            emsk=emsk,
+            eap_session_id=eap_session_id,
+            dsrk=dsrk,
+            emsk_name=emsk_name,
+            calling_station_id=calling_station_id,
+            nas_identifier=nas_identifier,
+            lifetime=lifetime,
+            external_ids=external_ids,
+        )
+        return SessionInfo(hmk_name=record.hmk_name, spi=record.spi, expires_at=record.expires_at)
+
+    def ingest_session_with_key(
+        self,
+        caller: Caller,
+        *,
+        router: Caller,
+        ar_address: IPv6,
+        user_name: str,
+        emsk: bytes,
+        eap_session_id: bytes,
+        calling_station_id: str | None = None,
+        nas_identifier: str | None = None,
+        lifetime: int | None = None,
+        external_ids: tuple[str, ...] = (),
+    ) -> tuple[SessionInfo, HandoverKeyGrant]:
+        """Ingest, and the HK of the serving access router ``router`` for its ``ar_address`` (the AAA server
+        pushes it in the Access-Accept): one call, the HK derived from the HMK just stored instead of read back.
+        """
+        router_name = _require_router(router, ar_address)
+        record = self._ingest(
+            caller,
+            user_name=user_name,
+            emsk=emsk,
+            eap_session_id=eap_session_id,
+            calling_station_id=calling_station_id,
+            nas_identifier=nas_identifier,
+            lifetime=lifetime,
+            external_ids=external_ids,
+        )
+        info = SessionInfo(hmk_name=record.hmk_name, spi=record.spi, expires_at=record.expires_at)
+        return info, self._grant(caller, router_name, ar_address, record, record.created_at)
+
+    def _ingest(
+        self,
+        caller: Caller,
+        *,
+        user_name: str,
+        emsk: bytes | None = None,
+        eap_session_id: bytes | None = None,
+        dsrk: bytes | None = None,
+        emsk_name: bytes | None = None,
+        calling_station_id: str | None = None,
+        nas_identifier: str | None = None,
+        lifetime: int | None = None,
+        external_ids: tuple[str, ...] = (),
+    ) -> SessionRecord:
         _require(caller, "aaa", "admin")
         home = emsk is not None or eap_session_id is not None
         visited = dsrk is not None or emsk_name is not None
@@ -156,7 +215,7 @@ class HandoverKeyService:
             nas=nas_identifier,
             lifetime=granted,
         )
-        return SessionInfo(hmk_name=master.hmk_name, spi=master.spi, expires_at=record.expires_at)
+        return record
 
     def record_no_emsk(self, caller: Caller, *, user_name: str, method: str | None, detail: str) -> None:
         """Audit an authentication that produced no EMSK (EAP-PWD, EAP-MD5): no session; the MN uses SEND."""
@@ -242,6 +301,12 @@ class HandoverKeyService:
                 "the session was revoked" if revoked else "no live session matches",
                 reason="revoked" if revoked else "unknown-session",
             )
+        return self._grant(caller, router, ar_address, record, now)
+
+    def _grant(
+        self, caller: Caller, router: str, ar_address: IPv6, record: SessionRecord, now: float
+    ) -> HandoverKeyGrant:
+        """Derive the HK of ``record`` for ``ar_address`` (already checked to be the router's) and audit it."""
         hk = keys.derive_hk(record.hmk, record.hmk_name, ar_address, record.spi)
         lifetime = int(record.expires_at - now)
         self._audit(

@@ -72,17 +72,22 @@ class PluginService(ServicePort, Protocol):
         external_ids: tuple[str, ...] = (),
     ) -> SessionInfo: ...
 
-    def record_no_emsk(self, caller: Caller, *, user_name: str, method: str | None, detail: str) -> None: ...
-
-    def handover_key(
+    def ingest_session_with_key(
         self,
         caller: Caller,
         *,
+        router: Caller,
         ar_address: ipaddress.IPv6Address,
-        spi: int | None = None,
+        user_name: str,
+        emsk: bytes,
+        eap_session_id: bytes,
         calling_station_id: str | None = None,
-        hmk_name: bytes | None = None,
-    ) -> HandoverKeyGrant: ...
+        nas_identifier: str | None = None,
+        lifetime: int | None = None,
+        external_ids: tuple[str, ...] = (),
+    ) -> tuple[SessionInfo, HandoverKeyGrant]: ...
+
+    def record_no_emsk(self, caller: Caller, *, user_name: str, method: str | None, detail: str) -> None: ...
 
 
 # ------------------------------------------------------------------------------------------ router matching
@@ -284,26 +289,35 @@ class FreeRadiusPlugin:
         emsk = request.emsk
         sid = request.eap_session_id
 
+        user_name, mac, nas_label = request.user_name, request.calling_station_id, request.nas.label()
+        external_ids = (EXTERNAL_ID_PREFIX + token,)
+
         def work() -> tuple[SessionInfo, HandoverKeyGrant | None]:
-            info = self.service.ingest_session(
+            if router is None:
+                info = self.service.ingest_session(
+                    AAA_CALLER,
+                    user_name=user_name,
+                    emsk=emsk.reveal(),
+                    eap_session_id=sid,
+                    calling_station_id=mac,
+                    nas_identifier=nas_label,
+                    lifetime=session_timeout,
+                    external_ids=external_ids,
+                )
+                return info, None
+            # One service call: the serving router's HK comes from the HMK just derived, not read back.
+            return self.service.ingest_session_with_key(
                 AAA_CALLER,
-                user_name=request.user_name,
+                router=Caller(name=router.name, role="ar", router=router.to_model()),
+                ar_address=router.addresses[0],
+                user_name=user_name,
                 emsk=emsk.reveal(),
                 eap_session_id=sid,
-                calling_station_id=request.calling_station_id,
-                nas_identifier=request.nas.label(),
+                calling_station_id=mac,
+                nas_identifier=nas_label,
                 lifetime=session_timeout,
-                external_ids=(EXTERNAL_ID_PREFIX + token,),
+                external_ids=external_ids,
             )
-            grant = None
-            if router is not None:
-                model = router.to_model()
-                grant = self.service.handover_key(
-                    Caller(name=router.name, role="ar", router=model),
-                    ar_address=router.addresses[0],
-                    hmk_name=info.hmk_name,
-                )
-            return info, grant
 
         result = self._bounded("ingest", work)
         if result is None:
