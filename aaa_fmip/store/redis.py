@@ -73,6 +73,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import functools
 import hashlib
 import hmac
@@ -104,6 +105,20 @@ __all__ = ["AUDIT_GENESIS", "RedisStore", "audit_entry_hash"]
 AUDIT_GENESIS: Final = "0" * 64
 _AUDIT_DOMAIN: Final = b"aaa-fmip-audit-v1\x00"
 _AUDIT_APPEND_ATTEMPTS: Final = 200
+_AUDIT_BATCH: Final = 64  # entries committed in one script call at most
+
+
+@dataclasses.dataclass
+class _PendingAudit:
+    """An audit entry waiting for the group commit, and what became of it."""
+
+    event: str
+    at_text: str
+    texts: dict[str, str]
+    entry: AuditEntry | None = None
+    error: Exception | None = None
+
+
 _AUDIT_SCAN_LIMIT: Final = 10_000  # entries examined per read_audit call before returning a cursor
 _DELETE_ATTEMPTS: Final = 5
 _EXTERNAL_ID_LIMIT: Final = 256  # sessions returned per external id (e.g. one user's concurrent sessions)
@@ -146,17 +161,25 @@ return 'accepted'
 """
 
 # Compare-and-append for the audit chain: one round trip when this writer's idea of the head is current.
-# KEYS[1] = head, KEYS[2] = stream; ARGV[1] = expected head, ARGV[2] = the new entry's hash, ARGV[3..] = the
-# entry's field/value pairs. A missing head is the genesis value. Returns {1, id} or {0, current head}.
+# KEYS[1] = head, KEYS[2] = stream; ARGV[1] = expected head, ARGV[2] = n entries, then per entry: its hash, the
+# count of its field/value items, the items. A missing head is the genesis value. Returns {1, id...} or
+# {0, current head}.
 _AUDIT_APPEND_LUA: Final = (
     """
 local head = redis.call('GET', KEYS[1]) or '"""
     + "0" * 64
     + """'
 if head ~= ARGV[1] then return {0, head} end
-local id = redis.call('XADD', KEYS[2], '*', unpack(ARGV, 3))
-redis.call('SET', KEYS[1], ARGV[2])
-return {1, id}
+local out = {1}
+local i = 3
+for _ = 1, tonumber(ARGV[2]) do
+  local hash, count = ARGV[i], tonumber(ARGV[i + 1])
+  out[#out + 1] = redis.call('XADD', KEYS[2], '*', unpack(ARGV, i + 2, i + 1 + count))
+  head = hash
+  i = i + 2 + count
+end
+redis.call('SET', KEYS[1], head)
+return out
 """
 )
 
@@ -291,6 +314,8 @@ class RedisStore:
         self._lock = threading.Lock()
         self._audit_head_hint: str | None = None  # last head this process wrote; a stale hint costs a retry
         self._audit_lock = threading.Lock()
+        self._audit_pending_lock = threading.Lock()
+        self._audit_pending: list[_PendingAudit] = []
         self._client: Any = None
 
     # --- construction ------------------------------------------------------------------------------------
@@ -888,32 +913,60 @@ class RedisStore:
                 texts[name] = value
             else:
                 raise TypeError(f"audit field {name!r} must be str, int or None")
-        at_text = f"{at:.6f}"
-        stream, head = self._audit_stream_key(), self._audit_head_key()
-        # One append in flight per store object: this process's own threads never race each other for the
-        # head (they would only make their hints stale); the script still orders writers in other processes.
+        item = _PendingAudit(event, f"{at:.6f}", texts)
+        with self._audit_pending_lock:
+            self._audit_pending.append(item)
+        # Group commit: one append in flight per store object. Whoever holds the lock commits every entry queued
+        # so far in one round trip; the others find theirs done when they get the lock. A process's own threads
+        # thus never race each other for the chain head; the script orders writers in other processes.
         with self._audit_lock:
-            prev = self._audit_head_hint
-            if prev is None:
-                with self._io("append_audit"):
-                    raw = _b(self._r().get(head))
-                prev = raw.decode("ascii") if raw else AUDIT_GENESIS
-            for _ in range(_AUDIT_APPEND_ATTEMPTS):
-                digest = audit_entry_hash(prev, at_text, event, texts)
-                entry = {"at": at_text, "event": event, "prev": prev, "hash": digest}
-                entry.update({f"f:{k}": v for k, v in texts.items()})
+            while item.entry is None and item.error is None:
+                with self._audit_pending_lock:
+                    batch = self._audit_pending[:_AUDIT_BATCH]
+                    del self._audit_pending[:_AUDIT_BATCH]
+                try:
+                    self._commit_audit(batch)
+                except Exception as exc:  # every entry of the batch failed with it (StoreUnavailable, ...)
+                    for pending in batch:
+                        pending.error = exc
+        if item.error is not None:
+            raise item.error
+        assert item.entry is not None
+        return item.entry
+
+    def _commit_audit(self, batch: list[_PendingAudit]) -> None:
+        """Append ``batch`` to the chain in one script call, retrying on the head another writer left."""
+        stream, head = self._audit_stream_key(), self._audit_head_key()
+        prev = self._audit_head_hint
+        if prev is None:
+            with self._io("append_audit"):
+                raw = _b(self._r().get(head))
+            prev = raw.decode("ascii") if raw else AUDIT_GENESIS
+        for _ in range(_AUDIT_APPEND_ATTEMPTS):
+            args: list[str] = [prev, str(len(batch))]
+            chained: list[tuple[str, str]] = []  # (prev, hash) of each entry
+            link = prev
+            for it in batch:
+                digest = audit_entry_hash(link, it.at_text, it.event, it.texts)
+                entry = {"at": it.at_text, "event": it.event, "prev": link, "hash": digest}
+                entry.update({f"f:{k}": v for k, v in it.texts.items()})
                 flat = [x for kv in entry.items() for x in kv]
-                with self._io("append_audit"):
-                    ok, value = cast(list[Any], self._script(_AUDIT_APPEND_LUA, [head, stream], [prev, digest, *flat]))
-                value_text = value.decode("ascii") if isinstance(value, bytes) else str(value)
-                if ok == 1:
-                    self._audit_head_hint = digest
-                    return AuditEntry(
-                        id=value_text, at=float(at_text), event=event, fields=texts, prev=prev, hash=digest
+                args += [digest, str(len(flat)), *flat]
+                chained.append((link, digest))
+                link = digest
+            with self._io("append_audit"):
+                result = cast(list[Any], self._script(_AUDIT_APPEND_LUA, [head, stream], args))
+            texts_out = [v.decode("ascii") if isinstance(v, bytes) else str(v) for v in result[1:]]
+            if result[0] == 1:
+                for it, entry_id, (entry_prev, digest) in zip(batch, texts_out, chained, strict=True):
+                    it.entry = AuditEntry(
+                        id=entry_id, at=float(it.at_text), event=it.event, fields=it.texts, prev=entry_prev, hash=digest
                     )
-                # Another instance moved the head: chain onto the head the script returned, at once.
-                prev = value_text
-                self._audit_head_hint = None
+                self._audit_head_hint = link
+                return
+            # Another instance moved the head: chain onto the head the script returned, at once.
+            prev = texts_out[0]
+            self._audit_head_hint = None
         raise StoreError(f"audit append at {self._where} lost {_AUDIT_APPEND_ATTEMPTS} races in a row; try again")
 
     @staticmethod
