@@ -202,6 +202,23 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 return redis.call('ZREVRANGEBYSCORE', KEYS[1], '+inf', '(' .. now, 'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[1]))
 """
 
+# The live members of a session index AND their records, in one round trip. The records live in other hash
+# slots, so this is used only where there are no slots (a single Redis, Sentinel, the embedded server); a
+# Cluster takes two round trips (_INDEX_LIVE_LUA, then a pipeline). ARGV[2]/ARGV[3] frame a session key name
+# around a member. Returns member, score, record (false when gone), ...
+_INDEX_LIVE_RECORDS_LUA: Final = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local m = redis.call('ZREVRANGEBYSCORE', KEYS[1], '+inf', '(' .. now, 'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[1]))
+local out = {}
+for i = 1, #m, 2 do
+  out[#out + 1] = m[i]
+  out[#out + 1] = m[i + 1]
+  out[#out + 1] = redis.call('GET', ARGV[2] .. m[i] .. ARGV[3]) or false
+end
+return out
+"""
+
 # Drop an index member whose record is gone, unless it was re-added meanwhile (its score changed).
 _INDEX_DROP_LUA: Final = """
 if redis.call('ZSCORE', KEYS[1], ARGV[1]) == ARGV[2] then return redis.call('ZREM', KEYS[1], ARGV[1]) end
@@ -667,15 +684,50 @@ class RedisStore:
     def find_by_spi(self, spi: int, *, limit: int = 8) -> list[SessionRecord]:
         """Live sessions with this SPI (collisions are possible), longest-lived first, at most ``limit``.
 
-        Two round trips: the live members of the SPI index, then one pipeline fetching their records.
+        One round trip (the index and the records in one script); on a Cluster, where the records live in other
+        hash slots, two: the live members of the SPI index, then one pipeline fetching their records.
         """
         if limit <= 0:
             return []
         key = self._spi_key(spi)
-        members = self._live_members(key, limit, what="find_by_spi")
-        if not members:
-            return []
-        return [r for r in self._fetch_sessions(key, members, what="find_by_spi") if r.spi == spi]
+        client = self._r()
+        if isinstance(client, RedisCluster):
+            members = self._live_members(key, limit, what="find_by_spi")
+            records = self._fetch_sessions(key, members, what="find_by_spi") if members else []
+        else:
+            records = self._live_records(key, limit, what="find_by_spi")
+        return [r for r in records if r.spi == spi]
+
+    def _live_records(self, index_key: str, limit: int, *, what: str) -> list[SessionRecord]:
+        """:meth:`_live_members` and :meth:`_fetch_sessions` in one round trip (not on a Cluster)."""
+        # the frame of _session_key around a member (its hex HMK-Name)
+        session_prefix, session_suffix = f"{self._p}:{{", "}:session"
+        with self._io(what):
+            reply = self._script(_INDEX_LIVE_RECORDS_LUA, [index_key], [limit, session_prefix, session_suffix])
+        if not isinstance(reply, list) or len(reply) % 3:
+            raise StoreError(f"unexpected reply from Redis at {self._where} for {what}")
+        flat = [_b(x) for x in reply]
+        records: list[SessionRecord] = []
+        stale: list[tuple[bytes, bytes]] = []
+        for member, score, raw in zip(flat[0::3], flat[1::3], flat[2::3], strict=True):
+            if member is None or score is None:
+                continue
+            try:
+                name = bytes.fromhex(member.decode("ascii"))
+            except (UnicodeDecodeError, ValueError):
+                stale.append((member, score))
+                continue
+            if raw is None:
+                stale.append((member, score))
+                continue
+            records.append(self._decode_session(name, raw))
+        if stale:
+            with self._io(what):
+                pipe = self._pipe()
+                for gone, gone_score in stale:
+                    self._queue_script(pipe, _INDEX_DROP_LUA, [index_key], [gone, gone_score])
+                pipe.execute()
+        return records
 
     def find_by_calling_station(self, mac: str) -> SessionRecord | None:
         """The latest live session of this calling station (MAC, as normalised by the caller)."""

@@ -324,9 +324,9 @@ def test_record_moved_to_another_name_does_not_unwrap(store: RedisStore, redis_s
         store.get_session(attacker.hmk_name)
 
 
-def test_find_by_spi_costs_one_index_read_and_one_fetch(private_redis: object, make_store: object) -> None:
-    """The FBU-verify lookup: one read-only script over the SPI index (live members by expiry score), then
-    the candidates' GETs in one pipeline; no writes, no scans."""
+def test_find_by_spi_costs_one_index_read_and_the_records(private_redis: object, make_store: object) -> None:
+    """The FBU-verify lookup: one read-only script over the SPI index (live members by expiry score) that also
+    reads the candidates' records (outside a Cluster), so one round trip; no writes, no scans."""
     import redis
 
     store: RedisStore = make_store(private_redis.url)  # type: ignore[attr-defined, operator]
@@ -341,9 +341,9 @@ def test_find_by_spi_costs_one_index_read_and_one_fetch(private_redis: object, m
     assert len(store.find_by_spi(a.spi)) == 2
     stats = {k: v["calls"] for k, v in raw.info("commandstats").items()}
     assert stats == {
-        "cmdstat_evalsha": 1,  # round trip 1: TIME + ZREVRANGEBYSCORE inside the script
+        "cmdstat_evalsha": 1,  # the one round trip: TIME, ZREVRANGEBYSCORE and the GETs inside the script
         "cmdstat_time": 1,
         "cmdstat_zrevrangebyscore": 1,
-        "cmdstat_get": 2,  # round trip 2: one pipeline
+        "cmdstat_get": 2,
         "cmdstat_config|resetstat": 1,
     }
