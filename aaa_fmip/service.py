@@ -7,12 +7,14 @@ key material: audit entries carry identifiers (HMK-Name, SPI, HK-Name, addresses
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import ipaddress
 import re
 import secrets
+import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Literal
 
 from aaa_fmip import keys
@@ -28,6 +30,7 @@ from aaa_fmip.wire import mh as mhwire
 
 IPv6 = ipaddress.IPv6Address
 LifetimeUnits = Literal["4s", "seconds"]
+AuditItem = tuple[str, Mapping[str, str | int | None], float]  # event, fields, at
 
 # A request creating the first HK of a CGA key holds a claim this long; others wait up to ~1 s in total for it.
 _SEND_CLAIM_SECONDS = 2.0
@@ -75,6 +78,7 @@ class HandoverKeyService:
         # RFC 5568 §6.2.2 says seconds; the MIPv6 BU it copies uses 4-second units (RFC 6275 §6.1.7).
         self.lifetime_unit = 4 if lifetime_units == "4s" else 1
         self.send_policy = send_policy or SendPolicy()
+        self._local = threading.local()  # per-thread audit batch of _audits_together
 
     # -- health -----------------------------------------------------------------------------------------
 
@@ -137,18 +141,19 @@ class HandoverKeyService:
         pushes it in the Access-Accept): one call, the HK derived from the HMK just stored instead of read back.
         """
         router_name = _require_router(router, ar_address)
-        record = self._ingest(
-            caller,
-            user_name=user_name,
-            emsk=emsk,
-            eap_session_id=eap_session_id,
-            calling_station_id=calling_station_id,
-            nas_identifier=nas_identifier,
-            lifetime=lifetime,
-            external_ids=external_ids,
-        )
-        info = SessionInfo(hmk_name=record.hmk_name, spi=record.spi, expires_at=record.expires_at)
-        return info, self._grant(caller, router_name, ar_address, record, record.created_at)
+        with self._audits_together():  # session.created and hk.issued in one append
+            record = self._ingest(
+                caller,
+                user_name=user_name,
+                emsk=emsk,
+                eap_session_id=eap_session_id,
+                calling_station_id=calling_station_id,
+                nas_identifier=nas_identifier,
+                lifetime=lifetime,
+                external_ids=external_ids,
+            )
+            grant = self._grant(caller, router_name, ar_address, record, record.created_at)
+        return SessionInfo(hmk_name=record.hmk_name, spi=record.spi, expires_at=record.expires_at), grant
 
     def _ingest(
         self,
@@ -458,7 +463,23 @@ class HandoverKeyService:
 
     def _audit(self, event: str, at: float, **fields: str | int | None) -> None:
         clean: Mapping[str, str | int | None] = {k: v for k, v in fields.items() if v is not None}
-        self.store.append_audit(event, clean, at=at)
+        batch: list[AuditItem] | None = getattr(self._local, "audit_batch", None)
+        if batch is not None:
+            batch.append((event, clean, at))
+        else:
+            self.store.append_audit(event, clean, at=at)
+
+    @contextlib.contextmanager
+    def _audits_together(self) -> Iterator[None]:
+        """Entries audited inside the block go to the store in one append (one round trip), at its end."""
+        batch: list[AuditItem] = []
+        self._local.audit_batch = batch
+        try:
+            yield
+        finally:
+            self._local.audit_batch = None
+            if batch:  # also when the block failed part way: what happened before must be on record
+                self.store.append_audits(batch)
 
     # -- RFC 5269 SEND fallback (architecture.md §4) ---------------------------------------------------------
 

@@ -294,6 +294,29 @@ def _b(value: object) -> bytes | None:
     raise StoreError(f"unexpected reply type {type(value).__name__} from Redis")
 
 
+def _audit_texts(event: str, fields: Mapping[str, str | int | None], at: float) -> dict[str, str]:
+    """Validate one audit entry; its fields as the text that is hashed and stored (None values left out)."""
+    if not event:
+        raise ValueError("event must not be empty")
+    if not math.isfinite(at):
+        raise ValueError("at must be a finite Unix time")
+    texts: dict[str, str] = {}
+    for name, value in fields.items():
+        if not name or "\x00" in name:
+            raise ValueError("audit field names must be non-empty")
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            texts[name] = "true" if value else "false"
+        elif isinstance(value, int):
+            texts[name] = str(value)
+        elif isinstance(value, str):
+            texts[name] = value
+        else:
+            raise TypeError(f"audit field {name!r} must be str, int or None")
+    return texts
+
+
 def _members(value: object) -> list[bytes]:
     if not isinstance(value, list | set | tuple):
         raise StoreError(f"unexpected reply type {type(value).__name__} from Redis")
@@ -947,32 +970,21 @@ class RedisStore:
 
     def append_audit(self, event: str, fields: Mapping[str, str | int | None], *, at: float) -> AuditEntry:
         """Append one entry to the hash chain (see the module docstring); serialised across writers."""
-        if not event:
-            raise ValueError("event must not be empty")
-        if not math.isfinite(at):
-            raise ValueError("at must be a finite Unix time")
-        texts: dict[str, str] = {}
-        for name, value in fields.items():
-            if not name or "\x00" in name:
-                raise ValueError("audit field names must be non-empty")
-            if value is None:
-                continue
-            if isinstance(value, bool):
-                texts[name] = "true" if value else "false"
-            elif isinstance(value, int):
-                texts[name] = str(value)
-            elif isinstance(value, str):
-                texts[name] = value
-            else:
-                raise TypeError(f"audit field {name!r} must be str, int or None")
-        item = _PendingAudit(event, f"{at:.6f}", texts)
+        return self.append_audits([(event, fields, at)])[0]
+
+    def append_audits(self, entries: Sequence[tuple[str, Mapping[str, str | int | None], float]]) -> list[AuditEntry]:
+        """Append ``(event, fields, at)`` entries, consecutive in the chain, in one round trip when possible."""
+        items = [_PendingAudit(event, f"{at:.6f}", _audit_texts(event, fields, at)) for event, fields, at in entries]
+        if not items:
+            return []
         with self._audit_pending_lock:
-            self._audit_pending.append(item)
+            self._audit_pending.extend(items)
         # Group commit: one append in flight per store object. Whoever holds the lock commits every entry queued
         # so far in one round trip; the others find theirs done when they get the lock. A process's own threads
         # thus never race each other for the chain head; the script orders writers in other processes.
+        last = items[-1]
         with self._audit_lock:
-            while item.entry is None and item.error is None:
+            while last.entry is None and last.error is None:
                 with self._audit_pending_lock:
                     batch = self._audit_pending[:_AUDIT_BATCH]
                     del self._audit_pending[:_AUDIT_BATCH]
@@ -981,10 +993,10 @@ class RedisStore:
                 except Exception as exc:  # every entry of the batch failed with it (StoreUnavailable, ...)
                     for pending in batch:
                         pending.error = exc
-        if item.error is not None:
-            raise item.error
-        assert item.entry is not None
-        return item.entry
+        for item in items:
+            if item.error is not None:
+                raise item.error
+        return [item.entry for item in items if item.entry is not None]
 
     def _commit_audit(self, batch: list[_PendingAudit]) -> None:
         """Append ``batch`` to the chain in one script call, retrying on the head another writer left."""

@@ -347,3 +347,12 @@ def test_find_by_spi_costs_one_index_read_and_the_records(private_redis: object,
         "cmdstat_get": 2,
         "cmdstat_config|resetstat": 1,
     }
+
+
+def test_append_audits_puts_entries_next_to_each_other(store: RedisStore) -> None:
+    """Several entries of one operation (session.created, hk.issued) go to the chain together, in order."""
+    entries = store.append_audits([("test.a", {"n": 1}, 1_700_000_000.0), ("test.b", {"n": 2}, 1_700_000_000.5)])
+    assert [e.event for e in entries] == ["test.a", "test.b"]
+    assert entries[1].prev == entries[0].hash
+    assert store.append_audits([]) == []
+    assert store.verify_audit().ok
