@@ -88,6 +88,15 @@ class HostPort:
 @dataclass(frozen=True)
 class ServerSettings:
     listen: HostPort
+    # TLS for the REST listener: certificate chain and key (PEM). With client_ca_file, mutual TLS: every client
+    # must present a certificate issued by that CA (in addition to its bearer token).
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    tls_client_ca_file: Path | None = None
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_cert_file is not None
 
 
 @dataclass(frozen=True)
@@ -193,7 +202,9 @@ class Settings:
 
     def with_listen(self, listen: str) -> Settings:
         """These settings with ``server.listen`` replaced (the ``--listen`` option)."""
-        return dataclasses.replace(self, server=ServerSettings(listen=parse_host_port(listen, key="--listen")))
+        return dataclasses.replace(
+            self, server=dataclasses.replace(self.server, listen=parse_host_port(listen, key="--listen"))
+        )
 
 
 # --------------------------------------------------------------------------------------------- scalar parsers
@@ -409,6 +420,9 @@ def _env_int(text: str, *, key: str) -> int:
 # Every scalar setting that an environment variable may override, as a path in the TOML document.
 _ENV_PATHS: Final[tuple[tuple[str, ...], ...]] = (
     ("server", "listen"),
+    ("server", "tls_cert_file"),
+    ("server", "tls_key_file"),
+    ("server", "tls_client_ca_file"),
     ("store", "url"),
     ("store", "data_dir"),
     ("store", "timeout"),
@@ -535,7 +549,17 @@ def _server(doc: Mapping[str, Any], env_names: Mapping[str, str]) -> ServerSetti
     t = _Table(doc, "server", env_names)
     listen = t.string("listen", DEFAULT_LISTEN)
     assert listen is not None
-    result = ServerSettings(listen=parse_host_port(listen, key=t.key("listen")))
+    files: dict[str, Path | None] = {}
+    for name in ("tls_cert_file", "tls_key_file", "tls_client_ca_file"):
+        text = (t.string(name, "") or "").strip()
+        files[name] = Path(text) if text else None
+        if files[name] is not None and not files[name].is_file():  # type: ignore[union-attr]
+            raise ConfigError(f"{text}: no such file", key=t.key(name))
+    if (files["tls_cert_file"] is None) != (files["tls_key_file"] is None):
+        raise ConfigError("tls_cert_file and tls_key_file go together", key=t.key("tls_key_file"))
+    if files["tls_client_ca_file"] is not None and files["tls_cert_file"] is None:
+        raise ConfigError("mutual TLS needs tls_cert_file and tls_key_file too", key=t.key("tls_client_ca_file"))
+    result = ServerSettings(listen=parse_host_port(listen, key=t.key("listen")), **files)
     t.done()
     return result
 

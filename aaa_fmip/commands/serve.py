@@ -10,9 +10,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
+import ipaddress
 import logging
 import os
 import signal
+import ssl
 import threading
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any, Final, Protocol
@@ -86,6 +88,7 @@ def serve(settings: Settings) -> int:
             timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
             server_header=False,
             proxy_headers=False,
+            **_tls_options(settings),
         )
         server = _Server(config)
         _log_startup(runtime)
@@ -101,6 +104,32 @@ def serve(settings: Settings) -> int:
             except Exception as exc:
                 log.error("listener did not stop cleanly", extra={"listener": name, "error": type(exc).__name__})
         runtime.close()
+
+
+def _tls_options(settings: Settings) -> dict[str, Any]:
+    """uvicorn's TLS options for ``[server]`` (RFC 6734 §4: keying material only over a protected transport)."""
+    server = settings.server
+    if not server.tls:
+        if not _is_loopback(server.listen.host):
+            log.warning(
+                "the REST listener is not on a loopback address and has no TLS: handover keys would cross the "
+                "network in clear; set server.tls_cert_file and server.tls_key_file",
+                extra={"event": "no-tls", "listen": str(server.listen)},
+            )
+        return {}
+    options: dict[str, Any] = {"ssl_certfile": str(server.tls_cert_file), "ssl_keyfile": str(server.tls_key_file)}
+    if server.tls_client_ca_file is not None:
+        options |= {"ssl_ca_certs": str(server.tls_client_ca_file), "ssl_cert_reqs": ssl.CERT_REQUIRED}
+    return options
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def start_listeners(runtime: Runtime) -> list[tuple[str, ListenerHandle]]:

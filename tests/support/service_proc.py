@@ -165,8 +165,14 @@ class ServiceProcess:
         env: Mapping[str, str] | None = None,
         port: int | None = None,
         args: Sequence[str] = (),
+        https: bool = False,
+        client_options: Mapping[str, Any] | None = None,
     ) -> None:
+        """``https`` and ``client_options`` (httpx.Client keyword arguments: ``verify``, ``cert``) are for a
+        service configured with TLS; the readiness probe uses them too."""
         self.workdir = workdir
+        self.https = https
+        self.client_options = dict(client_options or {})
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.config_path: Path | None = None
         if config is not None:
@@ -184,7 +190,7 @@ class ServiceProcess:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.https else 'http'}://127.0.0.1:{self.port}"
 
     def command(self) -> list[str]:
         cmd = cli_command("serve", "--listen", f"127.0.0.1:{self.port}", *self.args)
@@ -225,7 +231,7 @@ class ServiceProcess:
         path = "/readyz" if what == "ready" else "/healthz"
         deadline = time.monotonic() + timeout
         last = "no answer"
-        with httpx.Client(base_url=self.url, timeout=2.0) as client:
+        with httpx.Client(base_url=self.url, timeout=2.0, **self.client_options) as client:
             while time.monotonic() < deadline:
                 if self.proc is None or self.proc.poll() is not None:
                     code = None if self.proc is None else self.proc.returncode
@@ -272,7 +278,7 @@ class ServiceProcess:
     def client(self, credential: Credential | None = None, *, timeout: float = 10.0) -> httpx.Client:
         """An HTTP client for this service, authenticated as ``credential`` when given."""
         headers = credential.headers if credential is not None else {}
-        return httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
+        return httpx.Client(base_url=self.url, headers=headers, timeout=timeout, **self.client_options)
 
     def logs(self) -> str:
         try:
