@@ -369,3 +369,23 @@ def test_send_settings_reach_the_service(tmp_path: Path) -> None:
         assert (policy.min_key_bits, policy.hk_lifetime) == (2048, 600)
     finally:
         runtime.close()
+
+
+def test_token_new_nas_address_makes_an_entry_the_loader_accepts(tmp_path: Path) -> None:
+    import json
+
+    from tests.support.service_proc import run_cli
+
+    made = run_cli(
+        "token", "new", "--role", "ar", "--name", "ar7", "--address", "2001:db8::7", "--nas-address", "192.0.2.7",
+        "--json",
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    entry = json.loads(made.stdout)["toml"]
+    assert 'nas_address = "192.0.2.7"' in entry
+    path = tmp_path / "c.toml"
+    path.write_text(entry)
+    (router,) = load_settings(path, {}).access_routers
+    assert str(router.nas_address) == "192.0.2.7"
+    bad = run_cli("token", "new", "--role", "ar", "--name", "x", "--address", "2001:db8::7", "--nas-address", "nope")
+    assert bad.returncode == 2 and "--nas-address" in bad.stderr

@@ -42,6 +42,11 @@ def register(sub: Any) -> None:
     )
     new.add_argument("--diameter-identity", metavar="FQDN", help="role ar: Origin-Host of its Diameter peer")
     new.add_argument("--nas-identifier", metavar="ID", help="role ar: NAS-Identifier it sends as a RADIUS NAS")
+    new.add_argument(
+        "--nas-address",
+        metavar="IP",
+        help="role ar: source address of its RADIUS requests (preferred over --nas-identifier: docs/freeradius.md)",
+    )
     new.add_argument("--json", action="store_true", help="print one JSON object (token, token_sha256, toml)")
     new.set_defaults(func=run_new)
 
@@ -65,6 +70,7 @@ def config_entry(
     *,
     diameter_identity: str | None = None,
     nas_identifier: str | None = None,
+    nas_address: ipaddress.IPv4Address | ipaddress.IPv6Address | None = None,
 ) -> str:
     if role == "ar":
         lines = [
@@ -77,6 +83,8 @@ def config_entry(
             lines.append(f"diameter_identity = {toml_string(diameter_identity)}")
         if nas_identifier:
             lines.append(f"nas_identifier = {toml_string(nas_identifier)}")
+        if nas_address is not None:
+            lines.append(f"nas_address = {toml_string(str(nas_address))}")
     else:
         lines = ["[[clients]]", f"name = {toml_string(name)}", f'role = "{role}"', f'token_sha256 = "{digest_hex}"']
     return "\n".join(lines) + "\n"
@@ -95,8 +103,16 @@ def run_new(args: argparse.Namespace) -> int:
                 addresses.append(ipaddress.IPv6Address(text))
             except ValueError:
                 raise ConfigError(f"{text!r} is not an IPv6 address", key=f"--address[{i}]") from None
-    elif args.address or args.diameter_identity or args.nas_identifier:
-        raise ConfigError("only role ar takes --address, --diameter-identity and --nas-identifier", key="--role")
+    elif args.address or args.diameter_identity or args.nas_identifier or args.nas_address:
+        raise ConfigError(
+            "only role ar takes --address, --diameter-identity, --nas-identifier and --nas-address", key="--role"
+        )
+    nas_address = None
+    if args.nas_address:
+        try:
+            nas_address = ipaddress.ip_address(args.nas_address)
+        except ValueError:
+            raise ConfigError(f"{args.nas_address!r} is not an IP address", key="--nas-address") from None
     token = secrets.token_urlsafe(TOKEN_OCTETS)
     digest_hex = token_sha256(token).hex()
     entry = config_entry(
@@ -106,6 +122,7 @@ def run_new(args: argparse.Namespace) -> int:
         addresses,
         diameter_identity=args.diameter_identity,
         nas_identifier=args.nas_identifier,
+        nas_address=nas_address,
     )
     if args.json:
         json.dump({"token": token, "token_sha256": digest_hex, "toml": entry}, sys.stdout)
