@@ -33,9 +33,9 @@ from aaa_fmip.crypto.secrets import SecretBytes, constant_time_equal
 from aaa_fmip.errors import DecodeError
 from aaa_fmip.keys import HandoverKey
 from aaa_fmip.mn import generate_cga_identity
+from aaa_fmip.send_policy import sign_send_message
 from aaa_fmip.wire import icmpv6
 from aaa_fmip.wire import ipv6 as ipv6wire
-from aaa_fmip.wire import send as sendwire
 from aaa_fmip.wire.send import CGAParameters
 
 __all__ = [
@@ -195,11 +195,12 @@ def build_prrtadv(
         icmpv6.Nonce(reply.nonce),
     ]
     source, destination = router.address, received.source
-
-    def encode(opts: list[icmpv6.NDOption]) -> bytes:
-        message = icmpv6.PrRtAdv(code, identifier, tuple(opts))
-        return icmpv6.encode_icmpv6(message, source=source, destination=destination)
-
-    data = sendwire.signature_input(encode(body), source=source, destination=destination)
-    body.append(icmpv6.RSASignature(cga.key_hash(router.public_key), rsa.send_sign(router.private_key, data)))
-    return SignedPrRtAdv(encode(body), source, destination)
+    message = sign_send_message(
+        lambda opts: icmpv6.PrRtAdv(code, identifier, opts),
+        body,
+        private_key=router.private_key,
+        public_key=router.public_key,
+        source=source,
+        destination=destination,
+    )
+    return SignedPrRtAdv(message, source, destination)

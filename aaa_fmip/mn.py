@@ -41,6 +41,7 @@ from aaa_fmip.crypto.badf import Algorithm
 from aaa_fmip.crypto.secrets import SecretBytes, constant_time_equal
 from aaa_fmip.errors import BadAuthenticator, BadSignature, VerificationError
 from aaa_fmip.keys import HandoverKey, HandoverMasterKey
+from aaa_fmip.send_policy import sign_send_message
 from aaa_fmip.wire import icmpv6
 from aaa_fmip.wire import ipv6 as ipv6wire
 from aaa_fmip.wire import mh as mhwire
@@ -369,12 +370,14 @@ def build_signed_rtsolpr(
         icmpv6.Nonce(bytes(nonce)),
     ]
     source = identity.address
-    unsigned = icmpv6.encode_icmpv6(icmpv6.RtSolPr(identifier, tuple(options)), source=source, destination=destination)
-    signature = rsa.send_sign(
-        identity.private_key, sendwire.signature_input(unsigned, source=source, destination=destination)
+    message = sign_send_message(
+        lambda opts: icmpv6.RtSolPr(identifier, opts),
+        options,
+        private_key=identity.private_key,
+        public_key=identity.public_key,
+        source=source,
+        destination=destination,
     )
-    options.append(icmpv6.RSASignature(cga.key_hash(identity.public_key), signature))
-    message = icmpv6.encode_icmpv6(icmpv6.RtSolPr(identifier, tuple(options)), source=source, destination=destination)
     return SignedRtSolPr(message, source, destination, identifier, bytes(nonce), alg, encryption_key)
 
 

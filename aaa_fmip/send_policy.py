@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import ipaddress
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -59,6 +60,7 @@ __all__ = [
     "StaleTimestamp",
     "VerifiedRtSolPr",
     "choose_algorithm",
+    "sign_send_message",
     "verify_rtsolpr",
 ]
 
@@ -307,3 +309,22 @@ class SendHandoverKeyResult:
     cga: ipaddress.IPv6Address
     cga_key_hash: bytes
     reused: bool  # True: the live key of this CGA key, encrypted anew; False: a fresh key
+
+
+def sign_send_message(
+    build: Callable[[tuple[icmpv6.NDOption, ...]], icmpv6.Icmpv6Message],
+    options: Sequence[icmpv6.NDOption],
+    *,
+    private_key: rsa.RSAPrivateKey,
+    public_key: bytes,
+    source: ipaddress.IPv6Address,
+    destination: ipaddress.IPv6Address,
+) -> bytes:
+    """The encoded message ``build(options + RSA Signature)``, signed per RFC 3971 §5.2 (the counterpart of the
+    check in :func:`verify_rtsolpr`): the signature covers the message encoded without the RSA Signature option
+    (architecture.md §3), which is then appended as the last option. ``public_key`` is the signer's DER key, as
+    in its CGA Parameters (the Key Hash is taken over it)."""
+    unsigned = icmpv6.encode_icmpv6(build(tuple(options)), source=source, destination=destination)
+    data = sendwire.signature_input(unsigned, source=source, destination=destination)
+    signature = icmpv6.RSASignature(cga.key_hash(public_key), rsa.send_sign(private_key, data))
+    return icmpv6.encode_icmpv6(build((*options, signature)), source=source, destination=destination)
