@@ -40,6 +40,7 @@ class SessionInfo:
     hmk_name: bytes
     spi: int
     expires_at: float  # Unix time, seconds
+    grant: HandoverKeyGrant | None = None  # the serving router's HK, when ingest was asked to push it
 
 
 @dataclass(frozen=True)

@@ -104,123 +104,71 @@ class HandoverKeyService:
         nas_identifier: str | None = None,
         lifetime: int | None = None,
         external_ids: tuple[str, ...] = (),
+        push_to: tuple[Caller, IPv6] | None = None,
     ) -> SessionInfo:
         """Derive the HMK (EMSK + Session-Id, or DSRK + EMSKName; architecture.md §2) and store the session.
 
-        The EMSK/DSRK is used here once and never stored.
+        The EMSK/DSRK is used here once and never stored. ``push_to`` = (an access router, one of its addresses):
+        also that router's HK (``SessionInfo.grant``), for the AAA server to push in the Access-Accept; derived
+        from the HMK just stored rather than read back, its audit entry appended together with the session's.
         """
-        record = self._ingest(
-            caller,
-            user_name=user_name,
-            emsk=emsk,
-            eap_session_id=eap_session_id,
-            dsrk=dsrk,
-            emsk_name=emsk_name,
-            calling_station_id=calling_station_id,
-            nas_identifier=nas_identifier,
-            lifetime=lifetime,
-            external_ids=external_ids,
-        )
-        return SessionInfo(hmk_name=record.hmk_name, spi=record.spi, expires_at=record.expires_at)
-
-    def ingest_session_with_key(
-        self,
-        caller: Caller,
-        *,
-        router: Caller,
-        ar_address: IPv6,
-        user_name: str,
-        emsk: bytes,
-        eap_session_id: bytes,
-        calling_station_id: str | None = None,
-        nas_identifier: str | None = None,
-        lifetime: int | None = None,
-        external_ids: tuple[str, ...] = (),
-    ) -> tuple[SessionInfo, HandoverKeyGrant]:
-        """Ingest, and the HK of the serving access router ``router`` for its ``ar_address`` (the AAA server
-        pushes it in the Access-Accept): one call, the HK derived from the HMK just stored instead of read back.
-        """
-        router_name = _require_router(router, ar_address)
-        with self._audits_together():  # session.created and hk.issued in one append
-            record = self._ingest(
-                caller,
+        router_name = _require_router(*push_to) if push_to is not None else None
+        with self._audits_together():
+            _require(caller, "aaa", "admin")
+            home = emsk is not None or eap_session_id is not None
+            visited = dsrk is not None or emsk_name is not None
+            if home == visited:
+                raise InvalidRequest(
+                    "give either emsk and eap_session_id, or dsrk and emsk_name", reason="missing-key-material"
+                )
+            if lifetime is not None and lifetime <= 0:
+                raise InvalidRequest("lifetime must be a positive number of seconds", reason="invalid-lifetime")
+            try:
+                if home:
+                    if emsk is None or eap_session_id is None:
+                        raise InvalidRequest("emsk and eap_session_id go together", reason="missing-key-material")
+                    master = keys.derive_hmk(emsk, eap_session_id)
+                    kind: Literal["eap", "dsrk"] = "eap"
+                else:
+                    if dsrk is None or emsk_name is None:
+                        raise InvalidRequest("dsrk and emsk_name go together", reason="missing-key-material")
+                    master = keys.derive_hmk_visited(dsrk, emsk_name)
+                    kind = "dsrk"
+            except ValueError as exc:  # length checks in keys.*; their messages carry no key octets
+                raise InvalidRequest(str(exc), reason="invalid-key-material") from None
+            now = self.clock()
+            granted = keys.hmk_lifetime(lifetime, self.max_lifetime)
+            mac = normalise_calling_station_id(calling_station_id) if calling_station_id else None
+            ids = tuple(dict.fromkeys((*external_ids, f"user:{user_name}")))
+            record = SessionRecord(
+                hmk_name=master.hmk_name,
+                spi=master.spi,
+                hmk=master.hmk,
                 user_name=user_name,
-                emsk=emsk,
-                eap_session_id=eap_session_id,
-                calling_station_id=calling_station_id,
+                kind=kind,
+                created_at=now,
+                expires_at=now + granted,
+                calling_station_id=mac,
                 nas_identifier=nas_identifier,
-                lifetime=lifetime,
-                external_ids=external_ids,
+                external_ids=ids,
             )
-            grant = self._grant(caller, router_name, ar_address, record, record.created_at)
-        return SessionInfo(hmk_name=record.hmk_name, spi=record.spi, expires_at=record.expires_at), grant
-
-    def _ingest(
-        self,
-        caller: Caller,
-        *,
-        user_name: str,
-        emsk: bytes | None = None,
-        eap_session_id: bytes | None = None,
-        dsrk: bytes | None = None,
-        emsk_name: bytes | None = None,
-        calling_station_id: str | None = None,
-        nas_identifier: str | None = None,
-        lifetime: int | None = None,
-        external_ids: tuple[str, ...] = (),
-    ) -> SessionRecord:
-        _require(caller, "aaa", "admin")
-        home = emsk is not None or eap_session_id is not None
-        visited = dsrk is not None or emsk_name is not None
-        if home == visited:
-            raise InvalidRequest(
-                "give either emsk and eap_session_id, or dsrk and emsk_name", reason="missing-key-material"
+            self.store.put_session(record, now=now)
+            self._audit(
+                "session.created",
+                now,
+                actor=caller.name,
+                hmk_name=master.hmk_name.hex(),
+                spi=master.spi,
+                kind=kind,
+                user=user_name,
+                calling_station_id=mac,
+                nas=nas_identifier,
+                lifetime=granted,
             )
-        if lifetime is not None and lifetime <= 0:
-            raise InvalidRequest("lifetime must be a positive number of seconds", reason="invalid-lifetime")
-        try:
-            if home:
-                if emsk is None or eap_session_id is None:
-                    raise InvalidRequest("emsk and eap_session_id go together", reason="missing-key-material")
-                master = keys.derive_hmk(emsk, eap_session_id)
-                kind: Literal["eap", "dsrk"] = "eap"
-            else:
-                if dsrk is None or emsk_name is None:
-                    raise InvalidRequest("dsrk and emsk_name go together", reason="missing-key-material")
-                master = keys.derive_hmk_visited(dsrk, emsk_name)
-                kind = "dsrk"
-        except ValueError as exc:  # length checks in keys.*; their messages carry no key octets
-            raise InvalidRequest(str(exc), reason="invalid-key-material") from None
-        now = self.clock()
-        granted = keys.hmk_lifetime(lifetime, self.max_lifetime)
-        mac = normalise_calling_station_id(calling_station_id) if calling_station_id else None
-        ids = tuple(dict.fromkeys((*external_ids, f"user:{user_name}")))
-        record = SessionRecord(
-            hmk_name=master.hmk_name,
-            spi=master.spi,
-            hmk=master.hmk,
-            user_name=user_name,
-            kind=kind,
-            created_at=now,
-            expires_at=now + granted,
-            calling_station_id=mac,
-            nas_identifier=nas_identifier,
-            external_ids=ids,
-        )
-        self.store.put_session(record, now=now)
-        self._audit(
-            "session.created",
-            now,
-            actor=caller.name,
-            hmk_name=master.hmk_name.hex(),
-            spi=master.spi,
-            kind=kind,
-            user=user_name,
-            calling_station_id=mac,
-            nas=nas_identifier,
-            lifetime=granted,
-        )
-        return record
+            grant = None
+            if push_to is not None and router_name is not None:
+                grant = self._grant(caller, router_name, push_to[1], record, now)
+        return SessionInfo(hmk_name=record.hmk_name, spi=record.spi, expires_at=record.expires_at, grant=grant)
 
     def record_no_emsk(self, caller: Caller, *, user_name: str, method: str | None, detail: str) -> None:
         """Audit an authentication that produced no EMSK (EAP-PWD, EAP-MD5): no session; the MN uses SEND."""

@@ -237,11 +237,11 @@ def test_normalise_calling_station_id(raw: str, norm: str) -> None:
     assert normalise_calling_station_id(raw) == norm
 
 
-def test_ingest_with_key_pushes_the_serving_routers_key_in_one_call(service: HandoverKeyService) -> None:
+def test_ingest_with_push_pushes_the_serving_routers_key_in_one_call(service: HandoverKeyService) -> None:
     emsk, sid = new_mn()
-    info, grant = service.ingest_session_with_key(
-        AAA, router=AR1, ar_address=PAR1, user_name="dave", emsk=emsk, eap_session_id=sid
-    )
+    info = service.ingest_session(AAA, user_name="dave", emsk=emsk, eap_session_id=sid, push_to=(AR1, PAR1))
+    grant = info.grant
+    assert grant is not None
     master = keys.derive_hmk(emsk, sid)
     expected = keys.derive_hk(master.hmk, master.hmk_name, PAR1, master.spi)
     assert (info.hmk_name, info.spi) == (master.hmk_name, master.spi)
@@ -252,13 +252,11 @@ def test_ingest_with_key_pushes_the_serving_routers_key_in_one_call(service: Han
     assert issued and issued[0].fields["ar"] == "ar1" and issued[0].fields["actor"] == "radius"
 
 
-def test_ingest_with_key_refuses_an_address_of_another_router_and_stores_nothing(
+def test_ingest_with_push_refuses_an_address_of_another_router_and_stores_nothing(
     service: HandoverKeyService,
 ) -> None:
     emsk, sid = new_mn()
     with pytest.raises(Forbidden):
-        service.ingest_session_with_key(
-            AAA, router=AR1, ar_address=PAR2, user_name="eve", emsk=emsk, eap_session_id=sid
-        )
+        service.ingest_session(AAA, user_name="eve", emsk=emsk, eap_session_id=sid, push_to=(AR1, PAR2))
     with pytest.raises(NotFound):
         service.handover_key(AR1, ar_address=PAR1, hmk_name=keys.derive_hmk(emsk, sid).hmk_name)

@@ -70,22 +70,8 @@ class PluginService(ServicePort, Protocol):
         nas_identifier: str | None = None,
         lifetime: int | None = None,
         external_ids: tuple[str, ...] = (),
+        push_to: tuple[Caller, ipaddress.IPv6Address] | None = None,
     ) -> SessionInfo: ...
-
-    def ingest_session_with_key(
-        self,
-        caller: Caller,
-        *,
-        router: Caller,
-        ar_address: ipaddress.IPv6Address,
-        user_name: str,
-        emsk: bytes,
-        eap_session_id: bytes,
-        calling_station_id: str | None = None,
-        nas_identifier: str | None = None,
-        lifetime: int | None = None,
-        external_ids: tuple[str, ...] = (),
-    ) -> tuple[SessionInfo, HandoverKeyGrant]: ...
 
     def record_no_emsk(self, caller: Caller, *, user_name: str, method: str | None, detail: str) -> None: ...
 
@@ -292,24 +278,13 @@ class FreeRadiusPlugin:
         user_name, mac, nas_label = request.user_name, request.calling_station_id, request.nas.label()
         external_ids = (EXTERNAL_ID_PREFIX + token,)
 
-        def work() -> tuple[SessionInfo, HandoverKeyGrant | None]:
-            if router is None:
-                info = self.service.ingest_session(
-                    AAA_CALLER,
-                    user_name=user_name,
-                    emsk=emsk.reveal(),
-                    eap_session_id=sid,
-                    calling_station_id=mac,
-                    nas_identifier=nas_label,
-                    lifetime=session_timeout,
-                    external_ids=external_ids,
-                )
-                return info, None
-            # One service call: the serving router's HK comes from the HMK just derived, not read back.
-            return self.service.ingest_session_with_key(
+        push_to = None
+        if router is not None:
+            push_to = (Caller(name=router.name, role="ar", router=router.to_model()), router.addresses[0])
+
+        def work() -> SessionInfo:
+            return self.service.ingest_session(
                 AAA_CALLER,
-                router=Caller(name=router.name, role="ar", router=router.to_model()),
-                ar_address=router.addresses[0],
                 user_name=user_name,
                 emsk=emsk.reveal(),
                 eap_session_id=sid,
@@ -317,12 +292,13 @@ class FreeRadiusPlugin:
                 nas_identifier=nas_label,
                 lifetime=session_timeout,
                 external_ids=external_ids,
+                push_to=push_to,  # one call: the router's HK comes from the HMK just derived, not read back
             )
 
-        result = self._bounded("ingest", work)
-        if result is None:
+        info = self._bounded("ingest", work)
+        if info is None:
             return ()
-        info, grant = result
+        grant = info.grant
         self.count("sessions_stored")
         self._log("debug", f"aaa_fmip: session stored: HMK-Name {info.hmk_name.hex()} SPI {info.spi}")
         pairs: list[ReplyPair] = [("Class", "+=", "0x" + class_value(token).hex())]

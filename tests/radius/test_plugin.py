@@ -154,9 +154,6 @@ class BlockingService:
     def record_no_emsk(self, caller: Caller, **kwargs: Any) -> None:
         self.release.wait(10)
 
-    def handover_key(self, caller: Caller, **kwargs: Any) -> Any:
-        raise AssertionError("not reached")
-
     def revoke_matching(self, caller: Caller, **kwargs: Any) -> int:
         self.release.wait(10)
         return 0
