@@ -7,6 +7,7 @@ key material: audit entries carry identifiers (HMK-Name, SPI, HK-Name, addresses
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import ipaddress
@@ -14,8 +15,8 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
-from typing import Literal
+from collections.abc import Callable, Generator, Iterator, Mapping
+from typing import Any, Literal, TypeVar, cast
 
 from aaa_fmip import keys
 from aaa_fmip.crypto import badf, rsa
@@ -23,14 +24,15 @@ from aaa_fmip.crypto.secrets import SecretBytes
 from aaa_fmip.errors import BadAuthenticator, DecodeError, Forbidden, InvalidRequest, NotFound, VerificationError
 from aaa_fmip.model import Caller, FbuVerdict, HandoverKeyGrant, Role, SessionInfo
 from aaa_fmip.send_policy import ReplayedNonce, SendHandoverKeyResult, SendPolicy, VerifiedRtSolPr, verify_rtsolpr
-from aaa_fmip.store import AuditCheck, AuditEntry, SendKeyRecord, SessionRecord
-from aaa_fmip.store.redis import RedisStore
+from aaa_fmip.store import AuditCheck, AuditEntry, ReplayOutcome, SendKeyRecord, SessionRecord
+from aaa_fmip.store.redis import AsyncRedisOps, RedisStore
 from aaa_fmip.wire import icmpv6 as icmpwire
 from aaa_fmip.wire import mh as mhwire
 
 IPv6 = ipaddress.IPv6Address
 LifetimeUnits = Literal["4s", "seconds"]
 AuditItem = tuple[str, Mapping[str, str | int | None], float]  # event, fields, at
+T = TypeVar("T")
 
 # A request creating the first HK of a CGA key holds a claim this long; others wait up to ~1 s in total for it.
 _SEND_CLAIM_SECONDS = 2.0
@@ -291,6 +293,29 @@ class HandoverKeyService:
         Malformed Mobility Headers raise DecodeError (the adapter answers 422 naming the field); a
         well-formed FBU that fails returns ``valid=False`` with a stable reason.
         """
+        return _run(self._verify_fbu_flow(caller, source, destination, mh, home_address), self.store)
+
+    async def verify_fbu_async(
+        self,
+        caller: Caller,
+        *,
+        source: IPv6,
+        destination: IPv6,
+        mh: bytes,
+        home_address: IPv6 | None = None,
+    ) -> FbuVerdict:
+        """:meth:`verify_fbu` for an event loop: the same steps, on the store's asyncio client
+        (:attr:`RedisStore.aio`); on a store without one (a Redis Cluster), in a worker thread."""
+        aio = self.store.aio
+        if aio is None:
+            return await asyncio.to_thread(
+                self.verify_fbu, caller, source=source, destination=destination, mh=mh, home_address=home_address
+            )
+        return await _run_async(self._verify_fbu_flow(caller, source, destination, mh, home_address), aio)
+
+    def _verify_fbu_flow(
+        self, caller: Caller, source: IPv6, destination: IPv6, mh: bytes, home_address: IPv6 | None
+    ) -> _Flow[FbuVerdict]:
         router = _require_router(caller, destination)
         pcoa = home_address or source
         message = mhwire.decode_mh(mh, source=pcoa, destination=destination)
@@ -303,18 +328,18 @@ class HandoverKeyService:
                 ncoa = option.address
                 break
         now = self.clock()
-        verdict = self._check_fbu(message, auth, pcoa, ncoa, destination, now)
-        self._audit(
-            "fbu.verified" if verdict.valid else "fbu.rejected",
-            now,
-            actor=caller.name,
-            ar=router,
-            ar_address=str(destination),
-            spi=auth.spi,
-            sequence=message.sequence,
-            verdict=verdict.verdict,
-            reason=verdict.reason,
-        )
+        verdict = yield from self._check_fbu(message, auth, pcoa, ncoa, destination, now)
+        fields = {
+            "actor": caller.name,
+            "ar": router,
+            "ar_address": str(destination),
+            "spi": auth.spi,
+            "sequence": message.sequence,
+            "verdict": verdict.verdict,
+            "reason": verdict.reason,
+        }
+        event = "fbu.verified" if verdict.valid else "fbu.rejected"
+        yield _StoreCall("append_audits", ([(event, {k: v for k, v in fields.items() if v is not None}, now)],))
         return verdict
 
     def _check_fbu(
@@ -325,7 +350,7 @@ class HandoverKeyService:
         ncoa: IPv6,
         par: IPv6,
         now: float,
-    ) -> FbuVerdict:
+    ) -> _Flow[FbuVerdict]:
         def reject(reason: str) -> FbuVerdict:
             return FbuVerdict(valid=False, reason=reason, spi=auth.spi, sequence=message.sequence)
 
@@ -334,7 +359,7 @@ class HandoverKeyService:
         expires_at = 0.0
         if auth.spi == 0:
             # RFC 5269 §4: SPI 0 names the SEND-established key of the MN's CGA (its PCoA).
-            send_key = self.store.get_send_key_by_cga(pcoa)
+            send_key: SendKeyRecord | None = yield _StoreCall("get_send_key_by_cga", (pcoa,))
             if send_key is None:
                 return reject("unknown-spi")
             if send_key.expires_at <= now:
@@ -343,9 +368,12 @@ class HandoverKeyService:
                 return reject("bad-authenticator")
             key, scope, expires_at = send_key.hk, pcoa.packed, send_key.expires_at
         else:
-            candidates = self.store.find_by_spi(auth.spi, limit=MAX_SPI_CANDIDATES)
+            candidates: list[SessionRecord] = yield _StoreCall(
+                "find_by_spi", (auth.spi,), {"limit": MAX_SPI_CANDIDATES}
+            )
             if not candidates:
-                return reject("revoked" if self.store.is_revoked(spi=auth.spi) else "unknown-spi")
+                revoked: bool = yield _StoreCall("is_revoked", (), {"spi": auth.spi})
+                return reject("revoked" if revoked else "unknown-spi")
             live = [c for c in candidates if c.expires_at > now]
             if not live:
                 return reject("expired")
@@ -357,7 +385,9 @@ class HandoverKeyService:
             if key is None:
                 return reject("bad-authenticator")
         remaining = max(1, int(expires_at - now))
-        outcome = self.store.check_replay(scope, par.packed, message.sequence, auth.authenticator, ttl=remaining)
+        outcome: ReplayOutcome = yield _StoreCall(
+            "check_replay", (scope, par.packed, message.sequence, auth.authenticator), {"ttl": remaining}
+        )
         if outcome == "replay":
             return reject("replay")
         return FbuVerdict(
@@ -547,6 +577,40 @@ class HandoverKeyService:
             existing = dataclasses.replace(existing, cga=request.source)
             self.store.put_send_key(existing, now=now)
         return existing, remaining, True
+
+
+@dataclasses.dataclass(frozen=True)
+class _StoreCall:
+    """One store operation a flow needs: the method of that name on :class:`RedisStore` (sync) or on
+    :class:`~aaa_fmip.store.redis.AsyncRedisOps` (asyncio), which take the same arguments."""
+
+    method: str
+    args: tuple[object, ...] = ()
+    kwargs: Mapping[str, object] = dataclasses.field(default_factory=dict)
+
+
+# A use case written once, run by either driver: it yields the store calls it needs and gets their results back.
+_Flow = Generator[_StoreCall, Any, T]
+
+
+def _run(flow: _Flow[T], store: RedisStore) -> T:
+    """Drive ``flow`` with blocking store calls."""
+    try:
+        call = next(flow)
+        while True:
+            call = flow.send(getattr(store, call.method)(*call.args, **call.kwargs))
+    except StopIteration as done:
+        return cast(T, done.value)
+
+
+async def _run_async(flow: _Flow[T], store: AsyncRedisOps) -> T:
+    """Drive ``flow`` with the asyncio store calls of the running event loop."""
+    try:
+        call = next(flow)
+        while True:
+            call = flow.send(await getattr(store, call.method)(*call.args, **call.kwargs))
+    except StopIteration as done:
+        return cast(T, done.value)
 
 
 def _authenticates(key: SecretBytes, ncoa: IPv6, par: IPv6, auth: mhwire.BadfInput) -> bool:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import os
 import threading
 from collections.abc import Iterator
 from dataclasses import replace
+from typing import Any
 
 import pytest
 
@@ -14,7 +16,7 @@ from aaa_fmip import keys, mn
 from aaa_fmip.crypto.secrets import SecretBytes
 from aaa_fmip.crypto.wrap import Kek, KekRing
 from aaa_fmip.errors import DecodeError, Forbidden, InvalidRequest, NotFound
-from aaa_fmip.model import AccessRouter, Caller
+from aaa_fmip.model import AccessRouter, Caller, FbuVerdict
 from aaa_fmip.service import HandoverKeyService, normalise_calling_station_id
 from aaa_fmip.store.redis import RedisStore
 from tests.support.redis_server import RedisServer
@@ -52,9 +54,18 @@ def clock() -> Clock:
     return Clock()
 
 
-@pytest.fixture
-def service(store: RedisStore, clock: Clock) -> HandoverKeyService:
-    return HandoverKeyService(store, clock=clock)
+@pytest.fixture(params=["blocking", "asyncio"])
+def service(store: RedisStore, clock: Clock, request: pytest.FixtureRequest) -> HandoverKeyService:
+    """The service; with "asyncio", every ``verify_fbu`` of a test runs through ``verify_fbu_async`` (the REST
+    hot path: the same flow on the store's asyncio client), so both drivers must give the same verdicts."""
+    service = HandoverKeyService(store, clock=clock)
+    if request.param == "asyncio":
+
+        def on_an_event_loop(caller: Caller, **kw: Any) -> FbuVerdict:
+            return asyncio.run(service.verify_fbu_async(caller, **kw))
+
+        service.verify_fbu = on_an_event_loop  # type: ignore[method-assign]
+    return service
 
 
 def new_mn() -> tuple[bytes, bytes]:

@@ -4,6 +4,8 @@ never share state."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Final
 
 from fastapi import FastAPI
@@ -38,8 +40,18 @@ TAGS: Final = [
 
 
 def create_app(runtime: Runtime) -> FastAPI:
-    """The REST API over ``runtime``. The caller owns ``runtime`` and closes it after the server stops."""
+    """The REST API over ``runtime``. The caller owns ``runtime`` and closes it after the server stops; the app
+    closes only the store's asyncio connections, which belong to its event loop."""
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        aio = runtime.store.aio
+        if aio is not None:
+            await aio.aclose()
+
     app = FastAPI(
+        lifespan=lifespan,
         title="aaa-fmip key service",
         version=__version__,
         description=DESCRIPTION,

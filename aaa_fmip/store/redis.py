@@ -55,10 +55,12 @@ Audit chain. Each stream entry has the fields ``at`` (Unix seconds as text ``%.6
     item(s) = uint32(len(utf8(s))) || utf8(s);  uint32 = 4 octets, big-endian
     names sorted by their UTF-8 octets (= code point order); n = the number of fields
 
-``prev`` is the previous entry's ``hash`` (64 zeros for the first entry). Appends are serialised with
-WATCH/MULTI on the head key, so the chain stays linear under concurrent writers. The chain detects an
-edited, deleted or inserted entry and a truncated tail (head key vs last entry); a writer able to rewrite the
-whole stream and the head is detected only by comparing :attr:`AuditCheck.head` with a copy kept elsewhere.
+``prev`` is the previous entry's ``hash`` (64 zeros for the first entry). Appends are a compare-and-set
+script on the head key (it appends only if the head is still the ``prev`` the writer chained onto), so the
+chain stays linear under concurrent writers; within one process, appends are group-committed (one in flight).
+The chain detects an edited, deleted or inserted entry and a truncated tail (head key vs last entry); a writer
+able to rewrite the whole stream and the head is detected only by comparing :attr:`AuditCheck.head` with a
+copy kept elsewhere.
 
 Errors: every connection, timeout, loading, failover or cluster-down condition becomes
 :class:`~aaa_fmip.errors.StoreUnavailable` (naming the host, never credentials); other Redis errors become
@@ -67,12 +69,19 @@ Errors: every connection, timeout, loading, failover or cluster-down condition b
 broken connection (a pooled connection that died with the server), never on a timeout, so calls fail fast
 while Redis is down and work again once it returns, without a new store. Scripts run by digest and are
 re-sent when a restarted server has forgotten them.
+
+Asyncio. :attr:`RedisStore.aio` (not on a Cluster) offers the operations of the FBU hot path (``find_by_spi``,
+``is_revoked``, ``get_send_key_by_cga``, ``check_replay``, ``append_audits``) on an asyncio client of the
+same server, with the same keys, scripts, decoding, timeouts and errors, so an event loop can verify FBUs
+without a thread hand-off per request.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
+import collections
 import dataclasses
 import functools
 import hashlib
@@ -84,12 +93,15 @@ import secrets
 import struct
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from ipaddress import IPv6Address
 from typing import Any, Final, Literal, cast
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import redis
+import redis.asyncio
+import redis.asyncio.retry
+import redis.asyncio.sentinel
 import redis.exceptions as rx
 from redis.backoff import NoBackoff
 from redis.cluster import ClusterNode, RedisCluster
@@ -100,7 +112,7 @@ from aaa_fmip.crypto.wrap import KekRing
 from aaa_fmip.errors import ConfigError, StoreError, StoreUnavailable
 from aaa_fmip.store import AuditCheck, AuditEntry, ReplayOutcome, SendKeyRecord, SessionRecord
 
-__all__ = ["AUDIT_GENESIS", "RedisStore", "audit_entry_hash"]
+__all__ = ["AUDIT_GENESIS", "AsyncRedisOps", "RedisStore", "audit_entry_hash"]
 
 AUDIT_GENESIS: Final = "0" * 64
 _AUDIT_DOMAIN: Final = b"aaa-fmip-audit-v1\x00"
@@ -317,6 +329,16 @@ def _audit_texts(event: str, fields: Mapping[str, str | int | None], at: float) 
     return texts
 
 
+def _pending_audits(entries: Sequence[tuple[str, Mapping[str, str | int | None], float]]) -> list[_PendingAudit]:
+    return [_PendingAudit(event, f"{at:.6f}", _audit_texts(event, fields, at)) for event, fields, at in entries]
+
+
+def _head_text(raw: object) -> str:
+    """The audit head as stored (hex text), or the genesis value when there is none yet."""
+    value = _b(raw)
+    return value.decode("ascii") if value else AUDIT_GENESIS
+
+
 def _members(value: object) -> list[bytes]:
     if not isinstance(value, list | set | tuple):
         raise StoreError(f"unexpected reply type {type(value).__name__} from Redis")
@@ -341,9 +363,11 @@ class RedisStore:
         prefix: str = "fmip",
         where: str = "redis",
         on_close: Callable[[], None] | None = None,
+        aconnect: Callable[[], Any] | None = None,
     ) -> None:
         """Prefer :meth:`from_url`. ``connect`` builds the redis-py client (``Redis`` or ``RedisCluster``);
-        it is called on first use and again after a failed cluster bootstrap."""
+        it is called on first use and again after a failed cluster bootstrap. ``aconnect`` builds an asyncio
+        client of the same server (called once per event loop); without it :attr:`aio` is None."""
         if not _PREFIX.fullmatch(prefix):
             raise ConfigError("must be 1-64 characters of [A-Za-z0-9_.:-] (no braces)", key="store.prefix")
         self._connect = connect
@@ -357,6 +381,7 @@ class RedisStore:
         self._audit_pending_lock = threading.Lock()
         self._audit_pending: list[_PendingAudit] = []
         self._client: Any = None
+        self._aio = AsyncRedisOps(self, aconnect) if aconnect is not None else None
 
     # --- construction ------------------------------------------------------------------------------------
 
@@ -391,13 +416,20 @@ class RedisStore:
         def retry() -> Retry:
             return Retry(NoBackoff(), 1, supported_errors=(rx.ConnectionError,))
 
+        def aretry() -> redis.asyncio.retry.Retry:
+            return redis.asyncio.retry.Retry(NoBackoff(), 1, supported_errors=(rx.ConnectionError,))
+
         if scheme in ("redis", "rediss", "unix"):
             where = _where_simple(parts, scheme)
             try:
                 client = redis.Redis.from_url(url, retry=retry(), **opts)
             except ValueError as exc:
                 raise ConfigError(f"invalid Redis URL ({where}): {exc}", key="store.url") from None
-            return cls(lambda: client, kek, prefix=prefix, where=where, on_close=client.close)
+
+            def aconnect() -> Any:
+                return redis.asyncio.Redis.from_url(url, retry=aretry(), **opts)
+
+            return cls(lambda: client, kek, prefix=prefix, where=where, on_close=client.close, aconnect=aconnect)
 
         if scheme in ("redis+sentinel", "rediss+sentinel"):
             user, password, hosts = _split_netloc(parts.netloc, default_port=26379)
@@ -429,7 +461,14 @@ class RedisStore:
                 for s in sentinel.sentinels:
                     s.close()
 
-            return cls(lambda: master, kek, prefix=prefix, where=where, on_close=close_sentinel)
+            def aconnect_sentinel() -> Any:
+                kwargs = {**sentinel_kwargs, "retry": aretry()}
+                asentinel: Any = cast(Any, redis.asyncio.sentinel.Sentinel)(hosts, sentinel_kwargs=kwargs)
+                return asentinel.master_for(service, **{**master_kwargs, "retry": aretry()})
+
+            return cls(
+                lambda: master, kek, prefix=prefix, where=where, on_close=close_sentinel, aconnect=aconnect_sentinel
+            )
 
         if scheme in ("redis+cluster", "rediss+cluster"):
             user, password, hosts = _split_netloc(parts.netloc, default_port=6379)
@@ -466,6 +505,11 @@ class RedisStore:
     @property
     def prefix(self) -> str:
         return self._p
+
+    @property
+    def aio(self) -> AsyncRedisOps | None:
+        """The FBU hot path on an asyncio client (see the module docstring); None on a Cluster."""
+        return self._aio
 
     @contextmanager
     def _io(self, what: str) -> Iterator[None]:
@@ -721,12 +765,14 @@ class RedisStore:
             records = self._live_records(key, limit, what="find_by_spi")
         return [r for r in records if r.spi == spi]
 
-    def _live_records(self, index_key: str, limit: int, *, what: str) -> list[SessionRecord]:
-        """:meth:`_live_members` and :meth:`_fetch_sessions` in one round trip (not on a Cluster)."""
+    def _live_records_call(self, index_key: str, limit: int) -> tuple[str, list[str], list[str | int | bytes]]:
+        """The script, keys and arguments of :meth:`_live_records` (shared with :class:`AsyncRedisOps`)."""
         # the frame of _session_key around a member (its hex HMK-Name)
         session_prefix, session_suffix = f"{self._p}:{{", "}:session"
-        with self._io(what):
-            reply = self._script(_INDEX_LIVE_RECORDS_LUA, [index_key], [limit, session_prefix, session_suffix])
+        return _INDEX_LIVE_RECORDS_LUA, [index_key], [limit, session_prefix, session_suffix]
+
+    def _parse_live_records(self, reply: object, *, what: str) -> tuple[list[SessionRecord], list[tuple[bytes, bytes]]]:
+        """The records of a :meth:`_live_records_call` reply, and the index members whose record is gone."""
         if not isinstance(reply, list) or len(reply) % 3:
             raise StoreError(f"unexpected reply from Redis at {self._where} for {what}")
         flat = [_b(x) for x in reply]
@@ -744,6 +790,13 @@ class RedisStore:
                 stale.append((member, score))
                 continue
             records.append(self._decode_session(name, raw))
+        return records, stale
+
+    def _live_records(self, index_key: str, limit: int, *, what: str) -> list[SessionRecord]:
+        """:meth:`_live_members` and :meth:`_fetch_sessions` in one round trip (not on a Cluster)."""
+        with self._io(what):
+            reply = self._script(*self._live_records_call(index_key, limit))
+        records, stale = self._parse_live_records(reply, what=what)
         if stale:
             with self._io(what):
                 pipe = self._pipe()
@@ -819,15 +872,17 @@ class RedisStore:
 
     def is_revoked(self, *, spi: int | None = None, hmk_name: bytes | None = None) -> bool:
         """True if a session with this SPI or this hmk_name was deleted and would still be live."""
-        if spi is None and hmk_name is None:
-            raise ValueError("give spi or hmk_name")
         with self._io("is_revoked"):
             pipe = self._pipe()
-            if spi is not None:
-                pipe.exists(self._spi_tomb_key(spi))
-            if hmk_name is not None:
-                pipe.exists(self._session_tomb_key(hmk_name))
+            for key in self._tomb_keys(spi, hmk_name):
+                pipe.exists(key)
             return any(int(n) for n in pipe.execute())
+
+    def _tomb_keys(self, spi: int | None, hmk_name: bytes | None) -> list[str]:
+        if spi is None and hmk_name is None:
+            raise ValueError("give spi or hmk_name")
+        keys = [] if spi is None else [self._spi_tomb_key(spi)]
+        return keys if hmk_name is None else [*keys, self._session_tomb_key(hmk_name)]
 
     def count_live_sessions(self) -> int:
         """Sessions whose TTL has not run out (by the Redis server's clock)."""
@@ -845,6 +900,13 @@ class RedisStore:
         recorded with the SHA-256 of the authenticator; same number and same authenticator:
         "retransmission"; anything else: "replay". State lives ``ttl`` seconds after the last acceptance.
         """
+        with self._io("check_replay"):
+            out = self._script(*self._replay_call(scope, ar_id, sequence, authenticator, ttl=ttl))
+        return self._parse_replay(out)
+
+    def _replay_call(
+        self, scope: bytes, ar_id: bytes, sequence: int, authenticator: bytes, *, ttl: int
+    ) -> tuple[str, list[str], list[str | int | bytes]]:
         _check_name(scope, what="scope")
         if not ar_id:
             raise ValueError("ar_id must not be empty")
@@ -854,8 +916,9 @@ class RedisStore:
             raise ValueError("ttl must be positive")
         ah = hashlib.sha256(authenticator).hexdigest()
         keys = [self._replay_prefix(scope) + ar_id.hex(), self._replay_ars_key(scope)]
-        with self._io("check_replay"):
-            out = self._script(_REPLAY_LUA, keys, [sequence, ah, ttl * 1000, ar_id.hex()])
+        return _REPLAY_LUA, keys, [sequence, ah, ttl * 1000, ar_id.hex()]
+
+    def _parse_replay(self, out: object) -> ReplayOutcome:
         if out in (b"accepted", b"retransmission", b"replay"):
             return cast(ReplayOutcome, out.decode())
         raise StoreError(f"unexpected replay-check reply from Redis at {self._where}")
@@ -974,7 +1037,7 @@ class RedisStore:
 
     def append_audits(self, entries: Sequence[tuple[str, Mapping[str, str | int | None], float]]) -> list[AuditEntry]:
         """Append ``(event, fields, at)`` entries, consecutive in the chain, in one round trip when possible."""
-        items = [_PendingAudit(event, f"{at:.6f}", _audit_texts(event, fields, at)) for event, fields, at in entries]
+        items = _pending_audits(entries)
         if not items:
             return []
         with self._audit_pending_lock:
@@ -1000,38 +1063,53 @@ class RedisStore:
 
     def _commit_audit(self, batch: list[_PendingAudit]) -> None:
         """Append ``batch`` to the chain in one script call, retrying on the head another writer left."""
-        stream, head = self._audit_stream_key(), self._audit_head_key()
         prev = self._audit_head_hint
         if prev is None:
             with self._io("append_audit"):
-                raw = _b(self._r().get(head))
-            prev = raw.decode("ascii") if raw else AUDIT_GENESIS
+                prev = _head_text(self._r().get(self._audit_head_key()))
         for _ in range(_AUDIT_APPEND_ATTEMPTS):
-            args: list[str] = [prev, str(len(batch))]
-            chained: list[tuple[str, str]] = []  # (prev, hash) of each entry
-            link = prev
-            for it in batch:
-                digest = audit_entry_hash(link, it.at_text, it.event, it.texts)
-                entry = {"at": it.at_text, "event": it.event, "prev": link, "hash": digest}
-                entry.update({f"f:{k}": v for k, v in it.texts.items()})
-                flat = [x for kv in entry.items() for x in kv]
-                args += [digest, str(len(flat)), *flat]
-                chained.append((link, digest))
-                link = digest
+            args, chained = self._audit_append_args(batch, prev)
             with self._io("append_audit"):
-                result = cast(list[Any], self._script(_AUDIT_APPEND_LUA, [head, stream], args))
-            texts_out = [v.decode("ascii") if isinstance(v, bytes) else str(v) for v in result[1:]]
-            if result[0] == 1:
-                for it, entry_id, (entry_prev, digest) in zip(batch, texts_out, chained, strict=True):
-                    it.entry = AuditEntry(
-                        id=entry_id, at=float(it.at_text), event=it.event, fields=it.texts, prev=entry_prev, hash=digest
-                    )
-                self._audit_head_hint = link
+                result = self._script(_AUDIT_APPEND_LUA, [self._audit_head_key(), self._audit_stream_key()], args)
+            moved_to = self._apply_audit_append(batch, chained, result)
+            if moved_to is None:
                 return
-            # Another instance moved the head: chain onto the head the script returned, at once.
-            prev = texts_out[0]
-            self._audit_head_hint = None
+            prev = moved_to
         raise StoreError(f"audit append at {self._where} lost {_AUDIT_APPEND_ATTEMPTS} races in a row; try again")
+
+    @staticmethod
+    def _audit_append_args(batch: list[_PendingAudit], prev: str) -> tuple[list[str], list[tuple[str, str]]]:
+        """The script arguments chaining ``batch`` onto ``prev``, and each entry's (prev, hash)."""
+        args: list[str] = [prev, str(len(batch))]
+        chained: list[tuple[str, str]] = []
+        link = prev
+        for it in batch:
+            digest = audit_entry_hash(link, it.at_text, it.event, it.texts)
+            entry = {"at": it.at_text, "event": it.event, "prev": link, "hash": digest}
+            entry.update({f"f:{k}": v for k, v in it.texts.items()})
+            flat = [x for kv in entry.items() for x in kv]
+            args += [digest, str(len(flat)), *flat]
+            chained.append((link, digest))
+            link = digest
+        return args, chained
+
+    def _apply_audit_append(
+        self, batch: list[_PendingAudit], chained: list[tuple[str, str]], result: object
+    ) -> str | None:
+        """Record the outcome of an append script: None when appended, else the head another writer left."""
+        if not isinstance(result, list) or not result:
+            raise StoreError(f"unexpected audit-append reply from Redis at {self._where}")
+        texts_out = [v.decode("ascii") if isinstance(v, bytes) else str(v) for v in result[1:]]
+        if result[0] == 1:
+            for it, entry_id, (entry_prev, digest) in zip(batch, texts_out, chained, strict=True):
+                it.entry = AuditEntry(
+                    id=entry_id, at=float(it.at_text), event=it.event, fields=it.texts, prev=entry_prev, hash=digest
+                )
+            self._audit_head_hint = chained[-1][1]
+            return None
+        # Another writer moved the head: chain onto the head the script returned, at once.
+        self._audit_head_hint = None
+        return texts_out[0]
 
     @staticmethod
     def _parse_audit(entry_id: bytes, raw: Mapping[bytes, bytes]) -> tuple[AuditEntry, str] | None:
@@ -1134,6 +1212,148 @@ class RedisStore:
         if not ok and first_bad is None:
             first_bad = last_id
         return AuditCheck(ok=ok, entries=count, head=expected if count else AUDIT_GENESIS, first_bad_id=first_bad)
+
+
+@dataclasses.dataclass
+class _LoopState:
+    """What :class:`AsyncRedisOps` holds per event loop: the client and the audit group commit."""
+
+    loop: asyncio.AbstractEventLoop
+    client: Any
+    audit_queue: collections.deque[tuple[list[_PendingAudit], asyncio.Future[None]]] = dataclasses.field(
+        default_factory=collections.deque
+    )
+    audit_task: asyncio.Task[None] | None = None
+
+
+class AsyncRedisOps:
+    """The FBU hot path of a :class:`RedisStore` on an asyncio client: same keys, scripts, records, errors.
+
+    Each method behaves as the :class:`RedisStore` method of the same name. Asyncio connections belong to the
+    loop that opened them, so the client is built on first use in each event loop (one loop per thread at a
+    time, as a server runs it). Audit appends of one loop are
+    group-committed by one task: callers queue their entries and wait; the task commits everything queued in one
+    script call, then the next batch. A caller that is cancelled does not cancel the commit it waits for.
+    """
+
+    def __init__(self, store: RedisStore, connect: Callable[[], Any]) -> None:
+        self._store = store
+        self._connect = connect
+        self._local = threading.local()  # the _LoopState of the loop this thread last ran
+
+    def _loop_state(self) -> _LoopState:
+        loop = asyncio.get_running_loop()
+        state: _LoopState | None = getattr(self._local, "state", None)
+        if state is None or state.loop is not loop:
+            state = self._local.state = _LoopState(loop, self._connect())
+        return state
+
+    async def _script(self, lua: str, keys: Sequence[str], args: Sequence[str | int | bytes]) -> object:
+        client = self._loop_state().client
+        try:
+            return cast(object, await client.evalsha(_sha1(lua), len(keys), *keys, *args))
+        except rx.NoScriptError:
+            return cast(object, await client.eval(lua, len(keys), *keys, *args))
+
+    async def find_by_spi(self, spi: int, *, limit: int = 8) -> list[SessionRecord]:
+        if limit <= 0:
+            return []
+        store = self._store
+        key = store._spi_key(spi)
+        with store._io("find_by_spi"):
+            reply = await self._script(*store._live_records_call(key, limit))
+        records, stale = store._parse_live_records(reply, what="find_by_spi")
+        if stale:
+            with store._io("find_by_spi"):
+                pipe = self._loop_state().client.pipeline(transaction=False)
+                for gone, score in stale:
+                    store._queue_script(pipe, _INDEX_DROP_LUA, [key], [gone, score])
+                await pipe.execute()
+        return [r for r in records if r.spi == spi]
+
+    async def is_revoked(self, *, spi: int | None = None, hmk_name: bytes | None = None) -> bool:
+        keys = self._store._tomb_keys(spi, hmk_name)
+        with self._store._io("is_revoked"):
+            # one EXISTS over several keys: fine outside a Cluster, where this class is not used
+            return int(await self._loop_state().client.exists(*keys)) > 0
+
+    async def get_send_key_by_cga(self, cga: IPv6Address) -> SendKeyRecord | None:
+        store = self._store
+        with store._io("get_send_key_by_cga"):
+            raw = _b(await self._loop_state().client.get(store._sendkey_key(cga)))
+        return None if raw is None else store._decode_send_key(cga, raw)
+
+    async def check_replay(
+        self, scope: bytes, ar_id: bytes, sequence: int, authenticator: bytes, *, ttl: int
+    ) -> ReplayOutcome:
+        store = self._store
+        call = store._replay_call(scope, ar_id, sequence, authenticator, ttl=ttl)
+        with store._io("check_replay"):
+            out = await self._script(*call)
+        return store._parse_replay(out)
+
+    async def append_audits(
+        self, entries: Sequence[tuple[str, Mapping[str, str | int | None], float]]
+    ) -> list[AuditEntry]:
+        items = _pending_audits(entries)
+        if not items:
+            return []
+        state = self._loop_state()
+        done: asyncio.Future[None] = state.loop.create_future()
+        state.audit_queue.append((items, done))
+        if state.audit_task is None or state.audit_task.done():
+            state.audit_task = state.loop.create_task(self._drain_audits(state))
+        await done
+        return [item.entry for item in items if item.entry is not None]
+
+    async def _drain_audits(self, state: _LoopState) -> None:
+        while state.audit_queue:
+            groups: list[tuple[list[_PendingAudit], asyncio.Future[None]]] = []
+            count = 0
+            while state.audit_queue and count < _AUDIT_BATCH:
+                group = state.audit_queue.popleft()
+                groups.append(group)
+                count += len(group[0])
+            batch = [item for items, _ in groups for item in items]
+            try:
+                await self._commit_audit(state, batch)
+            except Exception as exc:  # every entry of the batch failed with it (StoreUnavailable, ...)
+                for _, done in groups:
+                    if not done.done():
+                        done.set_exception(exc)
+            else:
+                for _, done in groups:
+                    if not done.done():
+                        done.set_result(None)
+
+    async def _commit_audit(self, state: _LoopState, batch: list[_PendingAudit]) -> None:
+        """As :meth:`RedisStore._commit_audit`, on this loop's client."""
+        store = self._store
+        head_key, stream_key = store._audit_head_key(), store._audit_stream_key()
+        prev = store._audit_head_hint
+        if prev is None:
+            with store._io("append_audit"):
+                prev = _head_text(await state.client.get(head_key))
+        for _ in range(_AUDIT_APPEND_ATTEMPTS):
+            args, chained = store._audit_append_args(batch, prev)
+            with store._io("append_audit"):
+                result = await self._script(_AUDIT_APPEND_LUA, [head_key, stream_key], args)
+            moved_to = store._apply_audit_append(batch, chained, result)
+            if moved_to is None:
+                return
+            prev = moved_to
+        raise StoreError(f"audit append at {store.where} lost {_AUDIT_APPEND_ATTEMPTS} races in a row; try again")
+
+    async def aclose(self) -> None:
+        """Let a pending audit commit finish, then close this loop's connections. Idempotent."""
+        state: _LoopState | None = getattr(self._local, "state", None)
+        self._local.state = None
+        if state is None or state.loop is not asyncio.get_running_loop():
+            return
+        if state.audit_task is not None:
+            await asyncio.wait([state.audit_task])
+        with suppress(rx.RedisError, OSError):
+            await state.client.aclose()
 
 
 def _audit_matches(

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from tests.api._deploy import AR1_ADDRESSES, Deployment, start_deployment
-from tests.api._helpers import assert_problem, ingest
+from tests.api._helpers import assert_problem, fbu_body, handover_key, ingest, verify
 from tests.support.redis_server import RedisServer
 
 
@@ -45,6 +45,8 @@ def test_store_outage_and_recovery(deployment_on_private_redis: Deployment, priv
         assert_unavailable(aaa.delete(f"/v1/sessions/{session.hmk_name}"))
     with d.service.client(d.ar1) as ar:
         assert_unavailable(ar.post("/v1/handover-keys", json={"ar_address": AR1_ADDRESSES[0], "spi": session.spi}))
+    # the FBU hot path has its own (asyncio) connections: unavailable too, never a verdict
+    assert_unavailable(verify(d, fbu_body(handover_key(session), 1)))
     with d.service.client(d.auditor) as auditor:
         assert_unavailable(auditor.get("/v1/audit"))
 
@@ -54,6 +56,9 @@ def test_store_outage_and_recovery(deployment_on_private_redis: Deployment, priv
     with d.service.client(d.ar1) as ar:
         response = ar.post("/v1/handover-keys", json={"ar_address": AR1_ADDRESSES[0], "spi": fresh.spi})
     assert response.status_code == 200, response.text
+    accepted = verify(d, fbu_body(handover_key(fresh), 1))
+    assert accepted.status_code == 200, accepted.text
+    assert accepted.json()["verdict"] == "accepted"
     with d.service.client() as ops:
         assert "aaa_fmip_store_up 1.0" in ops.get("/metrics").text
     assert d.service.proc is not None and d.service.proc.poll() is None
