@@ -1,11 +1,15 @@
 """The baseline the REST benchmark compares against: the service's stack doing the least a request can do.
 
-One route, ``GET /baseline``: one Redis GET of a 64-octet value, and a small JSON body back. Everything else is
-what ``aaa-fmip serve`` uses: FastAPI, a plain ``def`` handler (run in the same thread pool as the service's
-handlers), uvicorn in one process with the same ``uvicorn.Config`` options, and the redis-py client built by the
-service's own factory (:meth:`aaa_fmip.store.redis.RedisStore.from_url`: same socket timeouts, retry policy and
-connection pool). No middleware, no authentication, no logging per request: the difference between this and
-``POST /v1/fbu/verify`` is what the service adds.
+``GET /baseline``: one Redis GET of a 64-octet value, and a small JSON body back, dispatched the way the
+service's ``POST /v1/fbu/verify`` is: an ``async`` handler on the event loop awaiting the asyncio redis-py
+client of the service's own store (:attr:`aaa_fmip.store.redis.RedisStore.aio`, built by
+:meth:`~aaa_fmip.store.redis.RedisStore.from_url`: same socket timeouts, retry policy and pool). Everything else
+is what ``aaa-fmip serve`` uses: FastAPI, uvicorn in one process with the same ``uvicorn.Config`` options. No
+middleware, no authentication, no logging per request: the difference between this and ``POST /v1/fbu/verify``
+is what the service adds.
+
+``GET /baseline-thread``: the same GET through the blocking client in a plain ``def`` handler (FastAPI runs it in
+its thread pool), the way the FBU route worked before it moved onto the event loop; kept as a second reference.
 
     python -m bench.baseline_app --listen 127.0.0.1:8081 --redis-url redis://127.0.0.1:6379/0
 """
@@ -37,9 +41,17 @@ def create_app(redis_url: str, *, prefix: str = "bench", timeout: float = 0.5) -
     client.set(key, secrets.token_bytes(VALUE_OCTETS))
 
     app = FastAPI(title="aaa-fmip benchmark baseline", docs_url=None, redoc_url=None, openapi_url=None)
+    aio = store.aio
+    if aio is None:
+        raise SystemExit(f"baseline_app: {redis_url} has no asyncio path (a Redis Cluster); use a plain Redis URL")
 
     @app.get("/baseline")
-    def baseline() -> dict[str, Any]:
+    async def baseline() -> dict[str, Any]:
+        value = await aio._loop_state().client.get(key)
+        return {"status": "ok", "length": None if value is None else len(value)}
+
+    @app.get("/baseline-thread")
+    def baseline_thread() -> dict[str, Any]:
         value = client.get(key)
         return {"status": "ok", "length": None if value is None else len(value)}
 

@@ -5,7 +5,8 @@ What it does, all on 127.0.0.1 and with every wait bounded:
 1. starts a redis-server of its own, the real service (``python -m aaa_fmip.cli serve`` with a generated
    configuration: one access router, one AAA client, an external Redis, a random KEK) and the baseline
    (:mod:`bench.baseline_app`: FastAPI + uvicorn, same worker count and uvicorn options, the same Redis and the
-   same redis-py client settings, one GET per request);
+   same redis-py client settings, one GET per request, awaited on the event loop as the FBU route's store calls
+   are; ``baseline-thread`` does the GET in a pool thread instead, and is measured in the closed loop only);
 2. ingests ``--sessions`` EAP sessions through ``POST /v1/sessions`` and checks each returned SPI against the
    mobile node's own derivation;
 3. pre-builds every FBU it will send (:func:`aaa_fmip.mn.build_fbu`): unique, validly authenticated, with
@@ -64,7 +65,12 @@ RATIO_TARGET: Final = 0.8
 P99_TARGET_MS: Final = 2.0
 SATURATED_BELOW: Final = 0.95  # answered/offered under which an open-loop phase is called saturated
 STARTUP_TIMEOUT: Final = 60.0
-TARGETS: Final = {"baseline": "baseline", "fbu": "fbu-verify", "ingest": "ingest"}
+TARGETS: Final = {
+    "baseline": "baseline",
+    "baseline-thread": "baseline-thread",
+    "fbu": "fbu-verify",
+    "ingest": "ingest",
+}
 MAX_SEQUENCES_PER_SESSION: Final = 30_000  # well inside the 2^15 window of RFC 1982 serial arithmetic
 
 
@@ -274,8 +280,8 @@ class FbuFactory:
         return Batch(requests, lanes, expected)
 
 
-def baseline_batch(port: int, count: int) -> Batch:
-    request = loadgen.encode_request("GET", "/baseline", host=f"{HOST}:{port}")
+def baseline_batch(port: int, count: int, path: str = "/baseline") -> Batch:
+    request = loadgen.encode_request("GET", path, host=f"{HOST}:{port}")
     return Batch([request] * count, list(range(count)), [])
 
 
@@ -286,7 +292,7 @@ class Tally:
     "accepted"`` for exactly the SPI and sequence number sent).
     """
 
-    GOOD: Final = {"baseline": "ok", "ingest": "created", "fbu": "accepted"}
+    GOOD: Final = {"baseline": "ok", "baseline-thread": "ok", "ingest": "created", "fbu": "accepted"}
 
     def __init__(self, kind: str, expected: Sequence[tuple[int, int]] = ()) -> None:
         self.kind = kind
@@ -315,7 +321,7 @@ class Tally:
             body = json.loads(response.body)
         except ValueError:
             return "unparseable body"
-        if self.kind == "baseline":
+        if self.kind.startswith("baseline"):
             return "ok" if body.get("status") == "ok" and body.get("length") else "unexpected body"
         if body.get("valid") is not True:
             return f"rejected: {body.get('reason')}"
@@ -332,7 +338,7 @@ class Tally:
 
 @dataclass
 class Phase:
-    target: str  # "baseline" | "fbu-verify" | "ingest"
+    target: str  # "baseline" | "baseline-thread" | "fbu-verify" | "ingest"
     mode: str  # "closed" | "open"
     result: loadgen.LoadResult
     outcomes: dict[str, int]
@@ -558,6 +564,10 @@ def verdicts(phases: list[Phase]) -> dict[str, Any]:
         base, fbu = closed["baseline"].result.throughput, closed["fbu-verify"].result.throughput
         ratio = fbu / base if base else 0.0
         out["throughput_ratio"] = {"value": round(ratio, 3), "target": RATIO_TARGET, "met": ratio >= RATIO_TARGET}
+    if "baseline-thread" in closed and "fbu-verify" in closed:
+        base = closed["baseline-thread"].result.throughput
+        ratio = closed["fbu-verify"].result.throughput / base if base else 0.0
+        out["throughput_ratio_to_thread_baseline"] = round(ratio, 3)
     out["p99_at_rate"] = []
     for p in phases:
         if p.mode == "open" and p.target == "fbu-verify":
@@ -583,6 +593,9 @@ def verdict_lines(summary: dict[str, Any]) -> list[str]:
         v, t = ratio["value"], ratio["target"]
         state = "met" if ratio["met"] else f"MISSED: {v / t:.0%} of the target"
         lines.append(f"FBU verify / baseline closed-loop throughput: {v:.2f}x (target >= {t}x: {state})")
+    if "throughput_ratio_to_thread_baseline" in summary:
+        v = summary["throughput_ratio_to_thread_baseline"]
+        lines.append(f"FBU verify / baseline-thread (a GET in a pool thread, for reference): {v:.2f}x")
     for p99 in summary.get("p99_at_rate", []):
         v, t = p99["value_ms"], p99["target_ms"]
         state = "met" if p99["met"] else f"MISSED by {v - t:.2f} ms ({v / t:.1f}x the target)"
@@ -776,12 +789,26 @@ def measure(args: argparse.Namespace, workdir: Path, phases: list[Phase]) -> Non
         def base(count: int) -> Batch:
             return baseline_batch(baseline.port, count)
 
+        def base_thread(count: int) -> Batch:
+            return baseline_batch(baseline.port, count, "/baseline-thread")
+
         if args.warmup:
             print("warm-up", flush=True)
             runner.run("baseline", "closed", baseline, base(args.warmup), connections=args.connections, progress=False)
+            runner.run(
+                "baseline-thread",
+                "closed",
+                baseline,
+                base_thread(args.warmup),
+                connections=args.connections,
+                progress=False,
+            )
             runner.run("fbu", "closed", service, warm_fbu, connections=args.connections, progress=False)
         print("closed loop", flush=True)
         phases.append(runner.run("baseline", "closed", baseline, base(args.requests), connections=args.connections))
+        phases.append(
+            runner.run("baseline-thread", "closed", baseline, base_thread(args.requests), connections=args.connections)
+        )
         phases.append(runner.run("fbu", "closed", service, closed_fbu, connections=args.connections))
         for rate, count, open_fbu in zip(args.rate, open_counts, open_fbus, strict=True):
             print(f"open loop, {rate:g} requests/s", flush=True)

@@ -41,12 +41,13 @@ def test_bench_rest_runs_end_to_end_and_every_fbu_is_accepted(tmp_path: Path) ->
     doc = json.loads(out.read_text())
 
     phases = {(p["target"], p["mode"]): p for p in doc["phases"]}
-    assert set(phases) == {(t, m) for t in ("baseline", "fbu-verify") for m in ("closed", "open")}
+    want = {(t, m) for t in ("baseline", "fbu-verify") for m in ("closed", "open")} | {("baseline-thread", "closed")}
+    assert set(phases) == want
     expected_requests = {"closed": 48, "open": 20}
     for (target, mode), phase in phases.items():
         requests = expected_requests[mode]
         assert phase["requests"] == requests
-        good = "accepted" if target == "fbu-verify" else "ok"
+        good = "accepted" if target == "fbu-verify" else "ok"  # both baselines answer {"status": "ok", ...}
         assert phase["outcomes"] == {good: requests}, phase["outcomes"]
         assert phase["statuses"] == {"200": requests}
         for key in ("throughput_rps", "p50_ms", "p90_ms", "p99_ms", "p999_ms", "max_ms"):
@@ -54,6 +55,7 @@ def test_bench_rest_runs_end_to_end_and_every_fbu_is_accepted(tmp_path: Path) ->
 
     targets = doc["targets"]
     assert isinstance(targets["throughput_ratio"]["value"], float)
+    assert isinstance(targets["throughput_ratio_to_thread_baseline"], float)
     assert [p["rate"] for p in targets["p99_at_rate"]] == [40.0]
     assert isinstance(targets["p99_at_rate"][0]["value_ms"], float)
     assert doc["machine"]["cpus"] and doc["machine"]["python"]

@@ -1,7 +1,8 @@
 """REST routes: JSON ↔ service calls, nothing else (architecture.md §7). Errors become problems in
 :mod:`aaa_fmip.api.problems`; roles are checked by :mod:`aaa_fmip.api.auth` before a handler runs.
 
-Handlers are plain ``def``: the service is synchronous (Redis round trips), so they run in the thread pool.
+Handlers are plain ``def`` (FastAPI runs them in its thread pool, as the service's calls block on Redis), except
+the hot path ``POST /v1/fbu/verify``: it awaits :meth:`HandoverKeyService.verify_fbu_async` on the event loop.
 """
 
 from __future__ import annotations
