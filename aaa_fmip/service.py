@@ -329,17 +329,18 @@ class HandoverKeyService:
                 break
         now = self.clock()
         verdict = yield from self._check_fbu(message, auth, pcoa, ncoa, destination, now)
-        fields = {
-            "actor": caller.name,
-            "ar": router,
-            "ar_address": str(destination),
-            "spi": auth.spi,
-            "sequence": message.sequence,
-            "verdict": verdict.verdict,
-            "reason": verdict.reason,
-        }
-        event = "fbu.verified" if verdict.valid else "fbu.rejected"
-        yield _StoreCall("append_audits", ([(event, {k: v for k, v in fields.items() if v is not None}, now)],))
+        entry = _audit_item(
+            "fbu.verified" if verdict.valid else "fbu.rejected",
+            now,
+            actor=caller.name,
+            ar=router,
+            ar_address=str(destination),
+            spi=auth.spi,
+            sequence=message.sequence,
+            verdict=verdict.verdict,
+            reason=verdict.reason,
+        )
+        yield _StoreCall("append_audits", ([entry],))
         return verdict
 
     def _check_fbu(
@@ -440,12 +441,12 @@ class HandoverKeyService:
         )
 
     def _audit(self, event: str, at: float, **fields: str | int | None) -> None:
-        clean: Mapping[str, str | int | None] = {k: v for k, v in fields.items() if v is not None}
+        item = _audit_item(event, at, **fields)
         batch: list[AuditItem] | None = getattr(self._local, "audit_batch", None)
         if batch is not None:
-            batch.append((event, clean, at))
+            batch.append(item)
         else:
-            self.store.append_audit(event, clean, at=at)
+            self.store.append_audits([item])
 
     @contextlib.contextmanager
     def _audits_together(self) -> Iterator[None]:
@@ -591,6 +592,11 @@ class _StoreCall:
 
 # A use case written once, run by either driver: it yields the store calls it needs and gets their results back.
 _Flow = Generator[_StoreCall, Any, T]
+
+
+def _audit_item(event: str, at: float, **fields: str | int | None) -> AuditItem:
+    """An audit entry for the store; fields that are None are left out."""
+    return event, {k: v for k, v in fields.items() if v is not None}, at
 
 
 def _run(flow: _Flow[T], store: RedisStore) -> T:
