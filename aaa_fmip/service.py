@@ -38,6 +38,7 @@ _SEND_CLAIM_ATTEMPTS = 18
 MAX_SPI_CANDIDATES = 8
 
 _MAC_HEX = re.compile(r"^[0-9a-f]{12}$")
+_MAC_SEPARATORS = re.compile(r"[-:.\s]")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,7 +60,7 @@ def normalise_calling_station_id(value: str) -> str:
     RFC 3580 §3.21 recommends "-" separated upper-case hex for IEEE 802 Calling-Station-Id; NASes differ.
     """
     text = value.strip().lower()
-    compact = re.sub(r"[-:.\s]", "", text)
+    compact = _MAC_SEPARATORS.sub("", text)
     if _MAC_HEX.match(compact):
         return "-".join(compact[i : i + 2] for i in range(0, 12, 2))
     return text

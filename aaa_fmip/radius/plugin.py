@@ -191,6 +191,7 @@ class FreeRadiusPlugin:
         self._push_to = {
             r.name: (Caller(name=r.name, role="ar", router=r.to_model()), r.addresses[0]) for r in self.routers
         }
+        self._address_text = {r.name: str(r.addresses[0]) for r in self.routers}
 
     # -- counters ---------------------------------------------------------------------------------------
 
@@ -388,7 +389,7 @@ class FreeRadiusPlugin:
         pairs: list[ReplyPair] = [("Class", "+=", "0x" + class_value(token).hex())]
         if info.grant is not None and push_to is not None:
             self.count("keys_pushed")
-            pairs += _push_pairs(info.grant, push_to[1])
+            pairs += _push_pairs(info.grant, self._address_text[push_to[0].name])
         return tuple(pairs)
 
     def _no_emsk(self, request: PostAuthInput) -> tuple[ReplyPair, ...]:
@@ -462,12 +463,12 @@ class FreeRadiusPlugin:
         return ", ".join(f"{k}={v}" for k, v in sorted(counts.items())) or "no calls"
 
 
-def _push_pairs(grant: HandoverKeyGrant, ar_address: ipaddress.IPv6Address) -> Iterator[ReplyPair]:
+def _push_pairs(grant: HandoverKeyGrant, ar_address: str) -> Iterator[ReplyPair]:
     names = ATTRIBUTE_NAMES
     yield (names[VendorAttribute.HK], ":=", "0x" + grant.hk.hex())
     yield (names[VendorAttribute.SPI], ":=", str(grant.spi))
     yield (names[VendorAttribute.HK_LIFETIME], ":=", str(max(0, int(grant.lifetime))))
     yield (names[VendorAttribute.HK_NAME], ":=", "0x" + grant.hk_name.hex())
-    yield (names[VendorAttribute.AR_ADDRESS], ":=", str(ar_address))
+    yield (names[VendorAttribute.AR_ADDRESS], ":=", ar_address)
     if grant.algorithm in ALGORITHM_VALUES:
         yield (names[VendorAttribute.HK_ALGORITHM], ":=", grant.algorithm)
