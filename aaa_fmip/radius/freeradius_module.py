@@ -66,15 +66,17 @@ _runtime: Runtime | None = None
 _last_attempt = float("-inf")
 
 
+_LOG_CODES: Final[dict[str, int]] = {
+    "debug": radiusd.L_DBG,
+    "info": radiusd.L_INFO,
+    "warning": radiusd.L_WARN,
+    "error": radiusd.L_ERR,
+}
+
+
 def _radlog(level: Level, message: str) -> None:
-    code = {
-        "debug": radiusd.L_DBG,
-        "info": radiusd.L_INFO,
-        "warning": radiusd.L_WARN,
-        "error": radiusd.L_ERR,
-    }[level]
     with contextlib.suppress(Exception):  # logging must never be what breaks a request
-        radiusd.radlog(code, message)
+        radiusd.radlog(_LOG_CODES[level], message)
 
 
 def _module_config() -> dict[str, str]:
