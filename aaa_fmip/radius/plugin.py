@@ -214,11 +214,11 @@ class FreeRadiusPlugin:
     def _op(self, operation: str) -> AbstractContextManager[None]:
         return self._metrics.operation(INTERFACE, operation) if self._metrics is not None else nullcontext()
 
-    def _reserve(self, operation: str) -> bool:
-        """Count one more pool call; with ``max_pending`` already pending, wait up to ``store_timeout`` for one
+    def _reserve(self, operation: str, timeout: float) -> bool:
+        """Count one more pool call; with ``max_pending`` already pending, wait up to ``timeout`` seconds for one
         to end, else give up (counted, logged)."""
         with self._idle:
-            overloaded = not self._idle.wait_for(lambda: self._pending < self._max_pending, self.store_timeout)
+            overloaded = not self._idle.wait_for(lambda: self._pending < self._max_pending, timeout)
             if overloaded:
                 self._counts[f"{operation}_overload"] += 1
             else:
@@ -254,8 +254,10 @@ class FreeRadiusPlugin:
             )
 
     def _bounded(self, operation: str, fn: Callable[[], T]) -> T | None:
-        """``fn()`` on the pool, awaited for at most ``store_timeout``; None (counted, logged) on any failure."""
-        if not self._reserve(operation):
+        """``fn()`` on the pool, awaited for at most ``store_timeout`` in all (a place in the queue included);
+        None (counted, logged) on any failure."""
+        deadline = time.monotonic() + self.store_timeout
+        if not self._reserve(operation, self.store_timeout):
             return None
 
         def run() -> T:
@@ -272,7 +274,7 @@ class FreeRadiusPlugin:
             self.count(f"{operation}_shutdown")
             return None
         try:
-            return future.result(timeout=self.store_timeout)
+            return future.result(timeout=max(0.0, deadline - time.monotonic()))
         except concurrent.futures.TimeoutError:
             self.count(f"{operation}_timeout")
             self._limited(
@@ -288,7 +290,7 @@ class FreeRadiusPlugin:
         """``fn()`` on the pool, not awaited; its failure is counted and logged. False if it could not be queued
         (``max_pending`` reached, or shutting down). ``done``: the counter of a success, which also marks the
         store as keeping up (a failure marks it as not)."""
-        if not self._reserve(operation):
+        if not self._reserve(operation, self.store_timeout):
             return False
         with self._lock:
             behind_id = next(self._behind_ids)
