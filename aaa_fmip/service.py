@@ -8,14 +8,12 @@ key material: audit entries carry identifiers (HMK-Name, SPI, HK-Name, addresses
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import ipaddress
 import re
 import secrets
-import threading
 import time
-from collections.abc import Callable, Generator, Iterator, Mapping
+from collections.abc import Callable, Generator, Mapping
 from typing import Any, Literal, TypeVar, cast
 
 from aaa_fmip import keys
@@ -42,6 +40,20 @@ _SEND_CLAIM_ATTEMPTS = 18
 MAX_SPI_CANDIDATES = 8
 
 _MAC_HEX = re.compile(r"^[0-9a-f]{12}$")
+_MAC_SEPARATORS = re.compile(r"[-:.\s]")
+
+
+@dataclasses.dataclass(frozen=True)
+class PreparedSession:
+    """A session checked and derived by :meth:`HandoverKeyService.prepare_session`, not yet stored.
+
+    Holds the HMK (and the pushed HK in ``info.grant``) until :meth:`HandoverKeyService.commit_session` has
+    written it; their ``repr`` never shows key octets.
+    """
+
+    record: SessionRecord
+    audits: tuple[AuditItem, ...]
+    info: SessionInfo
 
 
 def normalise_calling_station_id(value: str) -> str:
@@ -50,7 +62,7 @@ def normalise_calling_station_id(value: str) -> str:
     RFC 3580 §3.21 recommends "-" separated upper-case hex for IEEE 802 Calling-Station-Id; NASes differ.
     """
     text = value.strip().lower()
-    compact = re.sub(r"[-:.\s]", "", text)
+    compact = _MAC_SEPARATORS.sub("", text)
     if _MAC_HEX.match(compact):
         return "-".join(compact[i : i + 2] for i in range(0, 12, 2))
     return text
@@ -80,7 +92,6 @@ class HandoverKeyService:
         # RFC 5568 §6.2.2 says seconds; the MIPv6 BU it copies uses 4-second units (RFC 6275 §6.1.7).
         self.lifetime_unit = 4 if lifetime_units == "4s" else 1
         self.send_policy = send_policy or SendPolicy()
-        self._local = threading.local()  # per-thread audit batch of _audits_together
 
     # -- health -----------------------------------------------------------------------------------------
 
@@ -112,50 +123,87 @@ class HandoverKeyService:
 
         The EMSK/DSRK is used here once and never stored. ``push_to`` = (an access router, one of its addresses):
         also that router's HK (``SessionInfo.grant``), for the AAA server to push in the Access-Accept; derived
-        from the HMK just stored rather than read back, its audit entry appended together with the session's.
+        from the HMK just derived rather than read back, its audit entry appended together with the session's.
+        :meth:`prepare_session` then :meth:`commit_session`, in this thread.
+        """
+        prepared = self.prepare_session(
+            caller,
+            user_name=user_name,
+            emsk=emsk,
+            eap_session_id=eap_session_id,
+            dsrk=dsrk,
+            emsk_name=emsk_name,
+            calling_station_id=calling_station_id,
+            nas_identifier=nas_identifier,
+            lifetime=lifetime,
+            external_ids=external_ids,
+            push_to=push_to,
+        )
+        self.commit_session(prepared)
+        return prepared.info
+
+    def prepare_session(
+        self,
+        caller: Caller,
+        *,
+        user_name: str,
+        emsk: bytes | None = None,
+        eap_session_id: bytes | None = None,
+        dsrk: bytes | None = None,
+        emsk_name: bytes | None = None,
+        calling_station_id: str | None = None,
+        nas_identifier: str | None = None,
+        lifetime: int | None = None,
+        external_ids: tuple[str, ...] = (),
+        push_to: tuple[Caller, IPv6] | None = None,
+    ) -> PreparedSession:
+        """The checks and derivations of :meth:`ingest_session`, without any store call.
+
+        Pure computation (the clock aside): the session record, the pushed router's grant and their audit
+        entries, for :meth:`commit_session` to write, now or later (the RADIUS plugin writes behind).
+        Raises what ingest raises before it touches the store (Forbidden, InvalidRequest).
         """
         router_name = _require_router(*push_to) if push_to is not None else None
-        with self._audits_together():
-            _require(caller, "aaa", "admin")
-            home = emsk is not None or eap_session_id is not None
-            visited = dsrk is not None or emsk_name is not None
-            if home == visited:
-                raise InvalidRequest(
-                    "give either emsk and eap_session_id, or dsrk and emsk_name", reason="missing-key-material"
-                )
-            if lifetime is not None and lifetime <= 0:
-                raise InvalidRequest("lifetime must be a positive number of seconds", reason="invalid-lifetime")
-            try:
-                if home:
-                    if emsk is None or eap_session_id is None:
-                        raise InvalidRequest("emsk and eap_session_id go together", reason="missing-key-material")
-                    master = keys.derive_hmk(emsk, eap_session_id)
-                    kind: Literal["eap", "dsrk"] = "eap"
-                else:
-                    if dsrk is None or emsk_name is None:
-                        raise InvalidRequest("dsrk and emsk_name go together", reason="missing-key-material")
-                    master = keys.derive_hmk_visited(dsrk, emsk_name)
-                    kind = "dsrk"
-            except ValueError as exc:  # length checks in keys.*; their messages carry no key octets
-                raise InvalidRequest(str(exc), reason="invalid-key-material") from None
-            now = self.clock()
-            granted = keys.hmk_lifetime(lifetime, self.max_lifetime)
-            mac = normalise_calling_station_id(calling_station_id) if calling_station_id else None
-            ids = tuple(dict.fromkeys((*external_ids, f"user:{user_name}")))
-            record = SessionRecord(
-                hmk_name=master.hmk_name,
-                spi=master.spi,
-                hmk=master.hmk,
-                user_name=user_name,
-                kind=kind,
-                created_at=now,
-                expires_at=now + granted,
-                calling_station_id=mac,
-                nas_identifier=nas_identifier,
-                external_ids=ids,
+        _require(caller, "aaa", "admin")
+        home = emsk is not None or eap_session_id is not None
+        visited = dsrk is not None or emsk_name is not None
+        if home == visited:
+            raise InvalidRequest(
+                "give either emsk and eap_session_id, or dsrk and emsk_name", reason="missing-key-material"
             )
-            self.store.put_session(record, now=now)
-            self._audit(
+        if lifetime is not None and lifetime <= 0:
+            raise InvalidRequest("lifetime must be a positive number of seconds", reason="invalid-lifetime")
+        try:
+            if home:
+                if emsk is None or eap_session_id is None:
+                    raise InvalidRequest("emsk and eap_session_id go together", reason="missing-key-material")
+                master = keys.derive_hmk(emsk, eap_session_id)
+                kind: Literal["eap", "dsrk"] = "eap"
+            else:
+                if dsrk is None or emsk_name is None:
+                    raise InvalidRequest("dsrk and emsk_name go together", reason="missing-key-material")
+                master = keys.derive_hmk_visited(dsrk, emsk_name)
+                kind = "dsrk"
+        except ValueError as exc:  # length checks in keys.*; their messages carry no key octets
+            raise InvalidRequest(str(exc), reason="invalid-key-material") from None
+        now = self.clock()
+        granted = keys.hmk_lifetime(lifetime, self.max_lifetime)
+        mac = normalise_calling_station_id(calling_station_id) if calling_station_id else None
+        ids = tuple(dict.fromkeys((*external_ids, f"user:{user_name}")))
+        record = SessionRecord(
+            hmk_name=master.hmk_name,
+            spi=master.spi,
+            hmk=master.hmk,
+            user_name=user_name,
+            kind=kind,
+            created_at=now,
+            expires_at=now + granted,
+            calling_station_id=mac,
+            nas_identifier=nas_identifier,
+            external_ids=ids,
+        )
+        audits = [
+            _audit_item(
                 "session.created",
                 now,
                 actor=caller.name,
@@ -167,10 +215,19 @@ class HandoverKeyService:
                 nas=nas_identifier,
                 lifetime=granted,
             )
-            grant = None
-            if push_to is not None and router_name is not None:
-                grant = self._grant(caller, router_name, push_to[1], record, now)
-        return SessionInfo(hmk_name=record.hmk_name, spi=record.spi, expires_at=record.expires_at, grant=grant)
+        ]
+        grant = None
+        if push_to is not None and router_name is not None:
+            grant, issued = _derive_grant(caller, router_name, push_to[1], record, now)
+            audits.append(issued)
+        info = SessionInfo(hmk_name=record.hmk_name, spi=record.spi, expires_at=record.expires_at, grant=grant)
+        return PreparedSession(record=record, audits=tuple(audits), info=info)
+
+    def commit_session(self, prepared: PreparedSession) -> None:
+        """Store a prepared session (TTL from now to its ``expires_at``), then append its audit entries in one
+        round trip. Nothing is audited when the session could not be stored. Raises StoreUnavailable."""
+        self.store.put_session(prepared.record, now=self.clock())
+        self.store.append_audits(prepared.audits)
 
     def record_no_emsk(self, caller: Caller, *, user_name: str, method: str | None, detail: str) -> None:
         """Audit an authentication that produced no EMSK (EAP-PWD, EAP-MD5): no session; the MN uses SEND."""
@@ -262,22 +319,9 @@ class HandoverKeyService:
         self, caller: Caller, router: str, ar_address: IPv6, record: SessionRecord, now: float
     ) -> HandoverKeyGrant:
         """Derive the HK of ``record`` for ``ar_address`` (already checked to be the router's) and audit it."""
-        hk = keys.derive_hk(record.hmk, record.hmk_name, ar_address, record.spi)
-        lifetime = int(record.expires_at - now)
-        self._audit(
-            "hk.issued",
-            now,
-            actor=caller.name,
-            ar=router,
-            ar_address=str(ar_address),
-            hmk_name=record.hmk_name.hex(),
-            spi=record.spi,
-            hk_name=hk.hk_name.hex(),
-            lifetime=lifetime,
-        )
-        return HandoverKeyGrant(
-            hk=hk.hk, hk_name=hk.hk_name, spi=record.spi, lifetime=lifetime, algorithm="HMAC-SHA1-96"
-        )
+        grant, (event, fields, at) = _derive_grant(caller, router, ar_address, record, now)
+        self._audit(event, at, **fields)
+        return grant
 
     def verify_fbu(
         self,
@@ -441,24 +485,7 @@ class HandoverKeyService:
         )
 
     def _audit(self, event: str, at: float, **fields: str | int | None) -> None:
-        item = _audit_item(event, at, **fields)
-        batch: list[AuditItem] | None = getattr(self._local, "audit_batch", None)
-        if batch is not None:
-            batch.append(item)
-        else:
-            self.store.append_audits([item])
-
-    @contextlib.contextmanager
-    def _audits_together(self) -> Iterator[None]:
-        """Entries audited inside the block go to the store in one append (one round trip), at its end."""
-        batch: list[AuditItem] = []
-        self._local.audit_batch = batch
-        try:
-            yield
-        finally:
-            self._local.audit_batch = None
-            if batch:  # also when the block failed part way: what happened before must be on record
-                self.store.append_audits(batch)
+        self.store.append_audits([_audit_item(event, at, **fields)])
 
     # -- RFC 5269 SEND fallback (architecture.md §4) ---------------------------------------------------------
 
@@ -594,11 +621,6 @@ class _StoreCall:
 _Flow = Generator[_StoreCall, Any, T]
 
 
-def _audit_item(event: str, at: float, **fields: str | int | None) -> AuditItem:
-    """An audit entry for the store; fields that are None are left out."""
-    return event, {k: v for k, v in fields.items() if v is not None}, at
-
-
 def _run(flow: _Flow[T], store: RedisStore) -> T:
     """Drive ``flow`` with blocking store calls."""
     try:
@@ -617,6 +639,33 @@ async def _run_async(flow: _Flow[T], store: AsyncRedisOps) -> T:
             call = flow.send(await getattr(store, call.method)(*call.args, **call.kwargs))
     except StopIteration as done:
         return cast(T, done.value)
+
+
+def _audit_item(event: str, at: float, **fields: str | int | None) -> AuditItem:
+    """An audit entry to append: fields that are None are left out. Identifiers only, never key material."""
+    return event, {k: v for k, v in fields.items() if v is not None}, at
+
+
+def _derive_grant(
+    caller: Caller, router: str, ar_address: IPv6, record: SessionRecord, now: float
+) -> tuple[HandoverKeyGrant, AuditItem]:
+    """The HK of ``record`` for ``ar_address`` (RFC 5568 §6.4.5 key scoping: one HK per AR-ID) and its
+    ``hk.issued`` audit entry, not yet appended."""
+    hk = keys.derive_hk(record.hmk, record.hmk_name, ar_address, record.spi)
+    lifetime = int(record.expires_at - now)
+    issued = _audit_item(
+        "hk.issued",
+        now,
+        actor=caller.name,
+        ar=router,
+        ar_address=str(ar_address),
+        hmk_name=record.hmk_name.hex(),
+        spi=record.spi,
+        hk_name=hk.hk_name.hex(),
+        lifetime=lifetime,
+    )
+    grant = HandoverKeyGrant(hk=hk.hk, hk_name=hk.hk_name, spi=record.spi, lifetime=lifetime, algorithm="HMAC-SHA1-96")
+    return grant, issued
 
 
 def _authenticates(key: SecretBytes, ncoa: IPv6, par: IPv6, auth: mhwire.BadfInput) -> bool:

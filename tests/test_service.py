@@ -271,3 +271,31 @@ def test_ingest_with_push_refuses_an_address_of_another_router_and_stores_nothin
         service.ingest_session(AAA, user_name="eve", emsk=emsk, eap_session_id=sid, push_to=(AR1, PAR2))
     with pytest.raises(NotFound):
         service.handover_key(AR1, ar_address=PAR1, hmk_name=keys.derive_hmk(emsk, sid).hmk_name)
+
+
+def test_prepare_touches_no_store_and_commit_stores_and_audits(
+    service: HandoverKeyService, store: RedisStore, clock: Clock
+) -> None:
+    emsk, sid = new_mn()
+    before, _ = service.read_audit(AUDITOR, limit=1000)
+    prepared = service.prepare_session(
+        AAA, user_name="frank", emsk=emsk, eap_session_id=sid, lifetime=600, push_to=(AR1, PAR1)
+    )
+    master = keys.derive_hmk(emsk, sid)
+    assert (prepared.info.hmk_name, prepared.info.spi) == (master.hmk_name, master.spi)
+    assert prepared.info.grant is not None
+    assert prepared.info.grant.hk == keys.derive_hk(master.hmk, master.hmk_name, PAR1, master.spi).hk
+    assert [event for event, _, _ in prepared.audits] == ["session.created", "hk.issued"]
+    assert emsk.hex() not in repr(prepared) and master.hmk.reveal().hex() not in repr(prepared)
+    # Nothing stored, nothing audited yet.
+    assert store.get_session(master.hmk_name) is None
+    assert service.read_audit(AUDITOR, limit=1000)[0] == before
+
+    clock.now += 5  # a later commit keeps the expiry decided at prepare time
+    service.commit_session(prepared)
+    record = store.get_session(master.hmk_name)
+    assert record is not None and record.expires_at == prepared.info.expires_at
+    after, _ = service.read_audit(AUDITOR, limit=1000)
+    added = [e for e in after if e not in before]
+    assert [e.event for e in added] == ["session.created", "hk.issued"]
+    assert all(e.fields["hmk_name"] == master.hmk_name.hex() for e in added)

@@ -11,10 +11,10 @@ one octet, so at most 255 blocks (8160 octets) can be produced.
 
 from __future__ import annotations
 
+import functools
+import hmac
 import struct
 from typing import Final
-
-from cryptography.hazmat.primitives import hashes, hmac
 
 from aaa_fmip.crypto.secrets import SecretBytes
 
@@ -33,7 +33,7 @@ def kdf(key: bytes | SecretBytes, label: bytes, data: bytes, length: int) -> byt
     k = key.reveal() if isinstance(key, SecretBytes) else bytes(key)
     if not k:
         raise ValueError("KDF key must not be empty")
-    if not label or len(label) > MAX_LABEL_LENGTH or not all(0x20 <= c <= 0x7E for c in label):
+    if not _label_ok(bytes(label)):
         raise ValueError(f"KDF label must be 1..{MAX_LABEL_LENGTH} printable ASCII octets (RFC 5295 §3.1)")
     if isinstance(length, bool) or not isinstance(length, int) or not 1 <= length <= MAX_OUTPUT_LENGTH:
         raise ValueError(f"KDF output length must be an integer in 1..{MAX_OUTPUT_LENGTH} octets")
@@ -41,12 +41,18 @@ def kdf(key: bytes | SecretBytes, label: bytes, data: bytes, length: int) -> byt
     return _prf_plus(k, s, length)
 
 
+@functools.lru_cache(maxsize=32)
+def _label_ok(label: bytes) -> bool:
+    """RFC 5295 §3.1 label rules; cached, because the labels are the few constants of keys.py."""
+    return bool(label) and len(label) <= MAX_LABEL_LENGTH and all(0x20 <= c <= 0x7E for c in label)
+
+
 def _prf_plus(key: bytes, s: bytes, length: int) -> bytes:
-    out = bytearray()
+    # The standard library's one-shot HMAC (OpenSSL underneath): no per-block object, which is most of the
+    # cost for these few short blocks.
+    out = b""
     t = b""
     for n in range(1, -(-length // HASH_LENGTH) + 1):
-        mac = hmac.HMAC(key, hashes.SHA256())
-        mac.update(t + s + bytes([n]))  # RFC 5295 §3.1.2: T(n-1) | S | n, with T0 empty
-        t = mac.finalize()
+        t = hmac.digest(key, t + s + bytes((n,)), "sha256")  # RFC 5295 §3.1.2: T(n-1) | S | n, with T0 empty
         out += t
-    return bytes(out[:length])
+    return out[:length]

@@ -9,6 +9,7 @@ the same attribute keep their order. Nothing here logs or keeps a value it does 
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -64,6 +65,11 @@ def _pairs(value: object, list_name: str) -> Pairs:
         return ()
     if not isinstance(value, tuple | list):
         raise DecodeError(f"expected a tuple of pairs, got {type(value).__name__}", field=list_name, offset=0)
+    # What rlm_python3 hands over: a tuple of (str, str) tuples, taken as it is (no copy).
+    if type(value) is tuple and all(
+        type(pair) is tuple and len(pair) == 2 and type(pair[0]) is str and type(pair[1]) is str for pair in value
+    ):
+        return value
     out: list[tuple[str, str]] = []
     for i, pair in enumerate(value):
         # rlm_python3 gives 2-tuples; tolerate the 3-tuple (name, op, value) form modules may return.
@@ -122,13 +128,22 @@ def _integer(value: str | None, *, name: str) -> int | None:
 def _address(value: str | None, *, name: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     if value is None or not value.strip():
         return None
+    address = _parse_address(value)
+    if address is None:
+        raise DecodeError("not an IP address", field=name, offset=0)
+    return address
+
+
+@functools.lru_cache(maxsize=1024)
+def _parse_address(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """Cached: the same few NAS addresses come with every request."""
     text = value.strip()
     if "/" in text:  # FreeRADIUS prints prefixes as a/len; the address part is what we compare
         text = text.split("/", 1)[0]
     try:
         return ipaddress.ip_address(text)
     except ValueError:
-        raise DecodeError("not an IP address", field=name, offset=0) from None
+        return None
 
 
 @dataclass(frozen=True)

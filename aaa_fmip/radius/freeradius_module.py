@@ -58,6 +58,7 @@ CONFIG_KEY: Final = "config_file"
 PREPEND_KEY: Final = "prepend_sys_path"
 ENV_CONFIG: Final = "AAA_FMIP_CONFIG"  # the same variable the CLI reads (aaa_fmip.config.ENV_CONFIG)
 RETRY_INTERVAL: Final = 30.0  # seconds between attempts to build the runtime after a failure
+DETACH_FLUSH_TIMEOUT: Final = 5.0  # seconds detach waits for session writes still behind the replies
 
 _lock = threading.Lock()
 _plugin: FreeRadiusPlugin | None = None
@@ -65,15 +66,17 @@ _runtime: Runtime | None = None
 _last_attempt = float("-inf")
 
 
+_LOG_CODES: Final[dict[str, int]] = {
+    "debug": radiusd.L_DBG,
+    "info": radiusd.L_INFO,
+    "warning": radiusd.L_WARN,
+    "error": radiusd.L_ERR,
+}
+
+
 def _radlog(level: Level, message: str) -> None:
-    code = {
-        "debug": radiusd.L_DBG,
-        "info": radiusd.L_INFO,
-        "warning": radiusd.L_WARN,
-        "error": radiusd.L_ERR,
-    }[level]
     with contextlib.suppress(Exception):  # logging must never be what breaks a request
-        radiusd.radlog(code, message)
+        radiusd.radlog(_LOG_CODES[level], message)
 
 
 def _module_config() -> dict[str, str]:
@@ -255,8 +258,8 @@ def detach(p: Any = None) -> int:
         _plugin = _runtime = None
     try:
         if plugin is not None:
+            plugin.close(flush_timeout=DETACH_FLUSH_TIMEOUT)  # the writes behind the last replies go out first
             _radlog("info", f"aaa_fmip: detaching: {plugin.summary()}")
-            plugin.close(wait=False)
         if runtime is not None:
             runtime.close()
     except Exception as exc:

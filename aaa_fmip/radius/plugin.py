@@ -2,25 +2,36 @@
 
 :class:`FreeRadiusPlugin` turns one post-auth or accounting call into service calls:
 
-* post-auth with an EMSK: :meth:`HandoverKeyService.ingest_session` (the same use case as ``POST /v1/sessions``),
-  then, when the NAS is a registered access router and ``radius.push_keys`` is on, that router's HK for the
-  first address listed for it, as vendor attributes for the Access-Accept (``AAA-FMIP-HK`` is salt-encrypted
-  by FreeRADIUS itself, dictionary flag ``encrypt=2``). A ``Class`` value ``aaa-fmip:<token>`` names the
-  session so that the NAS's Accounting-Request can revoke exactly it.
+* post-auth with an EMSK: :meth:`HandoverKeyService.prepare_session` (the checks and derivations of
+  ``POST /v1/sessions``) in the calling thread, then, when the NAS is a registered access router and
+  ``radius.push_keys`` is on, that router's HK for the first address listed for it, as vendor attributes for the
+  Access-Accept (``AAA-FMIP-HK`` is salt-encrypted by FreeRADIUS itself, dictionary flag ``encrypt=2``). A
+  ``Class`` value ``aaa-fmip:<token>`` names the session so that the NAS's Accounting-Request can revoke exactly
+  it. :meth:`HandoverKeyService.commit_session` (the Redis writes: session record, audit entries) runs on the
+  plugin's pool *behind* the reply while the store keeps up (see "Write-behind" below).
 * post-auth of an EAP method without an EMSK (EAP-PWD in FreeRADIUS 3.2, EAP-MD5): no session;
-  :meth:`HandoverKeyService.record_no_emsk` writes the audit entry.
-* accounting Stop: :func:`aaa_fmip.radius.accounting.revoke_for_stop`.
+  :meth:`HandoverKeyService.record_no_emsk` writes the audit entry, on the pool, behind the reply.
+* accounting Stop: :func:`aaa_fmip.radius.accounting.revoke_for_stop`, awaited (bounded, see below).
 
-Availability first: every service call runs on a small worker pool and is awaited for at most
-``radius.store_timeout`` seconds; on a timeout or any error the Access-Accept goes out unchanged, the failure
-is logged (rate-limited, never a value) and counted. Nothing here raises into FreeRADIUS. The plugin is
-shared by all FreeRADIUS worker threads; its own state is the pool, a lock and counters.
+Availability first: every store call runs on a small worker pool; a call the request waits for is awaited for at
+most ``radius.store_timeout`` seconds; on a timeout or any error the Access-Accept goes out unchanged, the failure
+is logged (rate-limited, never a value) and counted. Nothing here raises into FreeRADIUS.
+
+Write-behind: while the store keeps up, post-auth does not wait for the session's writes: the key is pushed at
+once and the writes follow on the pool (bounded by ``max_pending``, counted, logged on failure; :meth:`flush`
+and :meth:`close` wait for them, bounded). As soon as a write fails, or one has been pending longer than
+``store_timeout``, post-auth waits for the writes again (bounded, as above) and pushes a key only once its session
+is stored, until a write succeeds. So in an outage at most the authentications whose writes were already under
+way got a key that is not stored; their failure is logged and counted (``ingest_error``, ``ingest_timeout``).
+
+The plugin is shared by all FreeRADIUS worker threads; its own state is the pool, a lock and counters.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import ipaddress
+import itertools
 import secrets
 import threading
 import time
@@ -32,7 +43,7 @@ from typing import Final, Literal, Protocol, TypeVar
 
 from aaa_fmip.config import AccessRouterSettings
 from aaa_fmip.errors import AaaFmipError, DecodeError
-from aaa_fmip.model import Caller, HandoverKeyGrant, SessionInfo
+from aaa_fmip.model import Caller, HandoverKeyGrant
 from aaa_fmip.radius.accounting import ServicePort, revoke_for_stop
 from aaa_fmip.radius.attributes import (
     NasIdentity,
@@ -43,6 +54,7 @@ from aaa_fmip.radius.attributes import (
     parse_post_auth,
 )
 from aaa_fmip.radius.dictionary import ALGORITHM_VALUES, ATTRIBUTE_NAMES, VendorAttribute
+from aaa_fmip.service import PreparedSession
 
 T = TypeVar("T")
 Level = Literal["debug", "info", "warning", "error"]
@@ -59,7 +71,7 @@ class MetricsPort(Protocol):
 
 
 class PluginService(ServicePort, Protocol):
-    def ingest_session(
+    def prepare_session(
         self,
         caller: Caller,
         *,
@@ -71,7 +83,9 @@ class PluginService(ServicePort, Protocol):
         lifetime: int | None = None,
         external_ids: tuple[str, ...] = (),
         push_to: tuple[Caller, ipaddress.IPv6Address] | None = None,
-    ) -> SessionInfo: ...
+    ) -> PreparedSession: ...
+
+    def commit_session(self, prepared: PreparedSession) -> None: ...
 
     def record_no_emsk(self, caller: Caller, *, user_name: str, method: str | None, detail: str) -> None: ...
 
@@ -153,19 +167,31 @@ class FreeRadiusPlugin:
         metrics: MetricsPort | None = None,
         workers: int = 8,
         max_pending: int = 64,
+        write_behind: bool = True,
     ) -> None:
         self.service = service
         self.routers = tuple(routers)
         self.push_keys = push_keys
         self.store_timeout = store_timeout
+        self.write_behind = write_behind
         self._log = log
         self._limited = RateLimitedLog(log)
         self._metrics = metrics
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="aaa-fmip")
         self._max_pending = max_pending
         self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)  # notified whenever a pool call ends
         self._pending = 0
+        self._behind: dict[int, float] = {}  # writes nobody waits for: id -> time.monotonic() when queued
+        self._behind_ids = itertools.count()
+        self._store_ok = True  # False from a failed (or late) session write until one succeeds
         self._counts: Counter[str] = Counter()
+        # Built once: the caller and address ingest is given for each router's push (RFC 5568 §6.4.5: the HK
+        # is for the router's first address, the AR-ID its MNs send FBUs to).
+        self._push_to = {
+            r.name: (Caller(name=r.name, role="ar", router=r.to_model()), r.addresses[0]) for r in self.routers
+        }
+        self._address_text = {r.name: str(r.addresses[0]) for r in self.routers}
 
     # -- counters ---------------------------------------------------------------------------------------
 
@@ -188,21 +214,50 @@ class FreeRadiusPlugin:
     def _op(self, operation: str) -> AbstractContextManager[None]:
         return self._metrics.operation(INTERFACE, operation) if self._metrics is not None else nullcontext()
 
-    def _bounded(self, operation: str, fn: Callable[[], T]) -> T | None:
-        """``fn()`` on the pool, awaited for at most ``store_timeout``; None (counted, logged) on any failure."""
-        with self._lock:
-            if self._pending >= self._max_pending:
+    def _reserve(self, operation: str, timeout: float) -> bool:
+        """Count one more pool call; with ``max_pending`` already pending, wait up to ``timeout`` seconds for one
+        to end, else give up (counted, logged)."""
+        with self._idle:
+            overloaded = not self._idle.wait_for(lambda: self._pending < self._max_pending, timeout)
+            if overloaded:
                 self._counts[f"{operation}_overload"] += 1
-                overloaded = True
             else:
                 self._pending += 1
-                overloaded = False
         if overloaded:
             self._limited(
                 "warning",
                 f"{operation}-overload",
                 f"aaa_fmip: {operation} skipped: {self._max_pending} store calls still pending (store too slow?)",
             )
+        return not overloaded
+
+    def _release(self, behind_id: int | None = None) -> None:
+        with self._lock:
+            self._pending -= 1
+            if behind_id is not None:
+                self._behind.pop(behind_id, None)
+            self._idle.notify_all()
+
+    def _report(self, operation: str, exc: BaseException) -> None:
+        """Count and log (rate-limited) a failed store call; never a value."""
+        self.count(f"{operation}_error")
+        if isinstance(exc, AaaFmipError):
+            label = getattr(exc, "reason", None) or type(exc).__name__
+            # Messages of our own errors never carry key material (errors.py); keep them short anyway.
+            self._limited(
+                "error", f"{operation}-{label}", f"aaa_fmip: {operation} failed: {type(exc).__name__}: {exc}"[:300]
+            )
+        else:
+            # A library's message could quote its input: log the type only.
+            self._limited(
+                "error", f"{operation}-{type(exc).__name__}", f"aaa_fmip: {operation} failed: {type(exc).__name__}"
+            )
+
+    def _bounded(self, operation: str, fn: Callable[[], T]) -> T | None:
+        """``fn()`` on the pool, awaited for at most ``store_timeout`` in all (a place in the queue included);
+        None (counted, logged) on any failure."""
+        deadline = time.monotonic() + self.store_timeout
+        if not self._reserve(operation, self.store_timeout):
             return None
 
         def run() -> T:
@@ -210,18 +265,16 @@ class FreeRadiusPlugin:
                 with self._op(operation):
                     return fn()
             finally:
-                with self._lock:
-                    self._pending -= 1
+                self._release()
 
         try:
             future = self._pool.submit(run)
         except RuntimeError:  # pool shut down (detach in progress)
-            with self._lock:
-                self._pending -= 1
+            self._release()
             self.count(f"{operation}_shutdown")
             return None
         try:
-            return future.result(timeout=self.store_timeout)
+            return future.result(timeout=max(0.0, deadline - time.monotonic()))
         except concurrent.futures.TimeoutError:
             self.count(f"{operation}_timeout")
             self._limited(
@@ -229,20 +282,50 @@ class FreeRadiusPlugin:
                 f"{operation}-timeout",
                 f"aaa_fmip: {operation} did not finish within {self.store_timeout:g} s; access is not affected",
             )
-        except AaaFmipError as exc:
-            label = getattr(exc, "reason", None) or type(exc).__name__
-            self.count(f"{operation}_error")
-            # Messages of our own errors never carry key material (errors.py); keep them short anyway.
-            self._limited(
-                "error", f"{operation}-{label}", f"aaa_fmip: {operation} failed: {type(exc).__name__}: {exc}"[:300]
-            )
         except Exception as exc:
-            # A library's message could quote its input: log the type only.
-            self.count(f"{operation}_error")
-            self._limited(
-                "error", f"{operation}-{type(exc).__name__}", f"aaa_fmip: {operation} failed: {type(exc).__name__}"
-            )
+            self._report(operation, exc)
         return None
+
+    def _behind_reply(self, operation: str, fn: Callable[[], None], *, done: str | None = None) -> bool:
+        """``fn()`` on the pool, not awaited; its failure is counted and logged. False if it could not be queued
+        (``max_pending`` reached, or shutting down). ``done``: the counter of a success, which also marks the
+        store as keeping up (a failure marks it as not)."""
+        if not self._reserve(operation, self.store_timeout):
+            return False
+        with self._lock:
+            behind_id = next(self._behind_ids)
+            self._behind[behind_id] = time.monotonic()
+
+        def run() -> None:
+            try:
+                with self._op(operation):
+                    fn()
+            except Exception as exc:
+                if done is not None:
+                    self._store_ok = False
+                self._report(operation, exc)
+            else:
+                if done is not None:
+                    self._store_ok = True
+                    self.count(done)
+            finally:
+                self._release(behind_id)
+
+        try:
+            self._pool.submit(run)
+        except RuntimeError:  # pool shut down (detach in progress)
+            self._release(behind_id)
+            self.count(f"{operation}_shutdown")
+            return False
+        return True
+
+    def keeping_up(self) -> bool:
+        """The last session write succeeded and none has been pending longer than ``store_timeout``."""
+        if not self._store_ok:
+            return False
+        with self._lock:
+            oldest = min(self._behind.values(), default=None)
+        return oldest is None or time.monotonic() - oldest <= self.store_timeout
 
     # -- post-auth --------------------------------------------------------------------------------------
 
@@ -264,47 +347,51 @@ class FreeRadiusPlugin:
             return ()
         if request.emsk is None or request.eap_session_id is None:
             return self._no_emsk(request)
-        router = None
+        push_to = None
         if self.push_keys:
             match = match_router(self.routers, request.nas)
-            router = match.router
-            if router is None:
+            if match.router is None:
                 self._log("debug", f"aaa_fmip: no key push: {match.reason}")
+            else:
+                push_to = self._push_to[match.router.name]
         token = secrets.token_hex(16)
         session_timeout = request.session_timeout if request.session_timeout and request.session_timeout > 0 else None
-        emsk = request.emsk
-        sid = request.eap_session_id
-
-        user_name, mac, nas_label = request.user_name, request.calling_station_id, request.nas.label()
-        external_ids = (EXTERNAL_ID_PREFIX + token,)
-
-        push_to = None
-        if router is not None:
-            push_to = (Caller(name=router.name, role="ar", router=router.to_model()), router.addresses[0])
-
-        def work() -> SessionInfo:
-            return self.service.ingest_session(
+        try:
+            # Pure computation (KDF, no IO): done here, so the reply does not wait for the pool.
+            prepared = self.service.prepare_session(
                 AAA_CALLER,
-                user_name=user_name,
-                emsk=emsk.reveal(),
-                eap_session_id=sid,
-                calling_station_id=mac,
-                nas_identifier=nas_label,
+                user_name=request.user_name,
+                emsk=request.emsk.reveal(),
+                eap_session_id=request.eap_session_id,
+                calling_station_id=request.calling_station_id,
+                nas_identifier=request.nas.label(),
                 lifetime=session_timeout,
-                external_ids=external_ids,
-                push_to=push_to,  # one call: the router's HK comes from the HMK just derived, not read back
+                external_ids=(EXTERNAL_ID_PREFIX + token,),
+                push_to=push_to,  # the router's HK comes from the HMK just derived, not read back
             )
-
-        info = self._bounded("ingest", work)
-        if info is None:
+        except Exception as exc:
+            self._report("ingest", exc)
             return ()
-        grant = info.grant
-        self.count("sessions_stored")
-        self._log("debug", f"aaa_fmip: session stored: HMK-Name {info.hmk_name.hex()} SPI {info.spi}")
+        info = prepared.info
+
+        def commit() -> bool:
+            self.service.commit_session(prepared)
+            return True
+
+        if self.write_behind and self.keeping_up():
+            if not self._behind_reply("ingest", lambda: self.service.commit_session(prepared), done="sessions_stored"):
+                return ()
+            self._log("debug", f"aaa_fmip: session queued: HMK-Name {info.hmk_name.hex()} SPI {info.spi}")
+        else:
+            if self._bounded("ingest", commit) is None:
+                return ()
+            self._store_ok = True
+            self.count("sessions_stored")
+            self._log("debug", f"aaa_fmip: session stored: HMK-Name {info.hmk_name.hex()} SPI {info.spi}")
         pairs: list[ReplyPair] = [("Class", "+=", "0x" + class_value(token).hex())]
-        if grant is not None and router is not None:
+        if info.grant is not None and push_to is not None:
             self.count("keys_pushed")
-            pairs += _push_pairs(grant, router.addresses[0])
+            pairs += _push_pairs(info.grant, self._address_text[push_to[0].name])
         return tuple(pairs)
 
     def _no_emsk(self, request: PostAuthInput) -> tuple[ReplyPair, ...]:
@@ -316,7 +403,8 @@ class FreeRadiusPlugin:
         if request.emsk is not None and request.eap_session_id is None:
             detail = "EMSK without EAP Session-Id: cannot name the handover master key"
         self.count("no_emsk")
-        self._bounded(
+        # Nothing in the reply depends on the audit entry: it is written behind the reply.
+        self._behind_reply(
             "record_no_emsk",
             lambda: self.service.record_no_emsk(AAA_CALLER, user_name=request.user_name, method=method, detail=detail),
         )
@@ -347,20 +435,42 @@ class FreeRadiusPlugin:
 
     # -- lifecycle --------------------------------------------------------------------------------------
 
-    def close(self, *, wait: bool = False) -> None:
-        self._pool.shutdown(wait=wait, cancel_futures=True)
+    def flush(self, timeout: float) -> bool:
+        """Wait at most ``timeout`` seconds until no store call is pending; True if none is."""
+        deadline = time.monotonic() + timeout
+        with self._idle:
+            while self._pending:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._idle.wait(left)
+        return True
+
+    def close(self, *, flush_timeout: float = 0.0) -> int:
+        """Let pending writes finish for at most ``flush_timeout`` seconds, then drop the rest and stop the pool.
+
+        Returns how many store calls were still pending (dropped: logged and counted as ``dropped_on_close``).
+        """
+        self.flush(flush_timeout)
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        left = self.pending
+        if left:
+            with self._lock:
+                self._counts["dropped_on_close"] += left
+            self._log("error", f"aaa_fmip: {left} store calls still pending at shutdown were dropped")
+        return left
 
     def summary(self) -> str:
         counts = self.counts
         return ", ".join(f"{k}={v}" for k, v in sorted(counts.items())) or "no calls"
 
 
-def _push_pairs(grant: HandoverKeyGrant, ar_address: ipaddress.IPv6Address) -> Iterator[ReplyPair]:
+def _push_pairs(grant: HandoverKeyGrant, ar_address: str) -> Iterator[ReplyPair]:
     names = ATTRIBUTE_NAMES
     yield (names[VendorAttribute.HK], ":=", "0x" + grant.hk.hex())
     yield (names[VendorAttribute.SPI], ":=", str(grant.spi))
     yield (names[VendorAttribute.HK_LIFETIME], ":=", str(max(0, int(grant.lifetime))))
     yield (names[VendorAttribute.HK_NAME], ":=", "0x" + grant.hk_name.hex())
-    yield (names[VendorAttribute.AR_ADDRESS], ":=", str(ar_address))
+    yield (names[VendorAttribute.AR_ADDRESS], ":=", ar_address)
     if grant.algorithm in ALGORITHM_VALUES:
         yield (names[VendorAttribute.HK_ALGORITHM], ":=", grant.algorithm)

@@ -6,12 +6,15 @@ from __future__ import annotations
 import ipaddress
 import itertools
 import secrets
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from aaa_fmip.bootstrap import Runtime, build_runtime
 from aaa_fmip.config import load_settings
 from aaa_fmip.crypto.wrap import create_kek_file
+from aaa_fmip.store import SessionRecord
+from aaa_fmip.store.redis import RedisStore
 from tests.support.redis_server import free_port
 from tests.support.service_proc import Credential, render_config
 
@@ -29,6 +32,17 @@ def next_mac() -> str:
     """A distinct locally administered MAC per authentication, so sessions never share a Calling-Station-Id."""
     n = next(_macs) + secrets.randbelow(1 << 20) * 4096
     return "02:" + ":".join(f"{(n >> s) & 0xFF:02x}" for s in (32, 24, 16, 8, 0))
+
+
+def wait_for_session(store: RedisStore, hmk_name: bytes, timeout: float = 5.0) -> SessionRecord | None:
+    """The session named ``hmk_name``, polled for at most ``timeout`` seconds: the module writes it behind the
+    Access-Accept, so it appears shortly after eapol_test (or post_auth) returns."""
+    deadline = time.monotonic() + timeout
+    while True:
+        record = store.get_session(hmk_name)
+        if record is not None or time.monotonic() >= deadline:
+            return record
+        time.sleep(0.02)
 
 
 @dataclass

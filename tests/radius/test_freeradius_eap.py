@@ -19,7 +19,7 @@ from aaa_fmip.radius import ar as ar_side
 from aaa_fmip.radius.dictionary import pyrad_dictionary
 from aaa_fmip.radius.salt import salt_decrypt
 from tests.radius import _fbu
-from tests.radius._stack import AR_ADDRESS, AR_NAS_IDENTIFIER, AR_SECOND_ADDRESS, next_mac
+from tests.radius._stack import AR_ADDRESS, AR_NAS_IDENTIFIER, AR_SECOND_ADDRESS, next_mac, wait_for_session
 from tests.radius.conftest import Stack
 from tests.support.freeradius import SECRET, EapMethod, UdpRecorder, radclient_accounting, run_eapol_test
 
@@ -49,7 +49,7 @@ def test_session_is_stored_and_the_mn_key_authenticates_its_fbu(
     emsk, session_id, mac = _authenticate(stack, method, tmp_path)
     master = _fbu.master_key(emsk, session_id)
 
-    record = stack.runtime.store.get_session(master.hmk_name)
+    record = wait_for_session(stack.runtime.store, master.hmk_name)
     assert record is not None, stack.radius.log_tail()
     assert record.spi == master.spi
     assert record.calling_station_id == mac.replace(":", "-")
@@ -108,6 +108,7 @@ def test_access_accept_carries_the_routers_key_and_the_ar_helper_recovers_it(sta
     assert pushed is not None
 
     master = _fbu.master_key(emsk, session_id)
+    assert wait_for_session(stack.runtime.store, master.hmk_name) is not None
     # The key service's answer to ar1 for its first address, the MN's own derivation, and the pushed key agree.
     ar1 = Caller(name="ar1", role="ar", router=stack.runtime.callers.router_by_name("ar1"))
     grant = stack.runtime.service.handover_key(ar1, ar_address=AR_ADDRESS, hmk_name=master.hmk_name)
@@ -139,14 +140,14 @@ def test_no_key_for_a_nas_that_only_claims_to_be_the_router(stack: Stack, tmp_pa
         request, accept = relay.exchange(2)
     assert ar_side.decode_access_accept(accept, request=request, secret=SECRET.encode()) is None
     # The session itself is stored: the AR can still ask the service, which checks who it is.
-    assert stack.runtime.store.get_session(_fbu.master_key(emsk, session_id).hmk_name) is not None
+    assert wait_for_session(stack.runtime.store, _fbu.master_key(emsk, session_id).hmk_name) is not None
 
 
 @pytest.mark.parametrize("selector", ["class", "calling-station-id"])
 def test_accounting_stop_revokes_and_the_fbu_is_then_refused(stack: Stack, selector: str, tmp_path: Path) -> None:
     emsk, session_id, mac = _authenticate(stack, "PEAP", tmp_path)
     master = _fbu.master_key(emsk, session_id)
-    record = stack.runtime.store.get_session(master.hmk_name)
+    record = wait_for_session(stack.runtime.store, master.hmk_name)
     assert record is not None
     with stack.service.client(stack.config.ar) as par:
         assert _fbu.verify(par, _fbu.fbu(master, sequence=1))["valid"] is True
@@ -219,5 +220,5 @@ def test_identity_with_quotes_and_backslashes_is_recorded_as_sent(stack: Stack, 
         "TLS", stack.radius.pki, port=stack.radius.auth_port, work_dir=tmp_path, mac=next_mac(), identity=identity
     )
     emsk, session_id = result.require_keys()
-    record = stack.runtime.store.get_session(_fbu.master_key(emsk, session_id).hmk_name)
+    record = wait_for_session(stack.runtime.store, _fbu.master_key(emsk, session_id).hmk_name)
     assert record is not None and record.user_name == identity

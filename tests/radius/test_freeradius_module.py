@@ -12,7 +12,7 @@ import pytest
 
 from aaa_fmip import mn
 from aaa_fmip.radius import freeradius_module as module
-from tests.radius._stack import AR_NAS_IDENTIFIER, StackConfig, next_mac
+from tests.radius._stack import AR_NAS_IDENTIFIER, StackConfig, next_mac, wait_for_session
 from tests.support.redis_server import RedisServer
 
 radiusd: Any = module.radiusd  # type: ignore[attr-defined]  # the stand-in outside FreeRADIUS
@@ -60,7 +60,7 @@ def test_lifecycle_with_the_config_from_the_module_section(
     runtime = config.runtime()
     try:
         name = mn.derive_master_key(emsk=emsk, eap_session_id=sid).hmk_name
-        assert runtime.store.get_session(name) is not None
+        assert wait_for_session(runtime.store, name) is not None  # written behind the reply
         stop = {"request": (("Acct-Status-Type", "Stop"), ("Class", class_hex))}
         assert module.accounting(stop) == radiusd.RLM_MODULE_NOOP
         assert runtime.store.get_session(name) is None

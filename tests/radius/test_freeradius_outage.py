@@ -10,7 +10,7 @@ import pytest
 
 from aaa_fmip.radius import ar as ar_side
 from tests.radius import _fbu
-from tests.radius._stack import AR_NAS_IDENTIFIER, StackConfig, next_mac
+from tests.radius._stack import AR_NAS_IDENTIFIER, StackConfig, next_mac, wait_for_session
 from tests.support.freeradius import SECRET, EapMethod, FreeRadius, Pki, UdpRecorder, run_eapol_test
 from tests.support.redis_server import RedisServer
 
@@ -45,11 +45,17 @@ def test_redis_stopped_access_granted_unchanged_and_logged(
         assert ok
         runtime = config.runtime()
         try:
-            assert runtime.store.get_session(_fbu.master_key(emsk, sid).hmk_name) is not None
+            assert wait_for_session(runtime.store, _fbu.master_key(emsk, sid).hmk_name) is not None
         finally:
             runtime.close()
 
         private_redis.stop()
+        # The first authentication after the stop is answered before its session write fails (the module
+        # writes behind the reply): access is granted, the failure is logged and counted.
+        ok, _, _, _ = _auth(radius, radius.auth_port, tmp_path / "down-first")
+        assert ok, radius.log_tail()
+        radius.wait_for_log(r"aaa_fmip: ingest failed: StoreUnavailable")
+        # From then on it waits for the store (bounded) and, while that fails, adds nothing to the reply.
         with UdpRecorder(radius.auth_port) as relay:
             for method in ("TLS", "PEAP", "TTLS"):
                 ok, _seconds, _, _ = _auth(radius, relay.port, tmp_path / f"down-{method}", method)
@@ -58,7 +64,6 @@ def test_redis_stopped_access_granted_unchanged_and_logged(
                 # The Access-Accept goes out as if the module were absent: no key, no Class of ours.
                 assert ar_side.decode_access_accept(accept, request=request, secret=SECRET.encode()) is None
                 assert b"aaa-fmip:" not in accept
-        radius.wait_for_log(r"aaa_fmip: ingest failed: StoreUnavailable")
         assert radius.alive()
 
         private_redis.start()
@@ -66,7 +71,7 @@ def test_redis_stopped_access_granted_unchanged_and_logged(
         assert ok
         runtime = config.runtime()
         try:
-            assert runtime.store.get_session(_fbu.master_key(emsk, sid).hmk_name) is not None
+            assert wait_for_session(runtime.store, _fbu.master_key(emsk, sid).hmk_name) is not None
         finally:
             runtime.close()
 
@@ -85,6 +90,11 @@ def test_frozen_redis_is_bounded_by_store_timeout(
             for n in range(3):
                 ok, _seconds, _, _ = _auth(radius, radius.auth_port, tmp_path / f"frozen{n}")
                 assert ok, radius.log_tail()
+            # The writes behind those replies end at the store's socket timeout, failed ...
+            radius.wait_for_log(r"aaa_fmip: ingest failed")
+            # ... and from then on post-auth waits for the store again, at most store_timeout.
+            ok, _seconds, _, _ = _auth(radius, radius.auth_port, tmp_path / "frozen-late")
+            assert ok, radius.log_tail()
             radius.wait_for_log(r"aaa_fmip: ingest did not finish within 0\.3 s; access is not affected")
         finally:
             os.kill(pid, signal.SIGCONT)

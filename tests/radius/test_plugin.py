@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import secrets
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,9 +16,10 @@ from aaa_fmip import mn
 from aaa_fmip.bootstrap import Runtime
 from aaa_fmip.config import AccessRouterSettings
 from aaa_fmip.errors import StoreUnavailable
-from aaa_fmip.model import Caller, SessionInfo
+from aaa_fmip.model import Caller
 from aaa_fmip.radius.attributes import NasIdentity
 from aaa_fmip.radius.plugin import FreeRadiusPlugin, Level, RateLimitedLog, match_router
+from aaa_fmip.service import HandoverKeyService, PreparedSession
 from tests.radius._stack import AR_ADDRESS, AR_NAS_IDENTIFIER, StackConfig, next_mac
 from tests.support.redis_server import RedisServer
 
@@ -71,6 +73,7 @@ def test_post_auth_stores_the_session_and_pushes_the_routers_key(runtime: Runtim
     plugin = FreeRadiusPlugin(runtime.service, routers=runtime.settings.access_routers, log=log)
     emsk, sid = _keys()
     pairs = plugin.post_auth(_request(emsk=emsk, sid=sid, source="127.0.0.1"))
+    assert plugin.flush(5)  # the session is written behind the reply
     master = mn.derive_master_key(emsk=emsk, eap_session_id=sid)
     hk = mn.derive_handover_key(master, AR_ADDRESS)
     values = {name: value for name, _op, value in pairs}
@@ -136,20 +139,21 @@ def test_match_router_rules() -> None:
     assert match_router(routers, both).router is None and "2 access routers" in match_router(routers, both).reason
 
 
-class BlockingService:
-    """A service whose calls block until released, or raise."""
+class BlockingService(HandoverKeyService):
+    """The real service's prepare step (pure: it never touches the store), with store calls that block until
+    released, or raise."""
 
     def __init__(self, error: Exception | None = None) -> None:
+        super().__init__(store=None)  # type: ignore[arg-type]
         self.release = threading.Event()
         self.error = error
         self.calls = 0
 
-    def ingest_session(self, caller: Caller, **kwargs: Any) -> SessionInfo:
+    def commit_session(self, prepared: PreparedSession) -> None:
         self.calls += 1
         if self.error is not None:
             raise self.error
         self.release.wait(10)
-        return SessionInfo(hmk_name=b"\x01" * 8, spi=1, expires_at=0.0)
 
     def record_no_emsk(self, caller: Caller, **kwargs: Any) -> None:
         self.release.wait(10)
@@ -159,47 +163,127 @@ class BlockingService:
         return 0
 
 
+def _names(pairs: tuple[tuple[str, str, str], ...]) -> list[str]:
+    return [name for name, _, _ in pairs]
+
+
 def test_a_hanging_store_is_bounded_and_access_is_not_affected() -> None:
     service = BlockingService()
     log = Log()
     plugin = FreeRadiusPlugin(service, store_timeout=0.05, log=log)
     try:
         emsk, sid = _keys()
+        # Written behind the reply: post_auth returns while the write is blocked.
+        assert _names(plugin.post_auth(_request(emsk=emsk, sid=sid))) == ["Class"]
+        assert not service.release.is_set() and plugin.pending == 1
+        # Once that write has been pending longer than store_timeout, post-auth waits again (bounded) and
+        # pushes nothing without a stored session.
+        deadline = time.monotonic() + 5
+        while plugin.keeping_up() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert not plugin.keeping_up()
+        emsk, sid = _keys()
         assert plugin.post_auth(_request(emsk=emsk, sid=sid)) == ()
-        # post_auth returned while the store call is still blocked: the wait is ours, not the store's.
+        assert plugin.pending == 2
+        assert plugin.counts == {"ingest_timeout": 1}
+        assert "did not finish within 0.05 s" in log.text()
+    finally:
+        service.release.set()
+        assert plugin.flush(10)
+        plugin.close()
+    assert plugin.counts == {"ingest_timeout": 1, "sessions_stored": 1}
+
+
+def test_without_write_behind_post_auth_waits_for_the_store_bounded() -> None:
+    service = BlockingService()
+    log = Log()
+    plugin = FreeRadiusPlugin(service, store_timeout=0.05, log=log, write_behind=False)
+    try:
+        emsk, sid = _keys()
+        assert plugin.post_auth(_request(emsk=emsk, sid=sid)) == ()
         assert not service.release.is_set() and plugin.pending == 1
         assert plugin.counts == {"ingest_timeout": 1}
         assert "did not finish within 0.05 s" in log.text()
     finally:
         service.release.set()
-        plugin.close(wait=True)
+        plugin.close(flush_timeout=10)
 
 
-def test_too_many_pending_calls_are_skipped() -> None:
+@pytest.mark.parametrize("write_behind", [True, False])
+def test_too_many_pending_calls_are_skipped(write_behind: bool) -> None:
     service = BlockingService()
-    plugin = FreeRadiusPlugin(service, store_timeout=0.02, max_pending=2, log=Log())
+    # Two blocked calls fill the pool's queue; the third waits store_timeout for a free place, then gives up.
+    plugin = FreeRadiusPlugin(service, store_timeout=0.3, max_pending=2, log=Log(), write_behind=write_behind)
     try:
         for _ in range(3):
             emsk, sid = _keys()
             plugin.post_auth(_request(emsk=emsk, sid=sid))
-        assert plugin.counts == {"ingest_timeout": 2, "ingest_overload": 1}
+        if write_behind:
+            assert plugin.counts == {"ingest_overload": 1}
+        else:
+            assert plugin.counts == {"ingest_timeout": 2, "ingest_overload": 1}
+        deadline = time.monotonic() + 5
+        while service.calls < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
         assert service.calls == 2
     finally:
         service.release.set()
-        plugin.close(wait=True)
+        plugin.close(flush_timeout=10)
 
 
 def test_store_errors_are_counted_logged_without_values_and_rate_limited() -> None:
     log = Log()
-    plugin = FreeRadiusPlugin(BlockingService(StoreUnavailable("redis down")), log=log)
+    service = BlockingService(StoreUnavailable("redis down"))
+    plugin = FreeRadiusPlugin(service, log=log)
     emsk, sid = _keys()
-    for _ in range(5):
+    # The first write fails behind its reply ...
+    assert _names(plugin.post_auth(_request(emsk=emsk, sid=sid))) == ["Class"]
+    assert plugin.flush(5)
+    assert not plugin.keeping_up()
+    # ... from then on post-auth waits for the store and adds nothing while it fails.
+    for _ in range(4):
         assert plugin.post_auth(_request(emsk=emsk, sid=sid)) == ()
     assert plugin.counts == {"ingest_error": 5}
     errors = [m for level, m in log.lines if level == "error"]
     assert errors == ["aaa_fmip: ingest failed: StoreUnavailable: redis down"]
     assert emsk.hex() not in log.text() and sid.hex() not in log.text()
+
+    # The store is back: the next write (awaited) succeeds, and the one after is written behind again.
+    service.error = None
+    service.release.set()
+    assert _names(plugin.post_auth(_request(emsk=emsk, sid=sid))) == ["Class"]
+    assert plugin.keeping_up() and plugin.counts["sessions_stored"] == 1
+    assert _names(plugin.post_auth(_request(emsk=emsk, sid=sid))) == ["Class"]
+    assert plugin.flush(5)
+    assert plugin.counts == {"ingest_error": 5, "sessions_stored": 2}
     plugin.close()
+
+
+def test_close_lets_pending_writes_finish_within_its_bound() -> None:
+    service = BlockingService()
+    log = Log()
+    plugin = FreeRadiusPlugin(service, store_timeout=10, log=log)
+    for _ in range(3):
+        emsk, sid = _keys()
+        plugin.post_auth(_request(emsk=emsk, sid=sid))
+    assert plugin.pending == 3
+    # Blocked writes: close waits its bound, then drops them, counted and logged.
+    assert plugin.close(flush_timeout=0.05) == 3
+    assert plugin.counts == {"dropped_on_close": 3}
+    assert "3 store calls still pending at shutdown were dropped" in log.text()
+    service.release.set()
+
+
+def test_close_flushes_the_writes_behind(runtime: Runtime) -> None:
+    plugin = FreeRadiusPlugin(runtime.service, routers=runtime.settings.access_routers, log=Log())
+    names = []
+    for _ in range(10):
+        emsk, sid = _keys()
+        plugin.post_auth(_request(emsk=emsk, sid=sid))
+        names.append(mn.derive_master_key(emsk=emsk, eap_session_id=sid).hmk_name)
+    assert plugin.close(flush_timeout=10) == 0
+    assert all(runtime.store.get_session(name) is not None for name in names)
+    assert plugin.counts == {"sessions_stored": 10, "keys_pushed": 10}
 
 
 def test_rate_limited_log_reports_what_it_suppressed() -> None:
@@ -226,6 +310,7 @@ def test_no_emsk_is_audited(runtime: Runtime) -> None:
     lists = _request()
     lists["request"] = (*lists["request"][:-1], ("EAP-Message", "0x02d2000b3403aabbccddee"))
     assert plugin.post_auth(lists) == ()
+    assert plugin.flush(5)  # the audit entry is written behind the reply
     assert plugin.counts == {"no_emsk": 1}
     entries, _ = runtime.service.read_audit(Caller("t", "auditor"), event="session.skipped", limit=1000)
     assert any(e.fields.get("method") == "PWD" for e in entries)
@@ -253,6 +338,7 @@ def test_parallel_post_auth_and_accounting(runtime: Runtime) -> None:
         t.join(timeout=60)
     assert len(results) == 128
     assert all(len(p) == 7 for p in results.values())
+    assert plugin.flush(30)
     assert all(runtime.store.get_session(name) is not None for name in results)
     assert plugin.counts == {"sessions_stored": 128, "keys_pushed": 128}
 
@@ -269,6 +355,7 @@ def test_accounting_fallback_by_calling_station_id(runtime: Runtime, tmp_path: P
     mac = next_mac()
     emsk, sid = _keys()
     plugin.post_auth(_request(emsk=emsk, sid=sid, mac=mac))
+    assert plugin.flush(5)
     stop = {"request": (("Acct-Status-Type", "Stop"), ("Calling-Station-Id", mac.replace(":", "").upper()))}
     assert plugin.accounting(stop) == 1
     assert plugin.accounting({"request": (("Acct-Status-Type", "Start"), ("Calling-Station-Id", mac))}) is None
