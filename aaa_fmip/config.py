@@ -175,6 +175,7 @@ class RadiusSettings:
     vendor_id: int = DEFAULT_VENDOR_ID
     push_keys: bool = True
     store_timeout: float = 0.3  # seconds; a store failure never blocks network access (architecture.md §6)
+    write_behind: bool = True  # store the session behind the Access-Accept (docs/freeradius.md)
     accounting: RadiusAccountingSettings | None = None
 
 
@@ -440,6 +441,7 @@ _ENV_PATHS: Final[tuple[tuple[str, ...], ...]] = (
     ("radius", "vendor_id"),
     ("radius", "push_keys"),
     ("radius", "store_timeout"),
+    ("radius", "write_behind"),
     ("radius", "accounting", "listen"),
     ("radius", "accounting", "secret"),
     ("radius", "accounting", "secret_file"),
@@ -764,12 +766,19 @@ def _radius(doc: Mapping[str, Any], origins: Mapping[tuple[str, ...], str]) -> R
     vendor_id = t.integer("vendor_id", DEFAULT_VENDOR_ID, minimum=1, maximum=2**24 - 1)  # RFC 2865 §5.26
     push_keys = t.boolean("push_keys", True)
     store_timeout = t.number("store_timeout", 0.3, minimum=0.01, maximum=10.0)
+    write_behind = t.boolean("write_behind", True)
     accounting_doc = t.table("accounting")
     accounting = None
     if accounting_doc is not None:
         accounting = _radius_accounting(accounting_doc, _env_names_for(origins, ("radius", "accounting")))
     t.done()
-    return RadiusSettings(vendor_id=vendor_id, push_keys=push_keys, store_timeout=store_timeout, accounting=accounting)
+    return RadiusSettings(
+        vendor_id=vendor_id,
+        push_keys=push_keys,
+        store_timeout=store_timeout,
+        write_behind=write_behind,
+        accounting=accounting,
+    )
 
 
 def _radius_accounting(doc: Mapping[str, Any], env_names: Mapping[str, str]) -> RadiusAccountingSettings:

@@ -68,6 +68,7 @@ role = "home-eap-server"
 vendor_id = 32473
 push_keys = false
 store_timeout = 0.2
+write_behind = false
 
 [radius.accounting]
 listen = "127.0.0.1:1813"
@@ -102,6 +103,7 @@ def test_no_file_gives_the_documented_defaults() -> None:
     assert s.keys.max_lifetime == 43200 and s.keys.lifetime_units == "4s"
     assert s.access_routers == () and s.clients == () and s.diameter is None
     assert s.radius.vendor_id == 32473 and s.radius.push_keys and s.radius.store_timeout == 0.3
+    assert s.radius.write_behind
     assert s.radius.accounting is None
     assert s.source is None
 
@@ -141,7 +143,7 @@ def test_full_file(tmp_path: Path) -> None:
         ("ar1.example.net", "ar", None),
         ("aaa.home.example", "home-eap-server", HostPort("198.51.100.7", 3868)),
     ]
-    assert not s.radius.push_keys and s.radius.store_timeout == 0.2
+    assert not s.radius.push_keys and s.radius.store_timeout == 0.2 and not s.radius.write_behind
     acct = s.radius.accounting
     assert acct is not None and acct.secret.reveal() == b"testing123"
     assert acct.clients == (ipaddress.ip_network("127.0.0.1/32"), ipaddress.ip_network("10.0.0.0/8"))
@@ -282,6 +284,12 @@ AR2 = f'[[access_routers]]\nname = "ar2"\naddresses = ["2001:db8::2", "{{addr}}"
             "cannot read",
         ),
         ('[radius]\npush_keys = "maybe"\n', {}, "radius.push_keys", "true or false"),
+        (
+            "",
+            {"AAA_FMIP_RADIUS_WRITE_BEHIND": "sometimes"},
+            "radius.write_behind (from AAA_FMIP_RADIUS_WRITE_BEHIND)",
+            "true or false",
+        ),
         ("[server\n", {}, "--config", "invalid TOML"),
     ],
 )

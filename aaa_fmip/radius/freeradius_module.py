@@ -167,6 +167,7 @@ def _build() -> tuple[Runtime, FreeRadiusPlugin]:
             routers=settings.access_routers,
             push_keys=settings.radius.push_keys,
             store_timeout=settings.radius.store_timeout,
+            write_behind=settings.radius.write_behind,
             log=_radlog,
             metrics=runtime.metrics,
         )
@@ -209,7 +210,8 @@ def _ensure_plugin() -> FreeRadiusPlugin | None:
         _radlog(
             "info",
             f"aaa_fmip: ready (store {_runtime.store_kind}, {len(_plugin.routers)} access routers, "
-            f"push_keys={'yes' if _plugin.push_keys else 'no'}, store_timeout={_plugin.store_timeout:g} s)",
+            f"push_keys={'yes' if _plugin.push_keys else 'no'}, store_timeout={_plugin.store_timeout:g} s, "
+            f"write_behind={'yes' if _plugin.write_behind else 'no'})",
         )
         return _plugin
 

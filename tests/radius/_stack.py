@@ -51,6 +51,8 @@ class StackConfig:
     redis_url: str
     prefix: str = field(default_factory=lambda: "r" + secrets.token_hex(4))
     store_timeout: float = 0.3
+    write_behind: bool = True
+    redis_timeout: float = 0.5  # store.timeout: the socket timeout of each Redis call
     accounting_port: int = field(default_factory=free_port)
     ar: Credential = field(default_factory=lambda: Credential.new("ar", AR_NAME, [str(AR_ADDRESS)]))
     other_ar: Credential = field(default_factory=lambda: Credential.new("ar", "ar2", [str(OTHER_AR_ADDRESS)]))
@@ -69,12 +71,13 @@ class StackConfig:
         text = render_config(
             store_url=self.redis_url,
             prefix=self.prefix,
-            timeout=0.5,
+            timeout=self.redis_timeout,
             keys={"kek_file": str(kek)},
             credentials=[self.other_ar, self.aaa, self.auditor],
             extra=(
                 ar_toml
                 + f"\n[radius]\nstore_timeout = {self.store_timeout}\n"
+                + ("" if self.write_behind else "write_behind = false\n")
                 + f'\n[radius.accounting]\nlisten = "127.0.0.1:{self.accounting_port}"\n'
                 + f'secret = "{ACCOUNTING_SECRET}"\nclients = ["127.0.0.1/32"]\n'
             ),
