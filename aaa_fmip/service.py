@@ -56,6 +56,12 @@ class PreparedSession:
     info: SessionInfo
 
 
+def nas_external_id(nas: str) -> str:
+    """The external id every session ingested through the NAS ``nas`` carries (``nas_identifier`` as given at
+    ingest), so that all of a NAS's sessions can be revoked at once (RADIUS Accounting-On/Off)."""
+    return f"nas:{nas}"
+
+
 def normalise_calling_station_id(value: str) -> str:
     """A MAC in any common notation becomes ``aa-bb-cc-dd-ee-ff``; anything else is trimmed and lowercased.
 
@@ -189,7 +195,10 @@ class HandoverKeyService:
         now = self.clock()
         granted = keys.hmk_lifetime(lifetime, self.max_lifetime)
         mac = normalise_calling_station_id(calling_station_id) if calling_station_id else None
-        ids = tuple(dict.fromkeys((*external_ids, f"user:{user_name}")))
+        ids = (*external_ids, f"user:{user_name}")
+        if nas_identifier:
+            ids += (nas_external_id(nas_identifier),)
+        ids = tuple(dict.fromkeys(ids))
         record = SessionRecord(
             hmk_name=master.hmk_name,
             spi=master.spi,

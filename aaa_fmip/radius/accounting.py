@@ -1,5 +1,5 @@
-"""Revocation on RADIUS Accounting Stop, and a pyrad-based accounting listener for deployments whose
-accounting does not pass through our FreeRADIUS module (``aaa-fmip radius-accounting``).
+"""Revocation on RADIUS accounting, and a pyrad-based accounting listener for deployments whose accounting
+does not pass through our FreeRADIUS module (``aaa-fmip radius-accounting``).
 
 Which sessions a Stop revokes (docs/freeradius.md, "Revocation"):
 
@@ -9,6 +9,11 @@ Which sessions a Stop revokes (docs/freeradius.md, "Revocation"):
 2. only when no Class of ours is present (a NAS that drops Class, or a session whose ingest failed): every
    session of that Calling-Station-Id (the MN's MAC);
 3. never by User-Name alone: one user may hold sessions on several devices.
+
+An Accounting-On or Accounting-Off (RFC 2866 §5.1, Acct-Status-Type 7 and 8: the NAS has just started, or is
+about to stop, so none of the sessions it carried is still up) revokes every session ingested through that NAS:
+those carrying :func:`aaa_fmip.service.nas_external_id` of its NAS-Identifier, else of its address (the same
+:meth:`NasIdentity.label` that ingest recorded).
 
 The listener: pyrad decodes and verifies; this module only moves datagrams and calls the service. Requests
 from addresses outside ``radius.accounting.clients`` and requests whose Request Authenticator (RFC 2866 §3)
@@ -31,9 +36,11 @@ from typing import TYPE_CHECKING, Any, Final, Protocol, cast
 
 from aaa_fmip.model import Caller
 from aaa_fmip.radius.attributes import AccountingInput, NasIdentity
+from aaa_fmip.service import nas_external_id
 
 EXTERNAL_ID_PREFIX: Final = "radius-class:"
 REVOKE_CAUSE: Final = "accounting-stop"
+_NAS_RESTART_ROUNDS: Final = 1_000  # x up to 256 sessions a round (the store's limit per external id)
 
 if TYPE_CHECKING:
     from aaa_fmip.bootstrap import Runtime
@@ -65,6 +72,34 @@ def revoke_for_stop(service: ServicePort, caller: Caller, request: AccountingInp
     if request.calling_station_id:
         return service.revoke_matching(caller, calling_station_id=request.calling_station_id, cause=REVOKE_CAUSE)
     return 0
+
+
+def revoke_for_nas_restart(service: ServicePort, caller: Caller, request: AccountingInput) -> int:
+    """Revoke every session of the NAS that sent an Accounting-On/Off (module docstring); returns how many."""
+    cause, label = request.nas_restart, request.nas.label()
+    if cause is None or label is None:
+        return 0
+    total = 0
+    for _ in range(_NAS_RESTART_ROUNDS):  # each round takes the longest-lived sessions left, up to 256
+        revoked = service.revoke_matching(caller, external_id=nas_external_id(label), cause=cause)
+        total += revoked
+        if not revoked:
+            break
+    return total
+
+
+def revoke_for_accounting(service: ServicePort, caller: Caller, request: AccountingInput) -> int | None:
+    """What an Accounting-Request revokes: a Stop, or an Accounting-On/Off; None for any other request."""
+    if request.is_stop:
+        return revoke_for_stop(service, caller, request)
+    if request.nas_restart is not None:
+        return revoke_for_nas_restart(service, caller, request)
+    return None
+
+
+def accounting_kind(request: AccountingInput) -> str:
+    """The request's kind for logs and counters: "stop", "accounting-on", "accounting-off" or "other"."""
+    return "stop" if request.is_stop else request.nas_restart or "other"
 
 
 # ------------------------------------------------------------------------------------------------ listener
@@ -212,7 +247,7 @@ class AccountingListener(asyncio.DatagramProtocol):
             self.log.warning("accounting request from %s dropped: %s", host, type(exc).__name__)
             return
         outcome = Outcome(answer=True)
-        if request.is_stop:
+        if request.is_stop or request.nas_restart is not None:
             outcome = await self._revoke(request, host)
         if not outcome.answer:
             return
@@ -223,25 +258,24 @@ class AccountingListener(asyncio.DatagramProtocol):
 
     async def _revoke(self, request: AccountingInput, host: str) -> Outcome:
         loop = asyncio.get_running_loop()
+        kind = accounting_kind(request)
+        what = "accounting stop" if kind == "stop" else kind  # for the log: "accounting stop", "accounting-on"
         try:
             revoked = await asyncio.wait_for(
-                loop.run_in_executor(None, revoke_for_stop, self.service, self.caller, request), self.timeout
+                loop.run_in_executor(None, revoke_for_accounting, self.service, self.caller, request), self.timeout
             )
-        except TimeoutError:
+        except TimeoutError:  # the revocation goes on in its thread; a retransmission finds less (or nothing) left
             self.counts["revoke_timeout"] += 1
-            self.log.error(
-                "accounting stop from %s not processed within %g s; left for retransmission", host, self.timeout
-            )
+            self.log.error("%s from %s not processed within %g s; left for retransmission", what, host, self.timeout)
             return Outcome(answer=False)
         except Exception as exc:
             self.counts["revoke_error"] += 1
-            self.log.error(
-                "accounting stop from %s not processed (%s); left for retransmission", host, type(exc).__name__
-            )
+            self.log.error("%s from %s not processed (%s); left for retransmission", what, host, type(exc).__name__)
             return Outcome(answer=False)
-        self.counts["stop"] += 1
+        revoked = revoked or 0
+        self.counts[kind] += 1
         self.counts["sessions_revoked"] += revoked
-        self.log.info("accounting stop from %s: %d session(s) revoked", host, revoked)
+        self.log.info("%s from %s: %d session(s) revoked", what, host, revoked)
         return Outcome(answer=True, revoked=revoked)
 
 

@@ -177,6 +177,15 @@ class PostAuthInput:
     session_timeout: int | None
 
 
+# Acct-Status-Type as FreeRADIUS and pyrad hand it over (value name or number) -> the revocation cause
+_NAS_RESTART: Final = {
+    "accounting-on": "accounting-on",
+    "7": "accounting-on",
+    "accounting-off": "accounting-off",
+    "8": "accounting-off",
+}
+
+
 @dataclass(frozen=True)
 class AccountingInput:
     status_type: str | None
@@ -189,6 +198,12 @@ class AccountingInput:
     @property
     def is_stop(self) -> bool:
         return self.status_type is not None and self.status_type.strip().lower() in ("stop", "2")
+
+    @property
+    def nas_restart(self) -> str | None:
+        """ "accounting-on" or "accounting-off" (Acct-Status-Type 7 and 8, RFC 2866 §5.1: the NAS has started,
+        or is about to stop, so every session it carried is over); None for any other status."""
+        return _NAS_RESTART.get((self.status_type or "").strip().lower())
 
     def our_class_tokens(self) -> tuple[str, ...]:
         """The tokens of the Class values this module added to the Access-Accept (``aaa-fmip:<token>``)."""

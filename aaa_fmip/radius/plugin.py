@@ -11,7 +11,8 @@
   plugin's pool *behind* the reply while the store keeps up (see "Write-behind" below).
 * post-auth of an EAP method without an EMSK (EAP-PWD in FreeRADIUS 3.2, EAP-MD5): no session;
   :meth:`HandoverKeyService.record_no_emsk` writes the audit entry, on the pool, behind the reply.
-* accounting Stop: :func:`aaa_fmip.radius.accounting.revoke_for_stop`, awaited (bounded, see below).
+* accounting Stop, Accounting-On/Off: :func:`aaa_fmip.radius.accounting.revoke_for_accounting`, awaited (bounded,
+  see below).
 
 Availability first: every store call runs on a small worker pool; a call the request waits for is awaited for at
 most ``radius.store_timeout`` seconds; on a timeout or any error the Access-Accept goes out unchanged, the failure
@@ -44,7 +45,7 @@ from typing import Final, Literal, Protocol, TypeVar
 from aaa_fmip.config import AccessRouterSettings
 from aaa_fmip.errors import AaaFmipError, DecodeError
 from aaa_fmip.model import Caller, HandoverKeyGrant
-from aaa_fmip.radius.accounting import ServicePort, revoke_for_stop
+from aaa_fmip.radius.accounting import ServicePort, accounting_kind, revoke_for_accounting
 from aaa_fmip.radius.attributes import (
     NasIdentity,
     PostAuthInput,
@@ -424,13 +425,17 @@ class FreeRadiusPlugin:
             self.count("accounting_internal_error")
             self._limited("error", "accounting-internal", f"aaa_fmip: accounting failed: {type(exc).__name__}")
             return None
-        if not request.is_stop:
+        if not request.is_stop and request.nas_restart is None:
             return None
-        revoked = self._bounded("revoke", lambda: revoke_for_stop(self.service, AAA_CALLER, request))
+        # An Accounting-On/Off may revoke many sessions: past store_timeout it goes on in the pool, unawaited.
+        revoked = self._bounded("revoke", lambda: revoke_for_accounting(self.service, AAA_CALLER, request))
         if revoked is not None:
-            self.count("accounting_stop")
+            kind = accounting_kind(request)
+            self.count("accounting_" + kind.replace("accounting-", "").replace("-", "_"))
             if revoked:
                 self.count("sessions_revoked")
+                if kind != "stop":
+                    self._log("info", f"aaa_fmip: {kind} from {request.nas.label()}: {revoked} session(s) revoked")
         return revoked
 
     # -- lifecycle --------------------------------------------------------------------------------------

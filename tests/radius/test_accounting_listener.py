@@ -92,7 +92,7 @@ def accounting(
         assert '"level":"error"' not in process.log(), process.log()
 
 
-def _session(runtime: Runtime, mac: str) -> tuple[bytes, str]:
+def _session(runtime: Runtime, mac: str, nas: str | None = None) -> tuple[bytes, str]:
     token = secrets.token_hex(16)
     info = runtime.service.ingest_session(
         AAA,
@@ -100,6 +100,7 @@ def _session(runtime: Runtime, mac: str) -> tuple[bytes, str]:
         emsk=secrets.token_bytes(64),
         eap_session_id=b"\x0d" + secrets.token_bytes(64),
         calling_station_id=mac,
+        nas_identifier=nas,
         external_ids=(f"radius-class:{token}",),
     )
     return info.hmk_name, token
@@ -197,3 +198,16 @@ def test_in_process_listener_thread(redis_server: RedisServer, tmp_path: Path) -
     finally:
         handle.stop()
         runtime.close()
+
+
+def test_accounting_on_revokes_the_sessions_of_that_nas(
+    accounting: tuple[AccountingProcess, StackConfig, Runtime],
+) -> None:
+    _process, config, runtime = accounting
+    rebooted = f"nas-{secrets.token_hex(4)}"
+    gone = [_session(runtime, next_mac(), rebooted)[0] for _ in range(3)]
+    kept, _token = _session(runtime, next_mac(), "nas-elsewhere")
+    reply = _stop(_client(config), status="Accounting-On", NAS_Identifier=rebooted)
+    assert reply.code == AccountingResponse  # type: ignore[attr-defined]
+    assert [runtime.store.get_session(name) for name in gone] == [None, None, None]
+    assert runtime.store.get_session(kept) is not None

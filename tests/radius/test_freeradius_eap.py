@@ -169,6 +169,35 @@ def test_accounting_stop_revokes_and_the_fbu_is_then_refused(stack: Stack, selec
         assert refused["valid"] is False and refused["reason"] in ("revoked", "unknown-spi")
 
 
+def test_accounting_on_from_a_restarted_nas_revokes_all_its_sessions(stack: Stack, tmp_path: Path) -> None:
+    # RFC 2866 §5.1: a NAS sends Accounting-On when it (re)starts: none of its earlier sessions is still up.
+    restarted = "nas-restart.fmip.test"
+    masters = []
+    for i, method in enumerate(("TLS", "PEAP")):
+        result = run_eapol_test(
+            method,
+            stack.radius.pki,
+            port=stack.radius.auth_port,
+            work_dir=tmp_path / str(i),
+            mac=next_mac(),
+            nas_identifier=restarted,
+        )
+        masters.append(_fbu.master_key(*result.require_keys()))
+    emsk, session_id, _mac = _authenticate(stack, "TLS", tmp_path / "elsewhere")  # via the usual NAS: untouched
+    kept = _fbu.master_key(emsk, session_id)
+    for master in masters:
+        assert wait_for_session(stack.runtime.store, master.hmk_name) is not None, stack.radius.log_tail()
+
+    radclient_accounting(stack.radius.acct_port, f'Acct-Status-Type = Accounting-On\nNAS-Identifier = "{restarted}"\n')
+
+    deadline = time.monotonic() + 5  # awaited up to store_timeout; a longer revocation goes on behind the answer
+    while any(stack.runtime.store.get_session(m.hmk_name) for m in masters) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert [stack.runtime.store.get_session(m.hmk_name) for m in masters] == [None, None]
+    assert wait_for_session(stack.runtime.store, kept.hmk_name) is not None
+    assert "accounting-on from nas-restart.fmip.test: 2 session(s) revoked" in stack.radius.log()
+
+
 def test_eight_parallel_authentication_loops(stack: Stack, tmp_path: Path) -> None:
     loops, rounds = 8, 8
     methods: tuple[EapMethod, ...] = ("TLS", "PEAP", "TTLS")

@@ -360,3 +360,26 @@ def test_accounting_fallback_by_calling_station_id(runtime: Runtime, tmp_path: P
     assert plugin.accounting(stop) == 1
     assert plugin.accounting({"request": (("Acct-Status-Type", "Start"), ("Calling-Station-Id", mac))}) is None
     plugin.close()
+
+
+@pytest.mark.parametrize("status", ["Accounting-On", "Accounting-Off", "7", "8"])
+def test_accounting_on_or_off_revokes_every_session_of_that_nas_only(runtime: Runtime, status: str) -> None:
+    plugin = FreeRadiusPlugin(runtime.service, log=Log())
+    restarted, other = f"nas-{secrets.token_hex(4)}", f"nas-{secrets.token_hex(4)}"
+    mine = []
+    for nas in (restarted, restarted, restarted, other):
+        emsk, sid = _keys()
+        plugin.post_auth(_request(emsk=emsk, sid=sid, nas_identifier=nas))
+        mine.append(mn.derive_master_key(emsk=emsk, eap_session_id=sid).hmk_name)
+    assert plugin.flush(5)
+
+    on = {"request": (("Acct-Status-Type", status), ("NAS-Identifier", restarted), ("NAS-IP-Address", "127.0.0.1"))}
+    assert plugin.accounting(on) == 3
+    assert [runtime.store.get_session(name) is None for name in mine] == [True, True, True, False]
+    cause = "accounting-on" if status in ("Accounting-On", "7") else "accounting-off"
+    entries, _ = runtime.service.read_audit(Caller("t", "auditor"), event="session.revoked")
+    revoked = {e.fields["hmk_name"]: e.fields["cause"] for e in entries}
+    assert [revoked.get(name.hex()) for name in mine] == [cause, cause, cause, None]
+    assert plugin.accounting(on) == 0  # again (a retransmission): nothing left
+    assert plugin.counts["accounting_" + cause.split("-")[1]] == 2
+    plugin.close()
