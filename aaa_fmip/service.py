@@ -358,7 +358,7 @@ class HandoverKeyService:
         home_address: IPv6 | None = None,
     ) -> FbuVerdict:
         """:meth:`verify_fbu` for an event loop: the same steps, on the store's asyncio client
-        (:attr:`RedisStore.aio`); on a store without one (a Redis Cluster), in a worker thread."""
+        (:attr:`RedisStore.aio`); on a store built without one, in a worker thread."""
         aio = self.store.aio
         if aio is None:
             return await asyncio.to_thread(

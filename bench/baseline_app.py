@@ -43,7 +43,7 @@ def create_app(redis_url: str, *, prefix: str = "bench", timeout: float = 0.5) -
     app = FastAPI(title="aaa-fmip benchmark baseline", docs_url=None, redoc_url=None, openapi_url=None)
     aio = store.aio
     if aio is None:
-        raise SystemExit(f"baseline_app: {redis_url} has no asyncio path (a Redis Cluster); use a plain Redis URL")
+        raise SystemExit(f"baseline_app: the store for {redis_url} has no asyncio client")
 
     @app.get("/baseline")
     async def baseline() -> dict[str, Any]:

@@ -190,7 +190,7 @@ async def verify_fbu(
     request.state.decode_field = "mh"  # a DecodeError from the service is about this request field
 
     # The hot path runs on the event loop: the store calls go through its asyncio client, so a request costs no
-    # thread hand-off (on a Redis Cluster the service falls back to a worker thread).
+    # thread hand-off.
     with runtime.metrics.operation(REST, "verify_fbu"):
         verdict = await runtime.service.verify_fbu_async(
             caller,

@@ -126,6 +126,13 @@ class Client:
                 return err.code, json.loads(raw) if raw else None
             except ValueError:
                 return err.code, raw.decode(errors="replace")
+        except (urllib.error.URLError, OSError) as err:  # refused, unreachable, timed out, TLS, ...
+            reason = err.reason if isinstance(err, urllib.error.URLError) else err
+            raise Unreachable(f"cannot reach the service at {self.base}: {reason}") from None
+
+
+class Unreachable(Exception):
+    """The service did not answer at all (as opposed to answering with an error status)."""
 
 
 def _free_port() -> int:
@@ -151,7 +158,7 @@ def private_service() -> Iterator[tuple[str, dict[str, Any]]]:
                 try:
                     if Client(base).call("GET", "/readyz", None)[0] == 200:
                         break
-                except OSError:
+                except Unreachable:  # not listening yet
                     pass
                 if time.monotonic() > deadline:
                     raise RuntimeError("the service did not become ready within 30 s")
@@ -266,8 +273,21 @@ def run(args: argparse.Namespace) -> int:
         if not args.tokens:
             print("aaa-fmip demo: --url needs --tokens (see --write-config)", file=sys.stderr)
             return 2
-        return scenario(args.url, json.loads(args.tokens.read_text()))
+        try:
+            tokens = json.loads(args.tokens.read_text())
+        except (OSError, ValueError) as exc:
+            print(f"aaa-fmip demo: cannot read the tokens file {args.tokens}: {exc}", file=sys.stderr)
+            return 2
+        try:
+            return scenario(args.url, tokens)
+        except Unreachable as exc:
+            print(f"aaa-fmip demo: {exc} (is `aaa-fmip serve` running there?)", file=sys.stderr)
+            return 1
     print("starting a private service (embedded Redis, temporary directory) ...")
-    with private_service() as (base, tokens):
-        print(f"service ready at {base}")
-        return scenario(base, tokens)
+    try:
+        with private_service() as (base, tokens):
+            print(f"service ready at {base}")
+            return scenario(base, tokens)
+    except (RuntimeError, Unreachable) as exc:  # it did not start, or went away
+        print(f"aaa-fmip demo: {exc}", file=sys.stderr)
+        return 1

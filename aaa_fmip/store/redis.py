@@ -70,7 +70,7 @@ broken connection (a pooled connection that died with the server), never on a ti
 while Redis is down and work again once it returns, without a new store. Scripts run by digest and are
 re-sent when a restarted server has forgotten them.
 
-Asyncio. :attr:`RedisStore.aio` (not on a Cluster) offers the operations of the FBU hot path (``find_by_spi``,
+Asyncio. :attr:`RedisStore.aio` offers the operations of the FBU hot path (``find_by_spi``,
 ``is_revoked``, ``get_send_key_by_cga``, ``check_replay``, ``append_audits``) on an asyncio client of the
 same server, with the same keys, scripts, decoding, timeouts and errors, so an event loop can verify FBUs
 without a thread hand-off per request.
@@ -100,6 +100,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import redis
 import redis.asyncio
+import redis.asyncio.cluster
 import redis.asyncio.retry
 import redis.asyncio.sentinel
 import redis.exceptions as rx
@@ -329,6 +330,26 @@ def _audit_texts(event: str, fields: Mapping[str, str | int | None], at: float) 
     return texts
 
 
+def _member_pairs(reply: object) -> list[tuple[bytes, bytes]]:
+    """(member, score) pairs of an index script's flat reply."""
+    flat = _members(reply)
+    return list(zip(flat[0::2], flat[1::2], strict=True))
+
+
+def _named_members(
+    members: list[tuple[bytes, bytes]],
+) -> tuple[list[tuple[bytes, tuple[bytes, bytes]]], list[tuple[bytes, bytes]]]:
+    """Index members with the HMK-Name each names, and those that name none (malformed: to be dropped)."""
+    named: list[tuple[bytes, tuple[bytes, bytes]]] = []
+    stale: list[tuple[bytes, bytes]] = []
+    for member in members:
+        try:
+            named.append((bytes.fromhex(member[0].decode("ascii")), member))
+        except (UnicodeDecodeError, ValueError):
+            stale.append(member)
+    return named, stale
+
+
 def _pending_audits(entries: Sequence[tuple[str, Mapping[str, str | int | None], float]]) -> list[_PendingAudit]:
     return [_PendingAudit(event, f"{at:.6f}", _audit_texts(event, fields, at)) for event, fields, at in entries]
 
@@ -488,7 +509,16 @@ class RedisStore:
                     **opts,
                 )
 
-            return cls(connect_cluster, kek, prefix=prefix, where=where)
+            def aconnect_cluster() -> Any:
+                return redis.asyncio.cluster.RedisCluster(
+                    startup_nodes=[redis.asyncio.cluster.ClusterNode(h, p) for h, p in hosts],
+                    username=user,
+                    password=password,
+                    retry=aretry(),
+                    **opts,
+                )
+
+            return cls(connect_cluster, kek, prefix=prefix, where=where, aconnect=aconnect_cluster)
 
         raise ConfigError(
             f"unsupported URL scheme {scheme!r} (use redis, rediss, unix, redis+sentinel or redis+cluster)",
@@ -508,7 +538,7 @@ class RedisStore:
 
     @property
     def aio(self) -> AsyncRedisOps | None:
-        """The FBU hot path on an asyncio client (see the module docstring); None on a Cluster."""
+        """The FBU hot path on an asyncio client of the same server(s) (see the module docstring)."""
         return self._aio
 
     @contextmanager
@@ -722,31 +752,34 @@ class RedisStore:
 
     def _live_members(self, index_key: str, limit: int, *, what: str) -> list[tuple[bytes, bytes]]:
         with self._io(what):
-            flat = _members(self._script(_INDEX_LIVE_LUA, [index_key], [limit]))
-        return list(zip(flat[0::2], flat[1::2], strict=True))
+            return _member_pairs(self._script(_INDEX_LIVE_LUA, [index_key], [limit]))
 
     def _fetch_sessions(self, index_key: str, members: list[tuple[bytes, bytes]], *, what: str) -> list[SessionRecord]:
         """The records behind index members in one pipelined round trip; members whose record is gone are
         skipped and dropped from the index (unless re-added meanwhile)."""
-        named: list[tuple[bytes, tuple[bytes, bytes]]] = []
-        stale: list[tuple[bytes, bytes]] = []
-        for member in members:
-            try:
-                named.append((bytes.fromhex(member[0].decode("ascii")), member))
-            except (UnicodeDecodeError, ValueError):
-                stale.append(member)
+        named, stale = _named_members(members)
         with self._io(what):
             pipe = self._pipe()
             for name, _ in named:
                 pipe.get(self._session_key(name))
             raws = [_b(r) for r in pipe.execute()] if named else []
-            stale += [member for (_, member), raw in zip(named, raws, strict=True) if raw is None]
-            if stale:
+        records, gone = self._records_of(named, raws)
+        stale += gone
+        if stale:
+            with self._io(what):
                 pipe = self._pipe()
-                for gone, score in stale:
-                    self._queue_script(pipe, _INDEX_DROP_LUA, [index_key], [gone, score])
+                for member, score in stale:
+                    self._queue_script(pipe, _INDEX_DROP_LUA, [index_key], [member, score])
                 pipe.execute()
-        return [self._decode_session(name, raw) for (name, _), raw in zip(named, raws, strict=True) if raw is not None]
+        return records
+
+    def _records_of(
+        self, named: list[tuple[bytes, tuple[bytes, bytes]]], raws: list[bytes | None]
+    ) -> tuple[list[SessionRecord], list[tuple[bytes, bytes]]]:
+        """The records fetched for ``named`` index members, and the members whose record is gone."""
+        pairs = list(zip(named, raws, strict=True))
+        records = [self._decode_session(name, raw) for (name, _), raw in pairs if raw is not None]
+        return records, [member for (_, member), raw in pairs if raw is None]
 
     def find_by_spi(self, spi: int, *, limit: int = 8) -> list[SessionRecord]:
         """Live sessions with this SPI (collisions are possible), longest-lived first, at most ``limit``.
@@ -1220,10 +1253,13 @@ class _LoopState:
 
     loop: asyncio.AbstractEventLoop
     client: Any
+    cluster: bool
     audit_queue: collections.deque[tuple[list[_PendingAudit], asyncio.Future[None]]] = dataclasses.field(
         default_factory=collections.deque
     )
     audit_task: asyncio.Task[None] | None = None
+    ready: bool = False  # a Cluster client has learnt the topology
+    ready_lock: asyncio.Lock = dataclasses.field(default_factory=asyncio.Lock)
 
 
 class AsyncRedisOps:
@@ -1245,11 +1281,29 @@ class AsyncRedisOps:
         loop = asyncio.get_running_loop()
         state: _LoopState | None = getattr(self._local, "state", None)
         if state is None or state.loop is not loop:
-            state = self._local.state = _LoopState(loop, self._connect())
+            client = self._connect()
+            cluster = isinstance(client, redis.asyncio.cluster.RedisCluster)
+            state = self._local.state = _LoopState(loop, client, cluster)
         return state
 
+    async def _ready(self) -> _LoopState:
+        """This loop's state, its Cluster client initialised once: left to itself, redis-py's asyncio cluster
+        client initialises on first use, and concurrent first commands then race that (a write on a
+        connection that another command's initialisation has just reset)."""
+        state = self._loop_state()
+        if state.cluster and not state.ready:
+            async with state.ready_lock:
+                if not state.ready:
+                    await state.client.initialize()
+                    state.ready = True
+        return state
+
+    def _pipe(self, state: _LoopState) -> Any:
+        # non-transactional: on a Cluster the commands go to the nodes of their keys' slots
+        return state.client.pipeline() if state.cluster else state.client.pipeline(transaction=False)
+
     async def _script(self, lua: str, keys: Sequence[str], args: Sequence[str | int | bytes]) -> object:
-        client = self._loop_state().client
+        client = (await self._ready()).client
         try:
             return cast(object, await client.evalsha(_sha1(lua), len(keys), *keys, *args))
         except rx.NoScriptError:
@@ -1261,26 +1315,41 @@ class AsyncRedisOps:
         store = self._store
         key = store._spi_key(spi)
         with store._io("find_by_spi"):
-            reply = await self._script(*store._live_records_call(key, limit))
-        records, stale = store._parse_live_records(reply, what="find_by_spi")
-        if stale:
-            with store._io("find_by_spi"):
-                pipe = self._loop_state().client.pipeline(transaction=False)
-                for gone, score in stale:
-                    store._queue_script(pipe, _INDEX_DROP_LUA, [key], [gone, score])
+            state = await self._ready()
+            if state.cluster:  # the records live in other hash slots: index first, then one pipeline of GETs
+                named, stale = _named_members(_member_pairs(await self._script(_INDEX_LIVE_LUA, [key], [limit])))
+                raws: list[bytes | None] = []
+                if named:
+                    pipe = self._pipe(state)
+                    for name, _ in named:
+                        pipe.get(store._session_key(name))
+                    raws = [_b(r) for r in await pipe.execute()]
+                records, gone = store._records_of(named, raws)
+                stale += gone
+            else:
+                reply = await self._script(*store._live_records_call(key, limit))
+                records, stale = store._parse_live_records(reply, what="find_by_spi")
+            if stale:
+                pipe = self._pipe(state)
+                for member, score in stale:
+                    store._queue_script(pipe, _INDEX_DROP_LUA, [key], [member, score])
                 await pipe.execute()
         return [r for r in records if r.spi == spi]
 
     async def is_revoked(self, *, spi: int | None = None, hmk_name: bytes | None = None) -> bool:
         keys = self._store._tomb_keys(spi, hmk_name)
         with self._store._io("is_revoked"):
-            # one EXISTS over several keys: fine outside a Cluster, where this class is not used
-            return int(await self._loop_state().client.exists(*keys)) > 0
+            state = await self._ready()
+            # one EXISTS per key: the tombstones of a session lie in different hash slots
+            for key in keys:
+                if int(await state.client.exists(key)):
+                    return True
+            return False
 
     async def get_send_key_by_cga(self, cga: IPv6Address) -> SendKeyRecord | None:
         store = self._store
         with store._io("get_send_key_by_cga"):
-            raw = _b(await self._loop_state().client.get(store._sendkey_key(cga)))
+            raw = _b(await (await self._ready()).client.get(store._sendkey_key(cga)))
         return None if raw is None else store._decode_send_key(cga, raw)
 
     async def check_replay(
@@ -1333,7 +1402,7 @@ class AsyncRedisOps:
         prev = store._audit_head_hint
         if prev is None:
             with store._io("append_audit"):
-                prev = _head_text(await state.client.get(head_key))
+                prev = _head_text(await (await self._ready()).client.get(head_key))
         for _ in range(_AUDIT_APPEND_ATTEMPTS):
             args, chained = store._audit_append_args(batch, prev)
             with store._io("append_audit"):

@@ -29,15 +29,15 @@ def aio_of(store: RedisStore) -> AsyncRedisOps:
     return aio
 
 
-@pytest.fixture(params=["standalone", "sentinel", "embedded"])
+@pytest.fixture(params=["standalone", "cluster", "sentinel", "embedded"])
 def aio_store(request: pytest.FixtureRequest, make_store: StoreFactory) -> RedisStore:
-    fixture = {"standalone": "redis_server", "sentinel": "redis_sentinel", "embedded": "embedded_redis"}
+    fixture = {
+        "standalone": "redis_server",
+        "cluster": "redis_cluster",
+        "sentinel": "redis_sentinel",
+        "embedded": "embedded_redis",
+    }
     return make_store(request.getfixturevalue(fixture[request.param]).url)
-
-
-def test_a_cluster_store_has_no_asyncio_path(redis_cluster: object, make_store: StoreFactory) -> None:
-    store = make_store(redis_cluster.url)  # type: ignore[attr-defined]
-    assert store.aio is None  # the service verifies in a worker thread there instead
 
 
 def test_lookups_agree_with_the_blocking_store(aio_store: RedisStore) -> None:
@@ -82,6 +82,23 @@ def test_lookups_agree_with_the_blocking_store(aio_store: RedisStore) -> None:
     assert got[5] is True and got[6] is False
 
 
+def test_an_index_entry_whose_record_is_gone_is_skipped_and_dropped(aio_store: RedisStore) -> None:
+    now = time.time()
+    kept = _records.session(now=now)
+    lost = _records.session(spi=kept.spi, now=now)
+    aio_store.put_session(kept, now=now)
+    aio_store.put_session(lost, now=now)
+    raw = aio_store._r()
+    raw.delete(aio_store._session_key(lost.hmk_name))  # the record vanishes; the SPI index still names it
+    index = aio_store._spi_key(kept.spi)
+    assert raw.zscore(index, lost.hmk_name.hex()) is not None
+
+    found = asyncio.run(aio_of(aio_store).find_by_spi(kept.spi))
+    assert [r.hmk_name for r in found] == [kept.hmk_name]
+    assert raw.zscore(index, lost.hmk_name.hex()) is None
+    assert raw.zscore(index, kept.hmk_name.hex()) is not None
+
+
 def test_replay_state_is_shared_with_the_blocking_store(aio_store: RedisStore) -> None:
     scope, ar = secrets.token_bytes(8), b"\x20\x01" + secrets.token_bytes(14)
     aio = aio_of(aio_store)
@@ -100,9 +117,9 @@ def test_replay_state_is_shared_with_the_blocking_store(aio_store: RedisStore) -
     assert asyncio.run(aio.check_replay(scope, ar, 11, b"a11", ttl=60)) == "retransmission"
 
 
-def test_one_of_many_concurrent_verifies_of_one_sequence_number_is_accepted(store: RedisStore) -> None:
+def test_one_of_many_concurrent_verifies_of_one_sequence_number_is_accepted(aio_store: RedisStore) -> None:
     scope, ar = secrets.token_bytes(8), b"\x20\x01" + secrets.token_bytes(14)
-    aio = aio_of(store)
+    aio = aio_of(aio_store)
 
     async def race() -> list[str]:
         tasks = [aio.check_replay(scope, ar, 7, b"auth-%d" % (i % 2), ttl=60) for i in range(32)]
@@ -197,7 +214,8 @@ def test_a_cancelled_caller_does_not_break_the_commit_others_wait_for(store: Red
     assert [e.event for e in entries] == ["first", "second", "third"]
 
 
-def test_each_event_loop_gets_its_own_connections(store: RedisStore) -> None:
+def test_each_event_loop_gets_its_own_connections(aio_store: RedisStore) -> None:
+    store = aio_store
     record = _records.session()
     store.put_session(record, now=time.time())
     aio = aio_of(store)
