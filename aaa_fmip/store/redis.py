@@ -174,9 +174,9 @@ return 'accepted'
 """
 
 # Compare-and-append for the audit chain: one round trip when this writer's idea of the head is current.
-# KEYS[1] = head, KEYS[2] = stream; ARGV[1] = expected head, ARGV[2] = n entries, then per entry: its hash, the
-# count of its field/value items, the items. A missing head is the genesis value. Returns {1, id...} or
-# {0, current head}.
+# KEYS[1] = head, KEYS[2] = stream; ARGV[1] = expected head, then per entry: its hash, and its field/value items
+# as one JSON array of strings (two arguments per entry rather than one per item: the client encodes far less).
+# A missing head is the genesis value. Returns {1, id...} or {0, current head}.
 _AUDIT_APPEND_LUA: Final = (
     """
 local head = redis.call('GET', KEYS[1]) or '"""
@@ -184,12 +184,9 @@ local head = redis.call('GET', KEYS[1]) or '"""
     + """'
 if head ~= ARGV[1] then return {0, head} end
 local out = {1}
-local i = 3
-for _ = 1, tonumber(ARGV[2]) do
-  local hash, count = ARGV[i], tonumber(ARGV[i + 1])
-  out[#out + 1] = redis.call('XADD', KEYS[2], '*', unpack(ARGV, i + 2, i + 1 + count))
-  head = hash
-  i = i + 2 + count
+for i = 2, #ARGV, 2 do
+  out[#out + 1] = redis.call('XADD', KEYS[2], '*', unpack(cjson.decode(ARGV[i + 1])))
+  head = ARGV[i]
 end
 redis.call('SET', KEYS[1], head)
 return out
@@ -1113,15 +1110,16 @@ class RedisStore:
     @staticmethod
     def _audit_append_args(batch: list[_PendingAudit], prev: str) -> tuple[list[str], list[tuple[str, str]]]:
         """The script arguments chaining ``batch`` onto ``prev``, and each entry's (prev, hash)."""
-        args: list[str] = [prev, str(len(batch))]
+        args: list[str] = [prev]
         chained: list[tuple[str, str]] = []
         link = prev
         for it in batch:
             digest = audit_entry_hash(link, it.at_text, it.event, it.texts)
-            entry = {"at": it.at_text, "event": it.event, "prev": link, "hash": digest}
-            entry.update({f"f:{k}": v for k, v in it.texts.items()})
-            flat = [x for kv in entry.items() for x in kv]
-            args += [digest, str(len(flat)), *flat]
+            flat = ["at", it.at_text, "event", it.event, "prev", link, "hash", digest]
+            for k, v in it.texts.items():
+                flat += (f"f:{k}", v)
+            # UTF-8 as is (cjson passes it through); control characters are escaped and decoded back.
+            args += [digest, json.dumps(flat, ensure_ascii=False, separators=(",", ":"))]
             chained.append((link, digest))
             link = digest
         return args, chained

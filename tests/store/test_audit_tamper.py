@@ -132,3 +132,27 @@ def test_canonical_encoding_vector() -> None:
     )
     got = audit_entry_hash(AUDIT_GENESIS, "1000.500000", "session.ingested", {"user": "jürgen", "spi": "42"})
     assert got == hashlib.sha256(expected).hexdigest()
+
+
+AWKWARD_TEXTS = [
+    "plain",
+    'quote " backslash \\ slash / brace } bracket ]',
+    "line\nfeed\ttab\r\x00nul\x1funit-separator\x7f",
+    "utf-8: éèà ß Ωμ 漢字 العربية",
+    "astral: 😀 𝄞 \U0010fffd",
+    "",
+    "x" * 2000,
+]
+
+
+def test_every_text_is_stored_as_given_and_the_chain_verifies(any_store: RedisStore) -> None:
+    # The fields travel to the append script as one JSON array per entry (decoded by the script's cjson): what
+    # comes back must be the very texts the entry hash was computed over, whatever they contain.
+    appended = any_store.append_audits(
+        [("odd.texts", {f"t{i}": text for i, text in enumerate(AWKWARD_TEXTS)}, 1_700_000_000.5), ("n", {"i": 1}, 2.0)]
+    )
+    entries, _ = any_store.read_audit(limit=10)
+    assert [e.fields for e in entries] == [{f"t{i}": t for i, t in enumerate(AWKWARD_TEXTS)}, {"i": "1"}]
+    assert [(e.prev, e.hash) for e in entries] == [(e.prev, e.hash) for e in appended]
+    check = any_store.verify_audit()
+    assert check.ok and check.entries == 2
