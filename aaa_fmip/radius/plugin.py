@@ -45,7 +45,7 @@ from typing import Final, Literal, Protocol, TypeVar
 from aaa_fmip.config import AccessRouterSettings
 from aaa_fmip.errors import AaaFmipError, DecodeError
 from aaa_fmip.model import Caller, HandoverKeyGrant
-from aaa_fmip.radius.accounting import ServicePort, accounting_kind, revoke_for_accounting
+from aaa_fmip.radius.accounting import EXTERNAL_ID_PREFIX, ServicePort, accounting_kind, revoke_for_accounting
 from aaa_fmip.radius.attributes import (
     NasIdentity,
     PostAuthInput,
@@ -63,7 +63,6 @@ LogFn = Callable[[Level, str], None]
 ReplyPair = tuple[str, str, str]
 
 AAA_CALLER: Final = Caller(name="freeradius", role="aaa")
-EXTERNAL_ID_PREFIX: Final = "radius-class:"
 INTERFACE: Final = "radius"
 
 
