@@ -286,7 +286,7 @@ class FreeRadiusPlugin:
             self._report(operation, exc)
         return None
 
-    def _behind_reply(self, operation: str, fn: Callable[[], None], *, done: str | None = None) -> bool:
+    def _behind_reply(self, operation: str, fn: Callable[[], object], *, done: str | None = None) -> bool:
         """``fn()`` on the pool, not awaited; its failure is counted and logged. False if it could not be queued
         (``max_pending`` reached, or shutting down). ``done``: the counter of a success, which also marks the
         store as keeping up (a failure marks it as not)."""
@@ -374,12 +374,12 @@ class FreeRadiusPlugin:
             return ()
         info = prepared.info
 
-        def commit() -> bool:
+        def commit() -> bool:  # True: _bounded answers None for a failure
             self.service.commit_session(prepared)
             return True
 
         if self.write_behind and self.keeping_up():
-            if not self._behind_reply("ingest", lambda: self.service.commit_session(prepared), done="sessions_stored"):
+            if not self._behind_reply("ingest", commit, done="sessions_stored"):
                 return ()
             self._log("debug", f"aaa_fmip: session queued: HMK-Name {info.hmk_name.hex()} SPI {info.spi}")
         else:
@@ -430,7 +430,7 @@ class FreeRadiusPlugin:
         revoked = self._bounded("revoke", lambda: revoke_for_accounting(self.service, AAA_CALLER, request))
         if revoked is not None:
             kind = accounting_kind(request)
-            self.count("accounting_" + kind.replace("accounting-", "").replace("-", "_"))
+            self.count("accounting_" + kind.removeprefix("accounting-"))  # accounting_stop, _on, _off
             if revoked:
                 self.count("sessions_revoked")
                 if kind != "stop":

@@ -1300,8 +1300,9 @@ class AsyncRedisOps:
         # non-transactional: on a Cluster the commands go to the nodes of their keys' slots
         return state.client.pipeline() if state.cluster else state.client.pipeline(transaction=False)
 
-    async def _script(self, lua: str, keys: Sequence[str], args: Sequence[str | int | bytes]) -> object:
-        client = (await self._ready()).client
+    @staticmethod
+    async def _script(state: _LoopState, lua: str, keys: Sequence[str], args: Sequence[str | int | bytes]) -> object:
+        client = state.client
         try:
             return cast(object, await client.evalsha(_sha1(lua), len(keys), *keys, *args))
         except rx.NoScriptError:
@@ -1315,7 +1316,7 @@ class AsyncRedisOps:
         with store._io("find_by_spi"):
             state = await self._ready()
             if state.cluster:  # the records live in other hash slots: index first, then one pipeline of GETs
-                named, stale = _named_members(_member_pairs(await self._script(_INDEX_LIVE_LUA, [key], [limit])))
+                named, stale = _named_members(_member_pairs(await self._script(state, _INDEX_LIVE_LUA, [key], [limit])))
                 raws: list[bytes | None] = []
                 if named:
                     pipe = self._pipe(state)
@@ -1325,7 +1326,7 @@ class AsyncRedisOps:
                 records, gone = store._records_of(named, raws)
                 stale += gone
             else:
-                reply = await self._script(*store._live_records_call(key, limit))
+                reply = await self._script(state, *store._live_records_call(key, limit))
                 records, stale = store._parse_live_records(reply, what="find_by_spi")
             if stale:
                 pipe = self._pipe(state)
@@ -1356,7 +1357,7 @@ class AsyncRedisOps:
         store = self._store
         call = store._replay_call(scope, ar_id, sequence, authenticator, ttl=ttl)
         with store._io("check_replay"):
-            out = await self._script(*call)
+            out = await self._script(await self._ready(), *call)
         return store._parse_replay(out)
 
     async def append_audits(
@@ -1383,7 +1384,7 @@ class AsyncRedisOps:
                 count += len(group[0])
             batch = [item for items, _ in groups for item in items]
             try:
-                await self._commit_audit(state, batch)
+                await self._commit_audit(batch)
             except Exception as exc:  # every entry of the batch failed with it (StoreUnavailable, ...)
                 for _, done in groups:
                     if not done.done():
@@ -1393,18 +1394,19 @@ class AsyncRedisOps:
                     if not done.done():
                         done.set_result(None)
 
-    async def _commit_audit(self, state: _LoopState, batch: list[_PendingAudit]) -> None:
+    async def _commit_audit(self, batch: list[_PendingAudit]) -> None:
         """As :meth:`RedisStore._commit_audit`, on this loop's client."""
         store = self._store
         head_key, stream_key = store._audit_head_key(), store._audit_stream_key()
         prev = store._audit_head_hint
-        if prev is None:
-            with store._io("append_audit"):
-                prev = _head_text(await (await self._ready()).client.get(head_key))
+        with store._io("append_audit"):
+            ready = await self._ready()
+            if prev is None:
+                prev = _head_text(await ready.client.get(head_key))
         for _ in range(_AUDIT_APPEND_ATTEMPTS):
             args, chained = store._audit_append_args(batch, prev)
             with store._io("append_audit"):
-                result = await self._script(_AUDIT_APPEND_LUA, [head_key, stream_key], args)
+                result = await self._script(ready, _AUDIT_APPEND_LUA, [head_key, stream_key], args)
             moved_to = store._apply_audit_append(batch, chained, result)
             if moved_to is None:
                 return
