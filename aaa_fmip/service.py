@@ -44,16 +44,91 @@ _MAC_SEPARATORS = re.compile(r"[-:.\s]")
 
 
 @dataclasses.dataclass(frozen=True)
+class _SessionFacts:
+    """What a session record and its audit entries are built from (see PreparedSession)."""
+
+    actor: str
+    user_name: str
+    master: keys.HandoverMasterKey
+    kind: Literal["eap", "dsrk"]
+    now: float
+    granted: int
+    calling_station_id: str | None
+    nas_identifier: str | None
+    external_ids: tuple[str, ...]
+    push: tuple[str, IPv6, keys.HandoverKey] | None  # router name, AR-ID, its HK
+
+
 class PreparedSession:
     """A session checked and derived by :meth:`HandoverKeyService.prepare_session`, not yet stored.
 
-    Holds the HMK (and the pushed HK in ``info.grant``) until :meth:`HandoverKeyService.commit_session` has
-    written it; their ``repr`` never shows key octets.
+    ``info`` (identifiers and the pushed router's grant) is ready at once; the session ``record`` and its
+    ``audits`` are built on first use, by whoever commits: the RADIUS plugin commits behind the Access-Accept,
+    so that work stays out of the authentication's path. Holds the HMK (and the pushed HK) until
+    :meth:`HandoverKeyService.commit_session` has written it; its ``repr`` never shows key octets.
     """
 
-    record: SessionRecord
-    audits: tuple[AuditItem, ...]
-    info: SessionInfo
+    __slots__ = ("_built", "_facts", "info")
+
+    def __init__(self, info: SessionInfo, facts: _SessionFacts) -> None:
+        self.info = info
+        self._facts = facts
+        self._built: tuple[SessionRecord, tuple[AuditItem, ...]] | None = None
+
+    def __repr__(self) -> str:
+        return f"PreparedSession(info={self.info!r})"
+
+    @property
+    def record(self) -> SessionRecord:
+        return self._build()[0]
+
+    @property
+    def audits(self) -> tuple[AuditItem, ...]:
+        return self._build()[1]
+
+    def _build(self) -> tuple[SessionRecord, tuple[AuditItem, ...]]:
+        # Deterministic: two threads racing here build equal values.
+        if self._built is None:
+            self._built = _record_and_audits(self._facts)
+        return self._built
+
+
+def _record_and_audits(f: _SessionFacts) -> tuple[SessionRecord, tuple[AuditItem, ...]]:
+    mac = normalise_calling_station_id(f.calling_station_id) if f.calling_station_id else None
+    ids = (*f.external_ids, f"user:{f.user_name}")
+    if f.nas_identifier:
+        ids += (nas_external_id(f.nas_identifier),)
+    master = f.master
+    record = SessionRecord(
+        hmk_name=master.hmk_name,
+        spi=master.spi,
+        hmk=master.hmk,
+        user_name=f.user_name,
+        kind=f.kind,
+        created_at=f.now,
+        expires_at=f.now + f.granted,
+        calling_station_id=mac,
+        nas_identifier=f.nas_identifier,
+        external_ids=tuple(dict.fromkeys(ids)),
+    )
+    audits = [
+        _audit_item(
+            "session.created",
+            f.now,
+            actor=f.actor,
+            hmk_name=master.hmk_name.hex(),
+            spi=master.spi,
+            kind=f.kind,
+            user=f.user_name,
+            calling_station_id=mac,
+            nas=f.nas_identifier,
+            lifetime=f.granted,
+        )
+    ]
+    if f.push is not None:
+        router, ar_address, hk = f.push
+        audits.append(_hk_issued(f.actor, router, ar_address, master.hmk_name, hk, f.granted, f.now))
+    return record, tuple(audits)
 
 
 def nas_external_id(nas: str) -> str:
@@ -165,8 +240,9 @@ class HandoverKeyService:
     ) -> PreparedSession:
         """The checks and derivations of :meth:`ingest_session`, without any store call.
 
-        Pure computation (the clock aside): the session record, the pushed router's grant and their audit
-        entries, for :meth:`commit_session` to write, now or later (the RADIUS plugin writes behind).
+        Pure computation (the clock aside): the HMK and the pushed router's grant now; the session record and
+        its audit entries when :meth:`commit_session` writes them, now or later (the RADIUS plugin writes
+        behind the Access-Accept, so building them stays out of the authentication's path).
         Raises what ingest raises before it touches the store (Forbidden, InvalidRequest).
         """
         router_name = _require_router(*push_to) if push_to is not None else None
@@ -194,43 +270,27 @@ class HandoverKeyService:
             raise InvalidRequest(str(exc), reason="invalid-key-material") from None
         now = self.clock()
         granted = keys.hmk_lifetime(lifetime, self.max_lifetime)
-        mac = normalise_calling_station_id(calling_station_id) if calling_station_id else None
-        ids = (*external_ids, f"user:{user_name}")
-        if nas_identifier:
-            ids += (nas_external_id(nas_identifier),)
-        ids = tuple(dict.fromkeys(ids))
-        record = SessionRecord(
-            hmk_name=master.hmk_name,
-            spi=master.spi,
-            hmk=master.hmk,
-            user_name=user_name,
-            kind=kind,
-            created_at=now,
-            expires_at=now + granted,
-            calling_station_id=mac,
-            nas_identifier=nas_identifier,
-            external_ids=ids,
-        )
-        audits = [
-            _audit_item(
-                "session.created",
-                now,
-                actor=caller.name,
-                hmk_name=master.hmk_name.hex(),
-                spi=master.spi,
-                kind=kind,
-                user=user_name,
-                calling_station_id=mac,
-                nas=nas_identifier,
-                lifetime=granted,
-            )
-        ]
+        push = None
         grant = None
         if push_to is not None and router_name is not None:
-            grant, issued = _derive_grant(caller, router_name, push_to[1], record, now)
-            audits.append(issued)
-        info = SessionInfo(hmk_name=record.hmk_name, spi=record.spi, expires_at=record.expires_at, grant=grant)
-        return PreparedSession(record=record, audits=tuple(audits), info=info)
+            # RFC 5568 §6.4.5 key scoping: the HK for this AR-ID, from the HMK just derived.
+            hk = keys.derive_hk(master.hmk, master.hmk_name, push_to[1], master.spi)
+            push = (router_name, push_to[1], hk)
+            grant = _grant_of(hk, granted)
+        facts = _SessionFacts(
+            actor=caller.name,
+            user_name=user_name,
+            master=master,
+            kind=kind,
+            now=now,
+            granted=granted,
+            calling_station_id=calling_station_id,
+            nas_identifier=nas_identifier,
+            external_ids=external_ids,
+            push=push,
+        )
+        info = SessionInfo(hmk_name=master.hmk_name, spi=master.spi, expires_at=now + granted, grant=grant)
+        return PreparedSession(info, facts)
 
     def commit_session(self, prepared: PreparedSession) -> None:
         """Store a prepared session (TTL from now to its ``expires_at``), then append its audit entries in one
@@ -662,19 +722,28 @@ def _derive_grant(
     ``hk.issued`` audit entry, not yet appended."""
     hk = keys.derive_hk(record.hmk, record.hmk_name, ar_address, record.spi)
     lifetime = int(record.expires_at - now)
-    issued = _audit_item(
+    return _grant_of(hk, lifetime), _hk_issued(caller.name, router, ar_address, record.hmk_name, hk, lifetime, now)
+
+
+def _grant_of(hk: keys.HandoverKey, lifetime: int) -> HandoverKeyGrant:
+    return HandoverKeyGrant(hk=hk.hk, hk_name=hk.hk_name, spi=hk.spi, lifetime=lifetime, algorithm="HMAC-SHA1-96")
+
+
+def _hk_issued(
+    actor: str, router: str, ar_address: IPv6, hmk_name: bytes, hk: keys.HandoverKey, lifetime: int, now: float
+) -> AuditItem:
+    """The ``hk.issued`` audit entry of an HK handed to ``router``: identifiers only."""
+    return _audit_item(
         "hk.issued",
         now,
-        actor=caller.name,
+        actor=actor,
         ar=router,
         ar_address=str(ar_address),
-        hmk_name=record.hmk_name.hex(),
-        spi=record.spi,
+        hmk_name=hmk_name.hex(),
+        spi=hk.spi,
         hk_name=hk.hk_name.hex(),
         lifetime=lifetime,
     )
-    grant = HandoverKeyGrant(hk=hk.hk, hk_name=hk.hk_name, spi=record.spi, lifetime=lifetime, algorithm="HMAC-SHA1-96")
-    return grant, issued
 
 
 def _authenticates(key: SecretBytes, ncoa: IPv6, par: IPv6, auth: mhwire.BadfInput) -> bool:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
@@ -43,12 +44,8 @@ class AttributeLists:
     session_state: Pairs = ()
 
     def _list(self, list_name: ListName) -> Pairs:
-        return {
-            "request": self.request,
-            "reply": self.reply,
-            "config": self.config,
-            "session-state": self.session_state,
-        }[list_name]
+        pairs: Pairs = getattr(self, _FIELDS[list_name])
+        return pairs
 
     def first(self, list_name: ListName, attribute: str) -> str | None:
         for name, value in self._list(list_name):
@@ -56,8 +53,20 @@ class AttributeLists:
                 return value
         return None
 
+    def firsts(self, list_name: ListName) -> dict[str, str]:
+        """Each attribute's first value in one list, by name: one pass, for a parser reading several."""
+        return dict(reversed(self._list(list_name)))
+
     def all(self, list_name: ListName, attribute: str) -> tuple[str, ...]:
         return tuple(value for name, value in self._list(list_name) if name == attribute)
+
+
+_FIELDS: Final[dict[str, str]] = {
+    "request": "request",
+    "reply": "reply",
+    "config": "config",
+    "session-state": "session_state",
+}
 
 
 def _pairs(value: object, list_name: str) -> Pairs:
@@ -66,9 +75,7 @@ def _pairs(value: object, list_name: str) -> Pairs:
     if not isinstance(value, tuple | list):
         raise DecodeError(f"expected a tuple of pairs, got {type(value).__name__}", field=list_name, offset=0)
     # What rlm_python3 hands over: a tuple of (str, str) tuples, taken as it is (no copy).
-    if type(value) is tuple and all(
-        type(pair) is tuple and len(pair) == 2 and type(pair[0]) is str and type(pair[1]) is str for pair in value
-    ):
+    if type(value) is tuple and _str_pairs(value):
         return value
     out: list[tuple[str, str]] = []
     for i, pair in enumerate(value):
@@ -80,6 +87,20 @@ def _pairs(value: object, list_name: str) -> Pairs:
             raise DecodeError("expected string name and value", field=list_name, offset=i)
         out.append((name, val))
     return tuple(out)
+
+
+def _str_pairs(value: tuple[Any, ...]) -> bool:
+    """Every item a 2-tuple of str. Iterated in C (map, set): this runs on every authentication."""
+    return (
+        set(map(type, value)) <= _TUPLE
+        and set(map(len, value)) <= _TWO
+        and set(map(type, itertools.chain.from_iterable(value))) <= _STR
+    )
+
+
+_TUPLE: Final = frozenset({tuple})
+_TWO: Final = frozenset({2})
+_STR: Final = frozenset({str})
 
 
 def parse_lists(p: object) -> AttributeLists:
@@ -216,14 +237,15 @@ class AccountingInput:
         return tuple(out)
 
 
-def _nas(lists: AttributeLists) -> NasIdentity:
-    v4 = _address(lists.first("request", "NAS-IP-Address"), name="NAS-IP-Address")
-    v6 = _address(lists.first("request", "NAS-IPv6-Address"), name="NAS-IPv6-Address")
-    source = _address(lists.first("request", ATTR_CLIENT_IPV4), name=ATTR_CLIENT_IPV4) or _address(
-        lists.first("request", ATTR_CLIENT_IPV6), name=ATTR_CLIENT_IPV6
+def _nas(request: Mapping[str, str]) -> NasIdentity:
+    """From the request list's first values (:meth:`AttributeLists.firsts`)."""
+    v4 = _address(request.get("NAS-IP-Address"), name="NAS-IP-Address")
+    v6 = _address(request.get("NAS-IPv6-Address"), name="NAS-IPv6-Address")
+    source = _address(request.get(ATTR_CLIENT_IPV4), name=ATTR_CLIENT_IPV4) or _address(
+        request.get(ATTR_CLIENT_IPV6), name=ATTR_CLIENT_IPV6
     )
     return NasIdentity(
-        nas_identifier=lists.first("request", "NAS-Identifier"),
+        nas_identifier=request.get("NAS-Identifier"),
         nas_ip_address=v4 if isinstance(v4, ipaddress.IPv4Address) else None,
         nas_ipv6_address=v6 if isinstance(v6, ipaddress.IPv6Address) else None,
         source_address=source,
@@ -264,52 +286,57 @@ def eap_method(eap_message: bytes) -> str | None:
     return EAP_METHOD_NAMES.get(method, f"type {method}")
 
 
-def _eap_type(lists: AttributeLists) -> str | None:
+def _eap_type(lists: AttributeLists, request: Mapping[str, str]) -> str | None:
     # rlm_eap does not put the method in the lists it gives modules; the final Access-Request carries the
     # peer's last EAP Response, whose Type is the method (RFC 3579 §3.1: consecutive EAP-Message values concatenate).
-    for list_name in ("request", "config"):
-        value = lists.first(list_name, "EAP-Type")
-        if value:
-            return value
-    parts = lists.all("request", "EAP-Message")
-    if not parts:
+    value = request.get("EAP-Type") or lists.first("config", "EAP-Type")
+    if value:
+        return value
+    first = request.get("EAP-Message")
+    if first is None:
         return None
     try:
-        message = b"".join(octets(part, name="EAP-Message") for part in parts)
+        # Code, Identifier, Length and Type: the first 5 octets, normally all in the first fragment.
+        head = octets(first[:12], name="EAP-Message")
+        if len(head) < 5:
+            head = b"".join(octets(part, name="EAP-Message") for part in lists.all("request", "EAP-Message"))
     except DecodeError:
         return None
-    return eap_method(message)
+    return eap_method(head)
 
 
 def parse_post_auth(lists: AttributeLists) -> PostAuthInput:
-    emsk_text = lists.first("reply", ATTR_EMSK)
-    sid_text = lists.first("reply", ATTR_SESSION_ID)
+    request = lists.firsts("request")
+    reply = lists.firsts("reply")
+    emsk_text = reply.get(ATTR_EMSK)
+    sid_text = reply.get(ATTR_SESSION_ID)
     # The inner identity of a tunnelled method, when the inner-tunnel server exports it to the outer
     # session-state (commented out in FreeRADIUS' default inner-tunnel); else the outer User-Name.
     # (rlm_python3 passes string values as they are: unquoted, unescaped.)
-    user = lists.first("session-state", "User-Name") or lists.first("request", "User-Name") or ""
-    is_eap = bool(lists.first("request", "EAP-Message")) or emsk_text is not None or _eap_type(lists) is not None
+    user = lists.first("session-state", "User-Name") or request.get("User-Name") or ""
+    eap_type = _eap_type(lists, request)
     return PostAuthInput(
         user_name=user,
         emsk=SecretBytes(octets(emsk_text, name=ATTR_EMSK)) if emsk_text else None,
         eap_session_id=octets(sid_text, name=ATTR_SESSION_ID) if sid_text else None,
-        is_eap=is_eap,
-        eap_type=_eap_type(lists),
-        calling_station_id=lists.first("request", "Calling-Station-Id"),
-        nas=_nas(lists),
-        session_timeout=_integer(lists.first("reply", "Session-Timeout"), name="Session-Timeout"),
+        is_eap=bool(request.get("EAP-Message")) or emsk_text is not None or eap_type is not None,
+        eap_type=eap_type,
+        calling_station_id=request.get("Calling-Station-Id"),
+        nas=_nas(request),
+        session_timeout=_integer(reply.get("Session-Timeout"), name="Session-Timeout"),
     )
 
 
 def parse_accounting(lists: AttributeLists) -> AccountingInput:
     classes = tuple(_class_octets(v) for v in lists.all("request", "Class"))
+    request = lists.firsts("request")
     return AccountingInput(
-        status_type=lists.first("request", "Acct-Status-Type"),
-        user_name=lists.first("request", "User-Name"),
-        calling_station_id=lists.first("request", "Calling-Station-Id"),
+        status_type=request.get("Acct-Status-Type"),
+        user_name=request.get("User-Name"),
+        calling_station_id=request.get("Calling-Station-Id"),
         classes=classes,
-        acct_session_id=lists.first("request", "Acct-Session-Id"),
-        nas=_nas(lists),
+        acct_session_id=request.get("Acct-Session-Id"),
+        nas=_nas(request),
     )
 
 

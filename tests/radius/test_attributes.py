@@ -79,6 +79,14 @@ def test_pwd_has_no_emsk_and_its_method_comes_from_the_eap_message() -> None:
     assert request.emsk is None and request.is_eap and request.eap_type == "PWD"
 
 
+def test_the_method_of_an_eap_message_whose_first_fragment_is_short() -> None:
+    # RFC 3579 §3.1: consecutive EAP-Message values concatenate; Type is the 5th octet of the whole.
+    lists = AttributeLists(request=(("EAP-Message", "0x02d2"), ("EAP-Message", "0x000b3403aabbccddee")))
+    assert parse_post_auth(lists).eap_type == "PWD"
+    lists = AttributeLists(request=(("EAP-Message", "0x02d2"), ("EAP-Message", "not-hex")))
+    assert parse_post_auth(lists).eap_type is None
+
+
 def test_not_eap() -> None:
     request = parse_post_auth(AttributeLists(request=(("User-Name", "bob"), ("User-Password", "x"))))
     assert not request.is_eap and request.emsk is None
