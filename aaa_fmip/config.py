@@ -176,6 +176,7 @@ class RadiusSettings:
     push_keys: bool = True
     store_timeout: float = 0.3  # seconds; a store failure never blocks network access (architecture.md §6)
     write_behind: bool = True  # store the session behind the Access-Accept (docs/freeradius.md)
+    write_behind_nice: int = 10  # how much lower the CPU priority of those writes is (Linux; 0: the same)
     accounting: RadiusAccountingSettings | None = None
 
 
@@ -442,6 +443,7 @@ _ENV_PATHS: Final[tuple[tuple[str, ...], ...]] = (
     ("radius", "push_keys"),
     ("radius", "store_timeout"),
     ("radius", "write_behind"),
+    ("radius", "write_behind_nice"),
     ("radius", "accounting", "listen"),
     ("radius", "accounting", "secret"),
     ("radius", "accounting", "secret_file"),
@@ -767,6 +769,7 @@ def _radius(doc: Mapping[str, Any], origins: Mapping[tuple[str, ...], str]) -> R
     push_keys = t.boolean("push_keys", True)
     store_timeout = t.number("store_timeout", 0.3, minimum=0.01, maximum=10.0)
     write_behind = t.boolean("write_behind", True)
+    write_behind_nice = t.integer("write_behind_nice", 10, minimum=0, maximum=19)
     accounting_doc = t.table("accounting")
     accounting = None
     if accounting_doc is not None:
@@ -777,6 +780,7 @@ def _radius(doc: Mapping[str, Any], origins: Mapping[tuple[str, ...], str]) -> R
         push_keys=push_keys,
         store_timeout=store_timeout,
         write_behind=write_behind,
+        write_behind_nice=write_behind_nice,
         accounting=accounting,
     )
 

@@ -168,6 +168,7 @@ def _build() -> tuple[Runtime, FreeRadiusPlugin]:
             push_keys=settings.radius.push_keys,
             store_timeout=settings.radius.store_timeout,
             write_behind=settings.radius.write_behind,
+            write_behind_nice=settings.radius.write_behind_nice,
             log=_radlog,
             metrics=runtime.metrics,
         )
@@ -211,7 +212,7 @@ def _ensure_plugin() -> FreeRadiusPlugin | None:
             "info",
             f"aaa_fmip: ready (store {_runtime.store_kind}, {len(_plugin.routers)} access routers, "
             f"push_keys={'yes' if _plugin.push_keys else 'no'}, store_timeout={_plugin.store_timeout:g} s, "
-            f"write_behind={'yes' if _plugin.write_behind else 'no'})",
+            f"write_behind={'yes' if _plugin.write_behind else 'no'}, write_behind_nice={_plugin.write_behind_nice})",
         )
         return _plugin
 

@@ -33,7 +33,10 @@ from __future__ import annotations
 import concurrent.futures
 import ipaddress
 import itertools
+import os
+import queue
 import secrets
+import sys
 import threading
 import time
 from collections import Counter
@@ -64,6 +67,7 @@ ReplyPair = tuple[str, str, str]
 
 AAA_CALLER: Final = Caller(name="freeradius", role="aaa")
 INTERFACE: Final = "radius"
+_MATCH_CACHE_SIZE: Final = 4096  # distinct NAS identities remembered
 
 
 class MetricsPort(Protocol):
@@ -150,6 +154,88 @@ class RateLimitedLog:
         self._log(level, message)
 
 
+# ------------------------------------------------------------------------------------------- behind-writers
+
+
+class BehindWriters:
+    """Threads that run the writes behind the reply: a plain queue, cheaper to enter from the request than an
+    executor with its futures, since nobody waits for these.
+
+    ``nice`` > 0 lowers these threads' CPU priority by that much (Linux, where the nice value is per thread):
+    where FreeRADIUS, its RADIUS clients and Redis share CPUs, a write then waits for a free CPU rather than
+    taking one from an authentication in progress. The writes still get CPU time under load (the kernel's fair
+    scheduler gives every runnable thread a share), and when they fall behind by more than ``store_timeout``
+    the plugin goes back to waiting for its writes, on its normal-priority pool (:meth:`FreeRadiusPlugin.keeping_up`).
+    """
+
+    def __init__(self, count: int, *, nice: int = 0, log: LogFn | None = None) -> None:
+        self._queue: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        self._max = count
+        self.nice = nice
+        self._log = log
+        self._lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+        self._idle = 0
+        self._closed = False
+
+    def submit(self, fn: Callable[[], None]) -> None:
+        """Queue ``fn`` (which must not raise); RuntimeError once closed."""
+        if self._closed:
+            raise RuntimeError("closed")
+        self._queue.put(fn)
+        if self._idle < self._queue.qsize() and len(self._threads) < self._max:
+            with self._lock:
+                if not self._closed and len(self._threads) < self._max:
+                    thread = threading.Thread(target=self._work, name=f"aaa-fmip-behind-{len(self._threads)}")
+                    thread.daemon = True
+                    self._threads.append(thread)
+                    thread.start()
+
+    def _work(self) -> None:
+        self._lower_priority()
+        while True:
+            with self._lock:
+                self._idle += 1
+            fn = self._queue.get()
+            with self._lock:
+                self._idle -= 1
+            if fn is None:
+                return
+            fn()
+
+    def _lower_priority(self) -> None:
+        if self.nice <= 0:
+            return
+        if not sys.platform.startswith("linux"):  # elsewhere the nice value is the whole process's
+            if self._log is not None:
+                self._log(
+                    "warning", "aaa_fmip: radius.write_behind_nice needs Linux; the writes run at normal priority"
+                )
+            return
+        tid = threading.get_native_id()
+        try:
+            os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + self.nice))
+        except OSError as exc:
+            if self._log is not None:
+                self._log("warning", f"aaa_fmip: could not lower the write threads' priority: {exc.strerror}")
+
+    def close(self) -> int:
+        """Stop the threads once they finish what they run now; returns how many queued calls were dropped."""
+        with self._lock:
+            self._closed = True
+            threads = len(self._threads)
+        dropped = 0
+        while True:
+            try:
+                fn = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            dropped += fn is not None
+        for _ in range(threads):
+            self._queue.put(None)
+        return dropped
+
+
 # -------------------------------------------------------------------------------------------------- plugin
 
 
@@ -168,6 +254,7 @@ class FreeRadiusPlugin:
         workers: int = 8,
         max_pending: int = 64,
         write_behind: bool = True,
+        write_behind_nice: int = 0,
     ) -> None:
         self.service = service
         self.routers = tuple(routers)
@@ -177,7 +264,11 @@ class FreeRadiusPlugin:
         self._log = log
         self._limited = RateLimitedLog(log)
         self._metrics = metrics
+        # Calls a request waits for (and Accounting-On/Off revocations) run on the pool; writes behind the reply
+        # on the writers. Each at most ``workers`` threads.
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="aaa-fmip")
+        self.write_behind_nice = write_behind_nice
+        self._writers = BehindWriters(workers, nice=write_behind_nice, log=log)
         self._max_pending = max_pending
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)  # notified whenever a pool call ends
@@ -192,6 +283,7 @@ class FreeRadiusPlugin:
             r.name: (Caller(name=r.name, role="ar", router=r.to_model()), r.addresses[0]) for r in self.routers
         }
         self._address_text = {r.name: str(r.addresses[0]) for r in self.routers}
+        self._matches: dict[NasIdentity, RouterMatch] = {}  # the routers are fixed: a NAS always matches alike
 
     # -- counters ---------------------------------------------------------------------------------------
 
@@ -312,8 +404,8 @@ class FreeRadiusPlugin:
                 self._release(behind_id)
 
         try:
-            self._pool.submit(run)
-        except RuntimeError:  # pool shut down (detach in progress)
+            self._writers.submit(run)
+        except RuntimeError:  # writers closed (detach in progress)
             self._release(behind_id)
             self.count(f"{operation}_shutdown")
             return False
@@ -349,7 +441,11 @@ class FreeRadiusPlugin:
             return self._no_emsk(request)
         push_to = None
         if self.push_keys:
-            match = match_router(self.routers, request.nas)
+            match = self._matches.get(request.nas)
+            if match is None:
+                if len(self._matches) >= _MATCH_CACHE_SIZE:
+                    self._matches.clear()
+                match = self._matches[request.nas] = match_router(self.routers, request.nas)
             if match.router is None:
                 self._log("debug", f"aaa_fmip: no key push: {match.reason}")
             else:
@@ -378,10 +474,13 @@ class FreeRadiusPlugin:
             self.service.commit_session(prepared)
             return True
 
+        def commit_behind() -> None:
+            self.service.commit_session(prepared)
+            self._log("debug", f"aaa_fmip: session stored: HMK-Name {info.hmk_name.hex()} SPI {info.spi}")
+
         if self.write_behind and self.keeping_up():
-            if not self._behind_reply("ingest", commit, done="sessions_stored"):
+            if not self._behind_reply("ingest", commit_behind, done="sessions_stored"):
                 return ()
-            self._log("debug", f"aaa_fmip: session queued: HMK-Name {info.hmk_name.hex()} SPI {info.spi}")
         else:
             if self._bounded("ingest", commit) is None:
                 return ()
@@ -456,6 +555,7 @@ class FreeRadiusPlugin:
         Returns how many store calls were still pending (dropped: logged and counted as ``dropped_on_close``).
         """
         self.flush(flush_timeout)
+        self._writers.close()
         self._pool.shutdown(wait=False, cancel_futures=True)
         left = self.pending
         if left:

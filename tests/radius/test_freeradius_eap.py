@@ -6,6 +6,7 @@ is verified by a real ``aaa-fmip serve`` (POST /v1/fbu/verify) on the same Redis
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from pathlib import Path
@@ -251,3 +252,27 @@ def test_identity_with_quotes_and_backslashes_is_recorded_as_sent(stack: Stack, 
     emsk, session_id = result.require_keys()
     record = wait_for_session(stack.runtime.store, _fbu.master_key(emsk, session_id).hmk_name)
     assert record is not None and record.user_name == identity
+
+
+def _nice_values(pid: int) -> dict[int, int]:
+    """The nice value of each thread of process ``pid`` (proc(5): field 19 of /proc/PID/task/TID/stat)."""
+    out = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            out[int(task.name)] = int(fields[19 - 3])  # fields[0] is field 3 (state)
+    return out
+
+
+def test_the_writes_behind_the_reply_run_at_the_configured_lower_priority(stack: Stack, tmp_path: Path) -> None:
+    emsk, session_id, _ = _authenticate(stack, "TLS", tmp_path)
+    assert wait_for_session(stack.runtime.store, _fbu.master_key(emsk, session_id).hmk_name) is not None
+    assert stack.radius.proc is not None
+    pid = stack.radius.proc.pid
+    nice = _nice_values(pid)
+    main = nice[pid]
+    # radius.write_behind_nice defaults to 10: the write threads, and only they, run that much lower.
+    lowered = {tid: n for tid, n in nice.items() if n != main}
+    assert lowered and set(lowered.values()) == {min(19, main + 10)}, nice
+    assert len(lowered) < len(nice) - 1  # FreeRADIUS' own threads (and the plugin's pool) keep their priority
+    assert "write_behind=yes, write_behind_nice=10" in stack.radius.log()

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 import secrets
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -161,6 +163,52 @@ class BlockingService(HandoverKeyService):
     def revoke_matching(self, caller: Caller, **kwargs: Any) -> int:
         self.release.wait(10)
         return 0
+
+
+class PriorityService(HandoverKeyService):
+    """The real prepare step; store calls only note the nice value of the thread they run on."""
+
+    def __init__(self) -> None:
+        super().__init__(store=None)  # type: ignore[arg-type]
+        self.nice: list[tuple[str, int]] = []
+
+    def _note(self, what: str) -> None:
+        self.nice.append((what, os.getpriority(os.PRIO_PROCESS, threading.get_native_id())))
+
+    def commit_session(self, prepared: PreparedSession) -> None:
+        self._note("commit")
+
+    def record_no_emsk(self, caller: Caller, **kwargs: Any) -> None:
+        self._note("no-emsk")
+
+
+def _nice_of_this_thread() -> int:
+    return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a per-thread nice value is Linux's")
+def test_writes_behind_the_reply_run_at_lower_priority_and_awaited_writes_do_not() -> None:
+    base = _nice_of_this_thread()  # new threads start with their creator's nice value
+    if base > 19 - 7:
+        pytest.skip(f"this test already runs at nice {base}: no room to lower it by 7")
+    service = PriorityService()
+    plugin = FreeRadiusPlugin(service, log=Log(), write_behind_nice=7)
+    try:
+        for _ in range(3):
+            emsk, sid = _keys()
+            assert _names(plugin.post_auth(_request(emsk=emsk, sid=sid))) == ["Class"]
+        plugin.post_auth({"request": (("User-Name", "p"), ("EAP-Message", "0x02010005" + "34"))})  # EAP-PWD
+        assert plugin.flush(10)
+        plugin.write_behind = False  # now post-auth waits for its write: on the pool, at normal priority
+        emsk, sid = _keys()
+        assert _names(plugin.post_auth(_request(emsk=emsk, sid=sid))) == ["Class"]
+    finally:
+        plugin.close(flush_timeout=10)
+    # The writes behind run on several threads, in any order; the awaited one comes last.
+    assert sorted(service.nice[:4]) == [("commit", base + 7)] * 3 + [("no-emsk", base + 7)]
+    assert service.nice[4:] == [("commit", base)]
+    assert _nice_of_this_thread() == base  # the request's own thread is never touched
+    assert plugin.counts == {"sessions_stored": 4, "no_emsk": 1}
 
 
 def _names(pairs: tuple[tuple[str, str, str], ...]) -> list[str]:
