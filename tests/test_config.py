@@ -69,6 +69,7 @@ vendor_id = 32473
 push_keys = false
 store_timeout = 0.2
 write_behind = false
+write_behind_nice = 0
 
 [radius.accounting]
 listen = "127.0.0.1:1813"
@@ -103,7 +104,7 @@ def test_no_file_gives_the_documented_defaults() -> None:
     assert s.keys.max_lifetime == 43200 and s.keys.lifetime_units == "4s"
     assert s.access_routers == () and s.clients == () and s.diameter is None
     assert s.radius.vendor_id == 32473 and s.radius.push_keys and s.radius.store_timeout == 0.3
-    assert s.radius.write_behind
+    assert s.radius.write_behind and s.radius.write_behind_nice == 10
     assert s.radius.accounting is None
     assert s.source is None
 
@@ -144,6 +145,7 @@ def test_full_file(tmp_path: Path) -> None:
         ("aaa.home.example", "home-eap-server", HostPort("198.51.100.7", 3868)),
     ]
     assert not s.radius.push_keys and s.radius.store_timeout == 0.2 and not s.radius.write_behind
+    assert s.radius.write_behind_nice == 0
     acct = s.radius.accounting
     assert acct is not None and acct.secret.reveal() == b"testing123"
     assert acct.clients == (ipaddress.ip_network("127.0.0.1/32"), ipaddress.ip_network("10.0.0.0/8"))
@@ -253,6 +255,13 @@ AR2 = f'[[access_routers]]\nname = "ar2"\naddresses = ["2001:db8::2", "{{addr}}"
         ('[store]\nurl = "redis://127.0.0.1/0"\n', {}, "keys.kek_file", "explicit key-encryption key"),
         ('[store]\nprefix = "a{b}"\n', {}, "store.prefix", "braces"),
         ("[store]\ntimeout = 0\n", {}, "store.timeout", "must be in"),
+        ("[radius]\nwrite_behind_nice = 20\n", {}, "radius.write_behind_nice", "must be in"),
+        (
+            "",
+            {"AAA_FMIP_RADIUS_WRITE_BEHIND_NICE": "-1"},
+            "radius.write_behind_nice (from AAA_FMIP_RADIUS_WRITE_BEHIND_NICE)",
+            "must be in",
+        ),
         ("[stor]\n", {}, "stor", "unknown setting"),
         ("[diameter]\n", {}, "diameter.origin_host", "required"),
         (
