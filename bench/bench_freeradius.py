@@ -6,7 +6,11 @@ redis-server. eapol_test authenticates against them alternately, so drift on the
 Each time is one whole eapol_test run (process start, EAP-TLS handshake, 7-9 RADIUS round trips), which is what
 a NAS-side observer sees; the difference of the medians is the module's cost per authentication.
 
-    python -m bench.bench_freeradius [--rounds 200] [--parallel 8]
+A third server, again without the module ("control"), takes its turn in the same alternation: how far two
+identical servers drift apart in one run (at the median, p95 and p99) is the noise floor against which the
+module's figures are to be read. --no-control leaves it out.
+
+    python -m bench.bench_freeradius [--rounds 200] [--parallel 8] [--no-control]
 """
 
 from __future__ import annotations
@@ -39,6 +43,16 @@ def _summary(name: str, samples: list[float]) -> str:
         f"{name:<22} n={len(ms):<4} median {statistics.median(ms):7.2f} ms   mean {statistics.fmean(ms):7.2f} ms   "
         f"p95 {_percentile(ms, 0.95):7.2f} ms   p99 {_percentile(ms, 0.99):7.2f} ms   max {ms[-1]:7.2f} ms"
     )
+
+
+CONTROL = "control (no module)"
+
+
+def _added(label: str, samples: list[float], base: list[float]) -> str:
+    """``samples`` minus ``base`` at the median, p95 and p99, in ms."""
+    median = (statistics.median(samples) - statistics.median(base)) * 1000
+    p95, p99 = ((_percentile(samples, q) - _percentile(base, q)) * 1000 for q in (0.95, 0.99))
+    return f"{label} median {median:+.2f} ms   p95 {p95:+.2f} ms   p99 {p99:+.2f} ms"
 
 
 def _sequential(servers: dict[str, FreeRadius], rounds: int, work: Path) -> dict[str, list[float]]:
@@ -84,6 +98,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=200, help="sequential authentications per server")
     parser.add_argument("--parallel", type=int, default=8, help="concurrent eapol_test loops in the parallel phase")
     parser.add_argument("--parallel-rounds", type=int, default=25, help="authentications per parallel loop")
+    parser.add_argument(
+        "--no-control", action="store_true", help="no second server without the module (no noise floor printed)"
+    )
     args = parser.parse_args(argv)
 
     with tempfile.TemporaryDirectory(prefix="bench-freeradius-") as tmp:
@@ -96,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
             "without module": FreeRadius(base / "plain", pki, mode=None),
             "with aaa-fmip module": FreeRadius(base / "module", pki, aaa_config=config),
         }
+        if not args.no_control:
+            servers[CONTROL] = FreeRadius(base / "control", pki, mode=None)
         try:
             for server in servers.values():
                 server.start()
@@ -110,11 +129,9 @@ def main(argv: list[str] | None = None) -> int:
                 f"ratio of medians (with / without): {module / plain:.3f}   "
                 f"added per authentication: {(module - plain) * 1000:+.2f} ms"
             )
-            tails = [
-                (_percentile(times["with aaa-fmip module"], q) - _percentile(times["without module"], q)) * 1000
-                for q in (0.95, 0.99)
-            ]
-            print(f"added at p95: {tails[0]:+.2f} ms   added at p99: {tails[1]:+.2f} ms")
+            print(_added("added at", times["with aaa-fmip module"], times["without module"]))
+            if CONTROL in times:
+                print(_added("noise floor (control - without):", times[CONTROL], times["without module"]))
             print(f"\nparallel: {args.parallel} loops x {args.parallel_rounds} authentications")
             for name, server in servers.items():
                 seconds, ok = _parallel(server, args.parallel, args.parallel_rounds, base / "par" / name[:4])

@@ -203,3 +203,16 @@ def test_percentile_is_nearest_rank() -> None:
     assert loadgen.percentile(values, 100) == 100.0
     assert loadgen.percentile([3.0], 99.9) == 3.0
     assert math.isnan(loadgen.percentile([], 50))
+
+
+def test_bench_freeradius_runs_end_to_end_with_its_control_server() -> None:
+    proc = _bench("bench_freeradius", "--rounds", "3", "--parallel", "2", "--parallel-rounds", "1")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    lines = proc.stdout.splitlines()
+    for name in ("without module", "with aaa-fmip module", "control (no module)"):
+        assert any(line.startswith(name) and "n=3 " in line and "p99" in line for line in lines), proc.stdout
+        assert any(line.startswith(name) and "2 ok in" in line for line in lines), proc.stdout
+    assert any(line.startswith("added at median ") for line in lines), proc.stdout
+    assert any(line.startswith("noise floor (control - without): median ") for line in lines), proc.stdout
+    # 10 warm-up, 3 timed and 2 parallel authentications through the module: each stored and pushed.
+    assert lines[-1].endswith("detaching: keys_pushed=15, sessions_stored=15"), lines[-1]
