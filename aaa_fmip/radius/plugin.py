@@ -25,7 +25,11 @@ and :meth:`close` wait for them, bounded). As soon as a write fails, or one has 
 is stored, until a write succeeds. So in an outage at most the authentications whose writes were already under
 way got a key that is not stored; their failure is logged and counted (``ingest_error``, ``ingest_timeout``).
 
-The plugin is shared by all FreeRADIUS worker threads; its own state is the pool, a lock and counters.
+Priority: the writes behind the reply run on their own threads (:class:`BehindWriters`), at a CPU priority lowered
+by ``radius.write_behind_nice``; the calls a request waits for run on the pool, at FreeRADIUS' own priority.
+
+The plugin is shared by all FreeRADIUS worker threads; its own state is the pool, the write threads, a lock and
+counters.
 """
 
 from __future__ import annotations
@@ -171,8 +175,12 @@ class BehindWriters:
     def __init__(self, count: int, *, nice: int = 0, log: LogFn | None = None) -> None:
         self._queue: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
         self._max = count
-        self.nice = nice
         self._log = log
+        if nice > 0 and not sys.platform.startswith("linux"):  # elsewhere the nice value is the whole process's
+            self._warn(f"write_behind_nice needs Linux (here: {sys.platform}); the writes run at normal priority")
+            nice = 0
+        self.nice = nice
+        self._warned = False
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
         self._idle = 0
@@ -206,18 +214,18 @@ class BehindWriters:
     def _lower_priority(self) -> None:
         if self.nice <= 0:
             return
-        if not sys.platform.startswith("linux"):  # elsewhere the nice value is the whole process's
-            if self._log is not None:
-                self._log(
-                    "warning", "aaa_fmip: radius.write_behind_nice needs Linux; the writes run at normal priority"
-                )
-            return
         tid = threading.get_native_id()
         try:
             os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + self.nice))
         except OSError as exc:
-            if self._log is not None:
-                self._log("warning", f"aaa_fmip: could not lower the write threads' priority: {exc.strerror}")
+            with self._lock:
+                first, self._warned = not self._warned, True
+            if first:
+                self._warn(f"could not lower the write threads' priority ({exc.strerror}); they run at normal priority")
+
+    def _warn(self, message: str) -> None:
+        if self._log is not None:
+            self._log("warning", f"aaa_fmip: {message}")
 
     def close(self) -> int:
         """Stop the threads once they finish what they run now; returns how many queued calls were dropped."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import os
 import secrets
@@ -20,7 +21,7 @@ from aaa_fmip.config import AccessRouterSettings
 from aaa_fmip.errors import StoreUnavailable
 from aaa_fmip.model import Caller
 from aaa_fmip.radius.attributes import NasIdentity
-from aaa_fmip.radius.plugin import FreeRadiusPlugin, Level, RateLimitedLog, match_router
+from aaa_fmip.radius.plugin import BehindWriters, FreeRadiusPlugin, Level, RateLimitedLog, match_router
 from aaa_fmip.service import HandoverKeyService, PreparedSession
 from tests.radius._stack import AR_ADDRESS, AR_NAS_IDENTIFIER, StackConfig, next_mac
 from tests.support.redis_server import RedisServer
@@ -209,6 +210,64 @@ def test_writes_behind_the_reply_run_at_lower_priority_and_awaited_writes_do_not
     assert service.nice[4:] == [("commit", base)]
     assert _nice_of_this_thread() == base  # the request's own thread is never touched
     assert plugin.counts == {"sessions_stored": 4, "no_emsk": 1}
+
+
+def test_write_threads_outside_linux_keep_their_priority_and_say_so_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "platform", "darwin")
+    log = Log()
+    writers = BehindWriters(2, nice=5, log=log)
+    done = threading.Event()
+    writers.submit(done.set)
+    assert done.wait(10) and writers.nice == 0
+    assert log.text() == "aaa_fmip: write_behind_nice needs Linux (here: darwin); the writes run at normal priority"
+    writers.close()
+
+
+def test_a_priority_that_cannot_be_lowered_is_one_warning_and_the_writes_still_run(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def refuse(*args: object) -> None:
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "setpriority", refuse)
+    log = Log()
+    writers = BehindWriters(4, nice=5, log=log)
+    ran = threading.Semaphore(0)
+    gate = threading.Event()
+
+    def write() -> None:
+        gate.wait(10)
+        ran.release()
+
+    for _ in range(4):  # four at once: four threads start, each failing to lower its priority
+        writers.submit(write)
+    gate.set()
+    for _ in range(4):
+        assert ran.acquire(timeout=10)
+    assert log.text() == (
+        "aaa_fmip: could not lower the write threads' priority (Operation not permitted); they run at normal priority"
+    )
+    assert writers.close() == 0
+
+
+def test_closing_the_writers_drops_what_is_still_queued() -> None:
+    writers = BehindWriters(1)
+    started, gate = threading.Event(), threading.Event()
+    ran: list[int] = []
+
+    def first() -> None:  # occupies the only thread
+        started.set()
+        gate.wait(10)
+
+    writers.submit(first)
+    for i in range(3):
+        writers.submit(functools.partial(ran.append, i))
+    assert started.wait(10)
+    assert writers.close() == 3
+    gate.set()
+    with pytest.raises(RuntimeError):
+        writers.submit(lambda: None)
+    assert ran == []
 
 
 def _names(pairs: tuple[tuple[str, str, str], ...]) -> list[str]:
