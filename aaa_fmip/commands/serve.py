@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import importlib
 import ipaddress
 import logging
@@ -91,6 +92,10 @@ def serve(settings: Settings) -> int:
             **_tls_options(settings),
         )
         server = _Server(config)
+        # What is loaded now (FastAPI, pydantic, redis-py, cryptography, the app: some 90,000 objects) lives as
+        # long as the process. Move it out of the cyclic collector's reach: a full collection over it stalls every
+        # request for tens of ms (docs/performance.md: the FBU p99.9 fell from 19-128 ms to 6-40 ms).
+        gc.freeze()
         _log_startup(runtime)
         server.run()
         if not server.started:
@@ -176,6 +181,7 @@ def _log_startup(runtime: Runtime) -> None:
             "diameter": str(settings.diameter.listen) if settings.diameter else None,
             "config": str(settings.source) if settings.source else None,
             "kek_id": runtime.kek_ring.current.key_id,
+            "gc_frozen": gc.get_freeze_count(),
         },
     )
     if not settings.access_routers and not settings.clients:
