@@ -349,6 +349,36 @@ def test_find_by_spi_costs_one_index_read_and_the_records(private_redis: object,
     }
 
 
+def test_put_session_adds_to_all_its_indexes_in_one_script_call(private_redis: object, make_store: object) -> None:
+    """Outside a Cluster, one script run covers the SPI, external-id and session-list indexes of a session (on a
+    Cluster, one per key: they lie in different hash slots), next to the record's SET and the MAC's."""
+    import redis
+
+    store: RedisStore = make_store(private_redis.url)  # type: ignore[attr-defined, operator]
+    now = time.time()
+    record = dataclasses.replace(
+        rec.session(now=now), calling_station_id="02-00-00-00-00-07", external_ids=("a:1", "b:2", "a:1")
+    )
+    raw = redis.Redis.from_url(private_redis.url)  # type: ignore[attr-defined]
+    assert store.get_session(record.hmk_name) is None  # the store's connection is up before counting
+    raw.config_resetstat()
+    store.put_session(record, now=now)
+    stats = {k: v["calls"] for k, v in raw.info("commandstats").items()}
+    indexes = 1 + 2 + 1  # SPI, the two distinct external ids, the session list
+    assert stats == {
+        "cmdstat_set": 2,  # the record, the MAC
+        "cmdstat_eval": 1,
+        "cmdstat_time": 1,
+        "cmdstat_zremrangebyscore": indexes,
+        "cmdstat_zadd": indexes,
+        "cmdstat_zrange": indexes,
+        "cmdstat_pexpire": indexes,
+        "cmdstat_config|resetstat": 1,
+    }
+    assert [r.hmk_name for r in store.find_by_external_id("b:2")] == [record.hmk_name]
+    assert [r.hmk_name for r in store.find_by_spi(record.spi)] == [record.hmk_name]
+
+
 def test_append_audits_puts_entries_next_to_each_other(store: RedisStore) -> None:
     """Several entries of one operation (session.created, hk.issued) go to the chain together, in order."""
     entries = store.append_audits([("test.a", {"n": 1}, 1_700_000_000.0), ("test.b", {"n": 2}, 1_700_000_000.5)])
