@@ -275,7 +275,6 @@ class FreeRadiusPlugin:
         # Calls a request waits for (and Accounting-On/Off revocations) run on the pool; writes behind the reply
         # on the writers. Each at most ``workers`` threads.
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="aaa-fmip")
-        self.write_behind_nice = write_behind_nice
         self._writers = BehindWriters(workers, nice=write_behind_nice, log=log)
         self._max_pending = max_pending
         self._lock = threading.Lock()
@@ -292,6 +291,11 @@ class FreeRadiusPlugin:
         }
         self._address_text = {r.name: str(r.addresses[0]) for r in self.routers}
         self._matches: dict[NasIdentity, RouterMatch] = {}  # the routers are fixed: a NAS always matches alike
+
+    @property
+    def write_behind_nice(self) -> int:
+        """How much lower the writes behind the reply run (0 where it cannot be applied: not Linux)."""
+        return self._writers.nice
 
     # -- counters ---------------------------------------------------------------------------------------
 
@@ -480,21 +484,17 @@ class FreeRadiusPlugin:
 
         def commit() -> bool:  # True: _bounded answers None for a failure
             self.service.commit_session(prepared)
+            self._log("debug", f"aaa_fmip: session stored: HMK-Name {info.hmk_name.hex()} SPI {info.spi}")
             return True
 
-        def commit_behind() -> None:
-            self.service.commit_session(prepared)
-            self._log("debug", f"aaa_fmip: session stored: HMK-Name {info.hmk_name.hex()} SPI {info.spi}")
-
         if self.write_behind and self.keeping_up():
-            if not self._behind_reply("ingest", commit_behind, done="sessions_stored"):
+            if not self._behind_reply("ingest", commit, done="sessions_stored"):
                 return ()
         else:
             if self._bounded("ingest", commit) is None:
                 return ()
             self._store_ok = True
             self.count("sessions_stored")
-            self._log("debug", f"aaa_fmip: session stored: HMK-Name {info.hmk_name.hex()} SPI {info.spi}")
         pairs: list[ReplyPair] = [("Class", "+=", "0x" + class_value(token).hex())]
         if info.grant is not None and push_to is not None:
             self.count("keys_pushed")
