@@ -191,6 +191,21 @@ class SendSettings:
 
 
 @dataclass(frozen=True)
+class AuditSettings:
+    """Keeping the audit trail outside Redis (docs/api.md#audit): an append-only JSON-lines file and/or an
+    RFC 5424 syslog receiver, followed every ``export_interval`` seconds; retention trims exported entries."""
+
+    export_file: Path | None = None
+    export_syslog: str | None = None  # udp://host:port or tcp://host:port
+    export_interval: float = 5.0  # seconds
+    retain_entries: int = 0  # keep at least this many newest entries in Redis; 0: keep every entry
+
+    @property
+    def exporting(self) -> bool:
+        return self.export_file is not None or self.export_syslog is not None
+
+
+@dataclass(frozen=True)
 class Settings:
     server: ServerSettings
     store: StoreSettings
@@ -200,6 +215,7 @@ class Settings:
     diameter: DiameterSettings | None = None
     radius: RadiusSettings = field(default_factory=RadiusSettings)
     send: SendSettings = field(default_factory=SendSettings)
+    audit: AuditSettings = field(default_factory=AuditSettings)
     source: Path | None = None  # the file read, if any
 
     def with_listen(self, listen: str) -> Settings:
@@ -452,8 +468,12 @@ _ENV_PATHS: Final[tuple[tuple[str, ...], ...]] = (
     ("send", "max_key_bits"),
     ("send", "hk_lifetime"),
     ("send", "timestamp_delta"),
+    ("audit", "export_file"),
+    ("audit", "export_syslog"),
+    ("audit", "export_interval"),
+    ("audit", "retain_entries"),
 )
-_ENV_SECTIONS: Final = ("SERVER_", "STORE_", "KEYS_", "DIAMETER_", "RADIUS_", "SEND_")
+_ENV_SECTIONS: Final = ("SERVER_", "STORE_", "KEYS_", "DIAMETER_", "RADIUS_", "SEND_", "AUDIT_")
 
 
 def env_name(path: tuple[str, ...]) -> str:
@@ -527,6 +547,7 @@ def load_settings(path: Path | None, env: Mapping[str, str]) -> Settings:
         diameter = _diameter(diameter_doc, origins, routers)
     radius = _radius(top.table("radius") or {}, origins)
     send = _send(top.table("send") or {}, _env_names_for(origins, ("send",)))
+    audit = _audit(top.table("audit") or {}, _env_names_for(origins, ("audit",)))
     top.done()
 
     _check_unique_callers(routers, clients)
@@ -545,6 +566,7 @@ def load_settings(path: Path | None, env: Mapping[str, str]) -> Settings:
         diameter=diameter,
         radius=radius,
         send=send,
+        audit=audit,
         source=path,
     )
 
@@ -582,6 +604,31 @@ def _store(doc: Mapping[str, Any], env_names: Mapping[str, str]) -> StoreSetting
         raise ConfigError("must be 1-64 characters of A-Z a-z 0-9 _ . : - (no braces)", key=t.key("prefix"))
     t.done()
     return StoreSettings(url=url, data_dir=Path(data_dir), timeout=timeout, prefix=prefix)
+
+
+def _audit(doc: Mapping[str, Any], env_names: Mapping[str, str]) -> AuditSettings:
+    t = _Table(doc, "audit", env_names)
+    export_file = (t.string("export_file", "") or "").strip()
+    syslog = (t.string("export_syslog", "") or "").strip()
+    if syslog:
+        scheme, sep, rest = syslog.partition("://")
+        if not sep or scheme not in ("udp", "tcp"):
+            raise ConfigError("expected udp://host:port or tcp://host:port", key=t.key("export_syslog"))
+        parse_host_port(rest, key=t.key("export_syslog"), default_port=514)
+    interval = t.number("export_interval", 5.0, minimum=0.1, maximum=3600.0)
+    retain = t.integer("retain_entries", 0, minimum=0)
+    t.done()
+    if retain and not (export_file or syslog):
+        raise ConfigError(
+            "retention trims only exported entries: set audit.export_file or audit.export_syslog too",
+            key=t.key("retain_entries"),
+        )
+    return AuditSettings(
+        export_file=Path(export_file) if export_file else None,
+        export_syslog=syslog or None,
+        export_interval=interval,
+        retain_entries=retain,
+    )
 
 
 def _keys(doc: Mapping[str, Any], env_names: Mapping[str, str], env: Mapping[str, str]) -> KeysSettings:

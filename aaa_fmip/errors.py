@@ -20,6 +20,7 @@ No message of any exception here may contain key material.
           +-- NotFound               no such session / key (→ 404, Diameter 5030)
           +-- Forbidden              caller outside its scope (→ 403, Diameter 5003)
           +-- InvalidRequest         semantically invalid input (→ 422, Diameter 5004)
+          +-- Conflict               the state does not allow it (→ 409), e.g. an audit trail that fails
 """
 
 from __future__ import annotations
@@ -97,3 +98,7 @@ class Forbidden(ServiceError):
 
 class InvalidRequest(ServiceError):
     reason = "invalid-request"
+
+
+class Conflict(ServiceError):
+    reason = "conflict"

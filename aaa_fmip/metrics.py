@@ -96,6 +96,19 @@ class Metrics:
             namespace=NAMESPACE,
             registry=self.registry,
         )
+        self.audit_exported = Counter(
+            "audit_exported_entries",
+            "Audit entries exported outside Redis (audit.export_file / audit.export_syslog).",
+            namespace=NAMESPACE,
+            registry=self.registry,
+        )
+        self.audit_export_errors = Counter(
+            "audit_export_errors",
+            "Audit export passes that failed, by where: store (incl. an entry that does not verify) or sink.",
+            ["where"],
+            namespace=NAMESPACE,
+            registry=self.registry,
+        )
         info = InfoMetricFamily(f"{NAMESPACE}_build", "Version of the running aaa-fmip.")
         info.add_metric([], {"version": __version__})
         self.registry.register(_Static([info]))

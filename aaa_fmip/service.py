@@ -19,10 +19,21 @@ from typing import Any, Literal, TypeVar, cast
 from aaa_fmip import keys
 from aaa_fmip.crypto import badf, rsa
 from aaa_fmip.crypto.secrets import SecretBytes
-from aaa_fmip.errors import BadAuthenticator, DecodeError, Forbidden, InvalidRequest, NotFound, VerificationError
+from aaa_fmip.errors import (
+    BadAuthenticator,
+    Conflict,
+    CryptoError,
+    DecodeError,
+    Forbidden,
+    InvalidRequest,
+    NotFound,
+    StoreError,
+    StoreUnavailable,
+    VerificationError,
+)
 from aaa_fmip.model import Caller, FbuVerdict, HandoverKeyGrant, Role, SessionInfo
 from aaa_fmip.send_policy import ReplayedNonce, SendHandoverKeyResult, SendPolicy, VerifiedRtSolPr, verify_rtsolpr
-from aaa_fmip.store import AuditCheck, AuditEntry, ReplayOutcome, SendKeyRecord, SessionRecord
+from aaa_fmip.store import AuditCheck, AuditEntry, Checkpoint, ReplayOutcome, SendKeyRecord, SessionRecord
 from aaa_fmip.store.redis import AsyncRedisOps, RedisStore
 from aaa_fmip.wire import icmpv6 as icmpwire
 from aaa_fmip.wire import mh as mhwire
@@ -292,11 +303,12 @@ class HandoverKeyService:
         info = SessionInfo(hmk_name=master.hmk_name, spi=master.spi, expires_at=now + granted, grant=grant)
         return PreparedSession(info, facts)
 
-    def commit_session(self, prepared: PreparedSession) -> None:
-        """Store a prepared session (TTL from now to its ``expires_at``), then append its audit entries in one
-        round trip. Nothing is audited when the session could not be stored. Raises StoreUnavailable."""
-        self.store.put_session(prepared.record, now=self.clock())
-        self.store.append_audits(prepared.audits)
+    def commit_session(self, prepared: PreparedSession, *, deadline: float | None = None) -> None:
+        """Store a prepared session (TTL from now to its ``expires_at``) together with its audit entries: both
+        or neither (on a Redis Cluster, the entries first; see :meth:`RedisStore.put_session`). ``deadline``
+        (Unix seconds): the moment the caller gives up; past it nothing is written, also by a write still
+        buffered in a stalled Redis. Raises StoreUnavailable."""
+        self.store.put_session(prepared.record, now=self.clock(), audits=prepared.audits, deadline=deadline)
 
     def record_no_emsk(self, caller: Caller, *, user_name: str, method: str | None, detail: str) -> None:
         """Audit an authentication that produced no EMSK (EAP-PWD, EAP-MD5): no session; the MN uses SEND."""
@@ -311,13 +323,17 @@ class HandoverKeyService:
         )
 
     def revoke_session(self, caller: Caller, hmk_name: bytes, *, cause: str = "revoked") -> None:
-        """Delete a session and everything derived from it (HKs, replay state); raises NotFound."""
+        """Delete a session and everything derived from it (HKs, replay state), with its ``session.revoked``
+        audit entry in the same step. Idempotent: a session already revoked (its tombstone lives until its old
+        expiry) answers as the first revocation did, so a retry after a 503 ends the same way. Raises NotFound
+        for a session that never was, or has expired."""
         _require(caller, "aaa", "admin")
         now = self.clock()
-        record = self.store.delete_session(hmk_name, now=now)
-        if record is None:
+        record = self.store.delete_session(
+            hmk_name, now=now, audits_for=lambda rec: [_revoked_item(caller, rec, cause, now)]
+        )
+        if record is None and not self.store.is_revoked(hmk_name=hmk_name):
             raise NotFound("no live session with that HMK-Name", reason="unknown-session")
-        self._audit_revoked(caller, record, cause, now)
 
     def revoke_matching(
         self,
@@ -339,9 +355,12 @@ class HandoverKeyService:
             records = self.store.find_by_external_id(external_id)
         now = self.clock()
         revoked = 0
+
+        def audits(rec: SessionRecord) -> list[AuditItem]:
+            return [_revoked_item(caller, rec, cause, now)]
+
         for record in records:
-            if self.store.delete_session(record.hmk_name, now=now) is not None:
-                self._audit_revoked(caller, record, cause, now)
+            if self.store.delete_session(record.hmk_name, now=now, audits_for=audits) is not None:
                 revoked += 1
         return revoked
 
@@ -537,21 +556,25 @@ class HandoverKeyService:
         except ValueError:
             raise InvalidRequest("the cursor is not one this service issued", reason="bad-cursor") from None
 
-    def verify_audit(self, caller: Caller) -> AuditCheck:
+    def verify_audit(self, caller: Caller, checkpoint: Checkpoint | None = None) -> AuditCheck:
+        """Verify the trail, and against ``checkpoint`` when given (one this service signed and the auditor
+        kept: detects a truncation or wipe since); a checkpoint whose signature fails is InvalidRequest."""
         _require(caller, "auditor", "admin")
-        return self.store.verify_audit()
+        try:
+            return self.store.verify_audit(checkpoint)
+        except CryptoError as exc:
+            raise InvalidRequest(str(exc), reason="bad-checkpoint") from None
 
-    def _audit_revoked(self, caller: Caller, record: SessionRecord, cause: str, now: float) -> None:
-        self._audit(
-            "session.revoked",
-            now,
-            actor=caller.name,
-            hmk_name=record.hmk_name.hex(),
-            spi=record.spi,
-            user=record.user_name,
-            calling_station_id=record.calling_station_id,
-            cause=cause,
-        )
+    def audit_checkpoint(self, caller: Caller) -> tuple[Checkpoint, dict[str, bytes]]:
+        """A signed checkpoint of the trail as it is now (verified first), and the public keys that verify it,
+        per KEK id. Raises StoreError when the trail does not verify (no checkpoint vouches for a broken one)."""
+        _require(caller, "auditor", "admin")
+        try:
+            return self.store.checkpoint(now=self.clock()), self.store.audit_public_keys
+        except StoreUnavailable:
+            raise
+        except StoreError as exc:
+            raise Conflict(str(exc), reason="audit-trail-broken") from None
 
     def _audit(self, event: str, at: float, **fields: str | int | None) -> None:
         self.store.append_audits([_audit_item(event, at, **fields)])
@@ -713,6 +736,19 @@ async def _run_async(flow: _Flow[T], store: AsyncRedisOps) -> T:
 def _audit_item(event: str, at: float, **fields: str | int | None) -> AuditItem:
     """An audit entry to append: fields that are None are left out. Identifiers only, never key material."""
     return event, {k: v for k, v in fields.items() if v is not None}, at
+
+
+def _revoked_item(caller: Caller, record: SessionRecord, cause: str, now: float) -> AuditItem:
+    return _audit_item(
+        "session.revoked",
+        now,
+        actor=caller.name,
+        hmk_name=record.hmk_name.hex(),
+        spi=record.spi,
+        user=record.user_name,
+        calling_station_id=record.calling_station_id,
+        cause=cause,
+    )
 
 
 def _derive_grant(

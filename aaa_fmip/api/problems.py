@@ -37,6 +37,7 @@ ERROR_TABLE: Final[tuple[tuple[type[errors.AaaFmipError], _Mapping], ...]] = (
     (errors.NotFound, _Mapping(404, "Not found", True, "not-found")),
     (errors.Forbidden, _Mapping(403, "Forbidden", True, "forbidden")),
     (errors.InvalidRequest, _Mapping(422, "Invalid request", True, "invalid-request")),
+    (errors.Conflict, _Mapping(409, "Conflict", True, "conflict")),
     (errors.DecodeError, _Mapping(422, "Malformed input", True, "malformed")),
     (errors.VerificationError, _Mapping(422, "Verification failed", True, "verification-failed")),
     (errors.ServiceError, _Mapping(400, "Request refused", True, "service-error")),

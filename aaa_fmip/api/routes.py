@@ -7,6 +7,8 @@ the hot path ``POST /v1/fbu/verify``: it awaits :meth:`HandoverKeyService.verify
 
 from __future__ import annotations
 
+import base64
+import binascii
 from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, Path, Query, Request, Response
@@ -17,6 +19,8 @@ from aaa_fmip.api.schemas import (
     AuditCheckOut,
     AuditEntryOut,
     AuditPage,
+    CheckpointBody,
+    CheckpointOut,
     FbuAccepted,
     FbuRejected,
     FbuVerifyRequest,
@@ -28,12 +32,14 @@ from aaa_fmip.api.schemas import (
     RevokeResult,
     SessionCreate,
     SessionCreated,
+    VerifyAuditIn,
     parse_instant,
     rfc3339_precise,
     to_rfc3339,
 )
 from aaa_fmip.errors import InvalidRequest
 from aaa_fmip.metrics import CONTENT_TYPE
+from aaa_fmip.store import AuditCheck, Checkpoint
 
 REST: Final = "rest"  # the metrics ``interface`` label
 
@@ -102,7 +108,9 @@ def create_session(body: SessionCreate, caller: AaaCaller, runtime: RuntimeDep, 
     summary="Revoke a session",
     description=(
         "Roles **aaa**, **admin**. Deletes the session's HMK and everything derived from it (handover keys, replay "
-        "state); FBUs under its SPI are rejected with reason `revoked` from then on."
+        "state); FBUs under its SPI are rejected with reason `revoked` from then on. Safe to retry: a session "
+        "already revoked (until its old expiry) answers 204 again, so a retry after a 503 ends as the first "
+        "revocation would have; its `session.revoked` audit entry is written with the revocation, once."
     ),
     responses={404: {"model": Problem, "description": "No live session has this HMK-Name."}, **_AUTH, **_STORE_DOWN},
 )
@@ -253,11 +261,13 @@ def read_audit(
         entries=[
             AuditEntryOut(
                 id=e.id,
+                n=e.n,
                 at=rfc3339_precise(e.at),
                 event=e.event,
                 fields=dict(e.fields),
                 prev=e.prev,
                 hash=e.hash,
+                kid=e.kid,
             )
             for e in entries
         ],
@@ -265,22 +275,85 @@ def read_audit(
     )
 
 
+_VERIFY_DESCRIPTION = (
+    "Role **auditor**. Checks every entry's MAC (keyed: whoever writes to Redis cannot forge or re-chain "
+    "entries), position and link, and that the head names the last entry. `ok` is false if any entry was "
+    "edited, forged, inserted or removed. Cutting the tail together with the head is detected only against a "
+    "checkpoint kept earlier (`GET /v1/audit/checkpoint`): POST it here."
+)
+
+
 @v1.get(
     "/audit/verify",
     response_model=AuditCheckOut,
     tags=["audit"],
-    summary="Verify the audit hash chain",
-    description=(
-        "Role **auditor**. Recomputes the SHA-256 chain over the whole trail. `ok` is false if any entry was "
-        "edited, inserted or removed in the middle; compare `head` with a value recorded earlier to detect "
-        "truncation at the end."
-    ),
+    summary="Verify the audit trail",
+    description=_VERIFY_DESCRIPTION,
     responses={**_AUTH, **_STORE_DOWN},
 )
 def verify_audit(caller: AuditorCaller, runtime: RuntimeDep) -> AuditCheckOut:
     with runtime.metrics.operation(REST, "audit_verify"):
         check = runtime.service.verify_audit(caller)
-    return AuditCheckOut(ok=check.ok, entries=check.entries, head=check.head, first_bad_id=check.first_bad_id)
+    return _check_out(check)
+
+
+@v1.post(
+    "/audit/verify",
+    response_model=AuditCheckOut,
+    tags=["audit"],
+    summary="Verify the audit trail against a kept checkpoint",
+    description=_VERIFY_DESCRIPTION,
+    responses={**_AUTH, **_INVALID, **_STORE_DOWN},
+)
+def verify_audit_against(body: VerifyAuditIn, caller: AuditorCaller, runtime: RuntimeDep) -> AuditCheckOut:
+    checkpoint = None
+    if body.checkpoint is not None:
+        c = body.checkpoint
+        try:
+            signature = base64.b64decode(c.signature, validate=True)
+        except binascii.Error:
+            raise InvalidRequest("signature is not base64", reason="bad-checkpoint") from None
+        checkpoint = Checkpoint(n=c.n, head=c.head, at=c.at, kid=c.kid, signature=signature)
+    with runtime.metrics.operation(REST, "audit_verify"):
+        check = runtime.service.verify_audit(caller, checkpoint)
+    return _check_out(check)
+
+
+@v1.get(
+    "/audit/checkpoint",
+    response_model=CheckpointOut,
+    tags=["audit"],
+    summary="A signed checkpoint of the audit trail",
+    description=(
+        "Role **auditor**. Verifies the trail, then signs its position and head (Ed25519) with a key derived from "
+        "the KEK. Keep the checkpoint outside the service (and pin `public_keys` once): POST it to "
+        "`/v1/audit/verify` later to detect a truncation or wipe since, or check its signature yourself. "
+        "409 `audit-trail-broken` when the trail does not verify."
+    ),
+    responses={409: {"model": Problem, "description": "The trail does not verify."}, **_AUTH, **_STORE_DOWN},
+)
+def audit_checkpoint(caller: AuditorCaller, runtime: RuntimeDep) -> CheckpointOut:
+    with runtime.metrics.operation(REST, "audit_checkpoint"):
+        cp, public_keys = runtime.service.audit_checkpoint(caller)
+    return CheckpointOut(
+        checkpoint=CheckpointBody(
+            n=cp.n, head=cp.head, at=cp.at, kid=cp.kid, signature=base64.b64encode(cp.signature).decode()
+        ),
+        public_keys={kid: base64.b64encode(key).decode() for kid, key in public_keys.items()},
+    )
+
+
+def _check_out(check: AuditCheck) -> AuditCheckOut:
+    return AuditCheckOut(
+        ok=check.ok,
+        entries=check.entries,
+        n=check.n,
+        first_n=check.first_n,
+        head=check.head,
+        first_bad_id=check.first_bad_id,
+        problem=check.problem,
+        checkpoint=check.checkpoint,
+    )
 
 
 # ----------------------------------------------------------------------------------------------------- admin

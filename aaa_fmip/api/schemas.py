@@ -237,11 +237,16 @@ class FbuRejected(BaseModel):
 
 class AuditEntryOut(BaseModel):
     id: str = Field(description="Position in the audit stream; entries are ordered by it.")
+    n: int = Field(description="Position in the chain: 1 for the first entry ever, no gaps.")
     at: str = Field(description="When it happened (RFC 3339, UTC, sub-second).")
     event: str = Field(description="session.created, session.revoked, hk.issued, fbu.verified, fbu.rejected, ...")
-    fields: dict[str, str]
-    prev: str = Field(description="SHA-256 (hex) of the previous entry.")
-    hash: str = Field(description="SHA-256 (hex) of this entry, over prev and its content.")
+    fields: dict[str, str | int | bool] = Field(description="Identifiers only, with their JSON types.")
+    prev: str = Field(description="MAC (hex) of the previous entry; 64 zeros before the first.")
+    hash: str = Field(
+        description="MAC (hex) of this entry: HMAC-SHA-256 under an audit key derived from the KEK `kid`, "
+        "which never enters Redis (docs/api.md#audit)."
+    )
+    kid: str = Field(description="Id of the KEK whose audit key made the MAC.")
 
 
 class AuditPage(BaseModel):
@@ -249,11 +254,42 @@ class AuditPage(BaseModel):
     next_cursor: str | None = Field(description="Pass as cursor to read on; null at the end of the trail.")
 
 
+class CheckpointBody(BaseModel):
+    """A signed checkpoint, as ``GET /v1/audit/checkpoint`` hands it out; keep it outside the service."""
+
+    n: int = Field(ge=0, lt=2**64, description="Entries in the chain when it was signed.")
+    head: str = Field(pattern=r"^[0-9a-f]{64}$", description="MAC of entry n (64 zeros for n = 0).")
+    at: str = Field(pattern=r"^\d{1,12}\.\d{6}$", description="When it was signed (Unix seconds, as signed).")
+    kid: str = Field(min_length=1, max_length=64, description="Id of the KEK whose checkpoint key signed it.")
+    signature: str = Field(
+        min_length=1, max_length=200, description="Ed25519 signature (base64, RFC 8032) of the checkpoint."
+    )
+
+
+class CheckpointOut(BaseModel):
+    checkpoint: CheckpointBody
+    public_keys: dict[str, str] = Field(
+        description="Ed25519 public keys (base64, 32 octets) that verify checkpoints, per KEK id: pin them."
+    )
+
+
+class VerifyAuditIn(BaseModel):
+    checkpoint: CheckpointBody | None = Field(
+        None, description="A checkpoint kept earlier: detects a truncation or wipe of the trail since."
+    )
+
+
 class AuditCheckOut(BaseModel):
-    ok: bool = Field(description="True when every entry hashes to its successor's prev.")
-    entries: int = Field(description="Entries checked.")
-    head: str = Field(description="Hash of the last entry (record it elsewhere to detect truncation).")
-    first_bad_id: str | None = Field(None, description="The first entry whose hash chain breaks, if any.")
+    ok: bool = Field(description="True when every entry's MAC, position and link hold, and the head names the last.")
+    entries: int = Field(description="Entries in the trail now (after retention).")
+    n: int = Field(0, description="Position of the last entry.")
+    first_n: int = Field(1, description="Position of the first entry kept (retention trims exported entries).")
+    head: str = Field(description="MAC of the last entry.")
+    first_bad_id: str | None = Field(None, description="The first entry that fails, if any.")
+    problem: str | None = Field(None, description="Why the trail does not verify, in words.")
+    checkpoint: str | None = Field(
+        None, description="Against the checkpoint given: matches, differs, not reached, or older than the trail."
+    )
 
 
 # --------------------------------------------------------------------------------------------- admin/ops

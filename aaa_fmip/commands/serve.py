@@ -144,6 +144,8 @@ def start_listeners(runtime: Runtime) -> list[tuple[str, ListenerHandle]]:
     try:
         if runtime.settings.diameter is not None:
             started.append(("diameter", start_diameter(runtime)))
+        if runtime.settings.audit.exporting:
+            started.append(("audit-export", start_audit_export(runtime)))
     except BaseException:
         for _name, handle in reversed(started):
             handle.stop()
@@ -154,6 +156,25 @@ def start_listeners(runtime: Runtime) -> list[tuple[str, ListenerHandle]]:
 def start_diameter(runtime: Runtime) -> ListenerHandle:
     """The Diameter listener of ``[diameter]`` (aaa_fmip.diameter.server)."""
     return _start_module("aaa_fmip.diameter.server", runtime)
+
+
+def start_audit_export(runtime: Runtime) -> ListenerHandle:
+    """The exporter of ``[audit]``: the trail followed into a file and/or syslog outside Redis, then trimmed."""
+    import time
+
+    from aaa_fmip.audit_export import AuditExporter, open_sinks
+
+    audit = runtime.settings.audit
+    metrics = runtime.metrics
+    return AuditExporter(
+        runtime.store,
+        open_sinks(audit.export_file, audit.export_syslog),
+        retain=audit.retain_entries,
+        interval=audit.export_interval,
+        clock=time.time,
+        on_exported=metrics.audit_exported.inc,
+        on_error=lambda kind: metrics.audit_export_errors.labels(kind).inc(),
+    ).start()
 
 
 def _start_module(module_name: str, runtime: Runtime) -> ListenerHandle:

@@ -93,7 +93,7 @@ class PluginService(ServicePort, Protocol):
         push_to: tuple[Caller, ipaddress.IPv6Address] | None = None,
     ) -> PreparedSession: ...
 
-    def commit_session(self, prepared: PreparedSession) -> None: ...
+    def commit_session(self, prepared: PreparedSession, *, deadline: float | None = None) -> None: ...
 
     def record_no_emsk(self, caller: Caller, *, user_name: str, method: str | None, detail: str) -> None: ...
 
@@ -482,8 +482,13 @@ class FreeRadiusPlugin:
             return ()
         info = prepared.info
 
+        # The moment an awaited write is given up on: past it Redis refuses the write (checked against its own
+        # clock), so a session the reply goes out without cannot appear later. Writes behind the reply carry
+        # the store's own deadline (its socket timeout).
+        deadline: float | None = None
+
         def commit() -> bool:  # True: _bounded answers None for a failure
-            self.service.commit_session(prepared)
+            self.service.commit_session(prepared, deadline=deadline)
             self._log("debug", f"aaa_fmip: session stored: HMK-Name {info.hmk_name.hex()} SPI {info.spi}")
             return True
 
@@ -491,6 +496,7 @@ class FreeRadiusPlugin:
             if not self._behind_reply("ingest", commit, done="sessions_stored"):
                 return ()
         else:
+            deadline = time.time() + self.store_timeout
             if self._bounded("ingest", commit) is None:
                 return ()
             self._store_ok = True

@@ -47,14 +47,32 @@ class AuditEntry:
     id: str  # Redis stream id
     at: float
     event: str
-    fields: dict[str, str]
-    prev: str  # hex SHA-256 of the previous entry ("0"*64 for the first)
-    hash: str  # hex SHA-256 of this entry
+    fields: dict[str, str | int | bool]  # JSON types kept
+    prev: str  # MAC of the previous entry ("0"*64 for the first)
+    hash: str  # this entry's MAC (HMAC-SHA-256 under the audit key of ``kid``), hex
+    n: int = 0  # position in the chain, 1 for the first entry ever
+    kid: str = ""  # the KEK id whose audit key made the MAC
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A signed statement of the chain: ``n`` entries so far, the last one's MAC ``head``, at time ``at``
+    (``%.6f`` text). ``signature`` is Ed25519 under the checkpoint key of ``kid`` (aaa_fmip.crypto.audit)."""
+
+    n: int
+    head: str
+    at: str
+    kid: str
+    signature: bytes = field(repr=False)
 
 
 @dataclass(frozen=True)
 class AuditCheck:
     ok: bool
-    entries: int
-    head: str  # hash of the last entry
+    entries: int  # entries in the stream now
+    head: str  # MAC of the last entry
     first_bad_id: str | None = None
+    n: int = 0  # position of the last entry
+    first_n: int = 1  # position of the first retained entry (> 1 after retention trimmed the stream)
+    problem: str | None = None  # why not ok, in words: "entry edited or forged", "truncated since checkpoint"...
+    checkpoint: str | None = None  # the kept checkpoint: "matches", "older than the retained trail", or None

@@ -37,7 +37,9 @@ Key names (``P`` = the prefix, default ``fmip``; ``H`` = lowercase hex; TTLs in 
     P:revoked-spi:<decimal SPI>          revocation tombstone of an SPI              [old expires_at - now]
     P:sendkey-hash:H(key_hash)           string H(cga) of the live HK for that key    [the record's]
     P:{audit}:stream                     the audit Redis Stream                       [none]
-    P:{audit}:head                       hash (hex) of the last audit entry           [none]
+    P:{audit}:head                       "n:mac" of the last audit entry              [none]
+    P:{audit}:anchor                     signed checkpoint of the last trimmed entry  [none]
+    P:{audit}:exported                   "n:stream id:mac" of the last exported entry [none]
 
 ``scope`` is the session's hmk_name (8 octets) or, for SEND keys, the CGA's 16 octets, so replay state shares
 the slot of what it protects. Sorted-set index scores are absolute expiry times in Redis server milliseconds
@@ -48,21 +50,29 @@ its score, so a concurrent re-add survives). The wrapping AAD of a record's key 
 name, so a wrapped key copied under another name fails to unwrap (and renaming the prefix needs a
 re-ingest). Records carry the identifiers (user name, MAC, NAS, external ids) in clear JSON.
 
-Audit chain. Each stream entry has the fields ``at`` (Unix seconds as text ``%.6f``), ``event``, ``prev``,
-``hash`` and one ``f:<name>`` per caller field (``None`` values are omitted; ints as decimal; bools as
-``true``/``false``). ``hash`` = lowercase hex SHA-256 of this canonical encoding, over the texts as stored::
+Audit chain (format v2; keys and codes in :mod:`aaa_fmip.crypto.audit`). Each stream entry has the fields
+``v`` (``2``), ``n`` (its position, 1 for the first entry ever), ``at`` (Unix seconds as text ``%.6f``),
+``event``, ``f`` (the caller's fields as canonical JSON: keys sorted, values keep their JSON types, ``None``
+values omitted), ``prev`` (the previous entry's MAC, 64 zeros before the first), ``kid`` (the KEK id whose
+audit key made the MAC) and ``mac`` (HMAC-SHA-256 under that key, which is derived from the KEK and never in
+Redis). The head key holds ``n:mac`` of the last entry. Appends are a compare-and-set script on the head (it
+appends only if the head is still the one the writer chained onto), so the chain stays linear under
+concurrent writers; within one process, appends are group-committed (one in flight).
 
-    "aaa-fmip-audit-v1" || 0x00 || item(prev) || item(at) || item(event) || uint32(n)
-        || item(name_1) || item(value_1) || ... || item(name_n) || item(value_n)
-    item(s) = uint32(len(utf8(s))) || utf8(s);  uint32 = 4 octets, big-endian
-    names sorted by their UTF-8 octets (= code point order); n = the number of fields
+Writes that change state and must be audited (a session stored, a session revoked) run in the same script as
+their audit entries outside a Cluster: both take effect or neither does. On a Cluster, where the audit stream
+and a session's keys lie in different hash slots, the audit entries are appended first and the state change
+follows; a failure in between leaves an audit entry without its state change (a ``session.not-stored`` entry
+follows when Redis lets it), never a state change without its entry. Every such script carries a deadline in
+Redis server time (the caller's deadline, else now + the socket timeout, through a clock offset measured with
+``TIME``) and does nothing once it has passed, so a write the client has given up on cannot land later.
 
-``prev`` is the previous entry's ``hash`` (64 zeros for the first entry). Appends are a compare-and-set
-script on the head key (it appends only if the head is still the ``prev`` the writer chained onto), so the
-chain stays linear under concurrent writers; within one process, appends are group-committed (one in flight).
-The chain detects an edited, deleted or inserted entry and a truncated tail (head key vs last entry); a writer
-able to rewrite the whole stream and the head is detected only by comparing :attr:`AuditCheck.head` with a
-copy kept elsewhere.
+Whoever can write to Redis can still delete or reorder entries; the MACs make every such change, and any
+forged entry, fail :meth:`RedisStore.verify_audit`, except cutting the tail together with the head key. That
+is caught by a signed checkpoint (``n``, head, time) kept outside Redis: :meth:`RedisStore.checkpoint` issues
+one, and :meth:`RedisStore.verify_audit` given one detects a truncation or wipe since. Retention trims only
+exported entries and leaves a signed anchor (the checkpoint of the last trimmed entry) so the chain stays
+verifiable from there.
 
 Errors: every connection, timeout, loading, failover or cluster-down condition becomes
 :class:`~aaa_fmip.errors.StoreUnavailable` (naming the host, never credentials); other Redis errors become
@@ -92,8 +102,8 @@ import json
 import math
 import re
 import secrets
-import struct
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from ipaddress import IPv6Address
@@ -111,14 +121,15 @@ from redis.cluster import ClusterNode, RedisCluster
 from redis.retry import Retry
 from redis.sentinel import MasterNotFoundError, Sentinel
 
+from aaa_fmip.crypto.audit import AUDIT_GENESIS, AuditKeys, verify_checkpoint_signature
 from aaa_fmip.crypto.wrap import KekRing
-from aaa_fmip.errors import ConfigError, StoreError, StoreUnavailable
-from aaa_fmip.store import AuditCheck, AuditEntry, ReplayOutcome, SendKeyRecord, SessionRecord
+from aaa_fmip.errors import ConfigError, CryptoError, StoreError, StoreUnavailable
+from aaa_fmip.store import AuditCheck, AuditEntry, Checkpoint, ReplayOutcome, SendKeyRecord, SessionRecord
 
-__all__ = ["AUDIT_GENESIS", "AsyncRedisOps", "RedisStore", "audit_entry_hash"]
+__all__ = ["AUDIT_GENESIS", "AsyncRedisOps", "RedisStore", "canonical_fields", "checkpoint_text"]
 
-AUDIT_GENESIS: Final = "0" * 64
-_AUDIT_DOMAIN: Final = b"aaa-fmip-audit-v1\x00"
+_AUDIT_VERSION: Final = "2"
+_GENESIS_HEAD: Final = "0:" + AUDIT_GENESIS
 _AUDIT_APPEND_ATTEMPTS: Final = 200
 _AUDIT_BATCH: Final = 64  # entries committed in one script call at most
 
@@ -129,17 +140,20 @@ class _PendingAudit:
 
     event: str
     at_text: str
-    texts: dict[str, str]
+    fields: dict[str, str | int | bool]
+    fields_json: str
     entry: AuditEntry | None = None
     error: Exception | None = None
 
 
+_REFUSED: Final = object()  # an audited script's precondition failed: nothing was written
 _AUDIT_SCAN_LIMIT: Final = 10_000  # entries examined per read_audit call before returning a cursor
 _DELETE_ATTEMPTS: Final = 5
 _EXTERNAL_ID_LIMIT: Final = 256  # sessions returned per external id (e.g. one user's concurrent sessions)
 _RECORD_VERSION: Final = 1
 _SEQ_MODULUS: Final = 1 << 16  # the FBU Sequence Number is 16 bits (RFC 5568 §6.2.3)
 _STREAM_ID = re.compile(r"\d{1,20}-\d{1,20}")
+_HEX64 = re.compile(r"[0-9a-f]{64}")
 _PREFIX = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 
 # Conditions in which Redis cannot serve now but may soon (failover, loading, persistence trouble).
@@ -175,25 +189,123 @@ if redis.call('PTTL', KEYS[2]) < tonumber(ARGV[3]) then redis.call('PEXPIRE', KE
 return 'accepted'
 """
 
-# Compare-and-append for the audit chain: one round trip when this writer's idea of the head is current.
-# KEYS[1] = head, KEYS[2] = stream; ARGV[1] = expected head, then per entry: its hash, and its field/value items
-# as one JSON array of strings (two arguments per entry rather than one per item: the client encodes far less).
-# A missing head is the genesis value. Returns {1, id...} or {0, current head}.
-_AUDIT_APPEND_LUA: Final = (
+# Audited writes (see the module docstring). Every such script starts with _AUDITED_CHECKS and writes its audit
+# entries with _AUDIT_WRITES before any state change (so a write that fails half-way, e.g. out of memory, leaves
+# an entry without its state change, never the reverse). KEYS[1] = audit head, KEYS[2] = audit stream; ARGV[1] =
+# deadline in Redis server ms (0: none), ARGV[2] = the head the writer chained onto, ARGV[3] = the new head,
+# ARGV[4] = the number of entries A, ARGV[5..4+A] = each entry's field/value items as one JSON array of strings;
+# the operation's own arguments start at ARGV[5+A], its keys at KEYS[3]. Replies: {-1} the deadline passed,
+# {0, head} another writer moved the head, {2} the operation's precondition failed (nothing written),
+# {1, result, stream ids...} done.
+_AUDITED_CHECKS: Final = (
     """
+local deadline = tonumber(ARGV[1])
+if deadline > 0 then
+  local t = redis.call('TIME')
+  if tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) > deadline then return {-1} end
+end
 local head = redis.call('GET', KEYS[1]) or '"""
+    + "0:"
     + "0" * 64
     + """'
-if head ~= ARGV[1] then return {0, head} end
-local out = {1}
-for i = 2, #ARGV, 2 do
-  out[#out + 1] = redis.call('XADD', KEYS[2], '*', unpack(cjson.decode(ARGV[i + 1])))
-  head = ARGV[i]
-end
-redis.call('SET', KEYS[1], head)
-return out
+if head ~= ARGV[2] then return {0, head} end
+local na = tonumber(ARGV[4])
+local o = 5 + na
 """
 )
+_AUDIT_WRITES: Final = """
+local ids = {}
+for i = 1, na do ids[#ids + 1] = redis.call('XADD', KEYS[2], '*', unpack(cjson.decode(ARGV[4 + i]))) end
+if na > 0 then redis.call('SET', KEYS[1], ARGV[3]) end
+"""
+_AUDIT_APPEND_LUA: Final = _AUDITED_CHECKS + _AUDIT_WRITES + "return {1, false, unpack(ids)}\n"
+
+# Index upkeep shared by the audited session scripts: add ARGV[o+2] (the member) to KEYS[first..#KEYS] for
+# ARGV[o+1] ms, scored by expiry in server ms (as _INDEX_ADD_LUA).
+_INDEX_ADD_FROM: Final = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local expires = now + tonumber(ARGV[o + 1])
+for i = first, #KEYS do
+  redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now)
+  redis.call('ZADD', KEYS[i], expires, ARGV[o + 2])
+  local top = redis.call('ZRANGE', KEYS[i], -1, -1, 'WITHSCORES')
+  redis.call('PEXPIRE', KEYS[i], math.max(1, tonumber(top[2]) - now))
+end
+"""
+
+# A session and its audit entries in one step (not on a Cluster). KEYS[3] = session, then (if ARGV[o+3] is '1')
+# the calling-station key, then the sorted-set indexes. ARGV[o] = record, ARGV[o+1] = TTL ms, ARGV[o+2] = the
+# member (hex HMK-Name). Result: the record it replaced, or false.
+_PUT_SESSION_AUDITED_LUA: Final = (
+    _AUDITED_CHECKS
+    + _AUDIT_WRITES
+    + """
+local old = redis.call('GET', KEYS[3])
+redis.call('SET', KEYS[3], ARGV[o], 'PX', ARGV[o + 1])
+local first = 4
+if ARGV[o + 3] == '1' then
+  redis.call('SET', KEYS[4], ARGV[o + 2], 'PX', ARGV[o + 1])
+  first = 5
+end
+"""
+    + _INDEX_ADD_FROM
+    + "return {1, old or false, unpack(ids)}\n"
+)
+
+# The session record alone, behind its deadline (on a Cluster, after its audit entries were appended).
+# KEYS[1] = session; ARGV[1] = deadline (server ms), ARGV[2] = record, ARGV[3] = TTL ms. Returns {-1} past the
+# deadline, else {1, the replaced record or false}.
+_PUT_SESSION_SLOT_LUA: Final = """
+local t = redis.call('TIME')
+if tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) > tonumber(ARGV[1]) then return {-1} end
+return {1, redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3], 'GET') or false}
+"""
+
+# A revocation and its audit entry in one step (not on a Cluster). KEYS[3] = session, [4] = replay-ars,
+# [5] = session tombstone, [6] = SPI tombstone, [7] = SPI index, [8] = sessions index, then ARGV[o+4] external-id
+# indexes, then (if ARGV[o+5] is '1') the calling-station key, then the replay state keys. ARGV[o] = the record
+# read before, [o+1] = tombstone ms, [o+2] = replay key prefix, [o+3] = member. {2}: the record changed or replay
+# state appeared meanwhile (read again and retry).
+_DELETE_SESSION_AUDITED_LUA: Final = (
+    _AUDITED_CHECKS
+    + """
+if redis.call('GET', KEYS[3]) ~= ARGV[o] then return {2} end
+local next_key = 9 + tonumber(ARGV[o + 4])
+local mac_key = nil
+if ARGV[o + 5] == '1' then
+  mac_key = KEYS[next_key]
+  next_key = next_key + 1
+end
+local declared = {}
+for i = next_key, #KEYS do declared[KEYS[i]] = true end
+for _, ar in ipairs(redis.call('SMEMBERS', KEYS[4])) do
+  if not declared[ARGV[o + 2] .. ar] then return {2} end
+end
+"""
+    + _AUDIT_WRITES
+    + """
+for i = next_key, #KEYS do redis.call('DEL', KEYS[i]) end
+redis.call('DEL', KEYS[3], KEYS[4])
+local member = ARGV[o + 3]
+for i = 7, 8 + tonumber(ARGV[o + 4]) do redis.call('ZREM', KEYS[i], member) end
+if mac_key and redis.call('GET', mac_key) == member then redis.call('DEL', mac_key) end
+local ms = tonumber(ARGV[o + 1])
+if ms > 0 then
+  for _, k in ipairs({KEYS[5], KEYS[6]}) do
+    if redis.call('PTTL', k) < ms then redis.call('SET', k, '1', 'PX', ms) end
+  end
+end
+return {1, 1, unpack(ids)}
+"""
+)
+
+# Retention: trim the stream below ARGV[1] (the first stream id kept) and keep ARGV[2] (the signed checkpoint of
+# the last entry trimmed) as the anchor, in one step. KEYS[1] = stream, KEYS[2] = anchor.
+_AUDIT_TRIM_LUA: Final = """
+redis.call('SET', KEYS[2], ARGV[2])
+return redis.call('XTRIM', KEYS[1], 'MINID', ARGV[1])
+"""
 
 # Add a member that lives ARGV[2] ms to each sorted-set index in KEYS, scored by expiry (server ms); drop
 # expired members; let each key expire with its longest-lived member. One key per call on a Cluster (the
@@ -264,9 +376,13 @@ if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[1]) then redis.call('SET', KEYS[1
 return 1
 """
 
+# The session-slot part of a revocation on a Cluster (after its audit entry and the SPI tombstone).
 # KEYS: session, replay-ars, revoked tombstone, replay state keys...; ARGV: value read before, tombstone ms,
-# replay key prefix. Returns 1 deleted, 0 the record changed meanwhile, -1 replay state appeared meanwhile.
+# replay key prefix, deadline (server ms). Returns 1 deleted, 0 the record changed meanwhile, -1 replay state
+# appeared meanwhile, -2 the deadline passed.
 _DELETE_SESSION_LUA: Final = """
+local t = redis.call('TIME')
+if tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) > tonumber(ARGV[4]) then return -2 end
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 local declared = {}
 for i = 4, #KEYS do declared[KEYS[i]] = true end
@@ -279,19 +395,6 @@ local ms = tonumber(ARGV[2])
 if ms > 0 and redis.call('PTTL', KEYS[3]) < ms then redis.call('SET', KEYS[3], '1', 'PX', ms) end
 return 1
 """
-
-
-def audit_entry_hash(prev: str, at: str, event: str, fields: Mapping[str, str]) -> str:
-    """The chain hash of one audit entry over its stored texts (encoding in the module docstring)."""
-
-    def item(s: str) -> bytes:
-        b = s.encode("utf-8")
-        return struct.pack(">I", len(b)) + b
-
-    parts = [_AUDIT_DOMAIN, item(prev), item(at), item(event), struct.pack(">I", len(fields))]
-    for name in sorted(fields):
-        parts += (item(name), item(fields[name]))
-    return hashlib.sha256(b"".join(parts)).hexdigest()
 
 
 @functools.cache
@@ -310,27 +413,27 @@ def _b(value: object) -> bytes | None:
     raise StoreError(f"unexpected reply type {type(value).__name__} from Redis")
 
 
-def _audit_texts(event: str, fields: Mapping[str, str | int | None], at: float) -> dict[str, str]:
-    """Validate one audit entry; its fields as the text that is hashed and stored (None values left out)."""
+def _audit_fields(event: str, fields: Mapping[str, str | int | None], at: float) -> dict[str, str | int | bool]:
+    """Validate one audit entry; its fields as stored (``None`` values left out, JSON types kept)."""
     if not event:
         raise ValueError("event must not be empty")
     if not math.isfinite(at):
         raise ValueError("at must be a finite Unix time")
-    texts: dict[str, str] = {}
+    out: dict[str, str | int | bool] = {}
     for name, value in fields.items():
         if not name or "\x00" in name:
             raise ValueError("audit field names must be non-empty")
         if value is None:
             continue
-        if isinstance(value, bool):
-            texts[name] = "true" if value else "false"
-        elif isinstance(value, int):
-            texts[name] = str(value)
-        elif isinstance(value, str):
-            texts[name] = value
-        else:
-            raise TypeError(f"audit field {name!r} must be str, int or None")
-    return texts
+        if not isinstance(value, str | int):  # bool is an int
+            raise TypeError(f"audit field {name!r} must be str, int, bool or None")
+        out[name] = value
+    return out
+
+
+def canonical_fields(fields: Mapping[str, object]) -> str:
+    """The canonical JSON text of an entry's fields, as stored and authenticated (keys sorted, no spaces)."""
+    return json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def _member_pairs(reply: object) -> list[tuple[bytes, bytes]]:
@@ -354,13 +457,31 @@ def _named_members(
 
 
 def _pending_audits(entries: Sequence[tuple[str, Mapping[str, str | int | None], float]]) -> list[_PendingAudit]:
-    return [_PendingAudit(event, f"{at:.6f}", _audit_texts(event, fields, at)) for event, fields, at in entries]
+    out = []
+    for event, fields, at in entries:
+        checked = _audit_fields(event, fields, at)
+        out.append(_PendingAudit(event, f"{at:.6f}", checked, canonical_fields(checked)))
+    return out
 
 
-def _head_text(raw: object) -> str:
-    """The audit head as stored (hex text), or the genesis value when there is none yet."""
+def _parse_head(raw: object) -> tuple[int, str]:
+    """The audit head as stored (``n:mac``), or the genesis head when there is none yet."""
     value = _b(raw)
-    return value.decode("ascii") if value else AUDIT_GENESIS
+    if not value:
+        return 0, AUDIT_GENESIS
+    n_text, sep, mac = value.decode("ascii", "replace").partition(":")
+    if not sep or not n_text.isdigit() or not _HEX64.fullmatch(mac):
+        raise StoreError("the audit head in Redis is malformed (edited outside the service?)")
+    return int(n_text), mac
+
+
+def _time_reply(reply: object) -> float:
+    """Unix seconds from a ``TIME`` reply (a Cluster client answers per node: any node will do)."""
+    if isinstance(reply, dict):
+        reply = next(iter(reply.values()), None)
+    if isinstance(reply, list | tuple) and len(reply) == 2:
+        return int(reply[0]) + int(reply[1]) / 1e6
+    raise StoreError("unexpected reply from Redis to TIME")
 
 
 def _members(value: object) -> list[bytes]:
@@ -394,10 +515,15 @@ class RedisStore:
         where: str = "redis",
         on_close: Callable[[], None] | None = None,
         aconnect: Callable[[], Any] | None = None,
+        write_timeout: float = 0.5,
     ) -> None:
         """Prefer :meth:`from_url`. ``connect`` builds the redis-py client (``Redis`` or ``RedisCluster``);
         it is called on first use and again after a failed cluster bootstrap. ``aconnect`` builds an asyncio
-        client of the same server (called once per event loop); without it :attr:`aio` is None."""
+        client of the same server (called once per event loop); without it :attr:`aio` is None.
+        ``write_timeout``: how long after sending an audited write the client gives up on it (its socket
+        timeout); the write carries that deadline into Redis."""
+        if not write_timeout > 0:
+            raise ValueError("write_timeout must be positive")
         if not _PREFIX.fullmatch(prefix):
             raise ConfigError("must be 1-64 characters of [A-Za-z0-9_.:-] (no braces)", key="store.prefix")
         self._connect = connect
@@ -406,12 +532,16 @@ class RedisStore:
         self._where = where
         self._on_close = on_close
         self._lock = threading.Lock()
-        self._audit_head_hint: str | None = None  # last head this process wrote; a stale hint costs a retry
+        self._audit_head_hint: tuple[int, str] | None = None  # last head this process wrote; stale costs a retry
         self._audit_lock = threading.Lock()
         self._audit_pending_lock = threading.Lock()
         self._audit_pending: list[_PendingAudit] = []
         self._client: Any = None
         self._aio = AsyncRedisOps(self, aconnect) if aconnect is not None else None
+        self.write_timeout = write_timeout
+        self._clock_offset: float | None = None  # Redis TIME minus local time.time(), seconds
+        self._audit_keys = {k.key_id: AuditKeys.derive(k) for k in (kek.current, *kek.previous)}
+        self._audit_kid = kek.current.key_id
 
     # --- construction ------------------------------------------------------------------------------------
 
@@ -459,7 +589,15 @@ class RedisStore:
             def aconnect() -> Any:
                 return redis.asyncio.Redis.from_url(url, retry=aretry(), **opts)
 
-            return cls(lambda: client, kek, prefix=prefix, where=where, on_close=client.close, aconnect=aconnect)
+            return cls(
+                lambda: client,
+                kek,
+                prefix=prefix,
+                where=where,
+                on_close=client.close,
+                aconnect=aconnect,
+                write_timeout=socket_timeout,
+            )
 
         if scheme in ("redis+sentinel", "rediss+sentinel"):
             user, password, hosts = _split_netloc(parts.netloc, default_port=26379)
@@ -497,7 +635,13 @@ class RedisStore:
                 return asentinel.master_for(service, **{**master_kwargs, "retry": aretry()})
 
             return cls(
-                lambda: master, kek, prefix=prefix, where=where, on_close=close_sentinel, aconnect=aconnect_sentinel
+                lambda: master,
+                kek,
+                prefix=prefix,
+                where=where,
+                on_close=close_sentinel,
+                aconnect=aconnect_sentinel,
+                write_timeout=socket_timeout,
             )
 
         if scheme in ("redis+cluster", "rediss+cluster"):
@@ -527,7 +671,14 @@ class RedisStore:
                     **opts,
                 )
 
-            return cls(connect_cluster, kek, prefix=prefix, where=where, aconnect=aconnect_cluster)
+            return cls(
+                connect_cluster,
+                kek,
+                prefix=prefix,
+                where=where,
+                aconnect=aconnect_cluster,
+                write_timeout=socket_timeout,
+            )
 
         raise ConfigError(
             f"unsupported URL scheme {scheme!r} (use redis, rediss, unix, redis+sentinel or redis+cluster)",
@@ -555,6 +706,7 @@ class RedisStore:
         try:
             yield
         except (rx.ConnectionError, rx.TimeoutError, rx.ClusterDownError, rx.TryAgainError, OSError) as exc:
+            self._clock_offset = None  # a new connection may reach another server: measure again
             raise StoreUnavailable(f"Redis at {self._where} is unavailable ({what}): {_describe(exc)}") from exc
         except rx.RedisClusterException as exc:  # bootstrap failed, slot not covered...
             raise StoreUnavailable(f"Redis at {self._where} is unavailable ({what}): {_describe(exc)}") from exc
@@ -637,6 +789,35 @@ class RedisStore:
     def _audit_head_key(self) -> str:
         return f"{self._p}:{{audit}}:head"
 
+    def _audit_anchor_key(self) -> str:
+        return f"{self._p}:{{audit}}:anchor"
+
+    def _audit_exported_key(self) -> str:
+        return f"{self._p}:{{audit}}:exported"
+
+    # --- deadlines ---------------------------------------------------------------------------------------
+
+    def _deadline(self, deadline: float | None) -> float:
+        """The caller's deadline (Unix seconds), capped at now + the write timeout; raises StoreUnavailable
+        when it has already passed (nothing is sent)."""
+        now = time.time()
+        limit = now + self.write_timeout
+        at = limit if deadline is None else min(deadline, limit)
+        if at <= now:
+            raise StoreUnavailable("the write's deadline passed before it could be sent; nothing was written")
+        return at
+
+    def _server_ms(self, deadline: float) -> int:
+        """``deadline`` (local Unix seconds) in Redis server milliseconds, through the measured clock offset."""
+        offset = self._clock_offset
+        if offset is None:
+            with self._io("TIME"):
+                t0 = time.time()
+                reply = self._r().time()
+                t1 = time.time()
+            offset = self._clock_offset = _time_reply(reply) - (t0 + t1) / 2
+        return int((deadline + offset) * 1000)
+
     # --- health ------------------------------------------------------------------------------------------
 
     def ping(self) -> None:
@@ -708,30 +889,73 @@ class RedisStore:
             external_ids=external_ids,
         )
 
-    def put_session(self, rec: SessionRecord, *, now: float) -> None:
-        """Store (or replace) a session: HMK wrapped, TTL = ``expires_at - now``, with its indexes."""
+    def put_session(
+        self,
+        rec: SessionRecord,
+        *,
+        now: float,
+        audits: Sequence[tuple[str, Mapping[str, str | int | None], float]] = (),
+        deadline: float | None = None,
+    ) -> None:
+        """Store (or replace) a session: HMK wrapped, TTL = ``expires_at - now``, with its indexes, and append
+        ``audits`` (event, fields, at) with it: in one step outside a Cluster, audit entries first on a Cluster
+        (module docstring). Nothing is written once ``deadline`` (Unix seconds; default and cap: now + the write
+        timeout) has passed by the Redis clock: then StoreUnavailable."""
         _check_name(rec.hmk_name)
         if not 0 < rec.spi < 1 << 32:
             raise ValueError("SPI must be 1..2^32-1 (0 is reserved for RFC 5269 keys)")
         ttl = _ttl_ms(rec.expires_at, now)
         if ttl <= 0:
             raise ValueError("session already expired (expires_at <= now)")
+        items = _pending_audits(audits)
         key = self._session_key(rec.hmk_name)
         value = self._encode_session(rec, key)
         member = rec.hmk_name.hex()
         indexes = [self._spi_key(rec.spi), *(self._ext_key(e) for e in dict.fromkeys(rec.external_ids))]
         indexes.append(self._sessions_key())
-        with self._io("put_session"):
-            client = self._r()
-            pipe = client.pipeline(transaction=False)
-            pipe.set(key, value, px=ttl, get=True)
-            if rec.calling_station_id:
-                pipe.set(self._mac_key(rec.calling_station_id), member, px=ttl)
-            for group in _index_groups(client, indexes):
-                self._queue_script(pipe, _INDEX_ADD_LUA, group, [member, ttl])
-            old_raw = _b(pipe.execute()[0])
+        self._deadline(deadline)  # already passed: send nothing
+        if not isinstance(self._r(), RedisCluster):
+            mac = [self._mac_key(rec.calling_station_id)] if rec.calling_station_id else []
+            old = self._audited(
+                "put_session",
+                _PUT_SESSION_AUDITED_LUA,
+                [key, *mac, *indexes],
+                [value, ttl, member, "1" if mac else "0"],
+                items,
+                deadline,
+            )
+            old_raw = _b(old)
+        else:
+            if items:
+                self._audited("put_session", _AUDIT_APPEND_LUA, [], [], items, deadline)
+            try:
+                with self._io("put_session"):
+                    at = self._server_ms(self._deadline(deadline))
+                    reply = self._script(_PUT_SESSION_SLOT_LUA, [key], [at, value, ttl])
+                if not isinstance(reply, list) or not reply or reply[0] != 1:
+                    raise StoreUnavailable("the session write reached Redis after its deadline; it was not stored")
+            except StoreError:
+                if items:
+                    self._not_stored(rec, items)
+                raise
+            old_raw = _b(reply[1]) if len(reply) > 1 else None
+            with self._io("put_session"):
+                pipe = self._pipe()
+                if rec.calling_station_id:
+                    pipe.set(self._mac_key(rec.calling_station_id), member, px=ttl)
+                for group in _index_groups(self._r(), indexes):
+                    self._queue_script(pipe, _INDEX_ADD_LUA, group, [member, ttl])
+                pipe.execute()
         if old_raw is not None:
             self._drop_stale_indexes(old_raw, rec)
+
+    def _not_stored(self, rec: SessionRecord, items: list[_PendingAudit]) -> None:
+        """On a Cluster: a session whose audit entries went in but whose record did not gets a closing entry,
+        when Redis lets us write it (best effort; the failure itself is what the caller sees)."""
+        with suppress(StoreError):
+            self.append_audits(
+                [("session.not-stored", {"hmk_name": rec.hmk_name.hex(), "spi": rec.spi}, float(items[0].at_text))]
+            )
 
     def _drop_stale_indexes(self, old_raw: bytes, new: SessionRecord) -> None:
         """A replaced record may have been indexed under names the new one no longer has."""
@@ -870,13 +1094,26 @@ class RedisStore:
         recs = self._fetch_sessions(key, members, what="find_by_external_id")
         return [r for r in recs if external_id in r.external_ids]
 
-    def delete_session(self, hmk_name: bytes, *, now: float) -> SessionRecord | None:
+    def delete_session(
+        self,
+        hmk_name: bytes,
+        *,
+        now: float,
+        audits_for: Callable[[SessionRecord], Sequence[tuple[str, Mapping[str, str | int | None], float]]]
+        | None = None,
+        deadline: float | None = None,
+    ) -> SessionRecord | None:
         """Remove a session, its index entries and replay state; leave revocation tombstones for its SPI and
-        hmk_name until its old ``expires_at``. Returns the removed record, or None if there was none."""
+        hmk_name until its old ``expires_at``; append ``audits_for(record)`` with it (in one step outside a
+        Cluster; audit entry, SPI tombstone, then the rest on a Cluster). Returns the removed record, or None
+        if there was none. ``deadline`` as for :meth:`put_session`."""
         _check_name(hmk_name)
         key = self._session_key(hmk_name)
         ars_key = self._replay_ars_key(hmk_name)
         replay_prefix = self._replay_prefix(hmk_name)
+        member = hmk_name.hex()
+        self._deadline(deadline)  # already passed: send nothing
+        cluster = isinstance(self._r(), RedisCluster)
         for _ in range(_DELETE_ATTEMPTS):
             with self._io("delete_session"):
                 pipe = self._pipe()
@@ -887,29 +1124,52 @@ class RedisStore:
             if raw is None:
                 return None
             rec = self._decode_session(hmk_name, raw)
+            items = _pending_audits(audits_for(rec) if audits_for is not None else ())
             tomb_ms = max(0, _ttl_ms(rec.expires_at, now))
             replay_keys = [replay_prefix + m.decode("ascii", "replace") for m in _members(ars_reply)]
+            exts = [self._ext_key(e) for e in dict.fromkeys(rec.external_ids)]
+            if not cluster:
+                mac = [self._mac_key(rec.calling_station_id)] if rec.calling_station_id else []
+                keys = [
+                    key,
+                    ars_key,
+                    self._session_tomb_key(hmk_name),
+                    self._spi_tomb_key(rec.spi),
+                    self._spi_key(rec.spi),
+                    self._sessions_key(),
+                    *exts,
+                    *mac,
+                    *replay_keys,
+                ]
+                args: list[str | int | bytes] = [raw, tomb_ms, replay_prefix, member, len(exts), "1" if mac else "0"]
+                done = self._audited("delete_session", _DELETE_SESSION_AUDITED_LUA, keys, args, items, deadline)
+                if done is not _REFUSED:
+                    return rec
+                continue
+            if items:
+                self._audited("delete_session", _AUDIT_APPEND_LUA, [], [], items, deadline)
             with self._io("delete_session"):
+                if tomb_ms > 0:  # before the record goes, so that no moment shows its SPI as unknown
+                    self._script(_TOMBSTONE_LUA, [self._spi_tomb_key(rec.spi)], [tomb_ms])
                 done = self._script(
                     _DELETE_SESSION_LUA,
                     [key, ars_key, self._session_tomb_key(hmk_name), *replay_keys],
-                    [raw, tomb_ms, replay_prefix],
+                    [raw, tomb_ms, replay_prefix, self._server_ms(self._deadline(deadline))],
                 )
+            if done == -2:
+                raise StoreUnavailable("the revocation reached Redis after its deadline; the session is not deleted")
             if done == 1:
                 break
         else:
             raise StoreError(f"session {hmk_name.hex()} kept changing while being deleted")
-        member = hmk_name.hex()
         with self._io("delete_session"):
             pipe = self._pipe()
             pipe.zrem(self._spi_key(rec.spi), member)
             pipe.zrem(self._sessions_key(), member)
-            for ext in dict.fromkeys(rec.external_ids):
-                pipe.zrem(self._ext_key(ext), member)
+            for ext in exts:
+                pipe.zrem(ext, member)
             if rec.calling_station_id:
                 self._queue_script(pipe, _DEL_IF_EQUAL_LUA, [self._mac_key(rec.calling_station_id)], [member])
-            if tomb_ms > 0:
-                self._queue_script(pipe, _TOMBSTONE_LUA, [self._spi_tomb_key(rec.spi)], [tomb_ms])
             pipe.execute()
         return rec
 
@@ -1075,7 +1335,7 @@ class RedisStore:
     # --- audit -------------------------------------------------------------------------------------------
 
     def append_audit(self, event: str, fields: Mapping[str, str | int | None], *, at: float) -> AuditEntry:
-        """Append one entry to the hash chain (see the module docstring); serialised across writers."""
+        """Append one entry to the chain (see the module docstring); serialised across writers."""
         return self.append_audits([(event, fields, at)])[0]
 
     def append_audits(self, entries: Sequence[tuple[str, Mapping[str, str | int | None], float]]) -> list[AuditEntry]:
@@ -1095,7 +1355,7 @@ class RedisStore:
                     batch = self._audit_pending[:_AUDIT_BATCH]
                     del self._audit_pending[:_AUDIT_BATCH]
                 try:
-                    self._commit_audit(batch)
+                    self._audited_locked("append_audit", _AUDIT_APPEND_LUA, [], [], batch, None)
                 except Exception as exc:  # every entry of the batch failed with it (StoreUnavailable, ...)
                     for pending in batch:
                         pending.error = exc
@@ -1104,74 +1364,129 @@ class RedisStore:
                 raise item.error
         return [item.entry for item in items if item.entry is not None]
 
-    def _commit_audit(self, batch: list[_PendingAudit]) -> None:
-        """Append ``batch`` to the chain in one script call, retrying on the head another writer left."""
-        prev = self._audit_head_hint
-        if prev is None:
-            with self._io("append_audit"):
-                prev = _head_text(self._r().get(self._audit_head_key()))
+    def _audited(
+        self,
+        what: str,
+        lua: str,
+        keys: Sequence[str],
+        args: Sequence[str | int | bytes],
+        items: list[_PendingAudit],
+        deadline: float | None,
+    ) -> object:
+        """Run an audited script (see ``_AUDITED_CHECKS``) with ``items`` chained onto the head, in this
+        process's turn for the chain; its result, or ``_REFUSED`` when its precondition failed."""
+        with self._audit_lock:
+            return self._audited_locked(what, lua, keys, args, items, deadline)
+
+    def _audited_locked(
+        self,
+        what: str,
+        lua: str,
+        keys: Sequence[str],
+        args: Sequence[str | int | bytes],
+        items: list[_PendingAudit],
+        deadline: float | None,
+    ) -> object:
+        head = self._audit_head_hint
+        if head is None:
+            with self._io(what):
+                head = _parse_head(self._r().get(self._audit_head_key()))
         for _ in range(_AUDIT_APPEND_ATTEMPTS):
-            args, chained = self._audit_append_args(batch, prev)
-            with self._io("append_audit"):
-                result = self._script(_AUDIT_APPEND_LUA, [self._audit_head_key(), self._audit_stream_key()], args)
-            moved_to = self._apply_audit_append(batch, chained, result)
+            entry_args, new_head, chained = self._audit_append_args(items, head)
+            # each attempt is a write of its own: it carries the moment this client gives up on it
+            server_deadline = self._server_ms(self._deadline(deadline))
+            with self._io(what):
+                reply = self._script(
+                    lua,
+                    [self._audit_head_key(), self._audit_stream_key(), *keys],
+                    [server_deadline, _head_value(head), new_head, len(items), *entry_args, *args],
+                )
+            moved_to, result = self._apply_audit_append(items, chained, reply)
             if moved_to is None:
-                return
-            prev = moved_to
+                return result
+            head = moved_to
         raise StoreError(f"audit append at {self._where} lost {_AUDIT_APPEND_ATTEMPTS} races in a row; try again")
 
-    @staticmethod
-    def _audit_append_args(batch: list[_PendingAudit], prev: str) -> tuple[list[str], list[tuple[str, str]]]:
-        """The script arguments chaining ``batch`` onto ``prev``, and each entry's (prev, hash)."""
-        args: list[str] = [prev]
-        chained: list[tuple[str, str]] = []
-        link = prev
+    def _audit_append_args(
+        self, batch: list[_PendingAudit], head: tuple[int, str]
+    ) -> tuple[list[str], str, list[tuple[int, str, str]]]:
+        """The script arguments chaining ``batch`` onto ``head``, the new head, and each entry's (n, prev, mac)."""
+        keys = self._audit_keys[self._audit_kid]
+        args: list[str] = []
+        chained: list[tuple[int, str, str]] = []
+        n, link = head
         for it in batch:
-            digest = audit_entry_hash(link, it.at_text, it.event, it.texts)
-            flat = ["at", it.at_text, "event", it.event, "prev", link, "hash", digest]
-            for k, v in it.texts.items():
-                flat += (f"f:{k}", v)
+            n += 1
+            mac = keys.mac(n, link, it.at_text, it.event, it.fields_json)
+            flat = ["v", _AUDIT_VERSION, "n", str(n), "at", it.at_text, "event", it.event, "f", it.fields_json]
+            flat += ["prev", link, "kid", self._audit_kid, "mac", mac]
             # UTF-8 as is (cjson passes it through); control characters are escaped and decoded back.
-            args += [digest, json.dumps(flat, ensure_ascii=False, separators=(",", ":"))]
-            chained.append((link, digest))
-            link = digest
-        return args, chained
+            args.append(json.dumps(flat, ensure_ascii=False, separators=(",", ":")))
+            chained.append((n, link, mac))
+            link = mac
+        return args, _head_value((n, link)), chained
 
     def _apply_audit_append(
-        self, batch: list[_PendingAudit], chained: list[tuple[str, str]], result: object
-    ) -> str | None:
-        """Record the outcome of an append script: None when appended, else the head another writer left."""
-        if not isinstance(result, list) or not result:
+        self, batch: list[_PendingAudit], chained: list[tuple[int, str, str]], reply: object
+    ) -> tuple[tuple[int, str] | None, object]:
+        """Record the outcome of an audited script: (None, its result) when it ran (``_REFUSED`` when its
+        precondition failed), else (the head another writer left, None)."""
+        if not isinstance(reply, list) or not reply or not isinstance(reply[0], int):
             raise StoreError(f"unexpected audit-append reply from Redis at {self._where}")
-        texts_out = [v.decode("ascii") if isinstance(v, bytes) else str(v) for v in result[1:]]
-        if result[0] == 1:
-            for it, entry_id, (entry_prev, digest) in zip(batch, texts_out, chained, strict=True):
-                it.entry = AuditEntry(
-                    id=entry_id, at=float(it.at_text), event=it.event, fields=it.texts, prev=entry_prev, hash=digest
-                )
-            self._audit_head_hint = chained[-1][1]
-            return None
-        # Another writer moved the head: chain onto the head the script returned, at once.
-        self._audit_head_hint = None
-        return texts_out[0]
+        status = reply[0]
+        if status == -1:
+            raise StoreUnavailable("the write reached Redis after its deadline; nothing was written")
+        if status == 0 and len(reply) == 2:
+            # Another writer moved the head: chain onto the head the script returned, at once.
+            self._audit_head_hint = None
+            return _parse_head(reply[1]), None
+        if status == 2:
+            return None, _REFUSED
+        if status != 1 or len(reply) != 2 + len(batch):
+            raise StoreError(f"unexpected audit-append reply from Redis at {self._where}")
+        for it, entry_id, (n, prev, mac) in zip(batch, reply[2:], chained, strict=True):
+            it.entry = AuditEntry(
+                id=entry_id.decode("ascii") if isinstance(entry_id, bytes) else str(entry_id),
+                at=float(it.at_text),
+                event=it.event,
+                fields=dict(it.fields),
+                prev=prev,
+                hash=mac,
+                n=n,
+                kid=self._audit_kid,
+            )
+        if chained:
+            self._audit_head_hint = (chained[-1][0], chained[-1][2])
+        return None, reply[1]
 
     @staticmethod
-    def _parse_audit(entry_id: bytes, raw: Mapping[bytes, bytes]) -> tuple[AuditEntry, str] | None:
-        """The entry and its ``at`` text as stored (the hash covers the text), or None if malformed."""
+    def _parse_audit(entry_id: bytes, raw: Mapping[bytes, bytes]) -> _StoredEntry | None:
+        """An entry as stored (texts kept: the MAC covers them), or None if malformed."""
         try:
             d = {k.decode("utf-8"): v.decode("utf-8") for k, v in raw.items()}
-            fields = {k[2:]: v for k, v in d.items() if k.startswith("f:")}
+            fields = json.loads(d["f"])
+            if d["v"] != _AUDIT_VERSION or not isinstance(fields, dict) or not d["n"].isdigit():
+                return None
             entry = AuditEntry(
                 id=entry_id.decode("ascii"),
                 at=float(d["at"]),
                 event=d["event"],
                 fields=fields,
                 prev=d["prev"],
-                hash=d["hash"],
+                hash=d["mac"],
+                n=int(d["n"]),
+                kid=d["kid"],
             )
         except (KeyError, ValueError, UnicodeDecodeError):
             return None
-        return entry, d["at"]
+        return _StoredEntry(entry, d["at"], d["f"])
+
+    def _entry_ok(self, stored: _StoredEntry, n: int, prev: str) -> bool:
+        e = stored.entry
+        keys = self._audit_keys.get(e.kid)
+        if keys is None or e.n != n or e.prev != prev or not 0 < n < 1 << 64:
+            return False
+        return hmac.compare_digest(keys.mac(n, prev, stored.at_text, e.event, stored.fields_json), e.hash)
 
     def _xrange(self, start: str, count: int) -> list[tuple[bytes, dict[bytes, bytes]]]:
         with self._io("read audit"):
@@ -1194,12 +1509,12 @@ class RedisStore:
         """Audit entries in append order matching every given filter (``since <= at < until``; ``spi`` and
         ``ar`` match the fields of those names), at most ``limit``; returns them and the cursor to continue
         with, or None at the end of the stream. A call examines at most 10 000 entries, so a selective filter
-        can return fewer than ``limit`` entries (even none) together with a cursor."""
+        can return fewer than ``limit`` entries (even none) together with a cursor. Raises ValueError for a
+        cursor that is no stream id."""
         if limit <= 0:
             raise ValueError("limit must be positive")
-        if cursor is not None and not _STREAM_ID.fullmatch(cursor):
+        if cursor is not None and not _valid_stream_id(cursor):
             raise ValueError("invalid audit cursor")
-        spi_text = None if spi is None else str(spi)
         out: list[AuditEntry] = []
         start = "-" if cursor is None else f"({cursor}"
         scanned = 0
@@ -1210,8 +1525,8 @@ class RedisStore:
                 scanned += 1
                 parsed = self._parse_audit(eid, raw)
                 last = eid.decode("ascii")
-                if parsed is not None and _audit_matches(parsed[0], since, until, event, spi_text, ar):
-                    out.append(parsed[0])
+                if parsed is not None and _audit_matches(parsed.entry, since, until, event, spi, ar):
+                    out.append(parsed.entry)
                     if len(out) == limit:
                         at_end = len(rows) < batch and i == len(rows) - 1
                         return out, None if at_end else last
@@ -1222,13 +1537,68 @@ class RedisStore:
                 return out, None
             start = f"({last}"
 
-    def verify_audit(self) -> AuditCheck:
-        """Recompute the whole chain. ``first_bad_id`` is the first entry whose ``prev`` or ``hash`` does not
-        match (an edit shows at the entry, a deletion or insertion at the entry after it); when every entry
-        matches but the head key does not, the tail was cut and ``first_bad_id`` is the last entry's id
-        (None if the stream is empty). ``entries`` counts every entry; ``head`` is the stored hash of the
-        last entry (64 zeros if none)."""
-        expected = AUDIT_GENESIS
+    # checkpoints, verification, export position, retention
+
+    @property
+    def audit_public_keys(self) -> dict[str, bytes]:
+        """The Ed25519 public key (32 octets) that verifies checkpoints, per KEK id."""
+        return {kid: keys.public_key for kid, keys in self._audit_keys.items()}
+
+    def sign_checkpoint(self, n: int, head: str, at: float) -> Checkpoint:
+        """A checkpoint of position ``n`` with MAC ``head``, signed under the current KEK's checkpoint key."""
+        at_text = f"{at:.6f}"
+        keys = self._audit_keys[self._audit_kid]
+        return Checkpoint(
+            n=n, head=head, at=at_text, kid=self._audit_kid, signature=keys.sign_checkpoint(n, head, at_text)
+        )
+
+    def check_checkpoint(self, cp: Checkpoint) -> None:
+        """Raise CryptoError unless ``cp`` was signed by this service under a KEK it still holds."""
+        keys = self._audit_keys.get(cp.kid)
+        if keys is None:
+            raise CryptoError(f"the checkpoint was signed under KEK {cp.kid!r}, which is not configured")
+        verify_checkpoint_signature(keys.public_key, cp.n, cp.head, cp.at, cp.signature)
+
+    def _anchor(self) -> tuple[Checkpoint | None, bool]:
+        """The signed checkpoint of the last entry retention trimmed (None if nothing was trimmed), and whether
+        the stored anchor is sound (present and malformed, or badly signed: not)."""
+        with self._io("verify_audit"):
+            raw = _b(self._r().get(self._audit_anchor_key()))
+        if raw is None:
+            return None, True
+        anchor = _checkpoint_from_text(raw)
+        if anchor is None:
+            return None, False
+        try:
+            self.check_checkpoint(anchor)
+        except CryptoError:
+            return anchor, False
+        return anchor, True
+
+    def verify_audit(self, checkpoint: Checkpoint | None = None) -> AuditCheck:
+        """Check the whole chain: each entry's MAC, position and link, from genesis or from the retention
+        anchor; and that the head key names the last entry. ``first_bad_id`` is the first entry that fails (an
+        edit or forgery shows at the entry, a deletion or insertion at the entry after it); when every entry
+        holds but the head does not, the tail was cut and ``first_bad_id`` is the last entry's id.
+
+        With ``checkpoint`` (one :meth:`sign_checkpoint` issued, kept by the auditor): its signature must verify
+        (else CryptoError), the chain must reach its position, and the entry there must carry its head; so a
+        truncation or a wipe since the checkpoint is detected even when the head key was rewritten with it."""
+        if checkpoint is not None:
+            self.check_checkpoint(checkpoint)
+        anchor, anchor_sound = self._anchor()
+        problem = None if anchor_sound else "the retention anchor is malformed or its signature does not verify"
+        expected_n, expected = (anchor.n, anchor.head) if anchor is not None else (0, AUDIT_GENESIS)
+        first_n = expected_n + 1
+        cp_state: str | None = None
+        if checkpoint is not None and checkpoint.n <= expected_n:
+            if checkpoint.n == expected_n and hmac.compare_digest(checkpoint.head, expected):
+                cp_state = "matches"
+            elif checkpoint.n == expected_n:
+                problem = problem or "the retention anchor differs from the kept checkpoint"
+                cp_state = "differs"
+            else:
+                cp_state = "older than the retained trail (compare it with your export)"
         count = 0
         first_bad: str | None = None
         last_id: str | None = None
@@ -1238,24 +1608,167 @@ class RedisStore:
                 count += 1
                 last_id = eid.decode("ascii")
                 parsed = self._parse_audit(eid, raw)
-                if first_bad is None:
-                    if parsed is None:
-                        first_bad = last_id
+                if first_bad is None and (parsed is None or not self._entry_ok(parsed, expected_n + 1, expected)):
+                    first_bad = last_id
+                    problem = problem or "an entry was edited, forged, inserted or deleted"
+                if parsed is None:
+                    expected = "?"
+                    continue
+                expected_n, expected = parsed.entry.n, parsed.entry.hash
+                if checkpoint is not None and cp_state is None and expected_n == checkpoint.n:
+                    if hmac.compare_digest(expected, checkpoint.head):
+                        cp_state = "matches"
                     else:
-                        entry, at_text = parsed
-                        recomputed = audit_entry_hash(entry.prev, at_text, entry.event, entry.fields)
-                        if entry.prev != expected or not hmac.compare_digest(recomputed, entry.hash):
-                            first_bad = last_id
-                expected = parsed[0].hash if parsed is not None else "?"
+                        cp_state = "differs"
+                        problem = problem or "the entry at the checkpoint's position differs from it"
+                        first_bad = first_bad or last_id
             if len(rows) < 1000:
                 break
         with self._io("verify_audit"):
-            head_raw = _b(self._r().get(self._audit_head_key()))
-        head = head_raw.decode("ascii", "replace") if head_raw else AUDIT_GENESIS
-        ok = first_bad is None and head == (expected if count else AUDIT_GENESIS)
-        if not ok and first_bad is None:
+            head_raw = self._r().get(self._audit_head_key())
+        try:
+            stored_head: tuple[int, str] | None = _parse_head(head_raw)
+        except StoreError:
+            stored_head = None
+        if problem is None and stored_head != (expected_n, expected):
+            problem = "the head does not name the last entry (the tail was cut, or the head edited)"
+        if checkpoint is not None and cp_state is None:
+            cp_state = "not reached"
+            problem = problem or "the trail is shorter than the kept checkpoint: truncated or wiped since"
+        if problem is not None and first_bad is None:
             first_bad = last_id
-        return AuditCheck(ok=ok, entries=count, head=expected if count else AUDIT_GENESIS, first_bad_id=first_bad)
+        return AuditCheck(
+            ok=problem is None,
+            entries=count,
+            head=expected if expected_n else AUDIT_GENESIS,
+            first_bad_id=first_bad,
+            n=expected_n,
+            first_n=first_n,
+            problem=problem,
+            checkpoint=cp_state,
+        )
+
+    def checkpoint(self, *, now: float) -> Checkpoint:
+        """Verify the chain, then sign its current head; raises StoreError naming the problem if it fails
+        (a checkpoint must never vouch for a broken trail)."""
+        check = self.verify_audit()
+        if not check.ok:
+            raise StoreError(f"the audit trail does not verify: {check.problem}")
+        return self.sign_checkpoint(check.n, check.head, now)
+
+    def read_audit_raw(self, after: str | None, count: int) -> list[tuple[AuditEntry, str, str]]:
+        """Up to ``count`` entries after stream id ``after`` (None: from the start), each with its ``at`` and
+        ``f`` texts as stored (what the MAC covers), for export. Malformed entries are skipped."""
+        rows = self._xrange("-" if after is None else f"({after}", count)
+        out = []
+        for eid, raw in rows:
+            parsed = self._parse_audit(eid, raw)
+            if parsed is not None:
+                out.append((parsed.entry, parsed.at_text, parsed.fields_json))
+        return out
+
+    def entry_verifies(self, entry: AuditEntry, at_text: str, fields_json: str) -> bool:
+        """True if ``entry`` (as read for export) carries a MAC this service made, at its position and link."""
+        return self._entry_ok(_StoredEntry(entry, at_text, fields_json), entry.n, entry.prev)
+
+    def audit_exported(self) -> tuple[int, str | None, str]:
+        """(n, stream id, MAC) of the last entry an exporter confirmed as kept outside Redis ((0, None, genesis)
+        if none)."""
+        with self._io("audit export"):
+            raw = _b(self._r().get(self._audit_exported_key()))
+        if raw is None:
+            return 0, None, AUDIT_GENESIS
+        n_text, _, rest = raw.decode("ascii", "replace").partition(":")
+        eid, _, mac = rest.partition(":")
+        if not n_text.isdigit() or not _valid_stream_id(eid) or not _HEX64.fullmatch(mac):
+            raise StoreError("the audit export position in Redis is malformed")
+        return int(n_text), eid, mac
+
+    def set_audit_exported(self, n: int, entry_id: str, mac: str) -> None:
+        """Record that every entry up to position ``n`` (stream id ``entry_id``, MAC ``mac``) is kept outside
+        Redis."""
+        if not _valid_stream_id(entry_id) or not _HEX64.fullmatch(mac):
+            raise ValueError("invalid stream id or MAC")
+        with self._io("audit export"):
+            self._r().set(self._audit_exported_key(), f"{n}:{entry_id}:{mac}")
+
+    def trim_audit(self, *, keep: int, now: float) -> int:
+        """Retention: drop the oldest entries beyond the newest ``keep``, but only entries already exported
+        (:meth:`audit_exported`), leaving the signed checkpoint of the last dropped entry as the anchor from
+        which :meth:`verify_audit` goes on. Refuses (StoreError) on a trail that does not verify. Returns how
+        many entries were dropped."""
+        if keep < 1:
+            raise ValueError("keep must be at least 1")
+        exported_n, _, _ = self.audit_exported()
+        check = self.verify_audit()
+        if not check.ok:
+            raise StoreError(f"the audit trail does not verify, not trimming: {check.problem}")
+        cut_n = min(exported_n, check.n - keep)  # the last position to drop
+        if cut_n < check.first_n:
+            return 0
+        skip = cut_n - check.first_n  # entries before the one at cut_n (the verified chain has no gaps)
+        after: str | None = None
+        while True:
+            rows = self.read_audit_raw(after, min(1000, skip + 2))
+            if len(rows) <= skip + 1:
+                if len(rows) < min(1000, skip + 2):
+                    return 0  # changed meanwhile
+                skip -= len(rows)
+                after = rows[-1][0].id
+                continue
+            cut, kept = rows[skip][0], rows[skip + 1][0]
+            break
+        if cut.n != cut_n or kept.n != cut_n + 1:
+            raise StoreError("the audit trail changed while trimming; try again")
+        anchor = self.sign_checkpoint(cut.n, cut.hash, now)
+        with self._io("trim audit"):
+            dropped = self._script(
+                _AUDIT_TRIM_LUA,
+                [self._audit_stream_key(), self._audit_anchor_key()],
+                [kept.id, checkpoint_text(anchor)],
+            )
+        return int(cast(int, dropped))
+
+
+@dataclasses.dataclass(frozen=True)
+class _StoredEntry:
+    entry: AuditEntry
+    at_text: str
+    fields_json: str
+
+
+def _head_value(head: tuple[int, str]) -> str:
+    return f"{head[0]}:{head[1]}"
+
+
+def _valid_stream_id(text: str) -> bool:
+    if not _STREAM_ID.fullmatch(text):
+        return False
+    ms, seq = text.split("-")
+    return int(ms) < 1 << 64 and int(seq) < 1 << 64
+
+
+def checkpoint_text(cp: Checkpoint) -> str:
+    """A checkpoint as canonical JSON (``signature`` in base64): the form kept in Redis and handed out."""
+    return json.dumps(
+        {"n": cp.n, "head": cp.head, "at": cp.at, "kid": cp.kid, "signature": base64.b64encode(cp.signature).decode()},
+        sort_keys=True,
+        separators=(",", ":"),
+    )
+
+
+def _checkpoint_from_text(raw: bytes) -> Checkpoint | None:
+    try:
+        d = json.loads(raw)
+        return Checkpoint(
+            n=int(d["n"]),
+            head=str(d["head"]),
+            at=str(d["at"]),
+            kid=str(d["kid"]),
+            signature=base64.b64decode(d["signature"], validate=True),
+        )
+    except (ValueError, KeyError, TypeError, binascii.Error):
+        return None
 
 
 @dataclasses.dataclass
@@ -1408,22 +1921,29 @@ class AsyncRedisOps:
                         done.set_result(None)
 
     async def _commit_audit(self, batch: list[_PendingAudit]) -> None:
-        """As :meth:`RedisStore._commit_audit`, on this loop's client."""
+        """As :meth:`RedisStore.append_audits`' commit, on this loop's client."""
         store = self._store
         head_key, stream_key = store._audit_head_key(), store._audit_stream_key()
-        prev = store._audit_head_hint
+        head = store._audit_head_hint
         with store._io("append_audit"):
             ready = await self._ready()
-            if prev is None:
-                prev = _head_text(await ready.client.get(head_key))
+            if head is None:
+                head = _parse_head(await ready.client.get(head_key))
+            if store._clock_offset is None:
+                t0 = time.time()
+                reply = await ready.client.time()
+                store._clock_offset = _time_reply(reply) - (t0 + time.time()) / 2
         for _ in range(_AUDIT_APPEND_ATTEMPTS):
-            args, chained = store._audit_append_args(batch, prev)
+            entry_args, new_head, chained = store._audit_append_args(batch, head)
+            deadline = store._server_ms(store._deadline(None))  # per attempt, as in RedisStore._audited_locked
+            args: list[str | int | bytes] = [deadline, _head_value(head), new_head, len(batch)]
+            args += entry_args
             with store._io("append_audit"):
-                result = await self._script(ready, _AUDIT_APPEND_LUA, [head_key, stream_key], args)
-            moved_to = store._apply_audit_append(batch, chained, result)
+                reply = await self._script(ready, _AUDIT_APPEND_LUA, [head_key, stream_key], args)
+            moved_to, _ = store._apply_audit_append(batch, chained, reply)
             if moved_to is None:
                 return
-            prev = moved_to
+            head = moved_to
         raise StoreError(f"audit append at {store.where} lost {_AUDIT_APPEND_ATTEMPTS} races in a row; try again")
 
     async def aclose(self) -> None:
@@ -1443,7 +1963,7 @@ def _audit_matches(
     since: float | None,
     until: float | None,
     event: str | None,
-    spi: str | None,
+    spi: int | None,
     ar: str | None,
 ) -> bool:
     return (

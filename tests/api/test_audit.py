@@ -4,6 +4,7 @@ hash-chain verification that detects an entry edited directly in Redis."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -54,11 +55,11 @@ def test_every_step_is_recorded_without_key_material(deployment: Deployment, act
     events = [e["event"] for e in entries]
     assert events == ["session.created", "hk.issued", "fbu.verified", "fbu.rejected", "session.revoked"]
     for entry in entries:
-        assert set(entry) == {"id", "at", "event", "fields", "prev", "hash"}
+        assert set(entry) == {"id", "n", "at", "event", "fields", "prev", "hash", "kid"}
         assert dt.datetime.fromisoformat(entry["at"]).tzinfo is not None
     assert [e["prev"] for e in entries[1:]] == [e["hash"] for e in entries[:-1]]
     created, issued, accepted, rejected, _revoked = entries
-    assert created["fields"]["hmk_name"] == session.hmk_name and created["fields"]["spi"] == str(session.spi)
+    assert created["fields"]["hmk_name"] == session.hmk_name and created["fields"]["spi"] == session.spi
     assert issued["fields"]["ar"] == "ar1" and issued["fields"]["hk_name"] == activity["grant"]["hk_name"]
     assert accepted["fields"]["verdict"] == "accepted" and rejected["fields"]["reason"] == "replay"
     text = str(entries)
@@ -94,7 +95,16 @@ def test_chain_verifies(deployment: Deployment, activity: dict[str, Any]) -> Non
     entries = read_all(deployment)
     with deployment.service.client(deployment.auditor) as client:
         check = client.get("/v1/audit/verify").json()
-    assert check == {"ok": True, "entries": len(entries), "head": entries[-1]["hash"], "first_bad_id": None}
+    assert check == {
+        "ok": True,
+        "entries": len(entries),
+        "n": len(entries),
+        "first_n": 1,
+        "head": entries[-1]["hash"],
+        "first_bad_id": None,
+        "problem": None,
+        "checkpoint": None,
+    }
 
 
 @pytest.fixture
@@ -118,7 +128,9 @@ def test_an_edited_entry_is_detected(own_deployment: Deployment) -> None:
         r.delete(stream)
         for entry_id, fields in rows:
             if entry_id.decode() == victim["id"]:
-                fields[b"f:user"] = b"mallory@example.net"
+                edited = json.loads(fields[b"f"])
+                edited["user"] = "mallory@example.net"
+                fields[b"f"] = json.dumps(edited, sort_keys=True, separators=(",", ":")).encode()
             r.xadd(stream, fields, id=entry_id)
     assert read_all(d)[1]["fields"]["user"] == "mallory@example.net"
     with d.service.client(d.auditor) as client:
@@ -126,3 +138,53 @@ def test_an_edited_entry_is_detected(own_deployment: Deployment) -> None:
     assert check["ok"] is False
     assert check["first_bad_id"] == victim["id"]
     assert check["entries"] == len(entries)
+
+
+def test_a_kept_checkpoint_detects_a_wipe_and_verifies_with_the_published_key(own_deployment: Deployment) -> None:
+    """The auditor's flow: fetch a signed checkpoint, keep it (and pin the public key), later POST it back. A
+    wipe of stream and head in Redis verifies as an empty trail by itself, but not against the checkpoint."""
+    import base64
+    import struct
+
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    d = own_deployment
+    for _ in range(2):
+        ingest(d)
+    with d.service.client(d.auditor) as client:
+        answer = client.get("/v1/audit/checkpoint")
+        assert answer.status_code == 200, answer.text
+        kept = answer.json()
+        cp = kept["checkpoint"]
+        assert cp["n"] == len(read_all(d)) and cp["head"] == read_all(d)[-1]["hash"]
+        # Independently of the service: the signature over the documented message, with the pinned key.
+        message = b"aaa-fmip-audit-checkpoint-v1\x00" + struct.pack(">Q", cp["n"])
+        message += struct.pack(">I", 64) + cp["head"].encode() + struct.pack(">I", len(cp["at"])) + cp["at"].encode()
+        public = Ed25519PublicKey.from_public_bytes(base64.b64decode(kept["public_keys"][cp["kid"]]))
+        public.verify(base64.b64decode(cp["signature"]), message)
+
+        ingest(d)
+        again = client.post("/v1/audit/verify", json={"checkpoint": cp}).json()
+        assert again["ok"] is True and again["checkpoint"] == "matches"
+
+        with redis.Redis.from_url(d.redis.url) as r:
+            r.delete(f"{d.prefix}:{{audit}}:stream", f"{d.prefix}:{{audit}}:head")
+        assert client.get("/v1/audit/verify").json()["ok"] is True  # nothing in Redis can tell...
+        wiped = client.post("/v1/audit/verify", json={"checkpoint": cp}).json()
+        assert wiped["ok"] is False and wiped["entries"] == 0 and "truncated" in wiped["problem"]  # ...this can
+
+        forged = dict(cp, n=cp["n"] + 1)
+        assert_problem(client.post("/v1/audit/verify", json={"checkpoint": forged}), 422, "bad-checkpoint")
+    with d.service.client(d.aaa) as client:
+        assert_problem(client.get("/v1/audit/checkpoint"), 403, "wrong-role")
+
+
+def test_no_checkpoint_for_a_broken_trail(own_deployment: Deployment) -> None:
+    d = own_deployment
+    for _ in range(3):
+        ingest(d)
+    entries = read_all(d)
+    with redis.Redis.from_url(d.redis.url) as r:
+        r.xdel(f"{d.prefix}:{{audit}}:stream", entries[1]["id"])
+    with d.service.client(d.auditor) as client:
+        assert_problem(client.get("/v1/audit/checkpoint"), 409, "audit-trail-broken")

@@ -152,7 +152,7 @@ class BlockingService(HandoverKeyService):
         self.error = error
         self.calls = 0
 
-    def commit_session(self, prepared: PreparedSession) -> None:
+    def commit_session(self, prepared: PreparedSession, *, deadline: float | None = None) -> None:
         self.calls += 1
         if self.error is not None:
             raise self.error
@@ -176,7 +176,7 @@ class PriorityService(HandoverKeyService):
     def _note(self, what: str) -> None:
         self.nice.append((what, os.getpriority(os.PRIO_PROCESS, threading.get_native_id())))
 
-    def commit_session(self, prepared: PreparedSession) -> None:
+    def commit_session(self, prepared: PreparedSession, *, deadline: float | None = None) -> None:
         self._note("commit")
 
     def record_no_emsk(self, caller: Caller, **kwargs: Any) -> None:

@@ -163,8 +163,8 @@ def test_audit_names_identifiers_only(deployment: Deployment, exchange: Exchange
     entries = [e for e in page.json()["entries"] if e["fields"]["key_hash"] == exchange.body["key_hash"]]
     assert entries and entries[0]["fields"] == {
         "actor": "ar1", "ar": "ar1", "ar_address": str(PAR), "cga": str(exchange.request.source),
-        "key_hash": exchange.body["key_hash"], "spi": "0", "identifier": str(0x2A01), "algorithm": "HMAC-SHA1-96",
-        "lifetime": "43200", "reused": "false",
+        "key_hash": exchange.body["key_hash"], "spi": 0, "identifier": 0x2A01, "algorithm": "HMAC-SHA1-96",
+        "lifetime": 43200, "reused": False,
     }  # fmt: skip
     assert exchange.body["hk"] not in page.text
 

@@ -12,7 +12,7 @@ import pytest
 from aaa_fmip.crypto.secrets import SecretBytes
 from aaa_fmip.crypto.wrap import Kek, KekRing
 from aaa_fmip.errors import CryptoError
-from aaa_fmip.store.redis import AUDIT_GENESIS, RedisStore, audit_entry_hash
+from aaa_fmip.store.redis import AUDIT_GENESIS, RedisStore
 from tests.store import _records as rec
 
 
@@ -250,9 +250,11 @@ def test_audit_append_and_chain(any_store: RedisStore) -> None:
     e2 = any_store.append_audit("fbu.verified", {"spi": 42, "ar": "ar-1", "ok": True}, at=1001.25)
     assert e1.prev == AUDIT_GENESIS
     assert e2.prev == e1.hash
-    assert e1.fields == {"spi": "42", "user": "alice"}  # None is omitted
-    assert e2.fields["ok"] == "true"
-    assert e1.hash == audit_entry_hash(AUDIT_GENESIS, "1000.500000", "session.ingested", e1.fields)
+    assert e1.fields == {"spi": 42, "user": "alice"}  # None is omitted; JSON types kept
+    assert e2.fields["ok"] is True
+    assert (e1.n, e2.n) == (1, 2) and e1.kid == e2.kid != ""
+    keys = any_store._audit_keys[e1.kid]
+    assert e1.hash == keys.mac(1, AUDIT_GENESIS, "1000.500000", "session.ingested", '{"spi":42,"user":"alice"}')
     check = any_store.verify_audit()
     assert check.ok and check.entries == 2 and check.head == e2.hash and check.first_bad_id is None
     with pytest.raises(ValueError):
@@ -360,15 +362,18 @@ def test_put_session_adds_to_all_its_indexes_in_one_script_call(private_redis: o
         rec.session(now=now), calling_station_id="02-00-00-00-00-07", external_ids=("a:1", "b:2", "a:1")
     )
     raw = redis.Redis.from_url(private_redis.url)  # type: ignore[attr-defined]
-    assert store.get_session(record.hmk_name) is None  # the store's connection is up before counting
+    # A first write: the store's connection is up, its script loaded, its clock offset and audit head read.
+    store.put_session(rec.session(now=now), now=now, audits=[("session.created", {"n": 1}, now)])
     raw.config_resetstat()
-    store.put_session(record, now=now)
+    store.put_session(record, now=now, audits=[("session.created", {"n": 2}, now)])
     stats = {k: v["calls"] for k, v in raw.info("commandstats").items()}
     indexes = 1 + 2 + 1  # SPI, the two distinct external ids, the session list
     assert stats == {
-        "cmdstat_set": 2,  # the record, the MAC
-        "cmdstat_eval": 1,
-        "cmdstat_time": 1,
+        "cmdstat_evalsha": 1,  # record, MAC, indexes and the audit entry: one script run
+        "cmdstat_get": 2,  # the audit head (compare-and-set), the record replaced (none)
+        "cmdstat_xadd": 1,
+        "cmdstat_set": 3,  # the audit head, the record, the MAC
+        "cmdstat_time": 2,  # the deadline, the index expiry
         "cmdstat_zremrangebyscore": indexes,
         "cmdstat_zadd": indexes,
         "cmdstat_zrange": indexes,

@@ -1,0 +1,337 @@
+"""Keeping the audit trail outside Redis: an append-only JSON-lines file and RFC 5424 syslog, and retention.
+
+The trail in Redis is authenticated (entry MACs, signed checkpoints: :mod:`aaa_fmip.crypto.audit`), but whoever
+controls Redis can still delete it. Operators therefore keep their own copy: :class:`AuditExporter` follows the
+stream and appends every entry, verified, to each sink, then records in Redis how far it got
+(``P:{audit}:exported``). Retention (``audit.retain_entries``) then trims only what every sink holds, leaving
+a signed anchor so the rest of the chain still verifies.
+
+One export line (UTF-8 JSON, one object per line, keys sorted)::
+
+    {"at": "<Unix seconds as stored>", "event": ..., "fields": {...}, "hash": <MAC>, "id": <stream id>,
+     "kid": <KEK id>, "n": <position>, "prev": <MAC of entry n-1>, "v": 2}
+
+``at`` is the exact text the MAC covers, and ``fields`` re-encoded with sorted keys and no spaces is the exact
+``fields`` text it covers, so :func:`verify_export` (with the KEK) checks a copy offline, and a copy's last line
+can be compared with a signed checkpoint.
+
+Delivery is at least once: a crash between writing a batch and recording the position writes that batch
+again. The file sink skips entries it already holds (it reads its own last line at start); a syslog receiver
+may see a batch twice (the ``n`` in each message tells duplicates apart). The syslog message is the export
+line as MSG of an RFC 5424 message (APP-NAME ``aaa-fmip``, MSGID ``audit``, facility authpriv), sent with the
+maintained ``rfc5424-logging-handler`` (UDP, or TCP with octet-counting framing, RFC 6587 §3.4.1).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hmac
+import json
+import logging
+import os
+import socket
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final, Protocol
+
+from aaa_fmip.crypto.audit import AUDIT_GENESIS, AuditKeys
+from aaa_fmip.crypto.wrap import KekRing
+from aaa_fmip.errors import AaaFmipError, ConfigError, StoreError
+from aaa_fmip.store import AuditEntry
+from aaa_fmip.store.redis import RedisStore, canonical_fields
+
+log = logging.getLogger("aaa_fmip.audit")
+
+EXPORT_BATCH: Final = 1000
+_TAIL_READ: Final = 64 * 1024  # enough to hold the file's last line
+
+
+def export_line(entry: AuditEntry, at_text: str) -> str:
+    """One entry as its export line (module docstring)."""
+    doc = {
+        "v": 2,
+        "id": entry.id,
+        "n": entry.n,
+        "at": at_text,
+        "event": entry.event,
+        "fields": entry.fields,
+        "prev": entry.prev,
+        "hash": entry.hash,
+        "kid": entry.kid,
+    }
+    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+class Sink(Protocol):
+    name: str
+
+    def last_n(self) -> int:
+        """The position of the last entry this sink is known to hold (0: unknown or none)."""
+        ...
+
+    def write(self, lines: Sequence[tuple[int, str]]) -> None:
+        """Keep these (position, line) pairs durably; raise OSError on failure."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class JsonLinesSink:
+    """An append-only file, one line per entry, flushed to disk (fsync) before the position is recorded."""
+
+    def __init__(self, path: Path) -> None:
+        self.name = f"file {path}"
+        self.path = path
+        try:
+            self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot open {path} for appending: {exc.strerror or exc}", key="audit.export_file"
+            ) from None
+        self._last = _last_position(path)
+
+    def last_n(self) -> int:
+        return self._last
+
+    def write(self, lines: Sequence[tuple[int, str]]) -> None:
+        fresh = [(n, text) for n, text in lines if n > self._last]
+        if not fresh:
+            return
+        data = "".join(text + "\n" for _, text in fresh).encode("utf-8")
+        view = memoryview(data)
+        while view:
+            written = os.write(self._fd, view)
+            view = view[written:]
+        os.fsync(self._fd)
+        self._last = fresh[-1][0]
+
+    def close(self) -> None:
+        os.close(self._fd)
+
+
+def _last_position(path: Path) -> int:
+    """``n`` of the last complete line of an export file (0 if empty or unreadable as an export)."""
+    try:
+        with path.open("rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - _TAIL_READ))
+            tail = f.read()
+    except OSError:
+        return 0
+    lines = [ln for ln in tail.split(b"\n") if ln.strip()]
+    if not lines or not tail.endswith(b"\n"):
+        return 0 if not lines else _n_of(lines[-2]) if len(lines) > 1 else 0
+    return _n_of(lines[-1])
+
+
+def _n_of(line: bytes) -> int:
+    try:
+        n = json.loads(line).get("n")
+    except (ValueError, AttributeError):
+        return 0
+    return n if isinstance(n, int) else 0
+
+
+class SyslogSink:
+    """RFC 5424 messages to a syslog receiver (``udp://host:port`` or ``tcp://host:port``)."""
+
+    def __init__(self, url: str) -> None:
+        import rfc5424logging
+
+        scheme, _, rest = url.partition("://")
+        host, _, port = rest.rpartition(":")
+        self.name = f"syslog {url}"
+        tcp = scheme == "tcp"
+        try:
+            self._handler: Any = rfc5424logging.Rfc5424SysLogHandler(
+                address=(host.strip("[]"), int(port or 514)),
+                socktype=socket.SOCK_STREAM if tcp else socket.SOCK_DGRAM,
+                facility=rfc5424logging.LOG_AUTHPRIV,
+                appname="aaa-fmip",
+                procid=os.getpid(),
+                msg_as_utf8=True,
+                utc_timestamp=True,
+                framing=rfc5424logging.FRAMING_OCTET_COUNTING if tcp else rfc5424logging.FRAMING_NON_TRANSPARENT,
+            )
+        except OSError as exc:
+            raise ConfigError(f"cannot reach {url}: {exc.strerror or exc}", key="audit.export_syslog") from None
+
+    def last_n(self) -> int:
+        return 0
+
+    def write(self, lines: Sequence[tuple[int, str]]) -> None:
+        for _n, text in lines:
+            record = logging.LogRecord("aaa_fmip.audit", logging.INFO, __file__, 0, text, None, None)
+            record.msgid = "audit"
+            # build and send directly (not emit()): a failed send must raise, not be swallowed by a handler
+            self._handler.transport.transmit(self._handler.build_msg(record))
+
+    def close(self) -> None:
+        self._handler.close()
+
+
+def open_sinks(file: Path | None, syslog: str | None) -> list[Sink]:
+    sinks: list[Sink] = []
+    if file is not None:
+        sinks.append(JsonLinesSink(file))
+    if syslog is not None:
+        sinks.append(SyslogSink(syslog))
+    return sinks
+
+
+class AuditExporter:
+    """Follows the stream into ``sinks`` (module docstring); :meth:`export_once` is one pass, :meth:`start`
+    runs passes on a thread every ``interval`` seconds with retention after each."""
+
+    def __init__(
+        self,
+        store: RedisStore,
+        sinks: Sequence[Sink],
+        *,
+        retain: int = 0,
+        interval: float = 5.0,
+        clock: Callable[[], float],
+        on_exported: Callable[[int], None] | None = None,
+        on_error: Callable[[str], None] | None = None,
+    ) -> None:
+        if not sinks:
+            raise ValueError("an exporter needs a sink")
+        self.store = store
+        self.sinks = list(sinks)
+        self.retain = retain
+        self.interval = interval
+        self.clock = clock
+        self._on_exported = on_exported or (lambda n: None)
+        self._on_error = on_error or (lambda kind: None)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._last_error: str | None = None
+
+    def export_once(self) -> int:
+        """Export every entry not yet exported (in batches); returns how many. Raises StoreError (and exports
+        nothing further) at an entry that does not verify: a copy must never take in a forged entry."""
+        total = 0
+        while True:
+            n, after, prev = self.store.audit_exported()
+            rows = self.store.read_audit_raw(after, EXPORT_BATCH)
+            if not rows:
+                return total
+            lines: list[tuple[int, str]] = []
+            bad: AuditEntry | None = None
+            for entry, at_text, fields_json in rows:
+                linked = after is None or (entry.n == n + 1 and entry.prev == prev)
+                if not linked or not self.store.entry_verifies(entry, at_text, fields_json):
+                    bad = entry
+                    break
+                lines.append((entry.n, export_line(entry, at_text)))
+                n, after, prev = entry.n, entry.id, entry.hash
+            if lines:
+                for sink in self.sinks:
+                    sink.write(lines)
+                assert after is not None  # rows were exported
+                self.store.set_audit_exported(n, after, prev)
+                total += len(lines)
+                self._on_exported(len(lines))
+            if bad is not None:  # what verified before it is kept; nothing from it on
+                raise StoreError(
+                    f"audit entry {bad.id} (n={bad.n}) does not verify or does not follow the last exported one; "
+                    "export stopped: run `aaa-fmip audit verify`"
+                )
+            if len(rows) < EXPORT_BATCH:
+                return total
+
+    def trim(self) -> int:
+        if self.retain <= 0:
+            return 0
+        return self.store.trim_audit(keep=self.retain, now=self.clock())
+
+    def start(self) -> AuditExporter:
+        self._thread = threading.Thread(target=self._run, name="aaa-fmip-audit-export", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """A last pass, then stop (bounded by one pass)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+        for sink in self.sinks:
+            with contextlib.suppress(OSError):
+                sink.close()
+
+    def _run(self) -> None:
+        while True:
+            stopping = self._stop.is_set()
+            self._pass()
+            if stopping:
+                return
+            self._stop.wait(self.interval)
+
+    def _pass(self) -> None:
+        try:
+            exported = self.export_once()
+            dropped = self.trim()
+        except (AaaFmipError, OSError) as exc:
+            kind = "store" if isinstance(exc, AaaFmipError) else "sink"
+            self._on_error(kind)
+            message = str(exc) if isinstance(exc, StoreError) else f"{type(exc).__name__}: {exc}"
+            if message != self._last_error:  # once per distinct failure, not every pass
+                log.error("audit export failed", extra={"event": "audit-export-failed", "error": message})
+            self._last_error = message
+            return
+        if self._last_error is not None:
+            log.info("audit export works again", extra={"event": "audit-export-recovered"})
+            self._last_error = None
+        if exported or dropped:
+            log.info("audit exported", extra={"event": "audit-exported", "entries": exported, "trimmed": dropped})
+
+
+@dataclass(frozen=True)
+class ExportCheck:
+    ok: bool
+    lines: int
+    n: int  # position of the last line
+    head: str  # its MAC
+    problem: str | None = None
+    line_number: int | None = None  # first bad line (1-based)
+
+
+def verify_export(lines: Iterable[str], ring: KekRing, *, checkpoint: tuple[int, str] | None = None) -> ExportCheck:
+    """Check an export file offline with the KEK ring: every line's MAC, and that the lines form one chain
+    without gaps (the first line may start anywhere: files are rotated). With ``checkpoint`` (n, head), the line
+    at position n must carry that head, and the file must reach it."""
+    keys = {k.key_id: AuditKeys.derive(k) for k in (ring.current, *ring.previous)}
+    count = 0
+    n, head = 0, AUDIT_GENESIS
+    for number, text in enumerate(lines, 1):
+        if not text.strip():
+            continue
+        count += 1
+        try:
+            doc = json.loads(text)
+            entry_n, prev, mac, kid = int(doc["n"]), str(doc["prev"]), str(doc["hash"]), str(doc["kid"])
+            at, event, fields = str(doc["at"]), str(doc["event"]), doc["fields"]
+            if not isinstance(fields, dict):
+                raise ValueError("fields")
+        except (ValueError, KeyError, TypeError):
+            return ExportCheck(False, count, n, head, "a line is not an export entry", number)
+        if count > 1 and (entry_n != n + 1 or prev != head):
+            return ExportCheck(
+                False, count, n, head, "a gap or a reordering: the line does not follow the last", number
+            )
+        k = keys.get(kid)
+        if k is None:
+            return ExportCheck(False, count, n, head, f"MAC made under KEK {kid!r}, which is not configured", number)
+        if not 0 < entry_n < 1 << 64 or not hmac.compare_digest(
+            k.mac(entry_n, prev, at, event, canonical_fields(fields)), mac
+        ):
+            return ExportCheck(False, count, n, head, "the line's MAC does not verify: edited or forged", number)
+        if checkpoint is not None and entry_n == checkpoint[0] and not hmac.compare_digest(mac, checkpoint[1]):
+            return ExportCheck(False, count, n, head, "the entry at the checkpoint's position differs from it", number)
+        n, head = entry_n, mac
+    if checkpoint is not None and n < checkpoint[0]:
+        return ExportCheck(False, count, n, head, f"the file ends at n={n}, before the checkpoint's n={checkpoint[0]}")
+    return ExportCheck(True, count, n, head)
