@@ -9,8 +9,8 @@ from pathlib import Path
 
 import redis
 
-from tests.api._helpers import ingest
 from tests.api._deploy import Deployment, make_credentials
+from tests.api._helpers import ingest
 from tests.support.redis_server import RedisServer
 from tests.support.service_proc import ServiceProcess, random_kek, render_config, run_cli
 
@@ -45,9 +45,10 @@ def test_serve_exports_and_trims_and_the_cli_checks_everything(redis_server: Red
 
         # retention: only the newest 2 stay in Redis, and what stays still verifies from the signed anchor
         deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and redis.Redis.from_url(redis_server.url).xlen(
-            f"{prefix}:{{audit}}:stream"
-        ) > 2:
+        while (
+            time.monotonic() < deadline
+            and redis.Redis.from_url(redis_server.url).xlen(f"{prefix}:{{audit}}:stream") > 2
+        ):
             time.sleep(0.1)
         verify = run_cli("audit", "verify", "--config", config_path, env=env)
         assert verify.returncode == 0, verify.stdout + verify.stderr
