@@ -9,7 +9,7 @@ from pathlib import Path
 from diameter.message.avp import Avp
 
 from aaa_fmip.bootstrap import build_runtime
-from aaa_fmip.config import load_settings, token_sha256
+from aaa_fmip.config import load_settings
 from aaa_fmip.diameter import server
 from aaa_fmip.diameter.client import HandoverKeyClient
 from aaa_fmip.model import Caller
@@ -30,8 +30,7 @@ prefix = "serve{os.urandom(3).hex()}"
 [[access_routers]]
 name = "ar1"
 addresses = ["{PAR1}"]
-token_sha256 = "{token_sha256("not-used").hex()}"
-diameter_identity = "ar1.example.net"
+diameter_identity = "ar1.example.net"          # Diameter only: no token_sha256
 
 [diameter]
 listen = "127.0.0.1:{port}"
