@@ -242,6 +242,17 @@ def test_missing_base_unsigned32_is_zero_filled_by_the_node(ar1: HandoverKeyClie
     assert answer.failed_avp.additional_avps[0].payload == bytes(4)
 
 
+def test_auth_application_id_other_than_the_header_is_5004(ar1: HandoverKeyClient) -> None:
+    request = ar1.new_request()
+    request.auth_application_id = 4  # the header still says ours
+    request.append_avp(ar1.codec.new("FMIP-AR-Address", PAR1))
+    request.append_avp(ar1.codec.new("Key-SPI", 1))
+    answer = ar1.send(request)
+    assert answer.result_code == 5004
+    assert failed(answer) == [(c.AVP_AUTH_APPLICATION_ID, 0)]
+    assert answer.failed_avp.additional_avps[0].payload == (4).to_bytes(4, "big")  # as received
+
+
 @pytest.mark.parametrize(
     "unknown",
     [Avp(60999, 0, b"\x01\x02\x03", 0x40), Avp(999, V, b"\x00\x00\x00\x07", 0xC0)],
