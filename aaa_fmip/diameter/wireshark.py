@@ -140,21 +140,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--config", type=Path, help="aaa-fmip.toml: use its [diameter] ids and dictionary")
     parser.add_argument("--overlay", type=Path, help="build a WIRESHARK_DATA_DIR here instead of printing the XML")
     args = parser.parse_args(argv)
-    dictionary = load_dictionary()
-    if args.config is not None:
-        from aaa_fmip.config import load_settings
+    from aaa_fmip.config import load_settings
+    from aaa_fmip.errors import ConfigError
 
-        settings = load_settings(args.config, dict(os.environ)).diameter
-        if settings is not None:
-            dictionary = load_dictionary(settings.dictionary).with_overrides(
-                application_id=settings.application_id,
-                vendor_id=settings.vendor_id,
-                command_code=settings.command_code,
-            )
-    if args.overlay is not None:
-        print(overlay(args.overlay, dictionary))
-    else:
-        sys.stdout.write(render(dictionary))
+    try:
+        dictionary = load_dictionary()
+        if args.config is not None:
+            settings = load_settings(args.config, dict(os.environ)).diameter
+            if settings is not None:
+                dictionary = load_dictionary(settings.dictionary).with_overrides(
+                    application_id=settings.application_id,
+                    vendor_id=settings.vendor_id,
+                    command_code=settings.command_code,
+                )
+        if args.overlay is not None:
+            print(overlay(args.overlay, dictionary))
+        else:
+            sys.stdout.write(render(dictionary))
+    except (ConfigError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -109,3 +109,17 @@ def test_render_follows_the_configured_ids_and_is_well_formed() -> None:
     assert (application.get("id"), application[0].get("code")) == ("2128150530", "16777215")
     names = [a.get("name") for a in application if a.tag == "avp"]
     assert names == ["Key", "Key-Type", "Keying-Material", "Key-Lifetime", "Key-SPI", "Key-Name"]
+
+
+def test_command_renders_the_configured_ids(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "aaa-fmip.toml"
+    config.write_text(
+        '[diameter]\norigin_host = "keys.example.net"\norigin_realm = "example.net"\n'
+        "application_id = 2128150530\nvendor_id = 99999\n",
+        encoding="utf-8",
+    )
+    assert wireshark.main(["--config", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert '<vendor vendor-id="aaa-fmip" code="99999"' in out and '<application id="2128150530"' in out
+    assert wireshark.main(["--config", str(tmp_path / "absent.toml")]) == 2
+    assert "absent.toml" in capsys.readouterr().err
