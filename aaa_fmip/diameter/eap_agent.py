@@ -120,7 +120,7 @@ class EapAgent:
                 self._ingest(request, answer, session_id, home, dsrk_keys[0])
             else:
                 log.warning("diameter DEA carried a DSRK without success; dropped", extra={"session_id": session_id})
-        if answer.result_code == rc.SUCCESS or answer.result_code == c.E_RESULT_CODE_DIAMETER_MULTI_ROUND_AUTH:
+        if answer.result_code == rc.SUCCESS or answer.result_code == rc.MULTI_ROUND_AUTH:
             self._remember(session_id, _Route(nas=nas, home=home))
         return _relayed_answer(request, answer, kept)
 

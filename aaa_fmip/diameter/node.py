@@ -46,7 +46,7 @@ from diameter.node.application import WaitingMessage
 from diameter.node.peer import PEER_READY_STATES
 
 from aaa_fmip.diameter.avps import WireAvp, missing_library_avp, split_avps
-from aaa_fmip.diameter.results import MISSING_AVP, is_protocol_error
+from aaa_fmip.diameter.results import APPLICATION_UNSUPPORTED, MISSING_AVP, UNABLE_TO_COMPLY, is_protocol_error
 
 log = logging.getLogger("aaa_fmip.diameter")
 
@@ -216,7 +216,7 @@ class Node(_LibNode):  # type: ignore[misc]
                 extra={"peer": identity, "application_id": message.header.application_id},
             )
             err = self._generate_answer(conn, message)
-            err.result_code = c.E_RESULT_CODE_DIAMETER_APPLICATION_UNSUPPORTED
+            err.result_code = APPLICATION_UNSUPPORTED
             err.header.is_error = True  # RFC 6733 §7.1.3: protocol errors set the E bit
             self.send_message(conn, err)
             return
@@ -411,7 +411,7 @@ class PooledApplication(_LibApplication):  # type: ignore[misc]
             answer = self._handler(message)
         except Exception:
             log.exception("diameter request handler failed")
-            answer = self.generate_answer(message, result_code=c.E_RESULT_CODE_DIAMETER_UNABLE_TO_COMPLY)
+            answer = self.generate_answer(message, result_code=UNABLE_TO_COMPLY)
         if answer is not None:
             self.send_answer(answer)
 

@@ -18,6 +18,7 @@ from aaa_fmip.errors import (
 )
 
 # RFC 6733 §7.1
+MULTI_ROUND_AUTH: Final = 1001
 SUCCESS: Final = 2001
 COMMAND_UNSUPPORTED: Final = 3001
 UNABLE_TO_DELIVER: Final = 3002
