@@ -48,7 +48,8 @@ class CallerRegistry:
         for ar in settings.access_routers:
             router = ar.to_model()
             routers.append(router)
-            tokens.append((ar.token_sha256, Caller(name=ar.name, role="ar", router=router)))
+            if ar.token_sha256 is not None:  # None: a Diameter-only router, no REST access
+                tokens.append((ar.token_sha256, Caller(name=ar.name, role="ar", router=router)))
         for client in settings.clients:
             tokens.append((client.token_sha256, Caller(name=client.name, role=client.role)))
         return cls(tuple(tokens), tuple(routers))
@@ -64,7 +65,7 @@ class CallerRegistry:
 
     @property
     def client_count(self) -> int:
-        return len(self._tokens) - len(self.routers)
+        return sum(1 for _, caller in self._tokens if caller.role != "ar")
 
     def router_by_name(self, name: str) -> AccessRouter | None:
         return next((r for r in self.routers if r.name == name), None)

@@ -123,7 +123,7 @@ class KeysSettings:
 class AccessRouterSettings:
     name: str
     addresses: tuple[ipaddress.IPv6Address, ...]
-    token_sha256: bytes = field(repr=False)
+    token_sha256: bytes | None = field(repr=False)  # None: Diameter only (no REST access)
     diameter_identity: str | None = None
     nas_identifier: str | None = None
     nas_address: IPAddress | None = None
@@ -693,8 +693,15 @@ def _access_router(doc: Mapping[str, Any], index: int) -> AccessRouterSettings:
             raise ConfigError("not a unicast address", key=key)
     if len(set(addresses)) != len(addresses):
         raise ConfigError("duplicate address", key=t.key("addresses"))
-    token = parse_sha256_hex(t.string("token_sha256", required=True), key=t.key("token_sha256"))
+    token_text = t.string("token_sha256")
+    token = parse_sha256_hex(token_text, key=t.key("token_sha256")) if token_text is not None else None
     diameter_identity = _optional_name(t, "diameter_identity", lambda v: bool(_DIAMETER_IDENTITY.match(v)))
+    if token is None and diameter_identity is None:
+        # A router that speaks only Diameter is identified by its diameter_identity; every other needs a token.
+        raise ConfigError(
+            "required (only a router that speaks Diameter only, with a diameter_identity, may omit it)",
+            key=t.key("token_sha256"),
+        )
     nas_identifier = _optional_name(t, "nas_identifier")
     nas_address_text = t.string("nas_address")
     nas_address = parse_ip(nas_address_text, key=t.key("nas_address")) if nas_address_text is not None else None
@@ -727,7 +734,7 @@ def _check_unique_callers(routers: tuple[AccessRouterSettings, ...], clients: tu
     # shared by two routers would let either obtain the other's keys (RFC 4962 key scoping).
     seen_names: dict[str, str] = {}
     seen_tokens: dict[bytes, str] = {}
-    entries: list[tuple[str, str, bytes]] = [
+    entries: list[tuple[str, str, bytes | None]] = [
         (f"access_routers[{i}]", r.name, r.token_sha256) for i, r in enumerate(routers)
     ]
     entries += [(f"clients[{i}]", c.name, c.token_sha256) for i, c in enumerate(clients)]
@@ -735,6 +742,8 @@ def _check_unique_callers(routers: tuple[AccessRouterSettings, ...], clients: tu
         if name in seen_names:
             raise ConfigError(f"name {name!r} is already used by {seen_names[name]}", key=f"{where}.name")
         seen_names[name] = where
+        if digest is None:
+            continue
         if digest in seen_tokens:
             raise ConfigError(f"same token as {seen_tokens[digest]}", key=f"{where}.token_sha256")
         seen_tokens[digest] = where

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from aaa_fmip.bootstrap import CallerRegistry
 from aaa_fmip.config import HostPort, Settings, load_settings, parse_host_port, resolve_config_path
 from aaa_fmip.errors import ConfigError
 
@@ -229,6 +230,12 @@ AR2 = f'[[access_routers]]\nname = "ar2"\naddresses = ["2001:db8::2", "{{addr}}"
         (AR.replace("2001:db8::1", "ff02::1"), {}, "access_routers[0].addresses[0]", "unicast"),
         (AR.replace('addresses = ["2001:db8::1"]', "addresses = []"), {}, "access_routers[0].addresses", "at least"),
         (AR.replace(TOKEN_A, "abc"), {}, "access_routers[0].token_sha256", "64 hex digits"),
+        (
+            AR.replace(f'token_sha256 = "{TOKEN_A}"\n', ""),
+            {},
+            "access_routers[0].token_sha256",
+            "required (only a router that speaks Diameter only",
+        ),
         (AR + AR.replace('"ar1"', '"ar9"').replace("::1", "::9"), {}, "access_routers[1].token_sha256", "same token"),
         (AR + AR.replace(TOKEN_A, TOKEN_B).replace("::1", "::9"), {}, "access_routers[1].name", "already used"),
         (AR + "colour = 1\n", {}, "access_routers[0].colour", "unknown setting"),
@@ -307,6 +314,26 @@ def test_errors_name_the_key(tmp_path: Path, text: str, env: dict[str, str], key
     assert error.key == key
     assert str(error).startswith(f"{key}: ")
     assert words in str(error)
+
+
+def test_a_diameter_only_router_needs_no_token(tmp_path: Path) -> None:
+    text = (
+        AR.replace(f'token_sha256 = "{TOKEN_A}"\n', 'diameter_identity = "ar1.example"\n')
+        + AR2.replace("{addr}", "2001:db8::3")
+        + '[diameter]\norigin_host = "k.example"\norigin_realm = "example"\n'
+        + '[[diameter.peers]]\nidentity = "ar1.example"\nrole = "ar"\n'
+    )
+    path = tmp_path / "c.toml"
+    path.write_text(text)
+    settings = load_settings(path, {"AAA_FMIP_KEK": "00" * 32})
+    ar1, ar2 = settings.access_routers
+    assert (ar1.token_sha256, ar1.diameter_identity) == (None, "ar1.example")
+    assert ar2.token_sha256 == bytes.fromhex(TOKEN_B)
+    registry = CallerRegistry.from_settings(settings)
+    assert registry.router_by_diameter_identity("ar1.example") is not None  # reachable over Diameter
+    assert registry.authenticate("token-b") is not None and registry.authenticate("token-b").name == "ar2"
+    assert registry.authenticate("") is None  # and no token (not even an empty one) is ar1's
+    assert registry.client_count == 0
 
 
 def test_kek_value_is_never_in_the_error(tmp_path: Path) -> None:

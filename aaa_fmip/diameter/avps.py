@@ -4,22 +4,99 @@ A request that lacks an AVP raises :class:`MissingAvp` (→ 5005 DIAMETER_MISSIN
 decode or is out of range :class:`InvalidAvp` (→ 5004 DIAMETER_INVALID_AVP_VALUE), one that repeats a
 single-valued AVP :class:`RepeatedAvp` (→ 5009 DIAMETER_AVP_OCCURS_TOO_MANY_TIMES); each carries the AVP
 to put in Failed-AVP (RFC 6733 §7.5): the offending AVP as received, or for a missing one an AVP of that code
-with an empty value.
+and vendor with a zero-filled value of the type's minimum length (:func:`zero_filled`).
 """
 
 from __future__ import annotations
 
 import ipaddress
 import struct
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
 
 from diameter.message import Avp
+from diameter.message.avp import avp as _avp_types
 from diameter.message.avp.avp import AvpGrouped
+from diameter.message.avp.dictionary import AVP_DICTIONARY, AVP_VENDOR_DICTIONARY
 
 from aaa_fmip.diameter.dictionary import AvpDef, DiameterDictionary
 
 ADDRESS_FAMILY_IPV6 = 2  # RFC 6733 §4.3.1 Address: IANA address family 2 = IPv6
+
+# RFC 6733 §4.2/§4.3: the shortest valid value of each type. Our Address AVPs are IPv6 only (family + 16 octets);
+# any other Address needs at least family + an IPv4 address. OctetString-derived types and Grouped may be empty.
+_MIN_LENGTHS: Final[Mapping[str, int]] = {
+    "Integer32": 4,
+    "Unsigned32": 4,
+    "Enumerated": 4,
+    "Float32": 4,
+    "Time": 4,
+    "Integer64": 8,
+    "Unsigned64": 8,
+    "Float64": 8,
+    "Address": 18,
+}
+_LIBRARY_MIN_LENGTHS: Final[tuple[tuple[type[Any], int], ...]] = (
+    (_avp_types.AvpInteger32, 4),  # also Enumerated (a subclass)
+    (_avp_types.AvpUnsigned32, 4),
+    (_avp_types.AvpFloat32, 4),
+    (_avp_types.AvpTime, 4),
+    (_avp_types.AvpInteger64, 8),
+    (_avp_types.AvpUnsigned64, 8),
+    (_avp_types.AvpFloat64, 8),
+    (_avp_types.AvpAddress, 6),
+)
+
+
+def zero_filled(code: int, vendor_id: int, mandatory: bool, length: int) -> Any:
+    """RFC 6733 §7.5: the Failed-AVP member for a missing AVP, with ``length`` zero octets as its value."""
+    flags = (Avp.avp_flag_vendor if vendor_id else 0) | (Avp.avp_flag_mandatory if mandatory else 0)
+    return Avp(code, vendor_id, bytes(length), flags)
+
+
+def missing_library_avp(code: int, vendor_id: int = 0) -> Any:
+    """:func:`zero_filled` for an AVP python-diameter's own dictionary defines (the base protocol's)."""
+    table = AVP_VENDOR_DICTIONARY.get(vendor_id, {}) if vendor_id else AVP_DICTIONARY
+    entry = table.get(code, {})
+    kind = entry.get("type")
+    length = next((n for cls, n in _LIBRARY_MIN_LENGTHS if kind is not None and issubclass(kind, cls)), 0)
+    return zero_filled(code, vendor_id, bool(entry.get("mandatory", True)), length)
+
+
+# RFC 6733 §4.5: the base protocol's AVPs. Every Diameter node recognizes them, so one of these with the M bit
+# in a request of ours is not "unsupported" (§7.1.5 5001) even where our command has no use for it.
+BASE_AVP_CODES: Final = frozenset(
+    {1, 25, 27, 33, 44, 50, 55, 85, 257, 258, 259, 260, 261, 262, 263, 264, 265, 266, 267, 268, 269, 270, 271, 272,
+     273, 274, 276, 277, 278, 279, 280, 281, 282, 283, 284, 285, 287, 291, 292, 293, 294, 295, 296, 297, 298, 299,
+     480, 483, 485}
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class WireAvp:
+    """One AVP of a received message: decoded (python-diameter's ``Avp``) and its exact octets, padding included."""
+
+    avp: Any
+    raw: bytes
+
+
+def split_avps(data: bytes, offset: int = 20) -> list[WireAvp]:
+    """The AVPs of a Diameter message (``data`` from its header on), each with the octets it arrived as.
+
+    Relaying uses ``raw``: python-diameter rebuilds the AVPs it knows from attributes (with its own flags and
+    order), so only the received octets keep the flags, Vendor-Ids and order of the sender (RFC 6733 §6.1.9).
+    """
+    found: list[WireAvp] = []
+    while offset + 8 <= len(data):
+        length = int.from_bytes(data[offset + 5 : offset + 8], "big")
+        if length < 8:
+            break  # python-diameter has already refused such a message; nothing sane to split
+        end = min(len(data), offset + ((length + 3) & ~3))
+        raw = bytes(data[offset:end])
+        found.append(WireAvp(Avp.from_bytes(raw), raw))
+        offset = end
+    return found
 
 
 class AvpError(Exception):
@@ -73,9 +150,9 @@ class AvpCodec:
         return avp
 
     def missing(self, name: str) -> Any:
-        """The Failed-AVP member for a missing AVP: its code and vendor with an empty value."""
+        """The Failed-AVP member for a missing AVP: its code and vendor, zero-filled to the type's minimum."""
         d = self.dictionary.avp(name)
-        return Avp(d.code, d.vendor_id, b"", 0x40 if d.mandatory else 0)
+        return zero_filled(d.code, d.vendor_id, d.mandatory, _MIN_LENGTHS.get(d.type, 0))
 
     # ------------------------------------------------------------------------------------------------ decode
 

@@ -119,6 +119,7 @@ class HandoverKeyClient:
         register(self.dictionary)
         node = Node(self.origin_host, self.origin_realm, vendor_ids=[self.dictionary.vendor_id])
         node.vendor_id = self.dictionary.vendor_id
+        node.vendor_applications[self.dictionary.application_id] = self.dictionary.vendor_id  # RFC 6733 §6.11
         node.product_name = "aaa-fmip-ar"
         self.node = node
         try:

@@ -1,11 +1,17 @@
 """The Diameter EAP agent (RFC 4072): a proxy on the DER/DEA path between NASes and a home EAP server.
 
 It forwards each DER to a home EAP server and the DEA back (RFC 6733 §6.1.9 proxy rules: same End-to-End
-Identifier, our own Hop-by-Hop Identifier, a Route-Record naming the NAS). When a successful DEA carries an
+Identifier, our own Hop-by-Hop Identifier, a Route-Record naming the NAS). Relayed AVPs are sent as the octets
+they arrived as (flags, Vendor-Ids, order, unknown AVPs included): the agent does not re-encode what it only
+passes on, and it leaves unknown M-bit AVPs to the home server or NAS, the end points that must understand them
+(RFC 6733 §4.1, §6.1.8). When a successful DEA carries an
 RFC 6734 Key AVP of Key-Type DSRK (0) with the EMSKName in Key-Name, the agent derives and stores the
 visited-domain HMK through :meth:`HandoverKeyService.ingest_session` (architecture.md §2) and removes that Key
 AVP before the DEA reaches the NAS: the DSRK belongs to this domain's key service, never to the NAS. A store
 failure is logged and counted but never changes the DEA (network access does not depend on handover keys).
+A DEA that arrives after the NAS was answered 3002 (the home server took longer than ``answer_timeout``) matches
+no waiting request: the node drops, logs and counts it, and its DSRK is not stored (the NAS treats that
+authentication as failed).
 
 STR from a NAS and ASR from the home server revoke the session's HMK (external id
 ``diameter-session:<Session-Id>``) and are forwarded like DERs.
@@ -21,14 +27,14 @@ from contextlib import nullcontext, suppress
 from dataclasses import dataclass
 from typing import Any, Final
 
-from diameter.message import Message, MessageHeader
+from diameter.message import MessageHeader
 from diameter.message import constants as c
 from diameter.message.avp import Avp
 
 from aaa_fmip.diameter import results as rc
-from aaa_fmip.diameter.avps import AvpCodec, AvpError
+from aaa_fmip.diameter.avps import AvpCodec, AvpError, WireAvp
 from aaa_fmip.diameter.dictionary import DiameterDictionary
-from aaa_fmip.diameter.node import NotRoutable, received_from
+from aaa_fmip.diameter.node import NotRoutable, VerbatimMessage, received_from, wire_avps
 from aaa_fmip.errors import AaaFmipError
 from aaa_fmip.model import Caller
 
@@ -108,25 +114,25 @@ class EapAgent:
         answer = self._forward(request, nas, home)
         if answer is None:
             return self._local_error(request, rc.UNABLE_TO_DELIVER, "the home EAP server did not answer")
-        avps = list(answer.avps)
-        kept, dsrk_keys = self._split_keys(avps)
+        kept, dsrk_keys = self._split_keys(wire_avps(answer))
         if dsrk_keys:
             if answer.result_code == rc.SUCCESS:
                 self._ingest(request, answer, session_id, home, dsrk_keys[0])
             else:
                 log.warning("diameter DEA carried a DSRK without success; dropped", extra={"session_id": session_id})
-        if answer.result_code == rc.SUCCESS or answer.result_code == c.E_RESULT_CODE_DIAMETER_MULTI_ROUND_AUTH:
+        if answer.result_code == rc.SUCCESS or answer.result_code == rc.MULTI_ROUND_AUTH:
             self._remember(session_id, _Route(nas=nas, home=home))
         return _relayed_answer(request, answer, kept)
 
-    def _split_keys(self, avps: Sequence[Any]) -> tuple[list[Any], list[Any]]:
+    def _split_keys(self, avps: Sequence[WireAvp]) -> tuple[list[WireAvp], list[Any]]:
         """(AVPs to relay, DSRK Key AVPs to consume). Other Key-Types (rMSK, rRK) pass through untouched; a Key
         AVP whose Key-Type cannot be read is dropped (it might hold a DSRK, which must never reach the NAS)."""
         key_def = self.codec.dictionary.avp("Key")
         dsrk = self.codec.dictionary.avp("Key-Type").value(KEY_TYPE_DSRK)
-        kept: list[Any] = []
+        kept: list[WireAvp] = []
         taken: list[Any] = []
-        for avp in avps:
+        for wire in avps:
+            avp = wire.avp
             if avp.code == key_def.code and avp.vendor_id == key_def.vendor_id:
                 try:
                     key_type = self.codec.integer32(self.codec.required(self.codec.members(avp), "Key-Type"))
@@ -137,7 +143,7 @@ class EapAgent:
                 if key_type == dsrk:
                     taken.append(avp)
                     continue
-            kept.append(avp)
+            kept.append(wire)
         return kept, taken
 
     def _ingest(self, request: Any, answer: Any, session_id: str, home: str, key: Any) -> None:
@@ -208,7 +214,7 @@ class EapAgent:
         answer = self._forward(request, peer, target)
         if answer is None:
             return self._local_error(request, rc.UNABLE_TO_DELIVER, f"{target} did not answer")
-        return _relayed_answer(request, answer, list(answer.avps))
+        return _relayed_answer(request, answer, wire_avps(answer))
 
     # ------------------------------------------------------------------------------------------- helpers
 
@@ -221,9 +227,10 @@ class EapAgent:
             hop_by_hop_identifier=0,
             end_to_end_identifier=request.header.end_to_end_identifier,
         )
-        # RFC 6733 §6.1.9: a proxy appends a Route-Record with the identity of the peer it received from.
+        # RFC 6733 §6.1.9: a proxy appends a Route-Record with the identity of the peer it received from; every
+        # other AVP goes on as it arrived.
         route_record = Avp.new(c.AVP_ROUTE_RECORD, value=from_peer.encode())
-        forwarded = Message(header, [*request.avps, route_record])
+        forwarded = VerbatimMessage(header, [*(w.raw for w in wire_avps(request)), route_record.as_bytes()])
         try:
             return self._app.request_to(forwarded, to_peer, self.ctx.answer_timeout)
         except (NotRoutable, TimeoutError) as exc:
@@ -268,8 +275,9 @@ class EapAgent:
             self.ctx.metrics.operation_errors.labels(INTERFACE, operation, error).inc()
 
 
-def _relayed_answer(request: Any, answer: Any, avps: Iterable[Any]) -> Any:
-    """The upstream answer, re-addressed to the request we received (its Hop-by-Hop and End-to-End ids)."""
+def _relayed_answer(request: Any, answer: Any, avps: Iterable[WireAvp]) -> Any:
+    """The upstream answer, re-addressed to the request we received (its Hop-by-Hop and End-to-End ids), its
+    AVPs sent as the octets they arrived as."""
     header = MessageHeader(
         version=1,
         command_flags=answer.header.command_flags,
@@ -278,7 +286,7 @@ def _relayed_answer(request: Any, answer: Any, avps: Iterable[Any]) -> Any:
         hop_by_hop_identifier=request.header.hop_by_hop_identifier,
         end_to_end_identifier=request.header.end_to_end_identifier,
     )
-    return Message(header, list(avps))
+    return VerbatimMessage(header, [w.raw for w in avps])
 
 
 def _text(value: bytes | str | None) -> str:

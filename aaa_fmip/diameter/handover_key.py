@@ -8,6 +8,10 @@ Who is calling: the request's Origin-Host must be the ``diameter_identity`` of a
 the request arrives straight from that AR, the connection's peer identity (authenticated by CER/CEA, and by TLS
 or IPsec where deployed) must equal it; when it arrives through a configured Diameter agent (a relay such as
 freeDiameter), the agent is trusted to forward Origin-Host unchanged, as RFC 6733 §6.1.9 requires of it.
+
+Unknown AVPs: one with the M bit set that is neither in our dictionary nor a base protocol AVP makes the answer
+5001 DIAMETER_AVP_UNSUPPORTED with that AVP in Failed-AVP and no key (RFC 6733 §4.1, §6.1.8, §7.1.5); one
+without the M bit is ignored.
 """
 
 from __future__ import annotations
@@ -22,10 +26,10 @@ from typing import Any
 from diameter.message import MessageHeader
 
 from aaa_fmip.diameter import results as rc
-from aaa_fmip.diameter.avps import AvpCodec, AvpError, MissingAvp
+from aaa_fmip.diameter.avps import BASE_AVP_CODES, AvpCodec, AvpError, MissingAvp
 from aaa_fmip.diameter.dictionary import DiameterDictionary
 from aaa_fmip.diameter.messages import handover_key_classes
-from aaa_fmip.diameter.node import received_from
+from aaa_fmip.diameter.node import received_from, wire_avps
 from aaa_fmip.errors import AaaFmipError, DecodeError, InvalidRequest
 from aaa_fmip.model import AccessRouter, Caller, FbuVerdict, HandoverKeyGrant
 
@@ -67,6 +71,7 @@ class HandoverKeyApplication:
         self.codec = AvpCodec(context.dictionary)
         d = context.dictionary
         _, self._request_class, self._answer_class = handover_key_classes(d.command_code, d.command_name)
+        self._known = frozenset((a.code, a.vendor_id) for a in d.avps.values()) | {(code, 0) for code in BASE_AVP_CODES}
 
     # ---------------------------------------------------------------------------------------------- entry
 
@@ -76,6 +81,7 @@ class HandoverKeyApplication:
                 raise _Refused(rc.COMMAND_UNSUPPORTED, "unsupported command")
             self._check_realm(request)
             caller = self._caller(request)
+            self._check_unsupported(request)
             avps = list(request.avps)
             mode = self._mode(avps)
             if mode == "FBU_VERIFY":
@@ -180,6 +186,17 @@ class HandoverKeyApplication:
             avp = next((a for a in request.avps if a.code == 258 and a.vendor_id == 0), None)  # Auth-Application-Id
             raise _Refused(rc.INVALID_AVP_VALUE, "Auth-Application-Id does not match the header", [avp] if avp else [])
 
+    def _check_unsupported(self, request: Any) -> None:
+        # RFC 6733 §6.1.8, §7.1.5: an AVP with the M bit that we do not recognize fails the request with 5001 and
+        # the AVP (as received) in Failed-AVP; one without the M bit may be ignored. AVPs inside a Grouped AVP
+        # are the group's business (§4.1). The received octets are checked, not python-diameter's re-encoding.
+        unsupported = [
+            w.avp for w in wire_avps(request) if w.avp.flags & 0x40 and (w.avp.code, w.avp.vendor_id) not in self._known
+        ]
+        if unsupported:
+            names = ", ".join(f"{a.code} (vendor {a.vendor_id})" if a.vendor_id else str(a.code) for a in unsupported)
+            raise _Refused(rc.AVP_UNSUPPORTED, f"unsupported AVP with the M bit: {names}", unsupported)
+
     def _caller(self, request: Any) -> Caller:
         origin = _text(request.origin_host).lower()
         peer = received_from(request)
@@ -206,8 +223,12 @@ class HandoverKeyApplication:
             code = rc.result_for(exc)
             failed = blame if isinstance(exc, InvalidRequest | DecodeError) else []
             reason = getattr(exc, "reason", None) or type(exc).__name__
-            log.info("diameter request refused", extra={"operation": operation, "result_code": code, "reason": reason})
-            raise _Refused(code, str(exc), failed) from None
+            message = rc.error_message_for(exc)
+            extra: dict[str, Any] = {"operation": operation, "result_code": code, "reason": reason}
+            if message != str(exc):
+                extra["detail"] = str(exc)  # internals (a Redis address, a call name): the log only, never the wire
+            log.info("diameter request refused", extra=extra)
+            raise _Refused(code, message, failed) from None
 
     # ------------------------------------------------------------------------------------------ answers
 

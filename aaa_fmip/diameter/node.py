@@ -11,6 +11,15 @@ woken on stop and joined within a bounded time. :class:`PooledApplication` runs 
 Requests are dispatched by Application-Id *and* the peer the request arrived from: an application only sees
 requests from the peers it was registered for, others are answered 3007 DIAMETER_APPLICATION_UNSUPPORTED.
 The handler learns the sending peer from :func:`received_from`.
+
+Conformance fixes over the library (RFC 6733): every answer with a 3xxx Result-Code carries the E bit, the CEA
+with 3010 included (§7.1.3); a request missing a required base AVP gets 5005 with the AVP zero-filled to its
+minimum length in Failed-AVP (§7.5); an answer no request waits for (one arriving after its request timed out)
+is dropped, logged and counted (§6.2.1); applications in ``vendor_applications`` are advertised in CER/CEA as
+Vendor-Specific-Application-Id (§6.11, §5.3). And each received message keeps the octets it arrived as
+(:func:`wire_avps`): python-diameter rebuilds the AVPs it knows from attributes, with its own M bits and order,
+which a relaying agent must not do. The library offers no hook for the octets, so its connection reader's
+``Message`` is replaced by a subclass that only records them (python-diameter is pinned to 0.9.0).
 """
 
 from __future__ import annotations
@@ -26,16 +35,24 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Final
 
+from diameter.message import Message, MessageHeader
 from diameter.message import constants as c
+from diameter.message.avp.grouped import FailedAvp, VendorSpecificApplicationId
 from diameter.node import Node as _LibNode
+from diameter.node import peer as _lib_peer
+from diameter.node._helpers import validate_message_avps
 from diameter.node.application import Application as _LibApplication
 from diameter.node.application import WaitingMessage
 from diameter.node.peer import PEER_READY_STATES
+
+from aaa_fmip.diameter.avps import WireAvp, missing_library_avp, split_avps
+from aaa_fmip.diameter.results import APPLICATION_UNSUPPORTED, MISSING_AVP, UNABLE_TO_COMPLY, is_protocol_error
 
 log = logging.getLogger("aaa_fmip.diameter")
 
 _RECEIVED_FROM: Final = "_aaa_fmip_received_from"
 _ROUTE_TO: Final = "_aaa_fmip_route_to"
+_WIRE: Final = "_aaa_fmip_wire"
 
 DEFAULT_WAKEUP_INTERVAL: Final = 0.5  # s; bounds timer checks (watchdog, CER/CEA, reconnect) and nothing else
 
@@ -52,6 +69,48 @@ def received_from(message: Any) -> str:
 def route_to(message: Any, identity: str) -> None:
     """Mark an outgoing request to be sent to that peer, whatever its Destination-Realm."""
     setattr(message, _ROUTE_TO, identity.lower())
+
+
+class _WireMessage(Message):  # type: ignore[misc]
+    """What python-diameter's connection reader parses with: ``Message`` that also keeps the octets it parsed."""
+
+    @classmethod
+    def from_bytes(cls, msg_data: bytes, plain_msg: bool = False) -> Any:
+        message = Message.from_bytes(msg_data, plain_msg)
+        setattr(message, _WIRE, bytes(msg_data))
+        return message
+
+
+if _lib_peer.Message is Message:  # once per process; the reader calls ``Message.from_bytes`` and nothing else
+    _lib_peer.Message = _WireMessage
+
+
+def wire_bytes(message: Any) -> bytes | None:
+    """The octets a received message arrived as (None for a message built here)."""
+    data = getattr(message, _WIRE, None)
+    return data if isinstance(data, bytes) else None
+
+
+def wire_avps(message: Any) -> list[WireAvp]:
+    """The AVPs of a message as they arrived (order, flags, Vendor-Ids, octets); for a message built here, as
+    they would be sent."""
+    data = wire_bytes(message)
+    if data is None:
+        return [WireAvp(avp, avp.as_bytes()) for avp in message.avps]
+    return split_avps(data)
+
+
+class VerbatimMessage(Message):  # type: ignore[misc]
+    """A message sent with AVPs given as octets (a relayed message: nothing re-encoded)."""
+
+    def __init__(self, header: MessageHeader, raw_avps: list[bytes]) -> None:
+        super().__init__(header, [])
+        self.raw_avps = raw_avps
+
+    def as_bytes(self) -> bytes:
+        body = b"".join(self.raw_avps)
+        self.header.length = 20 + len(body)
+        return bytes(self.header.as_bytes()) + body
 
 
 class _WakeMessage:
@@ -74,6 +133,13 @@ class Node(_LibNode):  # type: ignore[misc]
         self._connections_lock = threading.Lock()
         self._app_peers: dict[int, tuple[Any, frozenset[str]]] = {}
         self._stopped = False
+        # Application-Id → Vendor-Id: advertised as Vendor-Specific-Application-Id (RFC 6733 §6.11).
+        self.vendor_applications: dict[int, int] = {}
+        # Called with each answer dropped because no request waits for it (e.g. to count it).
+        self.on_unmatched_answer: Callable[[Any], None] | None = None
+        # Our own check (below) replaces the library's: it puts the missing AVPs in Failed-AVP zero-filled.
+        self._check_required_avps = True
+        self.validate_received_request_avps = False
 
     # ------------------------------------------------------------------------------------------ registration
 
@@ -95,7 +161,44 @@ class Node(_LibNode):  # type: ignore[misc]
         # The library samples statistics every 60 s with 2 s sleeps; we export our own metrics instead.
         _thread._stop_event.wait()
 
+    def send_message(self, conn: Any, message: Any) -> None:
+        header = message.header
+        if not header.is_request:
+            result_code = getattr(message, "result_code", None)  # absent on relayed (verbatim) answers
+            if isinstance(result_code, int) and is_protocol_error(result_code):
+                header.is_error = True  # RFC 6733 §7.1.3, also for the library's own CEA 3010 and 3007
+        if header.command_code == c.CMD_CAPABILITIES_EXCHANGE and self.vendor_applications:
+            self._advertise_vendor_applications(message)
+        super().send_message(conn, message)
+
+    def _advertise_vendor_applications(self, message: Any) -> None:
+        # RFC 6733 §6.11: a vendor-specific application is advertised in a Vendor-Specific-Application-Id
+        # {Vendor-Id, Auth-Application-Id}, not in a bare Auth-Application-Id.
+        ids = list(message.auth_application_id or [])
+        ours = [i for i in ids if i in self.vendor_applications]
+        if not ours:
+            return
+        message.auth_application_id = [i for i in ids if i not in self.vendor_applications]
+        message.vendor_specific_application_id = [
+            *(message.vendor_specific_application_id or []),
+            *(VendorSpecificApplicationId(vendor_id=self.vendor_applications[i], auth_application_id=i) for i in ours),
+        ]
+
     def _receive_message(self, conn: Any, msg: Any) -> None:
+        if msg.header.is_request and self._check_required_avps:
+            missing = validate_message_avps(msg)
+            if missing:
+                log.warning(
+                    "diameter request refused: required AVP missing",
+                    extra={"peer": conn.host_identity, "avps": [a.code for a in missing]},
+                )
+                err = self._generate_answer(conn, msg)
+                err.result_code = MISSING_AVP
+                err.error_message = "A required AVP is missing"
+                # RFC 6733 §7.5: the missing AVP's code and Vendor-Id with a zero-filled minimum-length value.
+                err.failed_avp = FailedAvp(additional_avps=[missing_library_avp(a.code, a.vendor_id) for a in missing])
+                self.send_message(conn, err)
+                return
         super()._receive_message(conn, msg)
         if not msg.header.is_request:
             # The library records every message with an Origin-Host as awaiting an answer, answers included,
@@ -113,7 +216,7 @@ class Node(_LibNode):  # type: ignore[misc]
                 extra={"peer": identity, "application_id": message.header.application_id},
             )
             err = self._generate_answer(conn, message)
-            err.result_code = c.E_RESULT_CODE_DIAMETER_APPLICATION_UNSUPPORTED
+            err.result_code = APPLICATION_UNSUPPORTED
             err.header.is_error = True  # RFC 6733 §7.1.3: protocol errors set the E bit
             self.send_message(conn, err)
             return
@@ -123,11 +226,25 @@ class Node(_LibNode):  # type: ignore[misc]
         entry[0].receive_request(message)
 
     def _receive_app_answer(self, conn: Any, message: Any) -> None:
+        message_id = f"{message.header.hop_by_hop_identifier}:{message.header.end_to_end_identifier}"
+        if message_id not in self._app_waiting_answer:
+            # RFC 6733 §6.2.1: an answer whose Hop-by-Hop Identifier matches no pending request is discarded.
+            # The usual cause: it came after its request timed out and the requester was already answered.
+            log.warning(
+                "diameter answer dropped: no request is waiting for it (late or unknown)",
+                extra={
+                    "peer": conn.host_identity,
+                    "command_code": message.header.command_code,
+                    "hop_by_hop": f"{message.header.hop_by_hop_identifier:#x}",
+                    "result_code": getattr(message, "result_code", None),
+                },
+            )
+            if self.on_unmatched_answer is not None:
+                self.on_unmatched_answer(message)
+            return
         super()._receive_app_answer(conn, message)
         # The library keeps this entry forever; one per request we sent.
-        self._app_waiting_answer.pop(
-            f"{message.header.hop_by_hop_identifier}:{message.header.end_to_end_identifier}", None
-        )
+        self._app_waiting_answer.pop(message_id, None)
 
     def route_answer(self, message: Any) -> tuple[Any, Any]:
         # The library's version iterates live dicts that the reader and socket threads change concurrently
@@ -294,7 +411,7 @@ class PooledApplication(_LibApplication):  # type: ignore[misc]
             answer = self._handler(message)
         except Exception:
             log.exception("diameter request handler failed")
-            answer = self.generate_answer(message, result_code=c.E_RESULT_CODE_DIAMETER_UNABLE_TO_COMPLY)
+            answer = self.generate_answer(message, result_code=UNABLE_TO_COMPLY)
         if answer is not None:
             self.send_answer(answer)
 
@@ -331,6 +448,8 @@ class PooledApplication(_LibApplication):  # type: ignore[misc]
             return waiting.answer
         finally:
             self._answer_waiting.pop(hop_by_hop, None)
+            # An answer after this point matches no request: the node drops and counts it.
+            self.node._app_waiting_answer.pop(f"{hop_by_hop}:{message.header.end_to_end_identifier}", None)
 
     def stop(self) -> None:
         if self._stopped:

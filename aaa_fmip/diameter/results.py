@@ -1,4 +1,6 @@
-"""Diameter Result-Codes we send, and the one table that turns service errors into them."""
+"""Diameter Result-Codes we send, and the one table that turns service errors into them (and into what the
+answer's Error-Message may say: the service's own explanation for a refused request, a fixed sentence for a
+failure inside the server, whose details only go to the log)."""
 
 from __future__ import annotations
 
@@ -10,10 +12,13 @@ from aaa_fmip.errors import (
     Forbidden,
     InvalidRequest,
     NotFound,
+    ServiceError,
     StoreUnavailable,
+    VerificationError,
 )
 
 # RFC 6733 §7.1
+MULTI_ROUND_AUTH: Final = 1001
 SUCCESS: Final = 2001
 COMMAND_UNSUPPORTED: Final = 3001
 UNABLE_TO_DELIVER: Final = 3002
@@ -22,6 +27,7 @@ TOO_BUSY: Final = 3004
 APPLICATION_UNSUPPORTED: Final = 3007
 UNKNOWN_PEER: Final = 3010
 AUTHENTICATION_REJECTED: Final = 4001
+AVP_UNSUPPORTED: Final = 5001
 AUTHORIZATION_REJECTED: Final = 5003
 INVALID_AVP_VALUE: Final = 5004
 MISSING_AVP: Final = 5005
@@ -41,8 +47,25 @@ ERROR_RESULTS: Final[tuple[tuple[type[AaaFmipError], int], ...]] = (
 )
 
 
+# What Error-Message says. A refused request (ServiceError, DecodeError, VerificationError) is explained with the
+# exception's text, written for the caller; anything else (the store, a KEK, a bug) may name internals such as a
+# Redis address, so the answer gets a fixed sentence, as the REST problem details do.
+EXPOSED_ERRORS: Final[tuple[type[AaaFmipError], ...]] = (ServiceError, DecodeError, VerificationError)
+STORE_UNAVAILABLE_MESSAGE: Final = "The key store cannot be reached"
+INTERNAL_ERROR_MESSAGE: Final = "The server could not complete the request; the event is logged"
+
+
 def result_for(exc: AaaFmipError) -> int:
     return next((code for kind, code in ERROR_RESULTS if isinstance(exc, kind)), UNABLE_TO_COMPLY)
+
+
+def error_message_for(exc: AaaFmipError) -> str:
+    """The Error-Message for an answer caused by ``exc``; never the text of an internal failure."""
+    if isinstance(exc, EXPOSED_ERRORS):
+        return str(exc)
+    if isinstance(exc, StoreUnavailable):
+        return STORE_UNAVAILABLE_MESSAGE
+    return INTERNAL_ERROR_MESSAGE
 
 
 def is_protocol_error(result_code: int) -> bool:

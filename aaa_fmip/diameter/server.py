@@ -146,6 +146,9 @@ class DiameterServer:
         node.vendor_id = self.dictionary.vendor_id
         node.product_name = cfg.product_name
         node.idle_timeout = cfg.watchdog_interval
+        # RFC 6733 §6.11: ours is a vendor-specific application (the §11.3 range), advertised as such in CEA/CER.
+        node.vendor_applications[self.dictionary.application_id] = self.dictionary.vendor_id
+        node.on_unmatched_answer = self._unmatched_answer
         self.node = node
         try:
             peers = {}
@@ -210,6 +213,11 @@ class DiameterServer:
             },
         )
         return self
+
+    def _unmatched_answer(self, message: Any) -> None:
+        # Typically a DEA after its DER timed out (the NAS already got 3002): dropped by the node, counted here.
+        if self.metrics is not None:
+            self.metrics.operation_errors.labels("diameter", "relay", "late_answer").inc()
 
     def _router(self, identity: str) -> AccessRouter | None:
         router: AccessRouter | None = self.router_by_identity(identity)

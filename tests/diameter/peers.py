@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from diameter.message import MessageHeader
 from diameter.message import constants as c
+from diameter.message.avp import Avp
 from diameter.message.commands import (
     AbortSessionAnswer,
     AbortSessionRequest,
@@ -36,6 +38,14 @@ EAP_SUCCESS = bytes([3, 1, 0, 4])  # RFC 3748 §4.2 Code 3 Success, Identifier 1
 EAP_FAILURE = bytes([4, 1, 0, 4])
 EAP_TLS_START = bytes([1, 2, 0, 6, 13, 0x20])  # RFC 5216 §3.1: Request, Type 13 (EAP-TLS), S flag
 KEY_LIFETIME = 3600
+# RFC 4072 §4.1: EAP-Payload (462) and EAP-Master-Session-Key (464) are sent with the M bit, as real home
+# servers do (python-diameter's own dictionary would send them without it).
+AVP_EAP_PAYLOAD, AVP_EAP_MSK = 462, 464
+M = 0x40
+
+
+def eap_payload(payload: bytes) -> Avp:
+    return Avp(AVP_EAP_PAYLOAD, 0, payload, M)
 
 
 @dataclass(frozen=True)
@@ -91,6 +101,8 @@ class HomeEapServer:
         self.app: PooledApplication | None = None
         self.include_key = True
         self.challenges: dict[str, int] = {}  # user → how many 1001 MULTI_ROUND_AUTH answers come first
+        self.extra_avps: list[Any] = []  # put in every successful DEA before the Key AVPs
+        self.delay = 0.0  # seconds to wait before answering a DER
 
     def start(self) -> HomeEapServer:
         register(self.dictionary)
@@ -115,23 +127,27 @@ class HomeEapServer:
             self.received.append(request)
         if request.header.command_code == c.CMD_SESSION_TERMINATION:
             return _answer(request, self.identity, self.realm, c.E_RESULT_CODE_DIAMETER_SUCCESS)
+        if self.delay:
+            time.sleep(self.delay)
         mn = self.users.get(request.user_name or "")
         if mn is None:
             answer = _answer(request, self.identity, self.realm, c.E_RESULT_CODE_DIAMETER_AUTHENTICATION_REJECTED)
             answer.auth_request_type = request.auth_request_type
-            answer.eap_payload = EAP_FAILURE
+            answer.append_avp(eap_payload(EAP_FAILURE))
             return answer
         if self.challenges.get(mn.user_name, 0) > 0:
             self.challenges[mn.user_name] -= 1
             answer = _answer(request, self.identity, self.realm, c.E_RESULT_CODE_DIAMETER_MULTI_ROUND_AUTH)
             answer.auth_request_type = request.auth_request_type
-            answer.eap_payload = EAP_TLS_START
+            answer.append_avp(eap_payload(EAP_TLS_START))
             return answer
         answer = _answer(request, self.identity, self.realm, c.E_RESULT_CODE_DIAMETER_SUCCESS)
         answer.auth_request_type = request.auth_request_type
         answer.user_name = mn.user_name
-        answer.eap_payload = EAP_SUCCESS
-        answer.eap_master_session_key = os.urandom(64)  # the MSK: for the NAS, untouched by the agent
+        answer.append_avp(eap_payload(EAP_SUCCESS))
+        answer.append_avp(Avp(AVP_EAP_MSK, 0, os.urandom(64), M))  # the MSK: for the NAS, untouched by the agent
+        for avp in self.extra_avps:
+            answer.append_avp(avp)
         if self.include_key:
             codec = self.codec
             answer.append_avp(
@@ -212,7 +228,15 @@ class Nas:
         assert self.node is not None
         return str(self.node.session_generator.next_id())
 
-    def der(self, mn: MobileNode, *, home_realm: str = "home.test", session_id: str | None = None) -> Any:
+    def der(
+        self,
+        mn: MobileNode,
+        *,
+        home_realm: str = "home.test",
+        session_id: str | None = None,
+        extra_avps: tuple[Any, ...] = (),
+        timeout: float = 5.0,
+    ) -> Any:
         assert self.app is not None
         der = DiameterEapRequest(MessageHeader(application_id=EAP_APP))
         der.session_id = session_id or self.new_session_id()
@@ -223,8 +247,11 @@ class Nas:
         der.auth_request_type = c.E_AUTH_REQUEST_TYPE_AUTHORIZE_AUTHENTICATE
         der.user_name = mn.user_name
         der.calling_station_id = mn.calling_station_id
-        der.eap_payload = bytes([2, 1, 0, 5 + len(mn.user_name), 1]) + mn.user_name.encode()  # Identity response
-        return self.app.request_to(der, self.agent, 5.0)
+        identity = bytes([2, 1, 0, 5 + len(mn.user_name), 1]) + mn.user_name.encode()  # EAP Identity response
+        der.append_avp(eap_payload(identity))
+        for avp in extra_avps:
+            der.append_avp(avp)
+        return self.app.request_to(der, self.agent, timeout)
 
     def str_(self, session_id: str, *, home_realm: str = "home.test", application_id: int = EAP_APP) -> Any:
         assert self.app is not None

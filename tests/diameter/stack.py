@@ -65,6 +65,7 @@ def start_stack(
     *,
     port: int | None = None,
     watchdog_interval: int = 30,
+    answer_timeout: float = 3.0,
 ) -> Stack:
     before = set(threading.enumerate())
     ring = KekRing(Kek("k1", SecretBytes(os.urandom(32))))
@@ -80,7 +81,7 @@ def start_stack(
         peers=peers,
         watchdog_interval=watchdog_interval,
         reconnect_interval=1,
-        answer_timeout=3.0,
+        answer_timeout=answer_timeout,
     )
     server = DiameterServer(
         config, service=service, router_by_identity=ROUTERS.get, metrics=metrics, dictionary=dictionary

@@ -94,7 +94,14 @@ def test_capabilities_exchange(stack: Stack, fd: FreeDiameter) -> None:
     cea_dump = log[log.index("RCV from 'keys.fmip.test'") :]
     assert re.search(r"'Result-Code'\(268\) l=12 f=-M val='DIAMETER_SUCCESS'", cea_dump)
     assert re.search(r"'Product-Name'\(269\) l=\d+ f=-- val=\"aaa-fmip\"", cea_dump)
-    assert f"'Auth-Application-Id'(258) l=12 f=-M val={stack.server.dictionary.application_id}" in cea_dump
+    cea_dump = cea_dump[: cea_dump.index("\n", cea_dump.index("'Supported-Vendor-Id'")) + 400]
+    # RFC 6733 §6.11: the vendor-specific application is advertised in a Vendor-Specific-Application-Id.
+    assert re.search(
+        r"'Vendor-Specific-Application-Id'\(260\) l=32 f=-M val=\(grouped\)\n[^'\n]*"
+        r"'Vendor-Id'\(266\) l=12 f=-M val=32473 [^\n]*\n[^'\n]*"
+        rf"'Auth-Application-Id'\(258\) l=12 f=-M val={stack.server.dictionary.application_id} ",
+        cea_dump,
+    ), cea_dump
     assert "'Supported-Vendor-Id'(265) l=12 f=-M val=32473" in cea_dump
     assert stack.server.node is not None and stack.server.node.peer_ready(FD)
 

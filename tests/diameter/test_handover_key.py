@@ -207,6 +207,9 @@ def test_missing_ar_address_is_5005_with_failed_avp(ar1: HandoverKeyClient) -> N
     answer = ar1.send(request)
     assert answer.result_code == 5005
     assert failed(answer) == [(2, V)]
+    # RFC 6733 §7.5: the missing AVP with a zero-filled value of its minimum length (an IPv6 Address: 18 octets)
+    member = answer.failed_avp.additional_avps[0]
+    assert (member.flags, member.payload) == (0xC0, bytes(18))
     assert not answer.header.is_error
 
 
@@ -216,6 +219,7 @@ def test_missing_selector_is_5005(ar1: HandoverKeyClient) -> None:
     answer = ar1.send(request)
     assert answer.result_code == 5005
     assert failed(answer) == [(585, 0)]
+    assert answer.failed_avp.additional_avps[0].payload == bytes(4)  # Key-SPI: Unsigned32, zero-filled
 
 
 def test_missing_base_avp_is_5005_from_the_node(ar1: HandoverKeyClient) -> None:
@@ -225,6 +229,70 @@ def test_missing_base_avp_is_5005_from_the_node(ar1: HandoverKeyClient) -> None:
     answer = ar1.send(request)
     assert answer.result_code == 5005
     assert failed(answer) == [(c.AVP_DESTINATION_REALM, 0)]
+
+
+def test_missing_base_unsigned32_is_zero_filled_by_the_node(ar1: HandoverKeyClient) -> None:
+    request = ar1.new_request()
+    request.auth_application_id = None
+    request.append_avp(ar1.codec.new("FMIP-AR-Address", PAR1))
+    request.append_avp(ar1.codec.new("Key-SPI", 1))
+    answer = ar1.send(request)
+    assert answer.result_code == 5005
+    assert failed(answer) == [(c.AVP_AUTH_APPLICATION_ID, 0)]
+    assert answer.failed_avp.additional_avps[0].payload == bytes(4)
+
+
+def test_auth_application_id_other_than_the_header_is_5004(ar1: HandoverKeyClient) -> None:
+    request = ar1.new_request()
+    request.auth_application_id = 4  # the header still says ours
+    request.append_avp(ar1.codec.new("FMIP-AR-Address", PAR1))
+    request.append_avp(ar1.codec.new("Key-SPI", 1))
+    answer = ar1.send(request)
+    assert answer.result_code == 5004
+    assert failed(answer) == [(c.AVP_AUTH_APPLICATION_ID, 0)]
+    assert answer.failed_avp.additional_avps[0].payload == (4).to_bytes(4, "big")  # as received
+
+
+@pytest.mark.parametrize(
+    "unknown",
+    [Avp(60999, 0, b"\x01\x02\x03", 0x40), Avp(999, V, b"\x00\x00\x00\x07", 0xC0)],
+    ids=["ietf-60999", "vendor-999"],
+)
+def test_unknown_mandatory_avp_is_5001_with_the_avp(stack: Stack, ar1: HandoverKeyClient, unknown: Avp) -> None:
+    info = ingest(stack, MobileNode("olga@home.test"))
+    request = ar1.new_request()
+    request.append_avp(ar1.codec.new("FMIP-AR-Address", PAR1))
+    request.append_avp(ar1.codec.new("Key-SPI", info.spi))
+    request.append_avp(unknown)
+    answer = ar1.send(request)
+    assert answer.result_code == 5001  # RFC 6733 §7.1.5 DIAMETER_AVP_UNSUPPORTED
+    assert failed(answer) == [(unknown.code, unknown.vendor_id)]
+    member = answer.failed_avp.additional_avps[0]
+    assert (member.flags, member.payload) == (unknown.flags, unknown.payload)  # as received
+    assert ar1.decode_key_answer(answer).hk is None
+    assert all(a.code != 581 for a in answer.avps)  # no Key AVP
+    assert not answer.header.is_error  # a permanent failure, not a protocol error
+
+
+def test_unknown_optional_avp_is_ignored(stack: Stack, ar1: HandoverKeyClient) -> None:
+    node = MobileNode("pia@home.test")
+    info = ingest(stack, node)
+    request = ar1.new_request()
+    request.append_avp(ar1.codec.new("FMIP-AR-Address", PAR1))
+    request.append_avp(ar1.codec.new("Key-SPI", info.spi))
+    request.append_avp(Avp(60999, 0, b"\x01\x02\x03", 0x00))  # no M bit
+    answer = ar1.decode_key_answer(ar1.send(request))
+    assert answer.ok, answer
+    assert answer.hk == mn_handover_key(node, PAR1).hk
+
+
+def test_base_avp_with_m_bit_is_not_unsupported(stack: Stack, ar1: HandoverKeyClient) -> None:
+    info = ingest(stack, MobileNode("quinn@home.test"))
+    request = ar1.new_request()
+    request.append_avp(ar1.codec.new("FMIP-AR-Address", PAR1))
+    request.append_avp(ar1.codec.new("Key-SPI", info.spi))
+    request.append_avp(Avp.new(c.AVP_ORIGIN_STATE_ID, value=7, is_mandatory=True))  # RFC 6733 base AVP
+    assert ar1.send(request).result_code == 2001
 
 
 def test_ipv4_ar_address_is_5004_with_the_avp(ar1: HandoverKeyClient) -> None:
@@ -317,6 +385,8 @@ def test_store_unavailable_is_3004(private_redis: RedisServer, dictionary: Diame
             answer = client.send(request)
             assert answer.result_code == 3004
             assert answer.header.is_error  # RFC 6733 §7.1.3: protocol errors carry the E bit
+            # What REST says, and nothing about the store's address or the internal call that failed.
+            assert answer.error_message == "The key store cannot be reached"
             fbu = mn.build_fbu(
                 mn_handover_key(node, PAR1), sequence=1, lifetime_seconds=60, pcoa=PCOA, ncoa=NCOA, par=PAR1
             )
@@ -355,6 +425,7 @@ def test_unknown_peer_gets_3010(stack: Stack) -> None:
     cea = Message.from_bytes(data)
     assert cea.header.command_code == c.CMD_CAPABILITIES_EXCHANGE and not cea.header.is_request
     assert cea.result_code == 3010
+    assert cea.header.is_error  # RFC 6733 §7.1.3: 3xxx answers are protocol errors, E bit set
 
 
 def test_metrics_count_the_diameter_operations(stack: Stack, ar1: HandoverKeyClient) -> None:

@@ -6,8 +6,10 @@ import os
 import threading
 from pathlib import Path
 
+from diameter.message.avp import Avp
+
 from aaa_fmip.bootstrap import build_runtime
-from aaa_fmip.config import load_settings, token_sha256
+from aaa_fmip.config import load_settings
 from aaa_fmip.diameter import server
 from aaa_fmip.diameter.client import HandoverKeyClient
 from aaa_fmip.model import Caller
@@ -28,8 +30,7 @@ prefix = "serve{os.urandom(3).hex()}"
 [[access_routers]]
 name = "ar1"
 addresses = ["{PAR1}"]
-token_sha256 = "{token_sha256("not-used").hex()}"
-diameter_identity = "ar1.example.net"
+diameter_identity = "ar1.example.net"          # Diameter only: no token_sha256
 
 [diameter]
 listen = "127.0.0.1:{port}"
@@ -69,6 +70,14 @@ role = "ar"
             assert answer.ok, answer
             assert answer.spi == info.spi
             assert client.handover_key(PAR1, spi=0x0BADF00D).result_code == 5030
+            # With vendor_id 99999, vendor 32473's code 1 is an AVP this service does not know: with the M bit it
+            # is 5001 with the AVP in Failed-AVP, and no key (RFC 6733 §6.1.8, §7.1.5).
+            request = client.new_request()
+            request.append_avp(client.codec.new("FMIP-AR-Address", PAR1))
+            request.append_avp(client.codec.new("Key-SPI", info.spi))
+            request.append_avp(Avp(1, 32473, (1).to_bytes(4, "big"), 0xC0))
+            refused = client.decode_key_answer(client.send(request))
+            assert (refused.result_code, refused.failed_avps, refused.hk) == (5001, ((1, 32473),), None)
     finally:
         if handle is not None:
             handle.stop()
