@@ -221,12 +221,13 @@ class AuditExporter:
                 return total
             lines: list[tuple[int, str]] = []
             bad: AuditEntry | None = None
-            for entry, at_text, fields_json in rows:
+            for stored in rows:
+                entry = stored.entry
                 linked = after is None or (entry.n == n + 1 and entry.prev == prev)
-                if not linked or not self.store.entry_verifies(entry, at_text, fields_json):
+                if not linked or not self.store.entry_verifies(stored):
                     bad = entry
                     break
-                lines.append((entry.n, export_line(entry, at_text)))
+                lines.append((entry.n, export_line(entry, stored.at_text)))
                 n, after, prev = entry.n, entry.id, entry.hash
             if lines:
                 for sink in self.sinks:

@@ -13,8 +13,8 @@ import ipaddress
 import re
 import secrets
 import time
-from collections.abc import Callable, Generator, Mapping
-from typing import Any, Literal, TypeVar, cast
+from collections.abc import Callable, Mapping
+from typing import Literal, TypeVar
 
 from aaa_fmip import keys
 from aaa_fmip.crypto import badf, rsa
@@ -33,8 +33,8 @@ from aaa_fmip.errors import (
 )
 from aaa_fmip.model import Caller, FbuVerdict, HandoverKeyGrant, Role, SessionInfo
 from aaa_fmip.send_policy import ReplayedNonce, SendHandoverKeyResult, SendPolicy, VerifiedRtSolPr, verify_rtsolpr
-from aaa_fmip.store import AuditCheck, AuditEntry, Checkpoint, ReplayOutcome, SendKeyRecord, SessionRecord
-from aaa_fmip.store.redis import AsyncRedisOps, RedisStore
+from aaa_fmip.store import AuditCheck, AuditEntry, Checkpoint, SendKeyRecord, SessionRecord, Store
+from aaa_fmip.store.ops import Op
 from aaa_fmip.wire import icmpv6 as icmpwire
 from aaa_fmip.wire import mh as mhwire
 
@@ -169,7 +169,7 @@ class HandoverKeyService:
 
     def __init__(
         self,
-        store: RedisStore,
+        store: Store,
         *,
         max_lifetime: int = keys.DEFAULT_MAX_LIFETIME,
         clock: Callable[[], float] | None = None,
@@ -192,7 +192,7 @@ class HandoverKeyService:
         self.store.ping()
 
     def live_sessions(self) -> int:
-        return self.store.count_live_sessions()
+        return self.store.run(self.store.ops.count_live_sessions())
 
     # -- AAA side ---------------------------------------------------------------------------------------
 
@@ -332,7 +332,7 @@ class HandoverKeyService:
         record = self.store.delete_session(
             hmk_name, now=now, audits_for=lambda rec: [_revoked_item(caller, rec, cause, now)]
         )
-        if record is None and not self.store.is_revoked(hmk_name=hmk_name):
+        if record is None and not self.store.run(self.store.ops.is_revoked(hmk_name=hmk_name)):
             raise NotFound("no live session with that HMK-Name", reason="unknown-session")
 
     def revoke_matching(
@@ -348,11 +348,13 @@ class HandoverKeyService:
         if (calling_station_id is None) == (external_id is None):
             raise InvalidRequest("give exactly one of calling_station_id or external_id", reason="bad-selector")
         if calling_station_id is not None:
-            found = self.store.find_by_calling_station(normalise_calling_station_id(calling_station_id))
+            found = self.store.run(
+                self.store.ops.find_by_calling_station(normalise_calling_station_id(calling_station_id))
+            )
             records = [found] if found is not None else []
         else:
             assert external_id is not None
-            records = self.store.find_by_external_id(external_id)
+            records = self.store.run(self.store.ops.find_by_external_id(external_id))
         now = self.clock()
         revoked = 0
 
@@ -383,7 +385,7 @@ class HandoverKeyService:
         if spi is not None:
             if not 0 < spi <= 0xFFFFFFFF:
                 raise InvalidRequest("spi must be in 1..2^32-1 (0 is the RFC 5269 SEND key)", reason="bad-spi")
-            candidates = self.store.find_by_spi(spi, limit=MAX_SPI_CANDIDATES)
+            candidates = self.store.run(self.store.ops.find_by_spi(spi, limit=MAX_SPI_CANDIDATES))
             if len(candidates) > 1:
                 raise InvalidRequest(
                     "several sessions share this SPI; select by hmk_name or calling_station_id",
@@ -391,12 +393,16 @@ class HandoverKeyService:
                 )
             record = candidates[0] if candidates else None
         elif calling_station_id is not None:
-            record = self.store.find_by_calling_station(normalise_calling_station_id(calling_station_id))
+            record = self.store.run(
+                self.store.ops.find_by_calling_station(normalise_calling_station_id(calling_station_id))
+            )
         else:
             assert hmk_name is not None
-            record = self.store.get_session(hmk_name)
+            record = self.store.run(self.store.ops.get_session(hmk_name))
         if record is None or record.expires_at <= now:
-            revoked = self.store.is_revoked(spi=spi, hmk_name=hmk_name) if (spi or hmk_name) else False
+            revoked = (
+                self.store.run(self.store.ops.is_revoked(spi=spi, hmk_name=hmk_name)) if (spi or hmk_name) else False
+            )
             raise NotFound(
                 "the session was revoked" if revoked else "no live session matches",
                 reason="revoked" if revoked else "unknown-session",
@@ -420,12 +426,15 @@ class HandoverKeyService:
         mh: bytes,
         home_address: IPv6 | None = None,
     ) -> FbuVerdict:
-        """Verify an FBU's BADF and sequence number for the PAR ``destination`` (RFC 5568 §6.4.5).
+        """Verify an FBU's BADF and sequence number for the PAR ``destination`` (RFC 5568 §6.4.5), and audit
+        the verdict.
 
         Malformed Mobility Headers raise DecodeError (the adapter answers 422 naming the field); a
         well-formed FBU that fails returns ``valid=False`` with a stable reason.
         """
-        return _run(self._verify_fbu_flow(caller, source, destination, mh, home_address), self.store)
+        verdict, entry = self.store.run(self._verify_fbu_flow(caller, source, destination, mh, home_address))
+        self.store.append_audits([entry])
+        return verdict
 
     async def verify_fbu_async(
         self,
@@ -436,18 +445,22 @@ class HandoverKeyService:
         mh: bytes,
         home_address: IPv6 | None = None,
     ) -> FbuVerdict:
-        """:meth:`verify_fbu` for an event loop: the same steps, on the store's asyncio client
-        (:attr:`RedisStore.aio`); on a store built without one, in a worker thread."""
+        """:meth:`verify_fbu` for an event loop: the same flow, on the store's asyncio client
+        (:attr:`Store.aio`), the verdict group-committed to the audit trail; on a store without one, in a
+        worker thread."""
         aio = self.store.aio
         if aio is None:
             return await asyncio.to_thread(
                 self.verify_fbu, caller, source=source, destination=destination, mh=mh, home_address=home_address
             )
-        return await _run_async(self._verify_fbu_flow(caller, source, destination, mh, home_address), aio)
+        verdict, entry = await aio.arun(self._verify_fbu_flow(caller, source, destination, mh, home_address))
+        await aio.append_audits([entry])
+        return verdict
 
     def _verify_fbu_flow(
         self, caller: Caller, source: IPv6, destination: IPv6, mh: bytes, home_address: IPv6 | None
-    ) -> _Flow[FbuVerdict]:
+    ) -> Op[tuple[FbuVerdict, AuditItem]]:
+        """The verification as one flow of store operations (run by either driver), and its audit entry."""
         router = _require_router(caller, destination)
         pcoa = home_address or source
         message = mhwire.decode_mh(mh, source=pcoa, destination=destination)
@@ -472,8 +485,7 @@ class HandoverKeyService:
             verdict=verdict.verdict,
             reason=verdict.reason,
         )
-        yield _StoreCall("append_audits", ([entry],))
-        return verdict
+        return verdict, entry
 
     def _check_fbu(
         self,
@@ -483,16 +495,17 @@ class HandoverKeyService:
         ncoa: IPv6,
         par: IPv6,
         now: float,
-    ) -> _Flow[FbuVerdict]:
+    ) -> Op[FbuVerdict]:
         def reject(reason: str) -> FbuVerdict:
             return FbuVerdict(valid=False, reason=reason, spi=auth.spi, sequence=message.sequence)
 
+        ops = self.store.ops
         key: SecretBytes | None = None
         scope = b""
         expires_at = 0.0
         if auth.spi == 0:
             # RFC 5269 §4: SPI 0 names the SEND-established key of the MN's CGA (its PCoA).
-            send_key: SendKeyRecord | None = yield _StoreCall("get_send_key_by_cga", (pcoa,))
+            send_key = yield from ops.get_send_key_by_cga(pcoa)
             if send_key is None:
                 return reject("unknown-spi")
             if send_key.expires_at <= now:
@@ -501,11 +514,9 @@ class HandoverKeyService:
                 return reject("bad-authenticator")
             key, scope, expires_at = send_key.hk, pcoa.packed, send_key.expires_at
         else:
-            candidates: list[SessionRecord] = yield _StoreCall(
-                "find_by_spi", (auth.spi,), {"limit": MAX_SPI_CANDIDATES}
-            )
+            candidates = yield from ops.find_by_spi(auth.spi, limit=MAX_SPI_CANDIDATES)
             if not candidates:
-                revoked: bool = yield _StoreCall("is_revoked", (), {"spi": auth.spi})
+                revoked = yield from ops.is_revoked(spi=auth.spi)
                 return reject("revoked" if revoked else "unknown-spi")
             live = [c for c in candidates if c.expires_at > now]
             if not live:
@@ -518,9 +529,7 @@ class HandoverKeyService:
             if key is None:
                 return reject("bad-authenticator")
         remaining = max(1, int(expires_at - now))
-        outcome: ReplayOutcome = yield _StoreCall(
-            "check_replay", (scope, par.packed, message.sequence, auth.authenticator), {"ttl": remaining}
-        )
+        outcome = yield from ops.check_replay(scope, par.packed, message.sequence, auth.authenticator, ttl=remaining)
         if outcome == "replay":
             return reject("replay")
         return FbuVerdict(
@@ -550,8 +559,10 @@ class HandoverKeyService:
         if not 1 <= limit <= 1000:
             raise InvalidRequest("limit must be in 1..1000", reason="bad-limit")
         try:
-            return self.store.read_audit(
-                cursor=cursor, limit=limit, since=since, until=until, event=event, spi=spi, ar=ar
+            return self.store.run(
+                self.store.ops.read_audit(
+                    cursor=cursor, limit=limit, since=since, until=until, event=event, spi=spi, ar=ar
+                )
             )
         except ValueError:
             raise InvalidRequest("the cursor is not one this service issued", reason="bad-cursor") from None
@@ -605,7 +616,7 @@ class HandoverKeyService:
         policy = self.send_policy
         try:
             request = verify_rtsolpr(icmpv6, source=source, destination=destination, now=now, policy=policy)
-            if not self.store.remember_nonce(source.packed, request.nonce, ttl=request.nonce_ttl):
+            if not self.store.run(self.store.ops.remember_nonce(source.packed, request.nonce, ttl=request.nonce_ttl)):
                 raise ReplayedNonce("this CGA already sent this Nonce within the timestamp window")
         except (DecodeError, InvalidRequest, VerificationError) as exc:
             reason = "malformed" if isinstance(exc, DecodeError) else exc.reason
@@ -663,7 +674,7 @@ class HandoverKeyService:
             found = self._reuse_send_key(request, now)
             if found is not None:
                 return found
-            token = self.store.lock_send_key(request.cga_key_hash, ttl=_SEND_CLAIM_SECONDS)
+            token = self.store.run(self.store.ops.lock_send_key(request.cga_key_hash, ttl=_SEND_CLAIM_SECONDS))
             if token is not None:
                 break
             time.sleep(0.005 * (attempt + 1))
@@ -680,14 +691,14 @@ class HandoverKeyService:
                 created_at=now,
                 expires_at=now + lifetime,
             )
-            self.store.put_send_key(record, now=now)
+            self.store.run(self.store.ops.put_send_key(record, now=now))
             return record, lifetime, False
         finally:
             if token is not None:
-                self.store.unlock_send_key(request.cga_key_hash, token)
+                self.store.run(self.store.ops.unlock_send_key(request.cga_key_hash, token))
 
     def _reuse_send_key(self, request: VerifiedRtSolPr, now: float) -> tuple[SendKeyRecord, int, bool] | None:
-        existing = self.store.get_send_key_by_key_hash(request.cga_key_hash)
+        existing = self.store.run(self.store.ops.get_send_key_by_key_hash(request.cga_key_hash))
         remaining = 0 if existing is None else int(existing.expires_at - now)
         if existing is None or remaining < 1:
             return None
@@ -695,42 +706,8 @@ class HandoverKeyService:
             # The same key under a new CGA (another prefix or modifier): one live HK per key, now found by
             # the new CGA; put_send_key drops the old CGA's record.
             existing = dataclasses.replace(existing, cga=request.source)
-            self.store.put_send_key(existing, now=now)
+            self.store.run(self.store.ops.put_send_key(existing, now=now))
         return existing, remaining, True
-
-
-@dataclasses.dataclass(frozen=True)
-class _StoreCall:
-    """One store operation a flow needs: the method of that name on :class:`RedisStore` (sync) or on
-    :class:`~aaa_fmip.store.redis.AsyncRedisOps` (asyncio), which take the same arguments."""
-
-    method: str
-    args: tuple[object, ...] = ()
-    kwargs: Mapping[str, object] = dataclasses.field(default_factory=dict)
-
-
-# A use case written once, run by either driver: it yields the store calls it needs and gets their results back.
-_Flow = Generator[_StoreCall, Any, T]
-
-
-def _run(flow: _Flow[T], store: RedisStore) -> T:
-    """Drive ``flow`` with blocking store calls."""
-    try:
-        call = next(flow)
-        while True:
-            call = flow.send(getattr(store, call.method)(*call.args, **call.kwargs))
-    except StopIteration as done:
-        return cast(T, done.value)
-
-
-async def _run_async(flow: _Flow[T], store: AsyncRedisOps) -> T:
-    """Drive ``flow`` with the asyncio store calls of the running event loop."""
-    try:
-        call = next(flow)
-        while True:
-            call = flow.send(await getattr(store, call.method)(*call.args, **call.kwargs))
-    except StopIteration as done:
-        return cast(T, done.value)
 
 
 def _audit_item(event: str, at: float, **fields: str | int | None) -> AuditItem:

@@ -1,16 +1,26 @@
 """The store: the only code that talks to Redis (architecture.md §5).
 
-Records here are plain values; :mod:`aaa_fmip.store.redis` persists them with key material wrapped under the
-KEK, TTL = key lifetime, and indexes that expire with their record.
+Records here are plain values; :mod:`aaa_fmip.store.ops` says how each operation maps onto Redis calls (key
+material wrapped under the KEK, TTL = key lifetime, indexes that expire with their record, audit entries with
+the state change they record), and :mod:`aaa_fmip.store.redis` runs them. Layout: ``urls`` (which client),
+``scripts`` (Lua), ``records`` (the record codec), ``audit`` (the chain), ``ops`` (the operations), ``redis``
+(the two drivers), ``embedded`` (the zero-configuration server). The service sees the :class:`Store` port.
 """
 
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal, Protocol, TypeVar
 
 from aaa_fmip.crypto.secrets import SecretBytes
+
+if TYPE_CHECKING:
+    from aaa_fmip.store.ops import Op, StoreOps
+
+T = TypeVar("T")
+AuditItem = tuple[str, Mapping[str, str | int | None], float]  # event, fields, at
 
 ReplayOutcome = Literal["accepted", "retransmission", "replay"]
 
@@ -76,3 +86,50 @@ class AuditCheck:
     first_n: int = 1  # position of the first retained entry (> 1 after retention trimmed the stream)
     problem: str | None = None  # why not ok, in words: "entry edited or forged", "truncated since checkpoint"...
     checkpoint: str | None = None  # the kept checkpoint: "matches", "older than the retained trail", or None
+
+
+class AsyncStore(Protocol):
+    """The asyncio side of a :class:`Store` (one event loop's client): a flow of operations, and the audit
+    group commit."""
+
+    async def arun(self, op: Op[T], what: str = ...) -> T: ...
+
+    async def append_audits(self, entries: Sequence[AuditItem]) -> list[AuditEntry]: ...
+
+
+class Store(Protocol):
+    """The port the service layer sees (architecture.md §7): operations to compose (:attr:`ops`, each a
+    generator of Redis calls) and the drivers that run them, plus the calls that hold this process's turn for
+    the audit chain. :class:`aaa_fmip.store.redis.RedisStore` implements it."""
+
+    @property
+    def ops(self) -> StoreOps: ...
+
+    @property
+    def aio(self) -> AsyncStore | None: ...
+
+    def run(self, op: Op[T], what: str = ...) -> T: ...
+
+    def ping(self) -> None: ...
+
+    def put_session(
+        self, rec: SessionRecord, *, now: float, audits: Sequence[AuditItem] = ..., deadline: float | None = ...
+    ) -> None: ...
+
+    def delete_session(
+        self,
+        hmk_name: bytes,
+        *,
+        now: float,
+        audits_for: Callable[[SessionRecord], Sequence[AuditItem]] | None = ...,
+        deadline: float | None = ...,
+    ) -> SessionRecord | None: ...
+
+    def append_audits(self, entries: Sequence[AuditItem]) -> list[AuditEntry]: ...
+
+    def verify_audit(self, checkpoint: Checkpoint | None = ...) -> AuditCheck: ...
+
+    def checkpoint(self, *, now: float) -> Checkpoint: ...
+
+    @property
+    def audit_public_keys(self) -> dict[str, bytes]: ...

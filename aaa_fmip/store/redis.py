@@ -1,160 +1,65 @@
-"""The Redis store (architecture.md §5): the only code in aaa-fmip that talks to Redis.
+"""The Redis store's drivers: the only code in aaa-fmip that holds a Redis client (architecture.md §5).
 
-One code path serves a single Redis, Redis Sentinel and Redis Cluster (and the embedded server of
-:mod:`aaa_fmip.store.embedded`). Commands that must be atomic touch keys of one hash slot only: every key of
-one session (or of one SEND key's CGA) carries the same hash tag ``{...}``. Indexes (SPI, MAC, external id,
-key hash) are separate keys in other slots, written and read with non-transactional pipelines and
-single-key scripts, never with multi-key scripts or transactions across slots. (Where there are no slots, a
-single Redis, Sentinel or the embedded server, one script call may cover several index keys; see
-``_index_groups``.)
-
-URLs accepted by :meth:`RedisStore.from_url`::
-
-    redis://[[user]:password@]host[:port][/db]          plain TCP (redis-py URL syntax and query options)
-    rediss://...                                         the same over TLS
-    unix://[[user]:password@]/path/to/socket[?db=N]      unix socket
-    redis+sentinel://[[user]:password@]host:port[,host:port...]/service_name[/db][?sentinel_username=U
-                     &sentinel_password=P]
-        Redis Sentinel: the listed sentinels are asked for the master of ``service_name``; the user and
-        password authenticate to the master, ``sentinel_username``/``sentinel_password`` (percent-encoded) to
-        the sentinels. Port defaults to 26379.
-    redis+cluster://[[user]:password@]host:port[,host:port...]
-        Redis Cluster: the listed nodes are startup nodes; the topology is discovered. Port defaults to 6379.
-    rediss+sentinel://..., rediss+cluster://...          the same over TLS (sentinels and nodes alike)
-
-Key names (``P`` = the prefix, default ``fmip``; ``H`` = lowercase hex; TTLs in brackets)::
-
-    P:{H(hmk_name)}:session              session record, JSON; ``hmk`` wrapped       [expires_at - now]
-    P:{H(hmk_name)}:revoked              revocation tombstone of a deleted session   [its old expires_at - now]
-    P:{H(scope)}:replay:H(ar_id)         replay state: hash {seq, ah = SHA-256 hex}   [check_replay ttl]
-    P:{H(scope)}:replay-ars              set of H(ar_id) having replay state          [longest of those]
-    P:{H(scope)}:nonce:H(nonce)          SEND nonce seen                              [remember_nonce ttl]
-    P:{H(cga 16 octets)}:sendkey         RFC 5269 key record, JSON; ``hk`` wrapped    [expires_at - now]
-    P:spi:<decimal SPI>                  sorted set of H(hmk_name)                    [longest member]
-    P:mac:<calling station id>           string H(hmk_name) of the latest session     [that session's]
-    P:ext:<external id>                  sorted set of H(hmk_name)                    [longest member]
-    P:sessions                           sorted set of all H(hmk_name) (for counting) [longest member]
-    P:revoked-spi:<decimal SPI>          revocation tombstone of an SPI              [old expires_at - now]
-    P:sendkey-hash:H(key_hash)           string H(cga) of the live HK for that key    [the record's]
-    P:{audit}:stream                     the audit Redis Stream                       [none]
-    P:{audit}:head                       "n:mac" of the last audit entry              [none]
-    P:{audit}:anchor                     signed checkpoint of the last trimmed entry  [none]
-    P:{audit}:exported                   "n:stream id:mac" of the last exported entry [none]
-
-``scope`` is the session's hmk_name (8 octets) or, for SEND keys, the CGA's 16 octets, so replay state shares
-the slot of what it protects. Sorted-set index scores are absolute expiry times in Redis server milliseconds
-(taken from ``TIME`` inside the scripts), so index reads skip expired members by score, every write to an
-index prunes them, and the index key itself expires with its longest-lived member: all by the Redis clock,
-like the records' own TTLs. A member whose record is missing is skipped and dropped (compare-and-delete on
-its score, so a concurrent re-add survives). The wrapping AAD of a record's key material is its full key
-name, so a wrapped key copied under another name fails to unwrap (and renaming the prefix needs a
-re-ingest). Records carry the identifiers (user name, MAC, NAS, external ids) in clear JSON.
-
-Audit chain (format v2; keys and codes in :mod:`aaa_fmip.crypto.audit`). Each stream entry has the fields
-``v`` (``2``), ``n`` (its position, 1 for the first entry ever), ``at`` (Unix seconds as text ``%.6f``),
-``event``, ``f`` (the caller's fields as canonical JSON: keys sorted, values keep their JSON types, ``None``
-values omitted), ``prev`` (the previous entry's MAC, 64 zeros before the first), ``kid`` (the KEK id whose
-audit key made the MAC) and ``mac`` (HMAC-SHA-256 under that key, which is derived from the KEK and never in
-Redis). The head key holds ``n:mac`` of the last entry. Appends are a compare-and-set script on the head (it
-appends only if the head is still the one the writer chained onto), so the chain stays linear under
-concurrent writers; within one process, appends are group-committed (one in flight).
-
-Writes that change state and must be audited (a session stored, a session revoked) run in the same script as
-their audit entries outside a Cluster: both take effect or neither does. On a Cluster, where the audit stream
-and a session's keys lie in different hash slots, the audit entries are appended first and the state change
-follows; a failure in between leaves an audit entry without its state change (a ``session.not-stored`` entry
-follows when Redis lets it), never a state change without its entry. Every such script carries a deadline in
-Redis server time (the caller's deadline, else now + the socket timeout, through a clock offset measured with
-``TIME``) and does nothing once it has passed, so a write the client has given up on cannot land later.
-
-Whoever can write to Redis can still delete or reorder entries; the MACs make every such change, and any
-forged entry, fail :meth:`RedisStore.verify_audit`, except cutting the tail together with the head key. That
-is caught by a signed checkpoint (``n``, head, time) kept outside Redis: :meth:`RedisStore.checkpoint` issues
-one, and :meth:`RedisStore.verify_audit` given one detects a truncation or wipe since. Retention trims only
-exported entries and leaves a signed anchor (the checkpoint of the last trimmed entry) so the chain stays
-verifiable from there.
+Every operation is a generator of Redis calls in :mod:`aaa_fmip.store.ops`; :meth:`RedisStore.run` drives one
+with the blocking client and :meth:`AsyncRedisOps.arun` with the asyncio client of the running event loop. Both
+translate errors in one place (:meth:`RedisStore._io`) and run scripts by digest through redis-py's ``Script``
+objects, which reload a script that a restarted server has forgotten. One code path serves a single Redis,
+Redis Sentinel and Redis Cluster (and the embedded server of :mod:`aaa_fmip.store.embedded`); URLs:
+:mod:`aaa_fmip.store.urls`; key names and atomicity: :mod:`aaa_fmip.store.ops`; the audit chain:
+:mod:`aaa_fmip.store.audit`.
 
 Errors: every connection, timeout, loading, failover or cluster-down condition becomes
 :class:`~aaa_fmip.errors.StoreUnavailable` (naming the host, never credentials); other Redis errors become
 :class:`~aaa_fmip.errors.StoreError`; a record whose key material does not unwrap raises
 :class:`~aaa_fmip.errors.CryptoError`. Clients use short socket timeouts and at most one immediate retry on a
-broken connection (a pooled connection that died with the server), never on a timeout, so calls fail fast
-while Redis is down and work again once it returns, without a new store. Scripts run by digest and are
-re-sent when a restarted server has forgotten them.
+broken connection, never on a timeout, so calls fail fast while Redis is down and work again once it returns.
 
-Asyncio. :attr:`RedisStore.aio` offers the operations of the FBU hot path (``find_by_spi``,
-``is_revoked``, ``get_send_key_by_cga``, ``check_replay``, ``append_audits``) on an asyncio client of the
-same server, with the same keys, scripts, decoding, timeouts and errors, so an event loop can verify FBUs
-without a thread hand-off per request.
+Audit appends are group-committed: one append in flight per store and thread-safe queue (blocking side), one
+task per event loop (asyncio side); a state change with audit entries (a session stored, a revocation) takes
+the same turn, so this process never races itself for the chain's head.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import collections
 import dataclasses
-import functools
-import hashlib
-import hmac
-import json
-import math
-import re
-import secrets
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from ipaddress import IPv6Address
-from typing import Any, Final, Literal, cast
-from urllib.parse import parse_qs, unquote, urlsplit
+from typing import Any, Final, TypeVar, cast
 
 import redis
-import redis.asyncio
 import redis.asyncio.cluster
-import redis.asyncio.retry
-import redis.asyncio.sentinel
 import redis.exceptions as rx
-from redis.backoff import NoBackoff
-from redis.cluster import ClusterNode, RedisCluster
-from redis.retry import Retry
-from redis.sentinel import MasterNotFoundError, Sentinel
+from redis.cluster import RedisCluster
+from redis.commands.core import AsyncScript
+from redis.commands.core import Script as SyncScript
+from redis.sentinel import MasterNotFoundError
 
-from aaa_fmip.crypto.audit import AUDIT_GENESIS, AuditKeys, verify_checkpoint_signature
+from aaa_fmip.crypto.audit import AUDIT_GENESIS
 from aaa_fmip.crypto.wrap import KekRing
-from aaa_fmip.errors import ConfigError, CryptoError, StoreError, StoreUnavailable
-from aaa_fmip.store import AuditCheck, AuditEntry, Checkpoint, ReplayOutcome, SendKeyRecord, SessionRecord
+from aaa_fmip.errors import ConfigError, StoreError, StoreUnavailable
+from aaa_fmip.store import (
+    AuditCheck,
+    AuditEntry,
+    AuditItem,
+    Checkpoint,
+    ReplayOutcome,
+    SendKeyRecord,
+    SessionRecord,
+)
+from aaa_fmip.store import audit as chain
+from aaa_fmip.store.audit import canonical_fields, checkpoint_text
+from aaa_fmip.store.ops import AUDIT_BATCH, Command, Op, RedisCall, Script, StoreOps
+from aaa_fmip.store.urls import connection_for
 
 __all__ = ["AUDIT_GENESIS", "AsyncRedisOps", "RedisStore", "canonical_fields", "checkpoint_text"]
 
-_AUDIT_VERSION: Final = "2"
-_GENESIS_HEAD: Final = "0:" + AUDIT_GENESIS
-_AUDIT_APPEND_ATTEMPTS: Final = 200
-_AUDIT_BATCH: Final = 64  # entries committed in one script call at most
-
-
-@dataclasses.dataclass
-class _PendingAudit:
-    """An audit entry waiting for the group commit, and what became of it."""
-
-    event: str
-    at_text: str
-    fields: dict[str, str | int | bool]
-    fields_json: str
-    entry: AuditEntry | None = None
-    error: Exception | None = None
-
-
-_REFUSED: Final = object()  # an audited script's precondition failed: nothing was written
-_AUDIT_SCAN_LIMIT: Final = 10_000  # entries examined per read_audit call before returning a cursor
-_DELETE_ATTEMPTS: Final = 5
-_EXTERNAL_ID_LIMIT: Final = 256  # sessions returned per external id (e.g. one user's concurrent sessions)
-_RECORD_VERSION: Final = 1
-_SEQ_MODULUS: Final = 1 << 16  # the FBU Sequence Number is 16 bits (RFC 5568 §6.2.3)
-_STREAM_ID = re.compile(r"\d{1,20}-\d{1,20}")
-_HEX64 = re.compile(r"[0-9a-f]{64}")
-_PREFIX = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+T = TypeVar("T")
+_PREFIX_CHARS: Final = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.:-")
 
 # Conditions in which Redis cannot serve now but may soon (failover, loading, persistence trouble).
 _UNAVAILABLE_REPLIES: Final = (
@@ -169,342 +74,10 @@ _UNAVAILABLE_REPLIES: Final = (
     "OOM",
 )
 
-# --- Lua (each script touches keys of one hash slot only, all declared in KEYS) -------------------------
-
-# RFC 1982 serial-number arithmetic on 16 bits (architecture.md §3): newer iff 0 < (s - last) mod 2^16 < 2^15.
-_REPLAY_LUA: Final = """
-local last = redis.call('HGET', KEYS[1], 'seq')
-if last then
-  local d = (tonumber(ARGV[1]) - tonumber(last)) % 65536
-  if d == 0 then
-    if redis.call('HGET', KEYS[1], 'ah') == ARGV[2] then return 'retransmission' end
-    return 'replay'
-  end
-  if d >= 32768 then return 'replay' end
-end
-redis.call('HSET', KEYS[1], 'seq', ARGV[1], 'ah', ARGV[2])
-redis.call('PEXPIRE', KEYS[1], ARGV[3])
-redis.call('SADD', KEYS[2], ARGV[4])
-if redis.call('PTTL', KEYS[2]) < tonumber(ARGV[3]) then redis.call('PEXPIRE', KEYS[2], ARGV[3]) end
-return 'accepted'
-"""
-
-# Audited writes (see the module docstring). Every such script starts with _AUDITED_CHECKS and writes its audit
-# entries with _AUDIT_WRITES before any state change (so a write that fails half-way, e.g. out of memory, leaves
-# an entry without its state change, never the reverse). KEYS[1] = audit head, KEYS[2] = audit stream; ARGV[1] =
-# deadline in Redis server ms (0: none), ARGV[2] = the head the writer chained onto, ARGV[3] = the new head,
-# ARGV[4] = the number of entries A, ARGV[5..4+A] = each entry's field/value items as one JSON array of strings;
-# the operation's own arguments start at ARGV[5+A], its keys at KEYS[3]. Replies: {-1} the deadline passed,
-# {0, head} another writer moved the head, {2} the operation's precondition failed (nothing written),
-# {1, result, stream ids...} done.
-_AUDITED_CHECKS: Final = (
-    """
-local deadline = tonumber(ARGV[1])
-if deadline > 0 then
-  local t = redis.call('TIME')
-  if tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) > deadline then return {-1} end
-end
-local head = redis.call('GET', KEYS[1]) or '"""
-    + "0:"
-    + "0" * 64
-    + """'
-if head ~= ARGV[2] then return {0, head} end
-local na = tonumber(ARGV[4])
-local o = 5 + na
-"""
-)
-_AUDIT_WRITES: Final = """
-local ids = {}
-for i = 1, na do ids[#ids + 1] = redis.call('XADD', KEYS[2], '*', unpack(cjson.decode(ARGV[4 + i]))) end
-if na > 0 then redis.call('SET', KEYS[1], ARGV[3]) end
-"""
-_AUDIT_APPEND_LUA: Final = _AUDITED_CHECKS + _AUDIT_WRITES + "return {1, false, unpack(ids)}\n"
-
-# Index upkeep shared by the audited session scripts: add ARGV[o+2] (the member) to KEYS[first..#KEYS] for
-# ARGV[o+1] ms, scored by expiry in server ms (as _INDEX_ADD_LUA).
-_INDEX_ADD_FROM: Final = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local expires = now + tonumber(ARGV[o + 1])
-for i = first, #KEYS do
-  redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now)
-  redis.call('ZADD', KEYS[i], expires, ARGV[o + 2])
-  local top = redis.call('ZRANGE', KEYS[i], -1, -1, 'WITHSCORES')
-  redis.call('PEXPIRE', KEYS[i], math.max(1, tonumber(top[2]) - now))
-end
-"""
-
-# A session and its audit entries in one step (not on a Cluster). KEYS[3] = session, then (if ARGV[o+3] is '1')
-# the calling-station key, then the sorted-set indexes. ARGV[o] = record, ARGV[o+1] = TTL ms, ARGV[o+2] = the
-# member (hex HMK-Name). Result: the record it replaced, or false.
-_PUT_SESSION_AUDITED_LUA: Final = (
-    _AUDITED_CHECKS
-    + _AUDIT_WRITES
-    + """
-local old = redis.call('GET', KEYS[3])
-redis.call('SET', KEYS[3], ARGV[o], 'PX', ARGV[o + 1])
-local first = 4
-if ARGV[o + 3] == '1' then
-  redis.call('SET', KEYS[4], ARGV[o + 2], 'PX', ARGV[o + 1])
-  first = 5
-end
-"""
-    + _INDEX_ADD_FROM
-    + "return {1, old or false, unpack(ids)}\n"
-)
-
-# The session record alone, behind its deadline (on a Cluster, after its audit entries were appended).
-# KEYS[1] = session; ARGV[1] = deadline (server ms), ARGV[2] = record, ARGV[3] = TTL ms. Returns {-1} past the
-# deadline, else {1, the replaced record or false}.
-_PUT_SESSION_SLOT_LUA: Final = """
-local t = redis.call('TIME')
-if tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) > tonumber(ARGV[1]) then return {-1} end
-return {1, redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3], 'GET') or false}
-"""
-
-# A revocation and its audit entry in one step (not on a Cluster). KEYS[3] = session, [4] = replay-ars,
-# [5] = session tombstone, [6] = SPI tombstone, [7] = SPI index, [8] = sessions index, then ARGV[o+4] external-id
-# indexes, then (if ARGV[o+5] is '1') the calling-station key, then the replay state keys. ARGV[o] = the record
-# read before, [o+1] = tombstone ms, [o+2] = replay key prefix, [o+3] = member. {2}: the record changed or replay
-# state appeared meanwhile (read again and retry).
-_DELETE_SESSION_AUDITED_LUA: Final = (
-    _AUDITED_CHECKS
-    + """
-if redis.call('GET', KEYS[3]) ~= ARGV[o] then return {2} end
-local next_key = 9 + tonumber(ARGV[o + 4])
-local mac_key = nil
-if ARGV[o + 5] == '1' then
-  mac_key = KEYS[next_key]
-  next_key = next_key + 1
-end
-local declared = {}
-for i = next_key, #KEYS do declared[KEYS[i]] = true end
-for _, ar in ipairs(redis.call('SMEMBERS', KEYS[4])) do
-  if not declared[ARGV[o + 2] .. ar] then return {2} end
-end
-"""
-    + _AUDIT_WRITES
-    + """
-for i = next_key, #KEYS do redis.call('DEL', KEYS[i]) end
-redis.call('DEL', KEYS[3], KEYS[4])
-local member = ARGV[o + 3]
-for i = 7, 8 + tonumber(ARGV[o + 4]) do redis.call('ZREM', KEYS[i], member) end
-if mac_key and redis.call('GET', mac_key) == member then redis.call('DEL', mac_key) end
-local ms = tonumber(ARGV[o + 1])
-if ms > 0 then
-  for _, k in ipairs({KEYS[5], KEYS[6]}) do
-    if redis.call('PTTL', k) < ms then redis.call('SET', k, '1', 'PX', ms) end
-  end
-end
-return {1, 1, unpack(ids)}
-"""
-)
-
-# Retention: trim the stream below ARGV[1] (the first stream id kept) and keep ARGV[2] (the signed checkpoint of
-# the last entry trimmed) as the anchor, in one step. KEYS[1] = stream, KEYS[2] = anchor.
-_AUDIT_TRIM_LUA: Final = """
-redis.call('SET', KEYS[2], ARGV[2])
-return redis.call('XTRIM', KEYS[1], 'MINID', ARGV[1])
-"""
-
-# Add a member that lives ARGV[2] ms to each sorted-set index in KEYS, scored by expiry (server ms); drop
-# expired members; let each key expire with its longest-lived member. One key per call on a Cluster (the
-# index keys lie in different slots); all of a session's index keys in one call elsewhere.
-_INDEX_ADD_LUA: Final = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local expires = now + tonumber(ARGV[2])
-for i = 1, #KEYS do
-  redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now)
-  redis.call('ZADD', KEYS[i], expires, ARGV[1])
-  local top = redis.call('ZRANGE', KEYS[i], -1, -1, 'WITHSCORES')
-  redis.call('PEXPIRE', KEYS[i], math.max(1, tonumber(top[2]) - now))
-end
-return #KEYS
-"""
-
-# Members of a sorted-set index whose expiry has not passed, longest-lived first, with their scores.
-_INDEX_LIVE_LUA: Final = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-return redis.call('ZREVRANGEBYSCORE', KEYS[1], '+inf', '(' .. now, 'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[1]))
-"""
-
-# The live members of a session index AND their records, in one round trip. The records live in other hash
-# slots, so this is used only where there are no slots (a single Redis, Sentinel, the embedded server); a
-# Cluster takes two round trips (_INDEX_LIVE_LUA, then a pipeline). ARGV[2]/ARGV[3] frame a session key name
-# around a member. Returns member, score, record (false when gone), ...
-_INDEX_LIVE_RECORDS_LUA: Final = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local m = redis.call('ZREVRANGEBYSCORE', KEYS[1], '+inf', '(' .. now, 'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[1]))
-local out = {}
-for i = 1, #m, 2 do
-  out[#out + 1] = m[i]
-  out[#out + 1] = m[i + 1]
-  out[#out + 1] = redis.call('GET', ARGV[2] .. m[i] .. ARGV[3]) or false
-end
-return out
-"""
-
-# Drop an index member whose record is gone, unless it was re-added meanwhile (its score changed).
-_INDEX_DROP_LUA: Final = """
-if redis.call('ZSCORE', KEYS[1], ARGV[1]) == ARGV[2] then return redis.call('ZREM', KEYS[1], ARGV[1]) end
-return 0
-"""
-
-_COUNT_LIVE_LUA: Final = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-return redis.call('ZCOUNT', KEYS[1], '(' .. now, '+inf')
-"""
-
-_DEL_IF_EQUAL_LUA: Final = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
-
-_DEL_SENDKEY_LUA: Final = """
-local v = redis.call('GET', KEYS[1])
-if v and cjson.decode(v)['key_hash'] == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
-
-# A tombstone never shortens: keep the longer of the existing and the requested lifetime.
-_TOMBSTONE_LUA: Final = """
-if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[1]) then redis.call('SET', KEYS[1], '1', 'PX', ARGV[1]) end
-return 1
-"""
-
-# The session-slot part of a revocation on a Cluster (after its audit entry and the SPI tombstone).
-# KEYS: session, replay-ars, revoked tombstone, replay state keys...; ARGV: value read before, tombstone ms,
-# replay key prefix, deadline (server ms). Returns 1 deleted, 0 the record changed meanwhile, -1 replay state
-# appeared meanwhile, -2 the deadline passed.
-_DELETE_SESSION_LUA: Final = """
-local t = redis.call('TIME')
-if tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) > tonumber(ARGV[4]) then return -2 end
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-local declared = {}
-for i = 4, #KEYS do declared[KEYS[i]] = true end
-for _, ar in ipairs(redis.call('SMEMBERS', KEYS[2])) do
-  if not declared[ARGV[3] .. ar] then return -1 end
-end
-for i = 4, #KEYS do redis.call('DEL', KEYS[i]) end
-redis.call('DEL', KEYS[1], KEYS[2])
-local ms = tonumber(ARGV[2])
-if ms > 0 and redis.call('PTTL', KEYS[3]) < ms then redis.call('SET', KEYS[3], '1', 'PX', ms) end
-return 1
-"""
-
-
-@functools.cache
-def _sha1(lua: str) -> str:
-    return hashlib.sha1(lua.encode(), usedforsecurity=False).hexdigest()
-
-
-def _ttl_ms(expires_at: float, now: float) -> int:
-    return math.ceil((expires_at - now) * 1000)
-
-
-def _b(value: object) -> bytes | None:
-    """A reply expected to be bytes or nil (redis-py's reply types are not narrowed statically)."""
-    if value is None or isinstance(value, bytes):
-        return value
-    raise StoreError(f"unexpected reply type {type(value).__name__} from Redis")
-
-
-def _audit_fields(event: str, fields: Mapping[str, str | int | None], at: float) -> dict[str, str | int | bool]:
-    """Validate one audit entry; its fields as stored (``None`` values left out, JSON types kept)."""
-    if not event:
-        raise ValueError("event must not be empty")
-    if not math.isfinite(at):
-        raise ValueError("at must be a finite Unix time")
-    out: dict[str, str | int | bool] = {}
-    for name, value in fields.items():
-        if not name or "\x00" in name:
-            raise ValueError("audit field names must be non-empty")
-        if value is None:
-            continue
-        if not isinstance(value, str | int):  # bool is an int
-            raise TypeError(f"audit field {name!r} must be str, int, bool or None")
-        out[name] = value
-    return out
-
-
-def canonical_fields(fields: Mapping[str, object]) -> str:
-    """The canonical JSON text of an entry's fields, as stored and authenticated (keys sorted, no spaces)."""
-    return json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-
-
-def _member_pairs(reply: object) -> list[tuple[bytes, bytes]]:
-    """(member, score) pairs of an index script's flat reply."""
-    flat = _members(reply)
-    return list(zip(flat[0::2], flat[1::2], strict=True))
-
-
-def _named_members(
-    members: list[tuple[bytes, bytes]],
-) -> tuple[list[tuple[bytes, tuple[bytes, bytes]]], list[tuple[bytes, bytes]]]:
-    """Index members with the HMK-Name each names, and those that name none (malformed: to be dropped)."""
-    named: list[tuple[bytes, tuple[bytes, bytes]]] = []
-    stale: list[tuple[bytes, bytes]] = []
-    for member in members:
-        try:
-            named.append((bytes.fromhex(member[0].decode("ascii")), member))
-        except (UnicodeDecodeError, ValueError):
-            stale.append(member)
-    return named, stale
-
-
-def _pending_audits(entries: Sequence[tuple[str, Mapping[str, str | int | None], float]]) -> list[_PendingAudit]:
-    out = []
-    for event, fields, at in entries:
-        checked = _audit_fields(event, fields, at)
-        out.append(_PendingAudit(event, f"{at:.6f}", checked, canonical_fields(checked)))
-    return out
-
-
-def _parse_head(raw: object) -> tuple[int, str]:
-    """The audit head as stored (``n:mac``), or the genesis head when there is none yet."""
-    value = _b(raw)
-    if not value:
-        return 0, AUDIT_GENESIS
-    n_text, sep, mac = value.decode("ascii", "replace").partition(":")
-    if not sep or not n_text.isdigit() or not _HEX64.fullmatch(mac):
-        raise StoreError("the audit head in Redis is malformed (edited outside the service?)")
-    return int(n_text), mac
-
-
-def _time_reply(reply: object) -> float:
-    """Unix seconds from a ``TIME`` reply (a Cluster client answers per node: any node will do)."""
-    if isinstance(reply, dict):
-        reply = next(iter(reply.values()), None)
-    if isinstance(reply, list | tuple) and len(reply) == 2:
-        return int(reply[0]) + int(reply[1]) / 1e6
-    raise StoreError("unexpected reply from Redis to TIME")
-
-
-def _members(value: object) -> list[bytes]:
-    if not isinstance(value, list | set | tuple):
-        raise StoreError(f"unexpected reply type {type(value).__name__} from Redis")
-    return [m for m in value if isinstance(m, bytes)]
-
-
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, MasterNotFoundError):  # its text embeds the sentinel pools' repr: say it plainly
-        return "MasterNotFoundError: no sentinel named a reachable master for the service"
-    text = str(exc).splitlines()[0] if str(exc) else ""
-    return f"{type(exc).__name__}: {text[:160]}" if text else type(exc).__name__
-
-
-def _index_groups(client: object, keys: list[str]) -> list[list[str]]:
-    """How index keys go to ``_INDEX_ADD_LUA``: one key per call on a Cluster, where they lie in different hash
-    slots; all in one call elsewhere (one script run instead of several: less work on both sides)."""
-    return [[k] for k in keys] if isinstance(client, RedisCluster) else [keys]
-
 
 class RedisStore:
-    """Sessions, SEND keys, replay state, nonces and the audit chain in Redis (see the module docstring)."""
+    """Sessions, SEND keys, replay state, nonces and the audit chain in Redis: :attr:`ops` says what, this
+    class runs it (module docstring)."""
 
     def __init__(
         self,
@@ -516,176 +89,47 @@ class RedisStore:
         on_close: Callable[[], None] | None = None,
         aconnect: Callable[[], Any] | None = None,
         write_timeout: float = 0.5,
+        cluster: bool | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         """Prefer :meth:`from_url`. ``connect`` builds the redis-py client (``Redis`` or ``RedisCluster``);
         it is called on first use and again after a failed cluster bootstrap. ``aconnect`` builds an asyncio
-        client of the same server (called once per event loop); without it :attr:`aio` is None.
-        ``write_timeout``: how long after sending an audited write the client gives up on it (its socket
-        timeout); the write carries that deadline into Redis."""
-        if not write_timeout > 0:
-            raise ValueError("write_timeout must be positive")
-        if not _PREFIX.fullmatch(prefix):
+        client of the same server (once per event loop); without it :attr:`aio` is None. ``write_timeout``:
+        how long after sending an audited write the client gives up on it (its socket timeout); the write
+        carries that deadline into Redis. ``cluster`` None: learnt from the client on first use."""
+        if not 1 <= len(prefix) <= 64 or not set(prefix) <= _PREFIX_CHARS:
             raise ConfigError("must be 1-64 characters of [A-Za-z0-9_.:-] (no braces)", key="store.prefix")
         self._connect = connect
-        self._kek = kek
-        self._p = prefix
         self._where = where
         self._on_close = on_close
+        self._cluster_known = cluster is not None
+        self.ops = StoreOps(kek, prefix=prefix, cluster=bool(cluster), write_timeout=write_timeout, clock=clock)
         self._lock = threading.Lock()
-        self._audit_head_hint: tuple[int, str] | None = None  # last head this process wrote; stale costs a retry
-        self._audit_lock = threading.Lock()
+        self._audit_lock = threading.Lock()  # this process's turn for the audit chain
         self._audit_pending_lock = threading.Lock()
-        self._audit_pending: list[_PendingAudit] = []
+        self._audit_pending: list[chain.PendingAudit] = []
         self._client: Any = None
+        self._scripts: dict[str, SyncScript] = {}
         self._aio = AsyncRedisOps(self, aconnect) if aconnect is not None else None
-        self.write_timeout = write_timeout
-        self._clock_offset: float | None = None  # Redis TIME minus local time.time(), seconds
-        self._audit_keys = {k.key_id: AuditKeys.derive(k) for k in (kek.current, *kek.previous)}
-        self._audit_kid = kek.current.key_id
-
-    # --- construction ------------------------------------------------------------------------------------
 
     @classmethod
     def from_url(
-        cls,
-        url: str,
-        kek: KekRing,
-        *,
-        prefix: str = "fmip",
-        socket_timeout: float = 0.5,
-        **kw: Any,
+        cls, url: str, kek: KekRing, *, prefix: str = "fmip", socket_timeout: float = 0.5, **kw: Any
     ) -> RedisStore:
-        """A store for ``url`` (forms in the module docstring); ``kw`` goes to the redis-py client.
-
-        Socket connect and read timeouts default to ``socket_timeout``; a broken pooled connection is retried
-        once, immediately; nothing else is retried, so an outage surfaces as ``StoreUnavailable`` quickly.
-        """
-        try:
-            parts = urlsplit(url)
-        except ValueError:
-            raise ConfigError("not a valid URL", key="store.url") from None
-        scheme = parts.scheme.lower()
-        opts: dict[str, Any] = {
-            "socket_timeout": socket_timeout,
-            "socket_connect_timeout": kw.pop("socket_connect_timeout", socket_timeout),
-        }
-        opts.update(kw)
-        if "retry" in opts:
-            raise ConfigError("the retry policy is fixed by the store", key="store.url")
-
-        def retry() -> Retry:
-            return Retry(NoBackoff(), 1, supported_errors=(rx.ConnectionError,))
-
-        def aretry() -> redis.asyncio.retry.Retry:
-            return redis.asyncio.retry.Retry(NoBackoff(), 1, supported_errors=(rx.ConnectionError,))
-
-        if scheme in ("redis", "rediss", "unix"):
-            where = _where_simple(parts, scheme)
-            try:
-                client = redis.Redis.from_url(url, retry=retry(), **opts)
-            except ValueError as exc:
-                raise ConfigError(f"invalid Redis URL ({where}): {exc}", key="store.url") from None
-
-            def aconnect() -> Any:
-                return redis.asyncio.Redis.from_url(url, retry=aretry(), **opts)
-
-            return cls(
-                lambda: client,
-                kek,
-                prefix=prefix,
-                where=where,
-                on_close=client.close,
-                aconnect=aconnect,
-                write_timeout=socket_timeout,
-            )
-
-        if scheme in ("redis+sentinel", "rediss+sentinel"):
-            user, password, hosts = _split_netloc(parts.netloc, default_port=26379)
-            path = [unquote(p) for p in parts.path.split("/") if p]
-            if not 1 <= len(path) <= 2 or (len(path) == 2 and not path[1].isdigit()):
-                raise ConfigError("sentinel URL path must be /service_name[/db]", key="store.url")
-            service, db = path[0], int(path[1]) if len(path) == 2 else 0
-            query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
-            unknown = set(query) - {"sentinel_username", "sentinel_password"}
-            if unknown:
-                raise ConfigError(f"unknown sentinel URL option(s): {', '.join(sorted(unknown))}", key="store.url")
-            tls = {"ssl": True} if scheme.startswith("rediss") else {}
-            sentinel_kwargs = {
-                k: v for k, v in opts.items() if k.startswith(("socket_", "ssl")) and k != "socket_keepalive_options"
-            }
-            sentinel_kwargs.update(tls)
-            if "sentinel_username" in query:
-                sentinel_kwargs["username"] = query["sentinel_username"]
-            if "sentinel_password" in query:
-                sentinel_kwargs["password"] = query["sentinel_password"]
-            sentinel_kwargs["retry"] = retry()
-            where = f"sentinel {_hostlist(hosts)} service {service}"
-            sentinel: Any = cast(Any, Sentinel)(hosts, sentinel_kwargs=sentinel_kwargs)
-            master_kwargs = {**opts, **tls, "db": db, "username": user, "password": password, "retry": retry()}
-            master: Any = sentinel.master_for(service, **master_kwargs)
-
-            def close_sentinel() -> None:
-                master.close()
-                for s in sentinel.sentinels:
-                    s.close()
-
-            def aconnect_sentinel() -> Any:
-                kwargs = {**sentinel_kwargs, "retry": aretry()}
-                asentinel: Any = cast(Any, redis.asyncio.sentinel.Sentinel)(hosts, sentinel_kwargs=kwargs)
-                return asentinel.master_for(service, **{**master_kwargs, "retry": aretry()})
-
-            return cls(
-                lambda: master,
-                kek,
-                prefix=prefix,
-                where=where,
-                on_close=close_sentinel,
-                aconnect=aconnect_sentinel,
-                write_timeout=socket_timeout,
-            )
-
-        if scheme in ("redis+cluster", "rediss+cluster"):
-            user, password, hosts = _split_netloc(parts.netloc, default_port=6379)
-            if parts.path not in ("", "/", "/0") or parts.query:
-                raise ConfigError("cluster URL takes no database, path or options", key="store.url")
-            where = f"cluster {_hostlist(hosts)}"
-            if scheme.startswith("rediss"):
-                opts["ssl"] = True
-            opts.setdefault("require_full_coverage", False)
-
-            def connect_cluster() -> RedisCluster:
-                return RedisCluster(
-                    startup_nodes=[cast(Any, ClusterNode)(h, p) for h, p in hosts],
-                    username=user,
-                    password=password,
-                    retry=retry(),
-                    **opts,
-                )
-
-            def aconnect_cluster() -> Any:
-                return redis.asyncio.cluster.RedisCluster(
-                    startup_nodes=[redis.asyncio.cluster.ClusterNode(h, p) for h, p in hosts],
-                    username=user,
-                    password=password,
-                    retry=aretry(),
-                    **opts,
-                )
-
-            return cls(
-                connect_cluster,
-                kek,
-                prefix=prefix,
-                where=where,
-                aconnect=aconnect_cluster,
-                write_timeout=socket_timeout,
-            )
-
-        raise ConfigError(
-            f"unsupported URL scheme {scheme!r} (use redis, rediss, unix, redis+sentinel or redis+cluster)",
-            key="store.url",
+        """A store for ``url`` (forms in :mod:`aaa_fmip.store.urls`); ``kw`` goes to the redis-py client."""
+        c = connection_for(url, socket_timeout=socket_timeout, **kw)
+        return cls(
+            c.connect,
+            kek,
+            prefix=prefix,
+            where=c.where,
+            on_close=c.on_close,
+            aconnect=c.aconnect,
+            write_timeout=socket_timeout,
+            cluster=c.cluster,
         )
 
-    # --- plumbing ----------------------------------------------------------------------------------------
+    # --- the driver --------------------------------------------------------------------------------------
 
     @property
     def where(self) -> str:
@@ -694,28 +138,38 @@ class RedisStore:
 
     @property
     def prefix(self) -> str:
-        return self._p
+        return self.ops.p
 
     @property
     def aio(self) -> AsyncRedisOps | None:
-        """The FBU hot path on an asyncio client of the same server(s) (see the module docstring)."""
+        """The same operations on an asyncio client of the same server(s), for an event loop."""
         return self._aio
+
+    @property
+    def write_timeout(self) -> float:
+        return self.ops.write_timeout
 
     @contextmanager
     def _io(self, what: str) -> Iterator[None]:
+        """Redis errors → StoreUnavailable / StoreError, once for every operation (module docstring)."""
         try:
             yield
-        except (rx.ConnectionError, rx.TimeoutError, rx.ClusterDownError, rx.TryAgainError, OSError) as exc:
-            self._clock_offset = None  # a new connection may reach another server: measure again
-            raise StoreUnavailable(f"Redis at {self._where} is unavailable ({what}): {_describe(exc)}") from exc
-        except rx.RedisClusterException as exc:  # bootstrap failed, slot not covered...
-            raise StoreUnavailable(f"Redis at {self._where} is unavailable ({what}): {_describe(exc)}") from exc
-        except rx.ResponseError as exc:
+        except (rx.RedisError, rx.RedisClusterException, OSError) as exc:
+            raise self._translate(exc, what) from exc
+
+    def _translate(self, exc: BaseException, what: str) -> BaseException:
+        if isinstance(exc, rx.ConnectionError | rx.TimeoutError | rx.ClusterDownError | rx.TryAgainError | OSError):
+            self.ops.clock_offset = None  # a new connection may reach another server: measure again
+            return StoreUnavailable(f"Redis at {self._where} is unavailable ({what}): {_describe(exc)}")
+        if isinstance(exc, rx.RedisClusterException):  # bootstrap failed, slot not covered...
+            return StoreUnavailable(f"Redis at {self._where} is unavailable ({what}): {_describe(exc)}")
+        if isinstance(exc, rx.ResponseError):
             if str(exc).startswith(_UNAVAILABLE_REPLIES) or isinstance(exc, rx.ReadOnlyError):
-                raise StoreUnavailable(f"Redis at {self._where} cannot serve ({what}): {_describe(exc)}") from exc
-            raise StoreError(f"Redis at {self._where} refused {what}: {_describe(exc)}") from exc
-        except rx.RedisError as exc:
-            raise StoreError(f"Redis at {self._where} failed ({what}): {_describe(exc)}") from exc
+                return StoreUnavailable(f"Redis at {self._where} cannot serve ({what}): {_describe(exc)}")
+            return StoreError(f"Redis at {self._where} refused {what}: {_describe(exc)}")
+        if isinstance(exc, rx.RedisError):
+            return StoreError(f"Redis at {self._where} failed ({what}): {_describe(exc)}")
+        return exc
 
     def _r(self) -> Any:
         client = self._client
@@ -723,100 +177,42 @@ class RedisStore:
             with self._lock:
                 if self._client is None:
                     self._client = self._connect()
+                    if not self._cluster_known:
+                        self.ops.cluster = isinstance(self._client, RedisCluster)
+                        self._cluster_known = True
                 client = self._client
         return client
 
-    def _pipe(self) -> Any:
-        return self._r().pipeline(transaction=False)
-
-    def _script(self, lua: str, keys: Sequence[str], args: Sequence[str | int | bytes]) -> object:
-        """Run ``lua`` by digest, loading it when the server does not know it (e.g. after a restart)."""
-        client = self._r()
+    def run(self, op: Op[T], what: str = "store call") -> T:
+        """Drive ``op`` with the blocking client: each call it yields is sent and its reply sent back; a call
+        that fails is thrown into ``op`` as StoreUnavailable / StoreError (so an operation can react, e.g.
+        note a write that did not happen), and out of it if ``op`` does not handle it."""
+        with self._io(what):
+            client = self._r()
         try:
-            return cast(object, client.evalsha(_sha1(lua), len(keys), *keys, *args))
-        except rx.NoScriptError:
-            return cast(object, client.eval(lua, len(keys), *keys, *args))
+            call = next(op)
+            while True:
+                try:
+                    reply = self._execute(client, call)
+                except (rx.RedisError, rx.RedisClusterException, OSError) as exc:
+                    call = op.throw(self._translate(exc, what))
+                    continue
+                call = op.send(reply)
+        except StopIteration as done:
+            return cast(T, done.value)
 
-    @staticmethod
-    def _queue_script(pipe: Any, lua: str, keys: Sequence[str], args: Sequence[str | int | bytes]) -> None:
-        # EVAL (not EVALSHA) inside pipelines: nothing to recover from after a server restart. Through
-        # execute_command because redis-py's cluster pipeline has no eval(); it still routes EVAL by its keys.
-        pipe.execute_command("EVAL", lua, len(keys), *keys, *args)
-
-    # key names
-    def _session_key(self, hmk_name: bytes) -> str:
-        return f"{self._p}:{{{hmk_name.hex()}}}:session"
-
-    def _session_tomb_key(self, hmk_name: bytes) -> str:
-        return f"{self._p}:{{{hmk_name.hex()}}}:revoked"
-
-    def _replay_prefix(self, scope: bytes) -> str:
-        return f"{self._p}:{{{scope.hex()}}}:replay:"
-
-    def _replay_ars_key(self, scope: bytes) -> str:
-        return f"{self._p}:{{{scope.hex()}}}:replay-ars"
-
-    def _spi_key(self, spi: int) -> str:
-        return f"{self._p}:spi:{spi}"
-
-    def _spi_tomb_key(self, spi: int) -> str:
-        return f"{self._p}:revoked-spi:{spi}"
-
-    def _mac_key(self, mac: str) -> str:
-        return f"{self._p}:mac:{mac}"
-
-    def _ext_key(self, external_id: str) -> str:
-        return f"{self._p}:ext:{external_id}"
-
-    def _sessions_key(self) -> str:
-        return f"{self._p}:sessions"
-
-    def _sendkey_key(self, cga: IPv6Address) -> str:
-        return f"{self._p}:{{{cga.packed.hex()}}}:sendkey"
-
-    def _sendkey_hash_key(self, key_hash: bytes) -> str:
-        return f"{self._p}:sendkey-hash:{key_hash.hex()}"
-
-    def _sendkey_lock_key(self, key_hash: bytes) -> str:
-        return f"{self._p}:sendkey-lock:{key_hash.hex()}"
-
-    def _nonce_key(self, scope: bytes, nonce: bytes) -> str:
-        return f"{self._p}:{{{scope.hex()}}}:nonce:{nonce.hex()}"
-
-    def _audit_stream_key(self) -> str:
-        return f"{self._p}:{{audit}}:stream"
-
-    def _audit_head_key(self) -> str:
-        return f"{self._p}:{{audit}}:head"
-
-    def _audit_anchor_key(self) -> str:
-        return f"{self._p}:{{audit}}:anchor"
-
-    def _audit_exported_key(self) -> str:
-        return f"{self._p}:{{audit}}:exported"
-
-    # --- deadlines ---------------------------------------------------------------------------------------
-
-    def _deadline(self, deadline: float | None) -> float:
-        """The caller's deadline (Unix seconds), capped at now + the write timeout; raises StoreUnavailable
-        when it has already passed (nothing is sent)."""
-        now = time.time()
-        limit = now + self.write_timeout
-        at = limit if deadline is None else min(deadline, limit)
-        if at <= now:
-            raise StoreUnavailable("the write's deadline passed before it could be sent; nothing was written")
-        return at
-
-    def _server_ms(self, deadline: float) -> int:
-        """``deadline`` (local Unix seconds) in Redis server milliseconds, through the measured clock offset."""
-        offset = self._clock_offset
-        if offset is None:
-            with self._io("TIME"):
-                t0 = time.time()
-                reply = self._r().time()
-                t1 = time.time()
-            offset = self._clock_offset = _time_reply(reply) - (t0 + t1) / 2
-        return int((deadline + offset) * 1000)
+    def _execute(self, client: Any, call: RedisCall) -> object:
+        if isinstance(call, Command):
+            return client.execute_command(*call.args, **call.options)
+        if isinstance(call, Script):
+            script = self._scripts.get(call.lua)
+            if script is None:
+                script = self._scripts[call.lua] = client.register_script(call.lua)
+            return script(keys=list(call.keys), args=list(call.args), client=client)
+        pipe = client.pipeline() if self.ops.cluster else client.pipeline(transaction=False)
+        for c in call.calls:
+            _queue(pipe, c)
+        return cast(object, pipe.execute())
 
     # --- health ------------------------------------------------------------------------------------------
 
@@ -832,6 +228,7 @@ class RedisStore:
     def close(self) -> None:
         """Release the connections. Idempotent."""
         client, self._client = self._client, None
+        self._scripts.clear()
         try:
             if self._on_close is not None:
                 self._on_close()
@@ -840,522 +237,93 @@ class RedisStore:
         except (rx.RedisError, rx.RedisClusterException, OSError):
             pass
 
-    # --- sessions ----------------------------------------------------------------------------------------
-
-    def _encode_session(self, rec: SessionRecord, key: str) -> bytes:
-        doc = {
-            "v": _RECORD_VERSION,
-            "spi": rec.spi,
-            "user_name": rec.user_name,
-            "kind": rec.kind,
-            "created_at": rec.created_at,
-            "expires_at": rec.expires_at,
-            "calling_station_id": rec.calling_station_id,
-            "nas_identifier": rec.nas_identifier,
-            "external_ids": list(rec.external_ids),
-            "hmk": base64.b64encode(self._kek.wrap(rec.hmk.reveal(), key.encode())).decode("ascii"),
-        }
-        return json.dumps(doc, separators=(",", ":"), sort_keys=True).encode()
-
-    def _decode_session(self, hmk_name: bytes, raw: bytes) -> SessionRecord:
-        key = self._session_key(hmk_name)
-        try:
-            doc = json.loads(raw)
-            if doc.get("v") != _RECORD_VERSION:
-                raise ValueError("version")
-            blob = base64.b64decode(doc["hmk"], validate=True)
-            kind = str(doc["kind"])
-            if kind not in ("eap", "dsrk"):
-                raise ValueError("kind")
-            spi = int(doc["spi"])
-            user_name = str(doc["user_name"])
-            created_at, expires_at = float(doc["created_at"]), float(doc["expires_at"])
-            calling_station_id = _opt_str(doc.get("calling_station_id"))
-            nas_identifier = _opt_str(doc.get("nas_identifier"))
-            external_ids = tuple(str(x) for x in doc.get("external_ids", ()))
-        except (ValueError, KeyError, TypeError, AttributeError, binascii.Error):
-            raise StoreError(f"session record {key} is malformed") from None
-        hmk = self._kek.unwrap(blob, key.encode())  # CryptoError names the KEK id, never key bytes
-        return SessionRecord(
-            hmk_name=hmk_name,
-            spi=spi,
-            hmk=hmk,
-            user_name=user_name,
-            kind=cast(Literal["eap", "dsrk"], kind),
-            created_at=created_at,
-            expires_at=expires_at,
-            calling_station_id=calling_station_id,
-            nas_identifier=nas_identifier,
-            external_ids=external_ids,
-        )
+    # --- operations (each: ops.<name> run here) ----------------------------------------------------------
 
     def put_session(
-        self,
-        rec: SessionRecord,
-        *,
-        now: float,
-        audits: Sequence[tuple[str, Mapping[str, str | int | None], float]] = (),
-        deadline: float | None = None,
+        self, rec: SessionRecord, *, now: float, audits: Sequence[AuditItem] = (), deadline: float | None = None
     ) -> None:
-        """Store (or replace) a session: HMK wrapped, TTL = ``expires_at - now``, with its indexes, and append
-        ``audits`` (event, fields, at) with it: in one step outside a Cluster, audit entries first on a Cluster
-        (module docstring). Nothing is written once ``deadline`` (Unix seconds; default and cap: now + the write
-        timeout) has passed by the Redis clock: then StoreUnavailable."""
-        _check_name(rec.hmk_name)
-        if not 0 < rec.spi < 1 << 32:
-            raise ValueError("SPI must be 1..2^32-1 (0 is reserved for RFC 5269 keys)")
-        ttl = _ttl_ms(rec.expires_at, now)
-        if ttl <= 0:
-            raise ValueError("session already expired (expires_at <= now)")
-        items = _pending_audits(audits)
-        key = self._session_key(rec.hmk_name)
-        value = self._encode_session(rec, key)
-        member = rec.hmk_name.hex()
-        indexes = [self._spi_key(rec.spi), *(self._ext_key(e) for e in dict.fromkeys(rec.external_ids))]
-        indexes.append(self._sessions_key())
-        self._deadline(deadline)  # already passed: send nothing
-        if not isinstance(self._r(), RedisCluster):
-            mac = [self._mac_key(rec.calling_station_id)] if rec.calling_station_id else []
-            old = self._audited(
-                "put_session",
-                _PUT_SESSION_AUDITED_LUA,
-                [key, *mac, *indexes],
-                [value, ttl, member, "1" if mac else "0"],
-                items,
-                deadline,
-            )
-            old_raw = _b(old)
-        else:
-            if items:
-                self._audited("put_session", _AUDIT_APPEND_LUA, [], [], items, deadline)
-            try:
-                with self._io("put_session"):
-                    at = self._server_ms(self._deadline(deadline))
-                    reply = self._script(_PUT_SESSION_SLOT_LUA, [key], [at, value, ttl])
-                if not isinstance(reply, list) or not reply or reply[0] != 1:
-                    raise StoreUnavailable("the session write reached Redis after its deadline; it was not stored")
-            except StoreError:
-                if items:
-                    self._not_stored(rec, items)
-                raise
-            old_raw = _b(reply[1]) if len(reply) > 1 else None
-            with self._io("put_session"):
-                pipe = self._pipe()
-                if rec.calling_station_id:
-                    pipe.set(self._mac_key(rec.calling_station_id), member, px=ttl)
-                for group in _index_groups(self._r(), indexes):
-                    self._queue_script(pipe, _INDEX_ADD_LUA, group, [member, ttl])
-                pipe.execute()
-        if old_raw is not None:
-            self._drop_stale_indexes(old_raw, rec)
-
-    def _not_stored(self, rec: SessionRecord, items: list[_PendingAudit]) -> None:
-        """On a Cluster: a session whose audit entries went in but whose record did not gets a closing entry,
-        when Redis lets us write it (best effort; the failure itself is what the caller sees)."""
-        with suppress(StoreError):
-            self.append_audits(
-                [("session.not-stored", {"hmk_name": rec.hmk_name.hex(), "spi": rec.spi}, float(items[0].at_text))]
-            )
-
-    def _drop_stale_indexes(self, old_raw: bytes, new: SessionRecord) -> None:
-        """A replaced record may have been indexed under names the new one no longer has."""
-        try:
-            old = json.loads(old_raw)
-            old_spi = int(old["spi"])
-            old_mac = _opt_str(old.get("calling_station_id"))
-            old_ext = {str(x) for x in old.get("external_ids", ())}
-        except (ValueError, KeyError, TypeError):
-            return
-        member = new.hmk_name.hex()
-        with self._io("put_session"):
-            pipe = self._pipe()
-            if old_spi != new.spi:
-                pipe.zrem(self._spi_key(old_spi), member)
-            if old_mac and old_mac != new.calling_station_id:
-                self._queue_script(pipe, _DEL_IF_EQUAL_LUA, [self._mac_key(old_mac)], [member])
-            for ext in old_ext - set(new.external_ids):
-                pipe.zrem(self._ext_key(ext), member)
-            if len(pipe):
-                pipe.execute()
-
-    def get_session(self, hmk_name: bytes) -> SessionRecord | None:
-        _check_name(hmk_name)
-        with self._io("get_session"):
-            raw = _b(self._r().get(self._session_key(hmk_name)))
-        return None if raw is None else self._decode_session(hmk_name, raw)
-
-    def _live_members(self, index_key: str, limit: int, *, what: str) -> list[tuple[bytes, bytes]]:
-        with self._io(what):
-            return _member_pairs(self._script(_INDEX_LIVE_LUA, [index_key], [limit]))
-
-    def _fetch_sessions(self, index_key: str, members: list[tuple[bytes, bytes]], *, what: str) -> list[SessionRecord]:
-        """The records behind index members in one pipelined round trip; members whose record is gone are
-        skipped and dropped from the index (unless re-added meanwhile)."""
-        named, stale = _named_members(members)
-        with self._io(what):
-            pipe = self._pipe()
-            for name, _ in named:
-                pipe.get(self._session_key(name))
-            raws = [_b(r) for r in pipe.execute()] if named else []
-        records, gone = self._records_of(named, raws)
-        stale += gone
-        if stale:
-            with self._io(what):
-                pipe = self._pipe()
-                for member, score in stale:
-                    self._queue_script(pipe, _INDEX_DROP_LUA, [index_key], [member, score])
-                pipe.execute()
-        return records
-
-    def _records_of(
-        self, named: list[tuple[bytes, tuple[bytes, bytes]]], raws: list[bytes | None]
-    ) -> tuple[list[SessionRecord], list[tuple[bytes, bytes]]]:
-        """The records fetched for ``named`` index members, and the members whose record is gone."""
-        pairs = list(zip(named, raws, strict=True))
-        records = [self._decode_session(name, raw) for (name, _), raw in pairs if raw is not None]
-        return records, [member for (_, member), raw in pairs if raw is None]
-
-    def find_by_spi(self, spi: int, *, limit: int = 8) -> list[SessionRecord]:
-        """Live sessions with this SPI (collisions are possible), longest-lived first, at most ``limit``.
-
-        One round trip (the index and the records in one script); on a Cluster, where the records live in other
-        hash slots, two: the live members of the SPI index, then one pipeline fetching their records.
-        """
-        if limit <= 0:
-            return []
-        key = self._spi_key(spi)
-        client = self._r()
-        if isinstance(client, RedisCluster):
-            members = self._live_members(key, limit, what="find_by_spi")
-            records = self._fetch_sessions(key, members, what="find_by_spi") if members else []
-        else:
-            records = self._live_records(key, limit, what="find_by_spi")
-        return [r for r in records if r.spi == spi]
-
-    def _live_records_call(self, index_key: str, limit: int) -> tuple[str, list[str], list[str | int | bytes]]:
-        """The script, keys and arguments of :meth:`_live_records` (shared with :class:`AsyncRedisOps`)."""
-        # the frame of _session_key around a member (its hex HMK-Name)
-        session_prefix, session_suffix = f"{self._p}:{{", "}:session"
-        return _INDEX_LIVE_RECORDS_LUA, [index_key], [limit, session_prefix, session_suffix]
-
-    def _parse_live_records(self, reply: object, *, what: str) -> tuple[list[SessionRecord], list[tuple[bytes, bytes]]]:
-        """The records of a :meth:`_live_records_call` reply, and the index members whose record is gone."""
-        if not isinstance(reply, list) or len(reply) % 3:
-            raise StoreError(f"unexpected reply from Redis at {self._where} for {what}")
-        flat = [_b(x) for x in reply]
-        records: list[SessionRecord] = []
-        stale: list[tuple[bytes, bytes]] = []
-        for member, score, raw in zip(flat[0::3], flat[1::3], flat[2::3], strict=True):
-            if member is None or score is None:
-                continue
-            try:
-                name = bytes.fromhex(member.decode("ascii"))
-            except (UnicodeDecodeError, ValueError):
-                stale.append((member, score))
-                continue
-            if raw is None:
-                stale.append((member, score))
-                continue
-            records.append(self._decode_session(name, raw))
-        return records, stale
-
-    def _live_records(self, index_key: str, limit: int, *, what: str) -> list[SessionRecord]:
-        """:meth:`_live_members` and :meth:`_fetch_sessions` in one round trip (not on a Cluster)."""
-        with self._io(what):
-            reply = self._script(*self._live_records_call(index_key, limit))
-        records, stale = self._parse_live_records(reply, what=what)
-        if stale:
-            with self._io(what):
-                pipe = self._pipe()
-                for gone, gone_score in stale:
-                    self._queue_script(pipe, _INDEX_DROP_LUA, [index_key], [gone, gone_score])
-                pipe.execute()
-        return records
-
-    def find_by_calling_station(self, mac: str) -> SessionRecord | None:
-        """The latest live session of this calling station (MAC, as normalised by the caller)."""
-        with self._io("find_by_calling_station"):
-            member = _b(self._r().get(self._mac_key(mac)))
-        if member is None:
-            return None
-        try:
-            name = bytes.fromhex(member.decode("ascii"))
-        except (UnicodeDecodeError, ValueError):
-            return None
-        rec = self.get_session(name)
-        return rec if rec is not None and rec.calling_station_id == mac else None
-
-    def find_by_external_id(self, external_id: str) -> list[SessionRecord]:
-        """Live sessions carrying this external id, longest-lived first (at most 256)."""
-        key = self._ext_key(external_id)
-        members = self._live_members(key, _EXTERNAL_ID_LIMIT, what="find_by_external_id")
-        if not members:
-            return []
-        recs = self._fetch_sessions(key, members, what="find_by_external_id")
-        return [r for r in recs if external_id in r.external_ids]
+        """:meth:`StoreOps.put_session`, in this process's turn for the audit chain."""
+        with self._audit_lock:
+            self.run(self.ops.put_session(rec, now=now, audits=audits, deadline=deadline), "put_session")
 
     def delete_session(
         self,
         hmk_name: bytes,
         *,
         now: float,
-        audits_for: Callable[[SessionRecord], Sequence[tuple[str, Mapping[str, str | int | None], float]]]
-        | None = None,
+        audits_for: Callable[[SessionRecord], Sequence[AuditItem]] | None = None,
         deadline: float | None = None,
     ) -> SessionRecord | None:
-        """Remove a session, its index entries and replay state; leave revocation tombstones for its SPI and
-        hmk_name until its old ``expires_at``; append ``audits_for(record)`` with it (in one step outside a
-        Cluster; audit entry, SPI tombstone, then the rest on a Cluster). Returns the removed record, or None
-        if there was none. ``deadline`` as for :meth:`put_session`."""
-        _check_name(hmk_name)
-        key = self._session_key(hmk_name)
-        ars_key = self._replay_ars_key(hmk_name)
-        replay_prefix = self._replay_prefix(hmk_name)
-        member = hmk_name.hex()
-        self._deadline(deadline)  # already passed: send nothing
-        cluster = isinstance(self._r(), RedisCluster)
-        for _ in range(_DELETE_ATTEMPTS):
-            with self._io("delete_session"):
-                pipe = self._pipe()
-                pipe.get(key)
-                pipe.smembers(ars_key)
-                raw_reply, ars_reply = pipe.execute()
-            raw = _b(raw_reply)
-            if raw is None:
-                return None
-            rec = self._decode_session(hmk_name, raw)
-            items = _pending_audits(audits_for(rec) if audits_for is not None else ())
-            tomb_ms = max(0, _ttl_ms(rec.expires_at, now))
-            replay_keys = [replay_prefix + m.decode("ascii", "replace") for m in _members(ars_reply)]
-            exts = [self._ext_key(e) for e in dict.fromkeys(rec.external_ids)]
-            if not cluster:
-                mac = [self._mac_key(rec.calling_station_id)] if rec.calling_station_id else []
-                keys = [
-                    key,
-                    ars_key,
-                    self._session_tomb_key(hmk_name),
-                    self._spi_tomb_key(rec.spi),
-                    self._spi_key(rec.spi),
-                    self._sessions_key(),
-                    *exts,
-                    *mac,
-                    *replay_keys,
-                ]
-                args: list[str | int | bytes] = [raw, tomb_ms, replay_prefix, member, len(exts), "1" if mac else "0"]
-                done = self._audited("delete_session", _DELETE_SESSION_AUDITED_LUA, keys, args, items, deadline)
-                if done is not _REFUSED:
-                    return rec
-                continue
-            if items:
-                self._audited("delete_session", _AUDIT_APPEND_LUA, [], [], items, deadline)
-            with self._io("delete_session"):
-                if tomb_ms > 0:  # before the record goes, so that no moment shows its SPI as unknown
-                    self._script(_TOMBSTONE_LUA, [self._spi_tomb_key(rec.spi)], [tomb_ms])
-                done = self._script(
-                    _DELETE_SESSION_LUA,
-                    [key, ars_key, self._session_tomb_key(hmk_name), *replay_keys],
-                    [raw, tomb_ms, replay_prefix, self._server_ms(self._deadline(deadline))],
-                )
-            if done == -2:
-                raise StoreUnavailable("the revocation reached Redis after its deadline; the session is not deleted")
-            if done == 1:
-                break
-        else:
-            raise StoreError(f"session {hmk_name.hex()} kept changing while being deleted")
-        with self._io("delete_session"):
-            pipe = self._pipe()
-            pipe.zrem(self._spi_key(rec.spi), member)
-            pipe.zrem(self._sessions_key(), member)
-            for ext in exts:
-                pipe.zrem(ext, member)
-            if rec.calling_station_id:
-                self._queue_script(pipe, _DEL_IF_EQUAL_LUA, [self._mac_key(rec.calling_station_id)], [member])
-            pipe.execute()
-        return rec
+        """:meth:`StoreOps.delete_session`, in this process's turn for the audit chain."""
+        op = self.ops.delete_session(hmk_name, now=now, audits_for=audits_for, deadline=deadline)
+        with self._audit_lock:
+            return self.run(op, "delete_session")
+
+    def get_session(self, hmk_name: bytes) -> SessionRecord | None:
+        return self.run(self.ops.get_session(hmk_name), "get_session")
+
+    def find_by_spi(self, spi: int, *, limit: int = 8) -> list[SessionRecord]:
+        return self.run(self.ops.find_by_spi(spi, limit=limit), "find_by_spi")
+
+    def find_by_calling_station(self, mac: str) -> SessionRecord | None:
+        return self.run(self.ops.find_by_calling_station(mac), "find_by_calling_station")
+
+    def find_by_external_id(self, external_id: str) -> list[SessionRecord]:
+        return self.run(self.ops.find_by_external_id(external_id), "find_by_external_id")
 
     def is_revoked(self, *, spi: int | None = None, hmk_name: bytes | None = None) -> bool:
-        """True if a session with this SPI or this hmk_name was deleted and would still be live."""
-        with self._io("is_revoked"):
-            pipe = self._pipe()
-            for key in self._tomb_keys(spi, hmk_name):
-                pipe.exists(key)
-            return any(int(n) for n in pipe.execute())
-
-    def _tomb_keys(self, spi: int | None, hmk_name: bytes | None) -> list[str]:
-        if spi is None and hmk_name is None:
-            raise ValueError("give spi or hmk_name")
-        keys = [] if spi is None else [self._spi_tomb_key(spi)]
-        return keys if hmk_name is None else [*keys, self._session_tomb_key(hmk_name)]
+        return self.run(self.ops.is_revoked(spi=spi, hmk_name=hmk_name), "is_revoked")
 
     def count_live_sessions(self) -> int:
-        """Sessions whose TTL has not run out (by the Redis server's clock)."""
-        with self._io("count_live_sessions"):
-            return int(cast(int, self._script(_COUNT_LIVE_LUA, [self._sessions_key()], [])))
-
-    # --- replay ------------------------------------------------------------------------------------------
+        return self.run(self.ops.count_live_sessions(), "count_live_sessions")
 
     def check_replay(
         self, scope: bytes, ar_id: bytes, sequence: int, authenticator: bytes, *, ttl: int
     ) -> ReplayOutcome:
-        """Atomically check and record an FBU Sequence Number for (scope, AR) (architecture.md §3).
-
-        Newer than the last accepted (serial arithmetic mod 2^16, window 2^15) or no state: "accepted" and
-        recorded with the SHA-256 of the authenticator; same number and same authenticator:
-        "retransmission"; anything else: "replay". State lives ``ttl`` seconds after the last acceptance.
-        """
-        with self._io("check_replay"):
-            out = self._script(*self._replay_call(scope, ar_id, sequence, authenticator, ttl=ttl))
-        return self._parse_replay(out)
-
-    def _replay_call(
-        self, scope: bytes, ar_id: bytes, sequence: int, authenticator: bytes, *, ttl: int
-    ) -> tuple[str, list[str], list[str | int | bytes]]:
-        _check_name(scope, what="scope")
-        if not ar_id:
-            raise ValueError("ar_id must not be empty")
-        if not 0 <= sequence < _SEQ_MODULUS:
-            raise ValueError("sequence must be a 16-bit unsigned integer")
-        if ttl <= 0:
-            raise ValueError("ttl must be positive")
-        ah = hashlib.sha256(authenticator).hexdigest()
-        keys = [self._replay_prefix(scope) + ar_id.hex(), self._replay_ars_key(scope)]
-        return _REPLAY_LUA, keys, [sequence, ah, ttl * 1000, ar_id.hex()]
-
-    def _parse_replay(self, out: object) -> ReplayOutcome:
-        if out in (b"accepted", b"retransmission", b"replay"):
-            return cast(ReplayOutcome, out.decode())
-        raise StoreError(f"unexpected replay-check reply from Redis at {self._where}")
+        return self.run(self.ops.check_replay(scope, ar_id, sequence, authenticator, ttl=ttl), "check_replay")
 
     def remember_nonce(self, scope: bytes, nonce: bytes, *, ttl: int) -> bool:
-        """True the first time (scope, nonce) is seen within ``ttl`` seconds, False afterwards (SEND replay)."""
-        _check_name(scope, what="scope")
-        if not nonce:
-            raise ValueError("nonce must not be empty")
-        if ttl <= 0:
-            raise ValueError("ttl must be positive")
-        with self._io("remember_nonce"):
-            return bool(self._r().set(self._nonce_key(scope, nonce), b"1", nx=True, ex=ttl))
-
-    # --- RFC 5269 keys -----------------------------------------------------------------------------------
+        return self.run(self.ops.remember_nonce(scope, nonce, ttl=ttl), "remember_nonce")
 
     def lock_send_key(self, key_hash: bytes, *, ttl: float) -> str | None:
-        """Claim the right to create the HK of one CGA public key for ``ttl`` seconds (SET NX).
-
-        Returns a token for :meth:`unlock_send_key`, or None when another request holds the claim.
-        """
-        token = secrets.token_hex(8)
-        with self._io("lock_send_key"):
-            got = self._r().set(self._sendkey_lock_key(key_hash), token, nx=True, px=max(1, int(ttl * 1000)))
-        return token if got else None
+        return self.run(self.ops.lock_send_key(key_hash, ttl=ttl), "lock_send_key")
 
     def unlock_send_key(self, key_hash: bytes, token: str) -> None:
-        """Release a claim made by :meth:`lock_send_key` (only if it is still ours)."""
-        with self._io("unlock_send_key"):
-            self._script(_DEL_IF_EQUAL_LUA, [self._sendkey_lock_key(key_hash)], [token])
-
-    def _encode_send_key(self, rec: SendKeyRecord, key: str) -> bytes:
-        doc = {
-            "v": _RECORD_VERSION,
-            "key_hash": rec.key_hash.hex(),
-            "created_at": rec.created_at,
-            "expires_at": rec.expires_at,
-            "hk": base64.b64encode(self._kek.wrap(rec.hk.reveal(), key.encode())).decode("ascii"),
-        }
-        return json.dumps(doc, separators=(",", ":"), sort_keys=True).encode()
-
-    def _decode_send_key(self, cga: IPv6Address, raw: bytes) -> SendKeyRecord:
-        key = self._sendkey_key(cga)
-        try:
-            doc = json.loads(raw)
-            if doc.get("v") != _RECORD_VERSION:
-                raise ValueError("version")
-            blob = base64.b64decode(doc["hk"], validate=True)
-            key_hash = bytes.fromhex(doc["key_hash"])
-            created_at, expires_at = float(doc["created_at"]), float(doc["expires_at"])
-        except (ValueError, KeyError, TypeError, binascii.Error):
-            raise StoreError(f"SEND key record {key} is malformed") from None
-        hk = self._kek.unwrap(blob, key.encode())
-        return SendKeyRecord(cga=cga, key_hash=key_hash, hk=hk, created_at=created_at, expires_at=expires_at)
+        self.run(self.ops.unlock_send_key(key_hash, token), "unlock_send_key")
 
     def put_send_key(self, rec: SendKeyRecord, *, now: float) -> None:
-        """Store the HK of a CGA (wrapped, TTL = ``expires_at - now``), indexed by CGA and by key hash.
-
-        One live HK per CGA public key: an HK stored earlier for the same key hash under another CGA is
-        removed.
-        """
-        if not rec.key_hash:
-            raise ValueError("key_hash must not be empty")
-        ttl = _ttl_ms(rec.expires_at, now)
-        if ttl <= 0:
-            raise ValueError("SEND key already expired (expires_at <= now)")
-        key = self._sendkey_key(rec.cga)
-        hash_key = self._sendkey_hash_key(rec.key_hash)
-        cga_hex = rec.cga.packed.hex()
-        value = self._encode_send_key(rec, key)
-        with self._io("put_send_key"):
-            pipe = self._pipe()
-            pipe.set(key, value, px=ttl, get=True)
-            pipe.set(hash_key, cga_hex, px=ttl, get=True)
-            old_rec_raw, old_cga = (_b(x) for x in pipe.execute())
-            pipe = self._pipe()
-            if old_cga is not None and old_cga != cga_hex.encode():
-                try:
-                    other = IPv6Address(bytes.fromhex(old_cga.decode("ascii")))
-                except (UnicodeDecodeError, ValueError):
-                    other = None
-                if other is not None:
-                    self._queue_script(pipe, _DEL_SENDKEY_LUA, [self._sendkey_key(other)], [rec.key_hash.hex()])
-            if old_rec_raw is not None:
-                try:
-                    old_hash = bytes.fromhex(json.loads(old_rec_raw)["key_hash"])
-                except (ValueError, KeyError, TypeError):
-                    old_hash = rec.key_hash
-                if old_hash != rec.key_hash:
-                    self._queue_script(pipe, _DEL_IF_EQUAL_LUA, [self._sendkey_hash_key(old_hash)], [cga_hex])
-            if len(pipe):
-                pipe.execute()
+        self.run(self.ops.put_send_key(rec, now=now), "put_send_key")
 
     def get_send_key_by_cga(self, cga: IPv6Address) -> SendKeyRecord | None:
-        with self._io("get_send_key_by_cga"):
-            raw = _b(self._r().get(self._sendkey_key(cga)))
-        return None if raw is None else self._decode_send_key(cga, raw)
+        return self.run(self.ops.get_send_key_by_cga(cga), "get_send_key_by_cga")
 
     def get_send_key_by_key_hash(self, key_hash: bytes) -> SendKeyRecord | None:
-        with self._io("get_send_key_by_key_hash"):
-            cga_hex = _b(self._r().get(self._sendkey_hash_key(key_hash)))
-        if cga_hex is None:
-            return None
-        try:
-            cga = IPv6Address(bytes.fromhex(cga_hex.decode("ascii")))
-        except (UnicodeDecodeError, ValueError):
-            return None
-        rec = self.get_send_key_by_cga(cga)
-        return rec if rec is not None and rec.key_hash == key_hash else None
+        return self.run(self.ops.get_send_key_by_key_hash(key_hash), "get_send_key_by_key_hash")
 
     # --- audit -------------------------------------------------------------------------------------------
 
     def append_audit(self, event: str, fields: Mapping[str, str | int | None], *, at: float) -> AuditEntry:
-        """Append one entry to the chain (see the module docstring); serialised across writers."""
+        """Append one entry to the chain; serialised across writers."""
         return self.append_audits([(event, fields, at)])[0]
 
-    def append_audits(self, entries: Sequence[tuple[str, Mapping[str, str | int | None], float]]) -> list[AuditEntry]:
-        """Append ``(event, fields, at)`` entries, consecutive in the chain, in one round trip when possible."""
-        items = _pending_audits(entries)
+    def append_audits(self, entries: Sequence[AuditItem]) -> list[AuditEntry]:
+        """Append ``(event, fields, at)`` entries, consecutive in the chain, in one round trip when possible.
+
+        Group commit: whoever holds this process's turn commits every entry queued so far in one script call;
+        the others find theirs done when they get the turn."""
+        items = chain.pending(entries)
         if not items:
             return []
         with self._audit_pending_lock:
             self._audit_pending.extend(items)
-        # Group commit: one append in flight per store object. Whoever holds the lock commits every entry queued
-        # so far in one round trip; the others find theirs done when they get the lock. A process's own threads
-        # thus never race each other for the chain head; the script orders writers in other processes.
         last = items[-1]
         with self._audit_lock:
             while last.entry is None and last.error is None:
                 with self._audit_pending_lock:
-                    batch = self._audit_pending[:_AUDIT_BATCH]
-                    del self._audit_pending[:_AUDIT_BATCH]
+                    batch = self._audit_pending[:AUDIT_BATCH]
+                    del self._audit_pending[:AUDIT_BATCH]
                 try:
-                    self._audited_locked("append_audit", _AUDIT_APPEND_LUA, [], [], batch, None)
+                    self.run(self.ops.append_audits(batch), "append_audit")
                 except Exception as exc:  # every entry of the batch failed with it (StoreUnavailable, ...)
                     for pending in batch:
                         pending.error = exc
@@ -1363,137 +331,6 @@ class RedisStore:
             if item.error is not None:
                 raise item.error
         return [item.entry for item in items if item.entry is not None]
-
-    def _audited(
-        self,
-        what: str,
-        lua: str,
-        keys: Sequence[str],
-        args: Sequence[str | int | bytes],
-        items: list[_PendingAudit],
-        deadline: float | None,
-    ) -> object:
-        """Run an audited script (see ``_AUDITED_CHECKS``) with ``items`` chained onto the head, in this
-        process's turn for the chain; its result, or ``_REFUSED`` when its precondition failed."""
-        with self._audit_lock:
-            return self._audited_locked(what, lua, keys, args, items, deadline)
-
-    def _audited_locked(
-        self,
-        what: str,
-        lua: str,
-        keys: Sequence[str],
-        args: Sequence[str | int | bytes],
-        items: list[_PendingAudit],
-        deadline: float | None,
-    ) -> object:
-        head = self._audit_head_hint
-        if head is None:
-            with self._io(what):
-                head = _parse_head(self._r().get(self._audit_head_key()))
-        for _ in range(_AUDIT_APPEND_ATTEMPTS):
-            entry_args, new_head, chained = self._audit_append_args(items, head)
-            # each attempt is a write of its own: it carries the moment this client gives up on it
-            server_deadline = self._server_ms(self._deadline(deadline))
-            with self._io(what):
-                reply = self._script(
-                    lua,
-                    [self._audit_head_key(), self._audit_stream_key(), *keys],
-                    [server_deadline, _head_value(head), new_head, len(items), *entry_args, *args],
-                )
-            moved_to, result = self._apply_audit_append(items, chained, reply)
-            if moved_to is None:
-                return result
-            head = moved_to
-        raise StoreError(f"audit append at {self._where} lost {_AUDIT_APPEND_ATTEMPTS} races in a row; try again")
-
-    def _audit_append_args(
-        self, batch: list[_PendingAudit], head: tuple[int, str]
-    ) -> tuple[list[str], str, list[tuple[int, str, str]]]:
-        """The script arguments chaining ``batch`` onto ``head``, the new head, and each entry's (n, prev, mac)."""
-        keys = self._audit_keys[self._audit_kid]
-        args: list[str] = []
-        chained: list[tuple[int, str, str]] = []
-        n, link = head
-        for it in batch:
-            n += 1
-            mac = keys.mac(n, link, it.at_text, it.event, it.fields_json)
-            flat = ["v", _AUDIT_VERSION, "n", str(n), "at", it.at_text, "event", it.event, "f", it.fields_json]
-            flat += ["prev", link, "kid", self._audit_kid, "mac", mac]
-            # UTF-8 as is (cjson passes it through); control characters are escaped and decoded back.
-            args.append(json.dumps(flat, ensure_ascii=False, separators=(",", ":")))
-            chained.append((n, link, mac))
-            link = mac
-        return args, _head_value((n, link)), chained
-
-    def _apply_audit_append(
-        self, batch: list[_PendingAudit], chained: list[tuple[int, str, str]], reply: object
-    ) -> tuple[tuple[int, str] | None, object]:
-        """Record the outcome of an audited script: (None, its result) when it ran (``_REFUSED`` when its
-        precondition failed), else (the head another writer left, None)."""
-        if not isinstance(reply, list) or not reply or not isinstance(reply[0], int):
-            raise StoreError(f"unexpected audit-append reply from Redis at {self._where}")
-        status = reply[0]
-        if status == -1:
-            raise StoreUnavailable("the write reached Redis after its deadline; nothing was written")
-        if status == 0 and len(reply) == 2:
-            # Another writer moved the head: chain onto the head the script returned, at once.
-            self._audit_head_hint = None
-            return _parse_head(reply[1]), None
-        if status == 2:
-            return None, _REFUSED
-        if status != 1 or len(reply) != 2 + len(batch):
-            raise StoreError(f"unexpected audit-append reply from Redis at {self._where}")
-        for it, entry_id, (n, prev, mac) in zip(batch, reply[2:], chained, strict=True):
-            it.entry = AuditEntry(
-                id=entry_id.decode("ascii") if isinstance(entry_id, bytes) else str(entry_id),
-                at=float(it.at_text),
-                event=it.event,
-                fields=dict(it.fields),
-                prev=prev,
-                hash=mac,
-                n=n,
-                kid=self._audit_kid,
-            )
-        if chained:
-            self._audit_head_hint = (chained[-1][0], chained[-1][2])
-        return None, reply[1]
-
-    @staticmethod
-    def _parse_audit(entry_id: bytes, raw: Mapping[bytes, bytes]) -> _StoredEntry | None:
-        """An entry as stored (texts kept: the MAC covers them), or None if malformed."""
-        try:
-            d = {k.decode("utf-8"): v.decode("utf-8") for k, v in raw.items()}
-            fields = json.loads(d["f"])
-            if d["v"] != _AUDIT_VERSION or not isinstance(fields, dict) or not d["n"].isdigit():
-                return None
-            entry = AuditEntry(
-                id=entry_id.decode("ascii"),
-                at=float(d["at"]),
-                event=d["event"],
-                fields=fields,
-                prev=d["prev"],
-                hash=d["mac"],
-                n=int(d["n"]),
-                kid=d["kid"],
-            )
-        except (KeyError, ValueError, UnicodeDecodeError):
-            return None
-        return _StoredEntry(entry, d["at"], d["f"])
-
-    def _entry_ok(self, stored: _StoredEntry, n: int, prev: str) -> bool:
-        e = stored.entry
-        keys = self._audit_keys.get(e.kid)
-        if keys is None or e.n != n or e.prev != prev or not 0 < n < 1 << 64:
-            return False
-        return hmac.compare_digest(keys.mac(n, prev, stored.at_text, e.event, stored.fields_json), e.hash)
-
-    def _xrange(self, start: str, count: int) -> list[tuple[bytes, dict[bytes, bytes]]]:
-        with self._io("read audit"):
-            return cast(
-                list[tuple[bytes, dict[bytes, bytes]]],
-                self._r().xrange(self._audit_stream_key(), min=start, max="+", count=count),
-            )
 
     def read_audit(
         self,
@@ -1506,279 +343,52 @@ class RedisStore:
         spi: int | None = None,
         ar: str | None = None,
     ) -> tuple[list[AuditEntry], str | None]:
-        """Audit entries in append order matching every given filter (``since <= at < until``; ``spi`` and
-        ``ar`` match the fields of those names), at most ``limit``; returns them and the cursor to continue
-        with, or None at the end of the stream. A call examines at most 10 000 entries, so a selective filter
-        can return fewer than ``limit`` entries (even none) together with a cursor. Raises ValueError for a
-        cursor that is no stream id."""
-        if limit <= 0:
-            raise ValueError("limit must be positive")
-        if cursor is not None and not _valid_stream_id(cursor):
-            raise ValueError("invalid audit cursor")
-        out: list[AuditEntry] = []
-        start = "-" if cursor is None else f"({cursor}"
-        scanned = 0
-        batch = min(max(limit, 100), 1000)
-        while True:
-            rows = self._xrange(start, batch)
-            for i, (eid, raw) in enumerate(rows):
-                scanned += 1
-                parsed = self._parse_audit(eid, raw)
-                last = eid.decode("ascii")
-                if parsed is not None and _audit_matches(parsed.entry, since, until, event, spi, ar):
-                    out.append(parsed.entry)
-                    if len(out) == limit:
-                        at_end = len(rows) < batch and i == len(rows) - 1
-                        return out, None if at_end else last
-                if scanned >= _AUDIT_SCAN_LIMIT:
-                    at_end = len(rows) < batch and i == len(rows) - 1
-                    return out, None if at_end else last
-            if len(rows) < batch:
-                return out, None
-            start = f"({last}"
+        op = self.ops.read_audit(cursor=cursor, limit=limit, since=since, until=until, event=event, spi=spi, ar=ar)
+        return self.run(op, "read audit")
 
-    # checkpoints, verification, export position, retention
+    def read_audit_raw(self, after: str | None, count: int) -> list[chain.StoredEntry]:
+        return self.run(self.ops.read_audit_raw(after, count), "read audit")
+
+    def entry_verifies(self, stored: chain.StoredEntry) -> bool:
+        """True if an entry read for export carries a MAC this service made, at its position and link."""
+        return self.ops.chain.entry_ok(stored, stored.entry.n, stored.entry.prev)
+
+    def verify_audit(self, checkpoint: Checkpoint | None = None) -> AuditCheck:
+        return self.run(self.ops.verify_audit(checkpoint), "verify_audit")
+
+    def checkpoint(self, *, now: float) -> Checkpoint:
+        return self.run(self.ops.checkpoint(now=now), "verify_audit")
+
+    def sign_checkpoint(self, n: int, head: str, at: float) -> Checkpoint:
+        return self.ops.chain.sign(n, head, at)
+
+    def check_checkpoint(self, cp: Checkpoint) -> None:
+        self.ops.chain.check(cp)
 
     @property
     def audit_public_keys(self) -> dict[str, bytes]:
         """The Ed25519 public key (32 octets) that verifies checkpoints, per KEK id."""
-        return {kid: keys.public_key for kid, keys in self._audit_keys.items()}
-
-    def sign_checkpoint(self, n: int, head: str, at: float) -> Checkpoint:
-        """A checkpoint of position ``n`` with MAC ``head``, signed under the current KEK's checkpoint key."""
-        at_text = f"{at:.6f}"
-        keys = self._audit_keys[self._audit_kid]
-        return Checkpoint(
-            n=n, head=head, at=at_text, kid=self._audit_kid, signature=keys.sign_checkpoint(n, head, at_text)
-        )
-
-    def check_checkpoint(self, cp: Checkpoint) -> None:
-        """Raise CryptoError unless ``cp`` was signed by this service under a KEK it still holds."""
-        keys = self._audit_keys.get(cp.kid)
-        if keys is None:
-            raise CryptoError(f"the checkpoint was signed under KEK {cp.kid!r}, which is not configured")
-        verify_checkpoint_signature(keys.public_key, cp.n, cp.head, cp.at, cp.signature)
-
-    def _anchor(self) -> tuple[Checkpoint | None, bool]:
-        """The signed checkpoint of the last entry retention trimmed (None if nothing was trimmed), and whether
-        the stored anchor is sound (present and malformed, or badly signed: not)."""
-        with self._io("verify_audit"):
-            raw = _b(self._r().get(self._audit_anchor_key()))
-        if raw is None:
-            return None, True
-        anchor = _checkpoint_from_text(raw)
-        if anchor is None:
-            return None, False
-        try:
-            self.check_checkpoint(anchor)
-        except CryptoError:
-            return anchor, False
-        return anchor, True
-
-    def verify_audit(self, checkpoint: Checkpoint | None = None) -> AuditCheck:
-        """Check the whole chain: each entry's MAC, position and link, from genesis or from the retention
-        anchor; and that the head key names the last entry. ``first_bad_id`` is the first entry that fails (an
-        edit or forgery shows at the entry, a deletion or insertion at the entry after it); when every entry
-        holds but the head does not, the tail was cut and ``first_bad_id`` is the last entry's id.
-
-        With ``checkpoint`` (one :meth:`sign_checkpoint` issued, kept by the auditor): its signature must verify
-        (else CryptoError), the chain must reach its position, and the entry there must carry its head; so a
-        truncation or a wipe since the checkpoint is detected even when the head key was rewritten with it."""
-        if checkpoint is not None:
-            self.check_checkpoint(checkpoint)
-        anchor, anchor_sound = self._anchor()
-        problem = None if anchor_sound else "the retention anchor is malformed or its signature does not verify"
-        expected_n, expected = (anchor.n, anchor.head) if anchor is not None else (0, AUDIT_GENESIS)
-        first_n = expected_n + 1
-        cp_state: str | None = None
-        if checkpoint is not None and checkpoint.n <= expected_n:
-            if checkpoint.n == expected_n and hmac.compare_digest(checkpoint.head, expected):
-                cp_state = "matches"
-            elif checkpoint.n == expected_n:
-                problem = problem or "the retention anchor differs from the kept checkpoint"
-                cp_state = "differs"
-            else:
-                cp_state = "older than the retained trail (compare it with your export)"
-        count = 0
-        first_bad: str | None = None
-        last_id: str | None = None
-        while True:
-            rows = self._xrange("-" if last_id is None else f"({last_id}", 1000)
-            for eid, raw in rows:
-                count += 1
-                last_id = eid.decode("ascii")
-                parsed = self._parse_audit(eid, raw)
-                if first_bad is None and (parsed is None or not self._entry_ok(parsed, expected_n + 1, expected)):
-                    first_bad = last_id
-                    problem = problem or "an entry was edited, forged, inserted or deleted"
-                if parsed is None:
-                    expected = "?"
-                    continue
-                expected_n, expected = parsed.entry.n, parsed.entry.hash
-                if checkpoint is not None and cp_state is None and expected_n == checkpoint.n:
-                    if hmac.compare_digest(expected, checkpoint.head):
-                        cp_state = "matches"
-                    else:
-                        cp_state = "differs"
-                        problem = problem or "the entry at the checkpoint's position differs from it"
-                        first_bad = first_bad or last_id
-            if len(rows) < 1000:
-                break
-        with self._io("verify_audit"):
-            head_raw = self._r().get(self._audit_head_key())
-        try:
-            stored_head: tuple[int, str] | None = _parse_head(head_raw)
-        except StoreError:
-            stored_head = None
-        if problem is None and stored_head != (expected_n, expected):
-            problem = "the head does not name the last entry (the tail was cut, or the head edited)"
-        if checkpoint is not None and cp_state is None:
-            cp_state = "not reached"
-            problem = problem or "the trail is shorter than the kept checkpoint: truncated or wiped since"
-        if problem is not None and first_bad is None:
-            first_bad = last_id
-        return AuditCheck(
-            ok=problem is None,
-            entries=count,
-            head=expected if expected_n else AUDIT_GENESIS,
-            first_bad_id=first_bad,
-            n=expected_n,
-            first_n=first_n,
-            problem=problem,
-            checkpoint=cp_state,
-        )
-
-    def checkpoint(self, *, now: float) -> Checkpoint:
-        """Verify the chain, then sign its current head; raises StoreError naming the problem if it fails
-        (a checkpoint must never vouch for a broken trail)."""
-        check = self.verify_audit()
-        if not check.ok:
-            raise StoreError(f"the audit trail does not verify: {check.problem}")
-        return self.sign_checkpoint(check.n, check.head, now)
-
-    def read_audit_raw(self, after: str | None, count: int) -> list[tuple[AuditEntry, str, str]]:
-        """Up to ``count`` entries after stream id ``after`` (None: from the start), each with its ``at`` and
-        ``f`` texts as stored (what the MAC covers), for export. Malformed entries are skipped."""
-        rows = self._xrange("-" if after is None else f"({after}", count)
-        out = []
-        for eid, raw in rows:
-            parsed = self._parse_audit(eid, raw)
-            if parsed is not None:
-                out.append((parsed.entry, parsed.at_text, parsed.fields_json))
-        return out
-
-    def entry_verifies(self, entry: AuditEntry, at_text: str, fields_json: str) -> bool:
-        """True if ``entry`` (as read for export) carries a MAC this service made, at its position and link."""
-        return self._entry_ok(_StoredEntry(entry, at_text, fields_json), entry.n, entry.prev)
+        return self.ops.chain.public_keys
 
     def audit_exported(self) -> tuple[int, str | None, str]:
-        """(n, stream id, MAC) of the last entry an exporter confirmed as kept outside Redis ((0, None, genesis)
-        if none)."""
-        with self._io("audit export"):
-            raw = _b(self._r().get(self._audit_exported_key()))
-        if raw is None:
-            return 0, None, AUDIT_GENESIS
-        n_text, _, rest = raw.decode("ascii", "replace").partition(":")
-        eid, _, mac = rest.partition(":")
-        if not n_text.isdigit() or not _valid_stream_id(eid) or not _HEX64.fullmatch(mac):
-            raise StoreError("the audit export position in Redis is malformed")
-        return int(n_text), eid, mac
+        return self.run(self.ops.audit_exported(), "audit export")
 
     def set_audit_exported(self, n: int, entry_id: str, mac: str) -> None:
-        """Record that every entry up to position ``n`` (stream id ``entry_id``, MAC ``mac``) is kept outside
-        Redis."""
-        if not _valid_stream_id(entry_id) or not _HEX64.fullmatch(mac):
-            raise ValueError("invalid stream id or MAC")
-        with self._io("audit export"):
-            self._r().set(self._audit_exported_key(), f"{n}:{entry_id}:{mac}")
+        self.run(self.ops.set_audit_exported(n, entry_id, mac), "audit export")
 
     def trim_audit(self, *, keep: int, now: float) -> int:
-        """Retention: drop the oldest entries beyond the newest ``keep``, but only entries already exported
-        (:meth:`audit_exported`), leaving the signed checkpoint of the last dropped entry as the anchor from
-        which :meth:`verify_audit` goes on. Refuses (StoreError) on a trail that does not verify. Returns how
-        many entries were dropped."""
-        if keep < 1:
-            raise ValueError("keep must be at least 1")
-        exported_n, _, _ = self.audit_exported()
-        check = self.verify_audit()
-        if not check.ok:
-            raise StoreError(f"the audit trail does not verify, not trimming: {check.problem}")
-        cut_n = min(exported_n, check.n - keep)  # the last position to drop
-        if cut_n < check.first_n:
-            return 0
-        skip = cut_n - check.first_n  # entries before the one at cut_n (the verified chain has no gaps)
-        after: str | None = None
-        while True:
-            rows = self.read_audit_raw(after, min(1000, skip + 2))
-            if len(rows) <= skip + 1:
-                if len(rows) < min(1000, skip + 2):
-                    return 0  # changed meanwhile
-                skip -= len(rows)
-                after = rows[-1][0].id
-                continue
-            cut, kept = rows[skip][0], rows[skip + 1][0]
-            break
-        if cut.n != cut_n or kept.n != cut_n + 1:
-            raise StoreError("the audit trail changed while trimming; try again")
-        anchor = self.sign_checkpoint(cut.n, cut.hash, now)
-        with self._io("trim audit"):
-            dropped = self._script(
-                _AUDIT_TRIM_LUA,
-                [self._audit_stream_key(), self._audit_anchor_key()],
-                [kept.id, checkpoint_text(anchor)],
-            )
-        return int(cast(int, dropped))
-
-
-@dataclasses.dataclass(frozen=True)
-class _StoredEntry:
-    entry: AuditEntry
-    at_text: str
-    fields_json: str
-
-
-def _head_value(head: tuple[int, str]) -> str:
-    return f"{head[0]}:{head[1]}"
-
-
-def _valid_stream_id(text: str) -> bool:
-    if not _STREAM_ID.fullmatch(text):
-        return False
-    ms, seq = text.split("-")
-    return int(ms) < 1 << 64 and int(seq) < 1 << 64
-
-
-def checkpoint_text(cp: Checkpoint) -> str:
-    """A checkpoint as canonical JSON (``signature`` in base64): the form kept in Redis and handed out."""
-    return json.dumps(
-        {"n": cp.n, "head": cp.head, "at": cp.at, "kid": cp.kid, "signature": base64.b64encode(cp.signature).decode()},
-        sort_keys=True,
-        separators=(",", ":"),
-    )
-
-
-def _checkpoint_from_text(raw: bytes) -> Checkpoint | None:
-    try:
-        d = json.loads(raw)
-        return Checkpoint(
-            n=int(d["n"]),
-            head=str(d["head"]),
-            at=str(d["at"]),
-            kid=str(d["kid"]),
-            signature=base64.b64decode(d["signature"], validate=True),
-        )
-    except (ValueError, KeyError, TypeError, binascii.Error):
-        return None
+        return self.run(self.ops.trim_audit(keep=keep, now=now), "trim audit")
 
 
 @dataclasses.dataclass
 class _LoopState:
-    """What :class:`AsyncRedisOps` holds per event loop: the client and the audit group commit."""
+    """What :class:`AsyncRedisOps` holds per event loop: the client, its scripts and the audit group commit."""
 
     loop: asyncio.AbstractEventLoop
     client: Any
     cluster: bool
-    audit_queue: collections.deque[tuple[list[_PendingAudit], asyncio.Future[None]]] = dataclasses.field(
+    scripts: dict[str, AsyncScript] = dataclasses.field(default_factory=dict)
+    audit_queue: collections.deque[tuple[list[chain.PendingAudit], asyncio.Future[None]]] = dataclasses.field(
         default_factory=collections.deque
     )
     audit_task: asyncio.Task[None] | None = None
@@ -1787,19 +397,19 @@ class _LoopState:
 
 
 class AsyncRedisOps:
-    """The FBU hot path of a :class:`RedisStore` on an asyncio client: same keys, scripts, records, errors.
-
-    Each method behaves as the :class:`RedisStore` method of the same name. Asyncio connections belong to the
-    loop that opened them, so the client is built on first use in each event loop (one loop per thread at a
-    time, as a server runs it). Audit appends of one loop are
-    group-committed by one task: callers queue their entries and wait; the task commits everything queued in one
-    script call, then the next batch. A caller that is cancelled does not cancel the commit it waits for.
-    """
+    """The asyncio driver of a :class:`RedisStore`: :meth:`arun` drives any operation of :class:`StoreOps` on a
+    client of the running event loop (built on first use in each loop: asyncio connections belong to their
+    loop). Audit appends of one loop are group-committed by one task; a caller that is cancelled does not
+    cancel the commit it waits for."""
 
     def __init__(self, store: RedisStore, connect: Callable[[], Any]) -> None:
         self._store = store
         self._connect = connect
         self._local = threading.local()  # the _LoopState of the loop this thread last ran
+
+    @property
+    def ops(self) -> StoreOps:
+        return self._store.ops
 
     def _loop_state(self) -> _LoopState:
         loop = asyncio.get_running_loop()
@@ -1812,8 +422,7 @@ class AsyncRedisOps:
 
     async def _ready(self) -> _LoopState:
         """This loop's state, its Cluster client initialised once: left to itself, redis-py's asyncio cluster
-        client initialises on first use, and concurrent first commands then race that (a write on a
-        connection that another command's initialisation has just reset)."""
+        client initialises on first use, and concurrent first commands then race that."""
         state = self._loop_state()
         if state.cluster and not state.ready:
             async with state.ready_lock:
@@ -1822,74 +431,55 @@ class AsyncRedisOps:
                     state.ready = True
         return state
 
-    def _pipe(self, state: _LoopState) -> Any:
-        # non-transactional: on a Cluster the commands go to the nodes of their keys' slots
-        return state.client.pipeline() if state.cluster else state.client.pipeline(transaction=False)
+    async def arun(self, op: Op[T], what: str = "store call") -> T:
+        """Drive ``op`` on this loop's client (errors as :meth:`RedisStore.run`)."""
+        store = self._store
+        with store._io(what):
+            state = await self._ready()
+        try:
+            call = next(op)
+            while True:
+                try:
+                    reply = await self._execute(state, call)
+                except (rx.RedisError, rx.RedisClusterException, OSError) as exc:
+                    call = op.throw(store._translate(exc, what))
+                    continue
+                call = op.send(reply)
+        except StopIteration as done:
+            return cast(T, done.value)
 
     @staticmethod
-    async def _script(state: _LoopState, lua: str, keys: Sequence[str], args: Sequence[str | int | bytes]) -> object:
+    async def _execute(state: _LoopState, call: RedisCall) -> object:
         client = state.client
-        try:
-            return cast(object, await client.evalsha(_sha1(lua), len(keys), *keys, *args))
-        except rx.NoScriptError:
-            return cast(object, await client.eval(lua, len(keys), *keys, *args))
+        if isinstance(call, Command):
+            return cast(object, await client.execute_command(*call.args, **call.options))
+        if isinstance(call, Script):
+            script = state.scripts.get(call.lua)
+            if script is None:
+                script = state.scripts[call.lua] = client.register_script(call.lua)
+            return cast(object, await script(keys=list(call.keys), args=list(call.args), client=client))
+        pipe = client.pipeline() if state.cluster else client.pipeline(transaction=False)
+        for c in call.calls:
+            _queue(pipe, c)
+        return cast(object, await pipe.execute())
 
     async def find_by_spi(self, spi: int, *, limit: int = 8) -> list[SessionRecord]:
-        if limit <= 0:
-            return []
-        store = self._store
-        key = store._spi_key(spi)
-        with store._io("find_by_spi"):
-            state = await self._ready()
-            if state.cluster:  # the records live in other hash slots: index first, then one pipeline of GETs
-                named, stale = _named_members(_member_pairs(await self._script(state, _INDEX_LIVE_LUA, [key], [limit])))
-                raws: list[bytes | None] = []
-                if named:
-                    pipe = self._pipe(state)
-                    for name, _ in named:
-                        pipe.get(store._session_key(name))
-                    raws = [_b(r) for r in await pipe.execute()]
-                records, gone = store._records_of(named, raws)
-                stale += gone
-            else:
-                reply = await self._script(state, *store._live_records_call(key, limit))
-                records, stale = store._parse_live_records(reply, what="find_by_spi")
-            if stale:
-                pipe = self._pipe(state)
-                for member, score in stale:
-                    store._queue_script(pipe, _INDEX_DROP_LUA, [key], [member, score])
-                await pipe.execute()
-        return [r for r in records if r.spi == spi]
+        return await self.arun(self.ops.find_by_spi(spi, limit=limit), "find_by_spi")
 
     async def is_revoked(self, *, spi: int | None = None, hmk_name: bytes | None = None) -> bool:
-        keys = self._store._tomb_keys(spi, hmk_name)
-        with self._store._io("is_revoked"):
-            state = await self._ready()
-            # one EXISTS per key: the tombstones of a session lie in different hash slots
-            for key in keys:
-                if int(await state.client.exists(key)):
-                    return True
-            return False
+        return await self.arun(self.ops.is_revoked(spi=spi, hmk_name=hmk_name), "is_revoked")
 
     async def get_send_key_by_cga(self, cga: IPv6Address) -> SendKeyRecord | None:
-        store = self._store
-        with store._io("get_send_key_by_cga"):
-            raw = _b(await (await self._ready()).client.get(store._sendkey_key(cga)))
-        return None if raw is None else store._decode_send_key(cga, raw)
+        return await self.arun(self.ops.get_send_key_by_cga(cga), "get_send_key_by_cga")
 
     async def check_replay(
         self, scope: bytes, ar_id: bytes, sequence: int, authenticator: bytes, *, ttl: int
     ) -> ReplayOutcome:
-        store = self._store
-        call = store._replay_call(scope, ar_id, sequence, authenticator, ttl=ttl)
-        with store._io("check_replay"):
-            out = await self._script(await self._ready(), *call)
-        return store._parse_replay(out)
+        op = self.ops.check_replay(scope, ar_id, sequence, authenticator, ttl=ttl)
+        return await self.arun(op, "check_replay")
 
-    async def append_audits(
-        self, entries: Sequence[tuple[str, Mapping[str, str | int | None], float]]
-    ) -> list[AuditEntry]:
-        items = _pending_audits(entries)
+    async def append_audits(self, entries: Sequence[AuditItem]) -> list[AuditEntry]:
+        items = chain.pending(entries)
         if not items:
             return []
         state = self._loop_state()
@@ -1902,15 +492,15 @@ class AsyncRedisOps:
 
     async def _drain_audits(self, state: _LoopState) -> None:
         while state.audit_queue:
-            groups: list[tuple[list[_PendingAudit], asyncio.Future[None]]] = []
+            groups: list[tuple[list[chain.PendingAudit], asyncio.Future[None]]] = []
             count = 0
-            while state.audit_queue and count < _AUDIT_BATCH:
+            while state.audit_queue and count < AUDIT_BATCH:
                 group = state.audit_queue.popleft()
                 groups.append(group)
                 count += len(group[0])
             batch = [item for items, _ in groups for item in items]
             try:
-                await self._commit_audit(batch)
+                await self.arun(self.ops.append_audits(batch), "append_audit")
             except Exception as exc:  # every entry of the batch failed with it (StoreUnavailable, ...)
                 for _, done in groups:
                     if not done.done():
@@ -1919,32 +509,6 @@ class AsyncRedisOps:
                 for _, done in groups:
                     if not done.done():
                         done.set_result(None)
-
-    async def _commit_audit(self, batch: list[_PendingAudit]) -> None:
-        """As :meth:`RedisStore.append_audits`' commit, on this loop's client."""
-        store = self._store
-        head_key, stream_key = store._audit_head_key(), store._audit_stream_key()
-        head = store._audit_head_hint
-        with store._io("append_audit"):
-            ready = await self._ready()
-            if head is None:
-                head = _parse_head(await ready.client.get(head_key))
-            if store._clock_offset is None:
-                t0 = time.time()
-                reply = await ready.client.time()
-                store._clock_offset = _time_reply(reply) - (t0 + time.time()) / 2
-        for _ in range(_AUDIT_APPEND_ATTEMPTS):
-            entry_args, new_head, chained = store._audit_append_args(batch, head)
-            deadline = store._server_ms(store._deadline(None))  # per attempt, as in RedisStore._audited_locked
-            args: list[str | int | bytes] = [deadline, _head_value(head), new_head, len(batch)]
-            args += entry_args
-            with store._io("append_audit"):
-                reply = await self._script(ready, _AUDIT_APPEND_LUA, [head_key, stream_key], args)
-            moved_to, _ = store._apply_audit_append(batch, chained, reply)
-            if moved_to is None:
-                return
-            head = moved_to
-        raise StoreError(f"audit append at {store.where} lost {_AUDIT_APPEND_ATTEMPTS} races in a row; try again")
 
     async def aclose(self) -> None:
         """Let a pending audit commit finish, then close this loop's connections. Idempotent."""
@@ -1958,65 +522,17 @@ class AsyncRedisOps:
             await state.client.aclose()
 
 
-def _audit_matches(
-    e: AuditEntry,
-    since: float | None,
-    until: float | None,
-    event: str | None,
-    spi: int | None,
-    ar: str | None,
-) -> bool:
-    return (
-        (since is None or e.at >= since)
-        and (until is None or e.at < until)
-        and (event is None or e.event == event)
-        and (spi is None or e.fields.get("spi") == spi)
-        and (ar is None or e.fields.get("ar") == ar)
-    )
+def _queue(pipe: Any, call: Command | Script) -> None:
+    if isinstance(call, Command):
+        pipe.execute_command(*call.args, **call.options)
+    else:
+        # EVAL (not EVALSHA) inside pipelines: nothing to recover from after a server restart. Through
+        # execute_command because redis-py's cluster pipeline has no eval(); it still routes EVAL by its keys.
+        pipe.execute_command("EVAL", call.lua, len(call.keys), *call.keys, *call.args)
 
 
-def _opt_str(value: object) -> str | None:
-    return None if value is None else str(value)
-
-
-def _check_name(name: bytes, *, what: str = "hmk_name") -> None:
-    if not isinstance(name, bytes) or not 0 < len(name) <= 64:
-        raise ValueError(f"{what} must be 1-64 octets")
-
-
-def _where_simple(parts: Any, scheme: str) -> str:
-    if scheme == "unix":
-        return f"unix:{parts.path}"
-    try:
-        port = parts.port or 6379
-    except ValueError:
-        raise ConfigError("invalid port in Redis URL", key="store.url") from None
-    host = parts.hostname or "localhost"
-    db = parts.path.strip("/") or "0"
-    return f"{'tls ' if scheme == 'rediss' else ''}{_hostlist([(host, port)])}/{db}"
-
-
-def _hostlist(hosts: list[tuple[str, int]]) -> str:
-    return ",".join(f"[{h}]:{p}" if ":" in h else f"{h}:{p}" for h, p in hosts)
-
-
-def _split_netloc(netloc: str, *, default_port: int) -> tuple[str | None, str | None, list[tuple[str, int]]]:
-    """``[user[:password]@]host[:port][,host[:port]...]`` (IPv6 hosts in brackets)."""
-    userinfo, _, hostlist = netloc.rpartition("@")
-    user: str | None = None
-    password: str | None = None
-    if userinfo:
-        u, sep, pw = userinfo.partition(":")
-        user = unquote(u) or None
-        password = unquote(pw) if sep else None
-    hosts: list[tuple[str, int]] = []
-    for item in hostlist.split(","):
-        m = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\](?::(\d{1,5}))?|([^:\[\]]+)(?::(\d{1,5}))?", item.strip())
-        if not m:
-            raise ConfigError(f"bad host {item.strip()!r} in Redis URL", key="store.url")
-        host = m.group(1) or m.group(3)
-        port = int(m.group(2) or m.group(4) or default_port)
-        if not 0 < port < 65536:
-            raise ConfigError(f"bad port in Redis URL host {host!r}", key="store.url")
-        hosts.append((host, port))
-    return user, password, hosts
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, MasterNotFoundError):  # its text embeds the sentinel pools' repr: say it plainly
+        return "MasterNotFoundError: no sentinel named a reachable master for the service"
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {text[:160]}" if text else type(exc).__name__

@@ -89,8 +89,8 @@ def test_an_index_entry_whose_record_is_gone_is_skipped_and_dropped(aio_store: R
     aio_store.put_session(kept, now=now)
     aio_store.put_session(lost, now=now)
     raw = aio_store._r()
-    raw.delete(aio_store._session_key(lost.hmk_name))  # the record vanishes; the SPI index still names it
-    index = aio_store._spi_key(kept.spi)
+    raw.delete(aio_store.ops.session_key(lost.hmk_name))  # the record vanishes; the SPI index still names it
+    index = aio_store.ops.spi_key(kept.spi)
     assert raw.zscore(index, lost.hmk_name.hex()) is not None
 
     found = asyncio.run(aio_of(aio_store).find_by_spi(kept.spi))

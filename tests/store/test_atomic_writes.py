@@ -122,7 +122,8 @@ def test_a_revocation_is_one_script_run_with_its_entry_and_both_tombstones(
     raw = redis.Redis.from_url(private_redis.url)
     raw.config_resetstat()
     assert store.delete_session(s.hmk_name, now=time.time(), audits_for=revoked) == s
-    stats = {k: v["calls"] for k, v in raw.info("commandstats").items()}
+    # calls that ran (a first EVALSHA answered NOSCRIPT, then the script is loaded, is not one that ran)
+    stats = {k: v["calls"] - v.get("failed_calls", 0) for k, v in raw.info("commandstats").items()}
     # one pipelined read (record, replay routers), then one script: nothing can fall between its steps
     assert stats["cmdstat_evalsha"] == 1 and "cmdstat_zrem" in stats and stats["cmdstat_xadd"] == 1
     assert stats["cmdstat_get"] == 1 + 3  # the read; in the script: the record, the audit head, the MAC key
@@ -157,9 +158,9 @@ def test_on_a_cluster_no_session_exists_without_its_entry(
     audit_pid = _node_pid_for(redis_cluster, f"{store.prefix}:{{audit}}:head")
     for _ in range(200):
         s = rec.session()
-        if _node_pid_for(redis_cluster, store._session_key(s.hmk_name)) != audit_pid:
+        if _node_pid_for(redis_cluster, store.ops.session_key(s.hmk_name)) != audit_pid:
             break
-    pid = _node_pid_for(redis_cluster, store._session_key(s.hmk_name))
+    pid = _node_pid_for(redis_cluster, store.ops.session_key(s.hmk_name))
     with frozen(pid):
         given_up(lambda: store.put_session(s, now=time.time(), audits=created(s)))
     settle_deadline = time.monotonic() + 10

@@ -61,7 +61,7 @@ def test_audit_chain_stays_linear_under_concurrent_appends(
     stores = [make_store(url) for _ in range(writers)]
     prefix = stores[0].prefix
     for s in stores[1:]:  # distinct clients (own connection pools), one audit stream
-        s._p = prefix
+        s.ops.p = prefix
 
     def write(i: int) -> list[str]:
         return [
@@ -91,7 +91,7 @@ def test_audit_appends_from_many_threads_of_one_store_and_another_instance(
     append lands, in one linear chain (a lost race must never surface as an error)."""
     shared = make_store(redis_server.url)
     other = make_store(redis_server.url)
-    other._p = shared.prefix
+    other.ops.p = shared.prefix
     threads, per_thread = 16, 40
 
     def write(i: int) -> int:

@@ -253,7 +253,7 @@ def test_audit_append_and_chain(any_store: RedisStore) -> None:
     assert e1.fields == {"spi": 42, "user": "alice"}  # None is omitted; JSON types kept
     assert e2.fields["ok"] is True
     assert (e1.n, e2.n) == (1, 2) and e1.kid == e2.kid != ""
-    keys = any_store._audit_keys[e1.kid]
+    keys = any_store.ops.chain.keys[e1.kid]
     assert e1.hash == keys.mac(1, AUDIT_GENESIS, "1000.500000", "session.ingested", '{"spi":42,"user":"alice"}')
     check = any_store.verify_audit()
     assert check.ok and check.entries == 2 and check.head == e2.hash and check.first_bad_id is None
