@@ -13,9 +13,9 @@ from aaa_fmip.errors import (
     NotFound,
 )
 from aaa_fmip.model import Caller, FbuVerdict, HandoverKeyGrant
-from aaa_fmip.service._access import AuditItem, IPv6, UseCase, audit_item, require_router
+from aaa_fmip.service._access import IPv6, UseCase, audit_item, require_router
 from aaa_fmip.service.sessions import grant_of, hk_issued, normalise_calling_station_id
-from aaa_fmip.store import SessionRecord
+from aaa_fmip.store import AuditItem, SessionRecord
 from aaa_fmip.store.ops import Op
 from aaa_fmip.wire import mh as mhwire
 

@@ -12,8 +12,8 @@ from aaa_fmip.errors import (
     NotFound,
 )
 from aaa_fmip.model import Caller, HandoverKeyGrant, SessionInfo
-from aaa_fmip.service._access import AuditItem, IPv6, UseCase, audit_item, require, require_router
-from aaa_fmip.store import SessionRecord
+from aaa_fmip.service._access import IPv6, UseCase, audit_item, require, require_router
+from aaa_fmip.store import AuditItem, SessionRecord
 
 _MAC_HEX = re.compile(r"^[0-9a-f]{12}$")
 _MAC_SEPARATORS = re.compile(r"[-:.\s]")
