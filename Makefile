@@ -12,6 +12,7 @@ deps:
 lint:
 	$(PYTHON) -m ruff check aaa_fmip tests bench
 	$(PYTHON) -m ruff format --check aaa_fmip tests bench
+	lint-imports --no-cache
 
 types:
 	$(PYTHON) -m mypy aaa_fmip
