@@ -2,7 +2,7 @@
 PYTHON ?= python3
 PYTEST_ARGS ?=
 
-.PHONY: check deps lint types test bench
+.PHONY: check deps lint types test test-fast bench
 
 check: deps lint types test
 
@@ -16,9 +16,14 @@ lint:
 
 types:
 	$(PYTHON) -m mypy aaa_fmip
+	$(PYTHON) -m mypy tests bench
 
 test:
 	$(PYTHON) -m pytest $(PYTEST_ARGS)
+
+# The inner loop: pure and in-process tests, no long real-peer runs (CI runs everything).
+test-fast:
+	$(PYTHON) -m pytest -m "not slow" $(PYTEST_ARGS)
 
 bench:
 	$(PYTHON) -m bench

@@ -331,7 +331,8 @@ def test_a_diameter_only_router_needs_no_token(tmp_path: Path) -> None:
     assert ar2.token_sha256 == bytes.fromhex(TOKEN_B)
     registry = CallerRegistry.from_settings(settings)
     assert registry.router_by_diameter_identity("ar1.example") is not None  # reachable over Diameter
-    assert registry.authenticate("token-b") is not None and registry.authenticate("token-b").name == "ar2"
+    found = registry.authenticate("token-b")
+    assert found is not None and found.name == "ar2"
     assert registry.authenticate("") is None  # and no token (not even an empty one) is ar1's
     assert registry.client_count == 0
 

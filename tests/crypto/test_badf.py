@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -139,12 +140,12 @@ def test_any_single_bit_flip_fails(
         out[i // 8] ^= 0x80 >> (i % 8)
         return bytes(out)
 
-    args = {"key": key, "care_of": coa, "par": par, "mh_data": data, "authenticator": auth}
+    args: dict[str, Any] = {"key": key, "care_of": coa, "par": par, "mh_data": data, "authenticator": auth}
     if where in ("coa", "par"):
         name = "care_of" if where == "coa" else "par"
-        args[name] = ipaddress.IPv6Address(flip(args[name].packed))  # type: ignore[union-attr]
+        args[name] = ipaddress.IPv6Address(flip(args[name].packed))
     else:
         name = {"authenticator": "authenticator", "data": "mh_data", "key": "key"}[where]
-        args[name] = flip(args[name])  # type: ignore[arg-type]
+        args[name] = flip(args[name])
     with pytest.raises(VerificationError):
-        verify_authenticator(**args)  # type: ignore[arg-type]
+        verify_authenticator(**args)

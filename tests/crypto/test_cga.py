@@ -199,7 +199,7 @@ def test_parameter_bit_flips_fail(bit: int, field: str) -> None:
     changed = bytearray(value)
     changed[i // 8] ^= 0x80 >> (i % 8)
     with pytest.raises(BadCGA):
-        verify_cga(ADDRESS, dataclasses.replace(PARAMS, **{field: bytes(changed)}))
+        verify_cga(ADDRESS, dataclasses.replace(PARAMS, **{field: bytes(changed)}))  # type: ignore[arg-type]
 
 
 @settings(max_examples=50, deadline=None)

@@ -174,7 +174,8 @@ def test_accounting_on_from_a_restarted_nas_revokes_all_its_sessions(stack: Stac
     # RFC 2866 §5.1: a NAS sends Accounting-On when it (re)starts: none of its earlier sessions is still up.
     restarted = "nas-restart.fmip.test"
     masters = []
-    for i, method in enumerate(("TLS", "PEAP")):
+    methods: tuple[EapMethod, ...] = ("TLS", "PEAP")
+    for i, method in enumerate(methods):
         result = run_eapol_test(
             method,
             stack.radius.pki,

@@ -19,6 +19,7 @@ import pytest
 import redis
 
 from aaa_fmip.errors import StoreUnavailable
+from aaa_fmip.store import AuditEntry, AuditItem, SessionRecord
 from aaa_fmip.store.redis import RedisStore
 from tests.store import _records as rec
 from tests.store._topologies import RedisClusterDeployment
@@ -57,17 +58,17 @@ def settle(store: RedisStore) -> None:
             time.sleep(0.1)
 
 
-def audited(store: RedisStore, event: str, hmk_name: bytes) -> list[object]:
+def audited(store: RedisStore, event: str, hmk_name: bytes) -> list[AuditEntry]:
     entries, _ = store.read_audit(limit=1000, event=event)
     return [e for e in entries if e.fields.get("hmk_name") == hmk_name.hex()]
 
 
-def created(s: object) -> list[tuple[str, dict[str, object], float]]:
-    return [("session.created", {"hmk_name": s.hmk_name.hex(), "spi": s.spi}, time.time())]  # type: ignore[attr-defined]
+def created(s: SessionRecord) -> list[AuditItem]:
+    return [("session.created", {"hmk_name": s.hmk_name.hex(), "spi": s.spi}, time.time())]
 
 
-def revoked(s: object) -> list[tuple[str, dict[str, object], float]]:
-    return [("session.revoked", {"hmk_name": s.hmk_name.hex(), "spi": s.spi}, time.time())]  # type: ignore[attr-defined]
+def revoked(s: SessionRecord) -> list[AuditItem]:
+    return [("session.revoked", {"hmk_name": s.hmk_name.hex(), "spi": s.spi}, time.time())]
 
 
 def test_a_session_write_given_up_on_does_not_land_later(private_redis: RedisServer, make_store: StoreFactory) -> None:
@@ -139,8 +140,8 @@ def test_a_revocation_is_one_script_run_with_its_entry_and_both_tombstones(
 
 def _node_pid_for(cluster: RedisClusterDeployment, key: str) -> int:
     raw = redis.Redis(port=cluster.ports[0])
-    slot = int(raw.execute_command("CLUSTER", "KEYSLOT", key))
-    for start, end, master, *_ in raw.execute_command("CLUSTER", "SLOTS"):
+    slot = int(raw.execute_command("CLUSTER", "KEYSLOT", key))  # type: ignore[no-untyped-call]
+    for start, end, master, *_ in raw.execute_command("CLUSTER", "SLOTS"):  # type: ignore[no-untyped-call]
         if start <= slot <= end:
             port = int(master[1])
             return cluster.procs[cluster.ports.index(port)].proc.pid

@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import secrets
 import struct
+from typing import cast
 
 import pytest
 import redis
@@ -117,7 +118,7 @@ def test_forged_revocation_is_found(store: RedisStore, redis_server: RedisServer
     mac = attacker_mac(7, prev, "3010.000000", "session.revoked", fields)
     body = {b"v": b"2", b"n": b"7", b"at": b"3010.000000", b"event": b"session.revoked", b"f": fields.encode()}
     body |= {b"prev": prev.encode(), b"kid": rows[-1][1][b"kid"], b"mac": mac.encode()}
-    forged_id = raw.xadd(stream_key(store), body)  # type: ignore[arg-type]
+    forged_id = cast(bytes, raw.xadd(stream_key(store), body))  # type: ignore[arg-type]
     raw.set(head_key(store), f"7:{mac}")
     check = store.verify_audit()
     assert not check.ok and check.first_bad_id == forged_id.decode()
