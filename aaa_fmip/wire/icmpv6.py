@@ -20,17 +20,13 @@ from typing import ClassVar, TypeAlias
 
 from aaa_fmip.errors import DecodeError
 from aaa_fmip.wire._buffer import OpenIntEnum, Reader, internet_checksum, ipv6_pseudo_header, zero_padding
+from aaa_fmip.wire.nd import ND_OPTION_UNIT, NDOptionType, check_uint, iter_nd_options, nd_option
 from aaa_fmip.wire.send import (
     ICMPV6_NEXT_HEADER,
-    ND_OPTION_UNIT,
     CGAOption,
-    NDOptionType,
     Nonce,
     RSASignature,
     Timestamp,
-    check_uint,
-    iter_nd_options,
-    nd_option,
 )
 
 __all__ = [

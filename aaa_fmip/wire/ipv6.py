@@ -12,7 +12,7 @@ from typing import NamedTuple
 
 from aaa_fmip.errors import DecodeError
 from aaa_fmip.wire._buffer import OpenIntEnum, Reader
-from aaa_fmip.wire.send import check_uint
+from aaa_fmip.wire.nd import check_uint
 
 __all__ = [
     "HOME_ADDRESS_OPTION",

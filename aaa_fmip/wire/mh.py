@@ -25,7 +25,7 @@ from typing import ClassVar, TypeAlias
 from aaa_fmip.errors import DecodeError
 from aaa_fmip.wire._buffer import OpenIntEnum, Reader, internet_checksum, ipv6_pseudo_header
 from aaa_fmip.wire.icmpv6 import IPAddressPrefixCode, LinkLayerAddressCode
-from aaa_fmip.wire.send import check_uint
+from aaa_fmip.wire.nd import check_uint
 
 __all__ = [
     "BADF",
