@@ -68,10 +68,13 @@ def version_warning(rlm_python3: Path = RLM_PYTHON3) -> str | None:
     running = f"{sys.version_info.major}.{sys.version_info.minor}"
     if embedded is None or embedded == running:
         return None
+    # The distribution's interpreter of that version is the one FreeRADIUS' libpython belongs to (Debian 12:
+    # /usr/bin/python3.11); a venv made with it gets the same ABI and the same dependency markers.
+    interpreter = f"/usr/bin/python{embedded}"
     return (
         f"FreeRADIUS embeds Python {embedded} but aaa-fmip is installed for Python {running}: compiled "
-        f"dependencies (cryptography, pydantic-core) will not load. Install aaa-fmip into a Python {embedded} "
-        "virtual environment and run this command from there."
+        f"dependencies (cryptography, pydantic-core) will not load. Install aaa-fmip into a virtual environment "
+        f"made with {interpreter} ({interpreter} -m venv /opt/aaa-fmip) and run this command from there."
     )
 
 

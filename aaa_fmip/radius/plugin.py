@@ -104,7 +104,29 @@ class PluginService(ServicePort, Protocol):
 @dataclass(frozen=True)
 class RouterMatch:
     router: AccessRouterSettings | None
-    reason: str  # why none matched, for the debug log
+    reason: str  # why none matched, for the operator's log (identifiers and addresses only)
+    misconfigured: bool = False  # a router seems meant for this NAS but is not matched (or several are)
+
+
+def _shown(text: str) -> str:
+    """A NAS's own string, quoted and cut short for a log line (it is the NAS's claim, not ours)."""
+    return repr(text[:64])
+
+
+def describe_nas(nas: NasIdentity) -> str:
+    """The NAS as a request showed it: its source address (when the site policy recorded it), the addresses it
+    claims, its NAS-Identifier."""
+    parts = [
+        f"source address {nas.source_address}"
+        if nas.source_address is not None
+        else "source address not recorded (aaa_fmip_nas_source policy not run)"
+    ]
+    if nas.nas_ip_address is not None:
+        parts.append(f"NAS-IP-Address {nas.nas_ip_address}")
+    if nas.nas_ipv6_address is not None:
+        parts.append(f"NAS-IPv6-Address {nas.nas_ipv6_address}")
+    parts.append(f"NAS-Identifier {_shown(nas.nas_identifier)}" if nas.nas_identifier else "no NAS-Identifier")
+    return ", ".join(parts)
 
 
 def match_router(routers: Iterable[AccessRouterSettings], nas: NasIdentity) -> RouterMatch:
@@ -113,7 +135,9 @@ def match_router(routers: Iterable[AccessRouterSettings], nas: NasIdentity) -> R
     A router with ``nas_address`` is matched by address: the packet's source address when the site policy
     recorded it (authenticated by the RADIUS shared secret of that client), else NAS-IP(v6)-Address. A router
     with only ``nas_identifier`` is matched by NAS-Identifier, which is the NAS's own claim (docs/freeradius.md).
+    When none or several match, ``reason`` says why, in the terms of the configuration.
     """
+    routers = tuple(routers)
     claimed = {a for a in (nas.nas_ip_address, nas.nas_ipv6_address) if a is not None}
     by_address = {nas.source_address} if nas.source_address is not None else claimed
     found: list[AccessRouterSettings] = []
@@ -125,9 +149,29 @@ def match_router(routers: Iterable[AccessRouterSettings], nas: NasIdentity) -> R
             found.append(router)
     if len(found) == 1:
         return RouterMatch(found[0], "")
-    if not found:
-        return RouterMatch(None, "the NAS is not a registered access router")
-    return RouterMatch(None, f"the NAS matches {len(found)} access routers: {', '.join(r.name for r in found)}")
+    if found:
+        names = ", ".join(r.name for r in found)
+        return RouterMatch(None, f"it matches {len(found)} access routers ({names}); give each its own", True)
+    if not routers:
+        return RouterMatch(None, "no [[access_routers]] are configured")
+    what = "source address" if nas.source_address is not None else "NAS-IP-Address / NAS-IPv6-Address"
+    shown = ", ".join(sorted(str(a) for a in by_address)) or "none"
+    reason = (
+        f"no access router has nas_address = {shown} or (without nas_address) a nas_identifier equal to its "
+        f"NAS-Identifier; a router with nas_address is matched by the packet's {what} only, never by NAS-Identifier"
+    )
+    # The usual slip: the router names this NAS-Identifier but is matched by an address this NAS does not use.
+    meant = [
+        r
+        for r in routers
+        if r.nas_address is not None and nas.nas_identifier and r.nas_identifier == nas.nas_identifier
+    ]
+    for router in meant:
+        reason += (
+            f"; router {router.name} has nas_identifier {_shown(router.nas_identifier or '')} but "
+            f"nas_address = {router.nas_address}, so only requests from {router.nas_address} match it"
+        )
+    return RouterMatch(None, reason, bool(meant))
 
 
 # ------------------------------------------------------------------------------------------------- logging
@@ -144,18 +188,20 @@ class RateLimitedLog:
         self._last: dict[str, float] = {}
         self._suppressed: Counter[str] = Counter()
 
-    def __call__(self, level: Level, key: str, message: str) -> None:
+    def __call__(self, level: Level, key: str, message: str) -> bool:
+        """Log ``message`` unless a line with this ``key`` went out less than ``interval`` ago; True if logged."""
         now = self._clock()
         with self._lock:
             last = self._last.get(key)
             if last is not None and now - last < self._interval:
                 self._suppressed[key] += 1
-                return
+                return False
             self._last[key] = now
             suppressed = self._suppressed.pop(key, 0)
         if suppressed:
             message += f" ({suppressed} more like this since the last report)"
         self._log(level, message)
+        return True
 
 
 # ------------------------------------------------------------------------------------------- behind-writers
@@ -291,6 +337,8 @@ class FreeRadiusPlugin:
         }
         self._address_text = {r.name: str(r.addresses[0]) for r in self.routers}
         self._matches: dict[NasIdentity, RouterMatch] = {}  # the routers are fixed: a NAS always matches alike
+        self._explained: set[NasIdentity] = set()  # NASes whose "no key pushed" line has been logged
+        self._no_push_log = RateLimitedLog(log, interval=1.0)  # those lines, across all NASes
 
     @property
     def write_behind_nice(self) -> int:
@@ -459,7 +507,8 @@ class FreeRadiusPlugin:
                     self._matches.clear()
                 match = self._matches[request.nas] = match_router(self.routers, request.nas)
             if match.router is None:
-                self._log("debug", f"aaa_fmip: no key push: {match.reason}")
+                if request.nas not in self._explained:
+                    self._explain_no_push(request.nas, match)
             else:
                 push_to = self._push_to[match.router.name]
         token = secrets.token_hex(16)
@@ -506,6 +555,17 @@ class FreeRadiusPlugin:
             self.count("keys_pushed")
             pairs += _push_pairs(info.grant, self._address_text[push_to[0].name])
         return tuple(pairs)
+
+    def _explain_no_push(self, nas: NasIdentity, match: RouterMatch) -> None:
+        """Say once per NAS why its Access-Accepts carry no key (at most one such line a second in all)."""
+        message = (
+            f"aaa_fmip: no key pushed to the NAS with {describe_nas(nas)}: {match.reason}. Its Access-Accepts "
+            "carry Class but no key; the router can still ask POST /v1/handover-keys (logged once per NAS)"
+        )
+        if self._no_push_log("warning" if match.misconfigured else "info", "no-push", message):
+            if len(self._explained) >= _MATCH_CACHE_SIZE:
+                self._explained.clear()
+            self._explained.add(nas)
 
     def _no_emsk(self, request: PostAuthInput) -> tuple[ReplyPair, ...]:
         if not request.is_eap:

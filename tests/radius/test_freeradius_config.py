@@ -91,4 +91,5 @@ def test_version_warning(tmp_path: Path) -> None:
     fake.write_bytes(b"\x7fELF...libpython3.9.so.1.0...")
     warning = frc.version_warning(fake)
     assert warning is not None and "embeds Python 3.9" in warning
+    assert "made with /usr/bin/python3.9 (/usr/bin/python3.9 -m venv /opt/aaa-fmip)" in warning
     assert frc.version_warning(tmp_path / "missing.so") is None

@@ -139,9 +139,20 @@ def test_no_key_for_a_nas_that_only_claims_to_be_the_router(stack: Stack, tmp_pa
     with UdpRecorder(stack.radius.auth_port, source_host="127.0.0.2") as relay:
         emsk, session_id, _mac = _authenticate(stack, "TLS", tmp_path, port=relay.port)
         request, accept = relay.exchange(2)
+        _authenticate(stack, "TLS", tmp_path / "again", port=relay.port)
     assert ar_side.decode_access_accept(accept, request=request, secret=SECRET.encode()) is None
     # The session itself is stored: the AR can still ask the service, which checks who it is.
     assert wait_for_session(stack.runtime.store, _fbu.master_key(emsk, session_id).hmk_name) is not None
+    # The log says why, naming what the request showed and what the router is matched by; once for this NAS.
+    line = stack.radius.wait_for_log(
+        r"Warning: aaa_fmip: no key pushed to the NAS with source address 127\.0\.0\.2[^\n]*"
+    )
+    text = line.group(0)
+    assert f"NAS-Identifier '{AR_NAS_IDENTIFIER}'" in text
+    assert "matched by the packet's source address only, never by NAS-Identifier" in text
+    assert f"router ar1 has nas_identifier '{AR_NAS_IDENTIFIER}' but nas_address = 127.0.0.1" in text
+    assert stack.radius.log().count("no key pushed to the NAS with source address 127.0.0.2") == 1
+    assert emsk.hex() not in stack.radius.log()
 
 
 @pytest.mark.parametrize("selector", ["class", "calling-station-id"])

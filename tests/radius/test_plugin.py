@@ -21,7 +21,7 @@ from aaa_fmip.config import AccessRouterSettings
 from aaa_fmip.errors import StoreUnavailable
 from aaa_fmip.model import Caller
 from aaa_fmip.radius.attributes import NasIdentity
-from aaa_fmip.radius.plugin import BehindWriters, FreeRadiusPlugin, Level, RateLimitedLog, match_router
+from aaa_fmip.radius.plugin import BehindWriters, FreeRadiusPlugin, Level, RateLimitedLog, describe_nas, match_router
 from aaa_fmip.service import HandoverKeyService, PreparedSession
 from tests.radius._stack import AR_ADDRESS, AR_NAS_IDENTIFIER, StackConfig, next_mac
 from tests.support.redis_server import RedisServer
@@ -110,6 +110,36 @@ def test_no_push_for_a_nas_that_is_not_the_router(runtime: Runtime, nas: dict[st
     plugin.close()
 
 
+def test_why_no_key_was_pushed_is_logged_once_per_nas(runtime: Runtime) -> None:
+    log = Log()
+    plugin = FreeRadiusPlugin(runtime.service, routers=runtime.settings.access_routers, log=log)
+    # ar1 has nas_address 127.0.0.1 and NAS-Identifier ar1.fmip.test; this NAS sends from elsewhere with that name.
+    for _ in range(3):
+        emsk, sid = _keys()
+        plugin.post_auth(_request(emsk=emsk, sid=sid, source="127.0.0.9"))
+    lines = [(level, m) for level, m in log.lines if "no key pushed" in m]
+    assert len(lines) == 1, log.text()
+    level, message = lines[0]
+    assert level == "warning"
+    assert message.startswith(
+        "aaa_fmip: no key pushed to the NAS with source address 127.0.0.9, NAS-IP-Address 127.0.0.1, "
+        f"NAS-Identifier '{AR_NAS_IDENTIFIER}': no access router has nas_address = 127.0.0.9"
+    )
+    assert f"router ar1 has nas_identifier '{AR_NAS_IDENTIFIER}' but nas_address = 127.0.0.1" in message
+    assert emsk.hex() not in log.text()
+    # Another NAS, unrelated to any router: its own line, at info level (a NAS that is no router is normal),
+    # once the one-line-a-second limit across NASes allows it.
+    emsk, sid = _keys()
+    plugin.post_auth(_request(emsk=emsk, sid=sid, source="127.0.0.8", nas_identifier="sw1", nas_ip="127.0.0.8"))
+    time.sleep(1.05)
+    plugin.post_auth(_request(emsk=emsk, sid=sid, source="127.0.0.8", nas_identifier="sw1", nas_ip="127.0.0.8"))
+    assert plugin.flush(5)
+    other = [(level, m) for level, m in log.lines if "source address 127.0.0.8" in m]
+    assert len(other) == 1 and other[0][0] == "info", log.text()
+    assert "NAS-Identifier 'sw1'" in other[0][1] and "router ar1" not in other[0][1]
+    plugin.close()
+
+
 def test_push_disabled(runtime: Runtime) -> None:
     plugin = FreeRadiusPlugin(runtime.service, routers=runtime.settings.access_routers, push_keys=False, log=Log())
     emsk, sid = _keys()
@@ -140,6 +170,16 @@ def test_match_router_rules() -> None:
     assert match_router(routers, NasIdentity(nas_identifier="b.example")).router is by_name
     both = NasIdentity(nas_identifier="b.example", nas_ip_address=v4("192.0.2.1"))
     assert match_router(routers, both).router is None and "2 access routers" in match_router(routers, both).reason
+    # Why none matched, in the configuration's terms.
+    unnamed = match_router(routers, NasIdentity(nas_identifier="a.example", nas_ip_address=v4("198.51.100.1")))
+    assert unnamed.misconfigured
+    assert "nas_address = 198.51.100.1" in unnamed.reason and "NAS-IP-Address / NAS-IPv6-Address" in unnamed.reason
+    assert "router a has nas_identifier 'a.example' but nas_address = 192.0.2.1" in unnamed.reason
+    stranger = match_router(routers, NasIdentity(nas_identifier="x\n" * 50, source_address=v4("198.51.100.2")))
+    assert not stranger.misconfigured and "\n" not in stranger.reason
+    shown = describe_nas(NasIdentity(nas_identifier="x\n" * 50, source_address=v4("198.51.100.2")))
+    assert "\n" not in shown and len(shown) < 160  # the NAS's claim, quoted and cut short
+    assert match_router((), NasIdentity(nas_identifier="a.example")).reason == "no [[access_routers]] are configured"
 
 
 class BlockingService(HandoverKeyService):
