@@ -22,6 +22,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "aaa_fmip.commands.freeradius_config",
     "aaa_fmip.commands.radius_accounting",
     "aaa_fmip.commands.demo",
+    "aaa_fmip.commands.mih",
 )
 
 
