@@ -9,6 +9,8 @@ The configuration is one TOML file (``--config``)::
                                        # without it, the [[poa]] tables of this file are the table
     valid_time_interval = 3600         # seconds a registration lasts (0 = until DeRegister)
     max_udp_payload = 1232             # octets; UDP answers are trimmed to fit the path MTU
+    udp_rate = 1000                    # datagrams/s accepted from one UDP source (token bucket) ...
+    udp_burst = 1000                   # ... and its burst; the excess is dropped and counted
 
     [[poa]]
     ...                                # see aaa_fmip.mih.neighbours / docs/mih.md
@@ -31,7 +33,7 @@ from aaa_fmip.logging import configure_logging
 
 log = logging.getLogger("aaa_fmip.mih")
 
-_KEYS = {"mihf_id", "listen", "neighbours", "valid_time_interval", "max_udp_payload"}
+_KEYS = {"mihf_id", "listen", "neighbours", "valid_time_interval", "max_udp_payload", "udp_rate", "udp_burst"}
 
 
 def register(sub: Any) -> None:
@@ -55,6 +57,8 @@ def register(sub: Any) -> None:
             '  # neighbours = "poas.toml"      # the [[poa]] tables in their own file\n'
             "  valid_time_interval = 3600      # seconds a registration lasts, 0 = until DeRegister\n"
             "  max_udp_payload = 1232          # octets (IPv6 minimum MTU - 48)\n"
+            "  udp_rate = 1000                 # datagrams/s accepted from one source (token bucket) ...\n"
+            "  udp_burst = 1000                # ... with this burst; the excess is dropped and counted\n"
             "\n"
             "  [[poa]]\n"
             '  name = "ap1"\n'
@@ -115,7 +119,12 @@ def load(path: Path, listen_override: str | None) -> tuple[Any, Any, dict[str, A
         valid_time_interval=_int(section, "valid_time_interval", 3600, 0, 2**32 - 1),
         udp_limit=max_udp,
     )
-    return info, listen, {"max_datagram": max_udp}
+    options = {
+        "max_datagram": max_udp,
+        "rate": float(_int(section, "udp_rate", 1000, 1, 10**7)),
+        "burst": float(_int(section, "udp_burst", 1000, 1, 10**7)),
+    }
+    return info, listen, options
 
 
 def run(args: argparse.Namespace) -> int:

@@ -761,6 +761,9 @@ class UdpClient(_ClientBase):
         super().__init__(mihf_id)
         self.server = server
         self.clock = clock
+        # a client talks to servers it chose: no per-source rate limit unless asked for
+        options.setdefault("rate", 1e9)
+        options.setdefault("burst", 1e9)
         self.core = DatagramCore(mihf_id, **options)
         self._transport: asyncio.DatagramTransport | None = None
         self._waiters: dict[int, asyncio.Future[Frame]] = {}
