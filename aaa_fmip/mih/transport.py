@@ -523,6 +523,7 @@ class MIHServer:
         clock: Callable[[], float] = time.monotonic,
         max_connections: int = 1024,
         max_udp_channels: int = 4096,
+        tcp_idle_timeout: float = 300.0,
         **udp_options: Any,
     ) -> None:
         self.mihf_id = mihf_id
@@ -531,6 +532,7 @@ class MIHServer:
         self.clock = clock
         self.max_connections = max_connections
         self.max_udp_channels = max_udp_channels
+        self.tcp_idle_timeout = tcp_idle_timeout
         self.udp = DatagramCore(mihf_id, **udp_options)
         self._udp_channels: OrderedDict[Peer, ByteChannel] = OrderedDict()
         self._udp_transport: asyncio.DatagramTransport | None = None
@@ -670,7 +672,12 @@ class MIHServer:
         info = PeerInfo("tcp", peer)
         try:
             while not channel.closed:
-                data = await reader.read(65536)
+                try:
+                    async with asyncio.timeout(self.tcp_idle_timeout):  # an idle connection gives its slot back
+                        data = await reader.read(65536)
+                except TimeoutError:
+                    self._count("tcp-idle-closed")
+                    break
                 if not data:
                     break
                 for payload in channel.receive(data):

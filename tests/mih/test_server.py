@@ -4,6 +4,7 @@ malformed input, and tshark decoding a live capture of the exchange."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import subprocess
@@ -118,6 +119,50 @@ def test_malformed_input_does_not_stop_the_server() -> None:
     assert counters["malformed"] >= 4
     assert counters["udp-malformed-frame"] >= 4
     assert counters["tcp-malformed-frame"] == 1
+
+
+def test_a_udp_flood_from_one_source_gives_bounded_work_and_state() -> None:
+    async def body(server: MIHServer) -> tuple[int, float, int, int, list[str]]:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.setblocking(False)
+        loop = asyncio.get_running_loop()
+        began = time.monotonic()
+        try:
+            for i in range(3000):
+                with contextlib.suppress(BlockingIOError):
+                    sock.sendto(mih.encode_frame(get_information(i % 4096)), (HOST, server.port))
+                if i % 200 == 0:
+                    await asyncio.sleep(0)  # let the server read
+            await loop.run_in_executor(None, time.sleep, 0.2)
+        finally:
+            sock.close()
+        elapsed = time.monotonic() - began
+        info = server.handler.__self__  # type: ignore[attr-defined]
+        handled = info.counters.get("get-information", 0)
+        state = (server.udp.sources, server.udp.seen_entries())
+        # another node is still served
+        udp = await UdpClient.open(b"mn2@example.org", HOST, server.port)
+        try:
+            routers = neighbour_routers(await udp.request(get_information(7)))
+        finally:
+            await udp.close()
+        return handled, elapsed, state[0], state[1], routers
+
+    handled, elapsed, sources, seen, routers = run(body, rate=100.0, burst=50.0, max_seen_per_source=32)
+    assert handled <= 50 + 100 * elapsed + 1  # the token bucket bounds the work one source causes
+    assert sources == 1 and seen <= 32
+    assert routers == ["2001:db8:2::1", "2001:db8:3::1"]
+
+
+def test_idle_tcp_connections_are_closed() -> None:
+    async def body(server: MIHServer) -> bytes:
+        reader, writer = await asyncio.open_connection(HOST, server.port)
+        try:
+            return await reader.read(10)  # the server closes: EOF
+        finally:
+            writer.close()
+
+    assert run(body, tcp_idle_timeout=0.2) == b""
 
 
 def test_response_too_large_for_udp_is_not_sent_but_tcp_gets_it() -> None:
