@@ -3,7 +3,7 @@
 The configuration is one TOML file (``--config``)::
 
     [mih]
-    mihf_id = "mos.example.org"        # this MoS's MIHF-ID (an FQDN or NAI, RFC 5677 §4.2)
+    mihf_id = "mos.example.org"        # this MoS's MIHF-ID (an FQDN or NAI, 802.21-2008 F.3.11)
     listen = "[::]:4551"               # host:port; the same port on UDP and TCP
     neighbours = "neighbours.toml"     # optional: the neighbour table in its own file (relative to this one);
                                        # without it, the [[poa]] tables of this file are the table

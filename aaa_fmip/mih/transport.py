@@ -1,14 +1,15 @@
 """MIH over IP (RFC 5677): a sans-IO transport core and its thin asyncio UDP+TCP driver.
 
-Hand-written because no Python library carries IEEE 802.21 frames. The rules implemented (RFC 5677 §5):
+Hand-written because no Python library carries IEEE 802.21 frames. The rules implemented (RFC 5677 §6, "MIH
+transport options"; §6.1 for UDP with MIH ACKs, §6.5 for TCP as the default):
 
-* port 4551 on UDP and TCP; a MoS serves both at once (§5.1), TCP is the default for clients (§5.2);
-* TCP: no MIH ACKs, no MIH fragmentation (§5.2; fragments received over TCP are rejected), ``TCP_NODELAY``;
+* port 4551 on UDP and TCP; a MoS serves both at once, TCP is the default for clients (§6.5);
+* TCP: no MIH ACKs, no MIH fragmentation (fragments received over TCP are rejected), ``TCP_NODELAY``;
 * UDP: every message we originate asks for an MIH ACK (ACK-Req); a message that asked for one is acknowledged
   with an ACK frame (ACK-Rsp, same MID and TID, 802.21-2008 §8.2.4); unacknowledged messages are retransmitted
   with the RFC 2988 timer: initial RTO 3 s while the RTT is unknown, Karn's rule, exponential back-off capped at
-  30 s, 2 retransmissions by default (§5.3); duplicates are detected by (MID, TID) per source and dropped
-  after being acknowledged again; messages larger than the path MTU are refused before sending (§5.3: no IP
+  30 s, 2 retransmissions by default (§6); duplicates are detected by (MID, TID) per source and dropped
+  after being acknowledged again; messages larger than the path MTU are refused before sending (§6.1: no IP
   fragmentation; we use the IPv6 minimum MTU, 1232 octets of UDP payload, unless configured otherwise).
 * bounded state: per-source duplicate and rate state lives in LRU tables with a fixed number of sources and of
   entries per source; a token bucket per source bounds the work one source can cause.
@@ -83,10 +84,10 @@ __all__ = [
 
 log = logging.getLogger("aaa_fmip.mih")
 
-INITIAL_RTO = 3.0  # RFC 5677 §5.3: "initial TMO ... 3 seconds" while the RTT is unknown
-MAX_RTO = 30.0  # RFC 5677 §5.3: maximum TMO
+INITIAL_RTO = 3.0  # RFC 5677 §6: "initial TMO ... 3 seconds" while the RTT is unknown
+MAX_RTO = 30.0  # RFC 5677 §6: maximum TMO
 MIN_RTO = 1.0  # RFC 2988 §2.4: rounded up to 1 second
-DEFAULT_RETRIES = 2  # RFC 5677 §5.3: default number of retransmissions
+DEFAULT_RETRIES = 2  # RFC 5677 §6: default number of retransmissions
 MAX_UDP_PAYLOAD = 1232  # RFC 8200 §5: 1280 minimum MTU - 40 (IPv6) - 8 (UDP)
 _CLOCK_GRANULARITY = 0.001  # RFC 2988 §2: G
 
@@ -95,7 +96,7 @@ Transport: TypeAlias = Literal["udp", "tcp"]
 
 
 class MessageTooLarge(ValueError):
-    """A frame does not fit in one datagram of the configured path MTU (RFC 5677 §5.3)."""
+    """A frame does not fit in one datagram of the configured path MTU (RFC 5677 §6)."""
 
 
 # --- events --------------------------------------------------------------------------------------------------
@@ -140,7 +141,7 @@ Event: TypeAlias = MessageReceived | Acknowledged | TransactionFailed | FrameRej
 
 @dataclass
 class RttEstimator:
-    """RFC 2988 §2 (the timer RFC 5677 §5.3 prescribes), with RFC 5677's initial and maximum values."""
+    """RFC 2988 §2 (the timer RFC 5677 §6 prescribes), with RFC 5677's initial and maximum values."""
 
     initial_rto: float = INITIAL_RTO
     max_rto: float = MAX_RTO
@@ -162,7 +163,7 @@ class RttEstimator:
         self.rto = min(self.max_rto, max(self.min_rto, self.srtt + max(_CLOCK_GRANULARITY, 4 * self.rttvar)))
 
     def backed_off(self, rto: float) -> float:
-        return min(self.max_rto, rto * 2)  # §5.5
+        return min(self.max_rto, rto * 2)  # RFC 2988 §5.5
 
 
 # --- byte channels (the plug-in point for DTLS/TLS) ----------------------------------------------------------
@@ -364,7 +365,7 @@ class DatagramCore:
 
     def receive(self, data: bytes, peer: Peer, now: float) -> list[Event]:
         state = self._source(peer, now)
-        # token bucket per source: bounded work for any one source (RFC 5677 §5.3 asks for rate control)
+        # token bucket per source: bounded work for any one source (RFC 5677 §6 asks for rate control)
         state.tokens = min(self.burst, state.tokens + (now - state.refilled_at) * self.rate)
         state.refilled_at = now
         if state.tokens < 1:
@@ -378,7 +379,7 @@ class DatagramCore:
             return [FrameRejected(peer, "malformed-frame", str(exc))]
         h = frame.header
         if h.more_fragments or h.fragment_number:
-            self._count("fragment")  # RFC 5677 §5.3: no MIH fragmentation together with IP; not reassembled
+            self._count("fragment")  # RFC 5677 §6: no MIH fragmentation together with IP; not reassembled
             return [FrameRejected(peer, "fragment-not-supported")]
         events: list[Event] = []
         if h.ack_rsp:
@@ -391,7 +392,7 @@ class DatagramCore:
         if h.ack_req:
             self._out.append((encode_frame(ack_frame(h, source=self.mihf_id, destination=frame.source)), peer))
             self._count("acks-sent")
-        # duplicate detection by (MID, TID) per source (RFC 5677 §5.3)
+        # duplicate detection by (MID, TID) per source (RFC 5677 §6)
         key = (h.message_id, h.transaction_id)
         for old, expires in list(state.seen.items())[: len(state.seen)]:
             if expires > now:
@@ -444,7 +445,7 @@ class StreamCore:
     """RFC 5677 over TCP for one connection: splits the byte stream into frames by their Payload Length.
 
     A frame that does not decode is skipped (its length is known from the header, so the stream stays in step);
-    fragments are rejected (§5.2: no MIH fragmentation over TCP); ACK-Req is ignored (no MIH ACKs over TCP).
+    fragments are rejected (RFC 5677 §6: no MIH fragmentation over TCP); ACK-Req is ignored (no MIH ACKs over TCP).
     """
 
     def __init__(self, peer: Peer, *, max_buffer: int = 4 * (HEADER_LENGTH + MAX_PAYLOAD_LENGTH)) -> None:
@@ -478,7 +479,7 @@ class StreamCore:
     def encode(frame: Frame) -> bytes:
         h = frame.header
         if h.more_fragments or h.fragment_number:
-            raise ValueError("MIH fragmentation MUST NOT be used over TCP (RFC 5677 §5.2)")
+            raise ValueError("MIH fragmentation MUST NOT be used over TCP (RFC 5677 §6)")
         if h.ack_req or h.ack_rsp:
             frame = replace(frame, header=replace(h, ack_req=False, ack_rsp=False))
         return encode_frame(frame)
@@ -508,7 +509,7 @@ class _UdpProtocol(asyncio.DatagramProtocol):
 
 
 class MIHServer:
-    """An MIHF reachable on UDP and TCP on one port (RFC 5677 §5.1: a MoS MUST offer both).
+    """An MIHF reachable on UDP and TCP on one port (RFC 5677 §6: a MoS MUST offer both).
 
     ``handler(frame, peer)`` answers a request with a frame (or None); it runs in the event loop and must not
     block. Responses over UDP ask for an ACK and are retransmitted by :class:`DatagramCore`.
@@ -665,7 +666,7 @@ class MIHServer:
         self._connections.add(task)
         sock = writer.get_extra_info("socket")
         if sock is not None:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # RFC 5677 §5.2
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # RFC 5677 §6
         peer = writer.get_extra_info("peername")
         channel = self.channels("tcp", peer)
         core = StreamCore(peer)
@@ -762,7 +763,7 @@ class _UdpClientProtocol(asyncio.DatagramProtocol):
 
 
 class UdpClient(_ClientBase):
-    """Requests over UDP with MIH ACKs and RFC 2988 retransmission (RFC 5677 §5.3), via :class:`DatagramCore`."""
+    """Requests over UDP with MIH ACKs and RFC 2988 retransmission (RFC 5677 §6), via :class:`DatagramCore`."""
 
     def __init__(self, mihf_id: bytes, server: Peer, clock: Callable[[], float] = time.monotonic, **options: Any):
         super().__init__(mihf_id)

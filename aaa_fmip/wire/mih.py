@@ -84,7 +84,7 @@ __all__ = [
     "message_class",
 ]
 
-MIH_PORT = 4551  # RFC 5677 §5.1 "ieee-mih", UDP and TCP
+MIH_PORT = 4551  # IANA "ieee-mih", UDP and TCP (RFC 5677)
 MIH_VERSION = 1  # 802.21-2008 §8.2.2: the version of this standard
 HEADER_LENGTH = 8
 MAX_PAYLOAD_LENGTH = 0xFFFF  # 16-bit Variable Payload Length
@@ -196,7 +196,7 @@ class TLVType(OpenIntEnum):
 
 
 class Status(OpenIntEnum):
-    """STATUS (802.21-2008 Table F.?, packet-mih.c ``status_vals``)."""
+    """STATUS (802.21-2008 Annex F, data type STATUS; the values packet-mih.c names in ``status_vals``)."""
 
     SUCCESS = 0
     UNSPECIFIED_FAILURE = 1
@@ -487,7 +487,9 @@ def _decode_mihf_id(value: bytes, base: int) -> bytes:
     r = Reader(value, base=base)
     out = _pull_octet_string(r, "MIHF_ID")
     r.expect_end("MIHF_ID")
-    if not 1 <= len(out) <= 253:  # MIHF_ID = OCTET_STRING(253); RFC 5677 §4.2: an FQDN or NAI
+    # MIHF_ID = OCTET_STRING of at most 253 octets (802.21-2008 F.3.11): an NAI or FQDN; zero length when the
+    # destination is not known yet (802.21-2008 §8.3.1, e.g. MIH_Capability_Discover.request)
+    if len(out) > 253:
         raise DecodeError(f"MIHF_ID of {len(out)} octets", field="MIHF_ID", offset=base)
     return out
 
@@ -752,8 +754,8 @@ def _uint(size: int, wrap: Callable[[int], Any] = int) -> _Codec:
 
 
 def _mihf_id_encode(value: bytes) -> bytes:
-    if not 1 <= len(value) <= 253:
-        raise ValueError("an MIHF_ID is 1 to 253 octets")
+    if len(value) > 253:
+        raise ValueError("an MIHF_ID is at most 253 octets")
     return encode_length(len(value)) + value
 
 

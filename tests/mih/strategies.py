@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from aaa_fmip.wire import mih
 
-mihf_ids = st.binary(min_size=1, max_size=253)
+mihf_ids = st.binary(max_size=253)  # zero length allowed (802.21-2008 §8.3.1)
 tids = st.integers(0, 0xFFF)
 u16 = st.integers(0, 0xFFFF)
 u32 = st.integers(0, 0xFFFFFFFF)

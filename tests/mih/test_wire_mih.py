@@ -140,7 +140,7 @@ def test_unknown_message_keeps_its_tlvs() -> None:
         (((1, b"\x01a"),), "no Destination MIHF-ID"),
         (((2, b"\x01a"), (1, b"\x01b")), "MIHF-IDs swapped"),
         (((1, b"\x02a"), (2, b"\x01b")), "MIHF_ID octet string overruns"),
-        (((1, b"\x00"), (2, b"\x01b")), "empty MIHF_ID"),
+        (((1, b"\x81\x7e" + bytes(254)), (2, b"\x01b")), "MIHF_ID of 254 octets"),
         (((1, b"\x01a"), (2, b"\x01b"), (3, b"\x00"), (3, b"\x00")), "Status repeated"),
         (((1, b"\x01a"), (2, b"\x01b"), (3, b"\x00\x00")), "Status too long"),
         (((1, b"\x01a"), (2, b"\x01b"), (1, b"\x01c"), (3, b"\x00")), "a second Source MIHF-ID"),
@@ -175,6 +175,14 @@ def test_querier_location_is_refused_with_decode_error() -> None:
         mih.decode_message(data)
 
 
+def test_zero_length_mihf_id_for_an_unknown_destination() -> None:
+    # 802.21-2008 §8.3.1: MIH_Capability_Discover.request may go to a destination whose MIHF-ID is not known yet
+    msg = mih.CapabilityDiscoverRequest(source=MN, destination=b"", transaction_id=1)
+    data = mih.encode_message(msg)
+    assert data[8 + 2 + 16 :] == b"\x02\x01\x00"  # TLV 2, length 1, OCTET_STRING of length 0
+    assert mih.decode_message(data) == msg
+
+
 def test_query_type_bits_follow_the_bitmap_order() -> None:
     bitmap = mih.ISQueryType.bitmap([mih.ISQueryType.BINARY_DATA, mih.ISQueryType.IE_POA_IP_ADDR])
     assert bitmap.to_bytes(8, "big").hex() == "8000000800000000"
@@ -184,7 +192,7 @@ def test_encoder_refuses_out_of_range_fields() -> None:
     with pytest.raises(ValueError):
         mih.encode_frame(mih.Frame(mih.Header(mih.ServiceId.EVENT, mih.Opcode.REQUEST, 1, 0x1000)))
     with pytest.raises(ValueError):
-        mih.encode_message(mih.DeRegisterRequest(source=b"", destination=MOS))
+        mih.encode_message(mih.DeRegisterRequest(source=bytes(254), destination=MOS))
 
 
 # --- properties ----------------------------------------------------------------------------------------------
