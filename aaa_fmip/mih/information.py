@@ -1,4 +1,4 @@
-"""The MIH Information Server (IEEE 802.21-2008 §6.5): what a node asks a MoS before a handover.
+"""The MIH Information Server (IEEE 802.21-2008 clause 6): what a node asks a MoS before a handover.
 
 It answers, from the neighbour table (:mod:`aaa_fmip.mih.neighbours`, shared with the FMIPv6 router agent):
 
@@ -124,7 +124,7 @@ class InformationServer:
 
     def handle(self, request: mih.MIHMessage, *, max_size: int = _MAX_FRAME) -> mih.MIHMessage | None:
         if not isinstance(request, mih.CapabilityDiscoverRequest) and request.destination != self.mihf_id:
-            self._count("wrong-destination")  # 802.21-2008 §8.2: only Capability_Discover may be broadcast
+            self._count("wrong-destination")  # 802.21-2008 clause 8: only Capability_Discover may be broadcast
             return None
         common = _Ids(self.mihf_id, request.source, request.transaction_id)
         if isinstance(request, mih.CapabilityDiscoverRequest):

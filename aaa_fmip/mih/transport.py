@@ -6,7 +6,7 @@ transport options"; §6.1 for UDP with MIH ACKs, §6.5 for TCP as the default):
 * port 4551 on UDP and TCP; a MoS serves both at once, TCP is the default for clients (§6.5);
 * TCP: no MIH ACKs, no MIH fragmentation (fragments received over TCP are rejected), ``TCP_NODELAY``;
 * UDP: every message we originate asks for an MIH ACK (ACK-Req); a message that asked for one is acknowledged
-  with an ACK frame (ACK-Rsp, same MID and TID, 802.21-2008 §8.2.4); unacknowledged messages are retransmitted
+  with an ACK frame (ACK-Rsp, same MID and TID, 802.21-2008 clause 8); unacknowledged messages are retransmitted
   with the RFC 2988 timer: initial RTO 3 s while the RTT is unknown, Karn's rule, exponential back-off capped at
   30 s, 2 retransmissions by default (§6); duplicates are detected by (MID, TID) per source and dropped
   after being acknowledged again; messages larger than the path MTU are refused before sending (§6.1: no IP
@@ -229,7 +229,7 @@ def _is_ack_only(frame: Frame) -> bool:
 
 
 def ack_frame(acknowledged: Header, *, source: bytes, destination: bytes | None) -> Frame:
-    """The ACK of a message (802.21-2008 §8.2.4): ACK-Rsp, the same MID and TID; MIHF-IDs as ODTONE sends them."""
+    """The ACK of a message (802.21-2008 clause 8): ACK-Rsp, the same MID and TID; MIHF-IDs as ODTONE sends them."""
     header = Header(
         acknowledged.service_id, acknowledged.opcode, acknowledged.action_id, acknowledged.transaction_id, ack_rsp=True
     )

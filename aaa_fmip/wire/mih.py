@@ -3,7 +3,7 @@
 Hand-written because no maintained Python library encodes 802.21 (ODTONE is C++, Wireshark only dissects).
 Carried over UDP/TCP port 4551 by RFC 5677; the transport rules live in :mod:`aaa_fmip.mih.transport`.
 
-MIH protocol header (IEEE 802.21-2008 §8.2.2; masks as in Wireshark's ``packet-mih.c``)::
+MIH protocol header (IEEE 802.21-2008 clause 8; masks as in Wireshark's ``packet-mih.c``)::
 
     octet 0    Version(4) | ACK-Req | ACK-Rsp | UIR | M (more fragments)
     octet 1    FN (fragment number, 7 bits) | Rsvd1 (1)
@@ -12,14 +12,14 @@ MIH protocol header (IEEE 802.21-2008 §8.2.2; masks as in Wireshark's ``packet-
     octets 6-7 Variable Payload Length
     payload    TLVs: Source MIHF-ID (type 1), Destination MIHF-ID (type 2), then the message's TLVs in order
 
-TLV (802.21-2008 §8.3.1)::
+TLV (802.21-2008 clause 8)::
 
     Type(1) | Length | Value
     Length: a value of at most 128 octets has a one-octet Length holding it (so 0x80 means exactly 128); a
     longer value has 0x80|k followed by k octets (big-endian) holding (length - 128).
 
 The same length rule encodes the element count of a LIST and the size of an OCTET_STRING (802.21-2008 Annex F),
-and the Length of an Information Element (4-octet IE type, 802.21-2008 §6.5.6). The decoder accepts only the
+and the Length of an Information Element (4-octet IE type, 802.21-2008 clause 6). The decoder accepts only the
 shortest form, so every decoded frame re-encodes to the same octets; reserved bits are sent as zero and ignored
 on receipt. Unknown TLVs, Information Elements and code points are kept and re-encoded byte for byte.
 
@@ -85,14 +85,14 @@ __all__ = [
 ]
 
 MIH_PORT = 4551  # IANA "ieee-mih", UDP and TCP (RFC 5677)
-MIH_VERSION = 1  # 802.21-2008 §8.2.2: the version of this standard
+MIH_VERSION = 1  # 802.21-2008 clause 8: the version of this standard
 HEADER_LENGTH = 8
 MAX_PAYLOAD_LENGTH = 0xFFFF  # 16-bit Variable Payload Length
 _MAX_LENGTH_OCTETS = 4  # a length beyond 2**32 cannot occur inside a 16-bit payload; refuse it early
 
 
 class ServiceId(OpenIntEnum):
-    """MIH Service Identifier (802.21-2008 §8.2.2, Table 23; Wireshark packet-mih.c ``sid_vals``)."""
+    """MIH Service Identifier (802.21-2008 clause 8; Wireshark packet-mih.c ``servicevalues``)."""
 
     SERVICE_MANAGEMENT = 1
     EVENT = 2
@@ -101,7 +101,7 @@ class ServiceId(OpenIntEnum):
 
 
 class Opcode(OpenIntEnum):
-    """MIH Opcode (802.21-2008 §8.2.2)."""
+    """MIH Opcode (802.21-2008 clause 8; packet-mih.c ``opcodevalues``)."""
 
     CONFIRM = 0
     REQUEST = 1
@@ -196,7 +196,7 @@ class TLVType(OpenIntEnum):
 
 
 class Status(OpenIntEnum):
-    """STATUS (802.21-2008 Annex F, data type STATUS; the values packet-mih.c names in ``status_vals``)."""
+    """STATUS (802.21-2008 Annex F, data type STATUS; the values packet-mih.c names in ``status_types``)."""
 
     SUCCESS = 0
     UNSPECIFIED_FAILURE = 1
@@ -206,7 +206,8 @@ class Status(OpenIntEnum):
 
 
 class RegisterRequestCode(OpenIntEnum):
-    """REG_REQUEST_CODE (802.21-2008 Annex F: 0 Registration, 1 Re-Registration)."""
+    """REG_REQUEST_CODE (802.21-2008 Annex F: 0 Registration, 1 Re-Registration; packet-mih.c
+    ``reg_request_code_vals``)."""
 
     REGISTRATION = 0
     RE_REGISTRATION = 1
@@ -263,7 +264,7 @@ class ISQueryType(OpenIntEnum):
 
 
 class IEType(OpenIntEnum):
-    """Information Element types (802.21-2008 §6.5.6, Table 9; the values ODTONE's ``information_elements.hpp``
+    """Information Element types (802.21-2008 clause 6; the values ODTONE's ``information_elements.hpp``
     registers). IS query type bits are a separate BITMAP (TLV 7); these are the 4-octet IE Type fields."""
 
     NETWORK_TYPE = 0x10000000
@@ -297,7 +298,7 @@ class IEType(OpenIntEnum):
 
 
 class LinkAddressKind(OpenIntEnum):
-    """LINK_ADDR CHOICE selector (802.21-2008 Annex F; ODTONE ``address.hpp`` variant order)."""
+    """LINK_ADDR CHOICE selector (802.21-2008 Annex F; packet-mih.c ``link_addr_types``, ODTONE ``address.hpp``)."""
 
     MAC = 0
     CELL_ID_3G = 1
@@ -319,7 +320,7 @@ IPNetwork: TypeAlias = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 def encode_length(n: int) -> bytes:
-    """802.21-2008 §8.3.1 Length (also LIST counts and OCTET_STRING sizes)."""
+    """802.21-2008 clause 8 Length (also LIST counts and OCTET_STRING sizes)."""
     if n < 0:
         raise ValueError("negative length")
     if n <= 128:
@@ -360,7 +361,7 @@ def _pull_octet_string(r: Reader, field: str) -> bytes:
 
 @dataclass(frozen=True)
 class Header:
-    """The MIH protocol header (802.21-2008 §8.2.2); the payload length is computed by the encoder."""
+    """The MIH protocol header (802.21-2008 clause 8); the payload length is computed by the encoder."""
 
     service_id: ServiceId
     opcode: Opcode
@@ -399,7 +400,7 @@ class Frame:
 
     @property
     def source(self) -> bytes | None:
-        """The Source MIHF-ID when the first TLV carries one (802.21-2008 §8.4: it always comes first)."""
+        """The Source MIHF-ID when the first TLV carries one (802.21-2008 clause 8: it always comes first)."""
         if self.tlvs and self.tlvs[0].type == TLVType.SOURCE_MIHF_ID:
             try:
                 return _decode_mihf_id(self.tlvs[0].value, 0)
@@ -573,7 +574,7 @@ def _pull_choice(r: Reader, field: str) -> bool:
     return selector == 1
 
 
-# --- Information Elements (802.21-2008 §6.5.6) ---------------------------------------------------------------
+# --- Information Elements (802.21-2008 clause 6) ---------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -608,7 +609,7 @@ def decode_information_elements(data: bytes, *, base: int = 0) -> tuple[Informat
 
 @dataclass(frozen=True)
 class PoAContainer:
-    """IE_CONTAINER_POA with the IP-level facts of one point of attachment (802.21-2008 §6.5.6):
+    """IE_CONTAINER_POA with the IP-level facts of one point of attachment (802.21-2008 clause 6):
     IE_POA_LINK_ADDR, IE_POA_SUBNET_INFO (one per prefix), IE_POA_IP_ADDR (the access router's address).
     Other IEs inside the container are kept in ``other`` and re-encoded after these."""
 
@@ -796,7 +797,6 @@ _U16 = _uint(2)
 _U32 = _uint(4)
 _U64 = _uint(8)
 _REQUEST_CODE = _uint(1, RegisterRequestCode)
-_LINK_ADDR_LIST = _list_codec(_push_link_addr, lambda r: _pull_link_addr(r, "LINK_ADDR"))
 _IQ_BIN_DATA_LIST = _list_codec(lambda w, q: q.encode(w), IQBinData.decode)
 _IR_BIN_DATA_LIST = _list_codec(_push_ir_bin_data, _pull_ir_bin_data)
 
@@ -837,20 +837,20 @@ class MIHMessage:
 
 @dataclass(frozen=True, kw_only=True)
 class CapabilityDiscoverRequest(MIHMessage):
-    """MIH_Capability_Discover.request (802.21-2008 §7.4.1.1, §8.6.1.1)."""
+    """MIH_Capability_Discover.request (§8.6.1.1)."""
 
     SERVICE_ID = ServiceId.SERVICE_MANAGEMENT
     OPCODE = Opcode.REQUEST
     ACTION_ID = ServiceManagementAction.CAPABILITY_DISCOVER
     TLVS = (
-        _f("link_addresses", TLVType.LINK_ADDRESS_LIST, _LINK_ADDR_LIST),
+        _f("link_addresses", TLVType.LINK_ADDRESS_LIST, _RAW),
         _f("events", TLVType.MIH_EVENT_LIST, _U32),
         _f("commands", TLVType.MIH_COMMAND_LIST, _U32),
         _f("query_types", TLVType.IS_QUERY_TYPE_LIST, _U64),
         _f("transports", TLVType.TRANSPORT_OPTION_LIST, _U16),
     )
 
-    link_addresses: tuple[LinkAddress, ...] | None = None
+    link_addresses: bytes | None = None  # LIST(NET_TYPE_ADDR), carried as its raw value (not needed by a MoS)
     events: int | None = None  # BITMAP(32)
     commands: int | None = None  # BITMAP(32)
     query_types: int | None = None  # IQ_TYPE_LST, BITMAP(64): ISQueryType.bitmap(...)
@@ -859,7 +859,7 @@ class CapabilityDiscoverRequest(MIHMessage):
 
 @dataclass(frozen=True, kw_only=True)
 class CapabilityDiscoverResponse(MIHMessage):
-    """MIH_Capability_Discover.response (802.21-2008 §8.6.1.2)."""
+    """MIH_Capability_Discover.response (802.21-2008 clause 8)."""
 
     SERVICE_ID = ServiceId.SERVICE_MANAGEMENT
     OPCODE = Opcode.RESPONSE
@@ -870,7 +870,7 @@ class CapabilityDiscoverResponse(MIHMessage):
     )
 
     status: Status = Status.SUCCESS
-    link_addresses: tuple[LinkAddress, ...] | None = None
+    link_addresses: bytes | None = None
     events: int | None = None
     commands: int | None = None
     query_types: int | None = None
@@ -879,7 +879,7 @@ class CapabilityDiscoverResponse(MIHMessage):
 
 @dataclass(frozen=True, kw_only=True)
 class RegisterRequest(MIHMessage):
-    """MIH_Register.request (802.21-2008 §8.6.1.3). The LINK_ID list is carried as its raw value."""
+    """MIH_Register.request (802.21-2008 clause 8). The LINK_ID list is carried as its raw value."""
 
     SERVICE_ID = ServiceId.SERVICE_MANAGEMENT
     OPCODE = Opcode.REQUEST
@@ -895,7 +895,7 @@ class RegisterRequest(MIHMessage):
 
 @dataclass(frozen=True, kw_only=True)
 class RegisterResponse(MIHMessage):
-    """MIH_Register.response (802.21-2008 §8.6.1.4)."""
+    """MIH_Register.response (802.21-2008 clause 8)."""
 
     SERVICE_ID = ServiceId.SERVICE_MANAGEMENT
     OPCODE = Opcode.RESPONSE
@@ -911,7 +911,7 @@ class RegisterResponse(MIHMessage):
 
 @dataclass(frozen=True, kw_only=True)
 class DeRegisterRequest(MIHMessage):
-    """MIH_DeRegister.request (802.21-2008 §8.6.1.5)."""
+    """MIH_DeRegister.request (802.21-2008 clause 8)."""
 
     SERVICE_ID = ServiceId.SERVICE_MANAGEMENT
     OPCODE = Opcode.REQUEST
@@ -920,7 +920,7 @@ class DeRegisterRequest(MIHMessage):
 
 @dataclass(frozen=True, kw_only=True)
 class DeRegisterResponse(MIHMessage):
-    """MIH_DeRegister.response (802.21-2008 §8.6.1.6)."""
+    """MIH_DeRegister.response (802.21-2008 clause 8)."""
 
     SERVICE_ID = ServiceId.SERVICE_MANAGEMENT
     OPCODE = Opcode.RESPONSE
@@ -932,7 +932,7 @@ class DeRegisterResponse(MIHMessage):
 
 @dataclass(frozen=True, kw_only=True)
 class GetInformationRequest(MIHMessage):
-    """MIH_Get_Information.request (802.21-2008 §8.6.3.1), binary queries only; RDF queries stay raw."""
+    """MIH_Get_Information.request (802.21-2008 clause 8), binary queries only; RDF queries stay raw."""
 
     SERVICE_ID = ServiceId.INFORMATION
     OPCODE = Opcode.REQUEST
@@ -948,7 +948,7 @@ class GetInformationRequest(MIHMessage):
 
 @dataclass(frozen=True, kw_only=True)
 class GetInformationResponse(MIHMessage):
-    """MIH_Get_Information.response (802.21-2008 §8.6.3.2): one IR_BIN_DATA (a list of IEs) per query."""
+    """MIH_Get_Information.response (802.21-2008 clause 8): one IR_BIN_DATA (a list of IEs) per query."""
 
     SERVICE_ID = ServiceId.INFORMATION
     OPCODE = Opcode.RESPONSE

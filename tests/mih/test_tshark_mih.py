@@ -6,7 +6,11 @@ Its limits, asserted here so a change on either side shows (docs/mih.md, "tshark
   (``mih.tlv_length_ext`` = length - 128) and leaves the value undissected.
 * Only the first MIH PDU of a TCP segment is decoded; a second PDU in the same segment is not shown.
 * IQ/IR binary data (TLVs 43 and 48) are shown as opaque strings: the Information Elements inside are checked
-  by our vectors (tests/vectors/wire-mih.json), not by tshark.
+  by our vectors (tests/vectors/wire-mih.json). Their building blocks are checked where tshark dissects them in
+  another TLV: LINK_ADDR in the PoA TLV (60) and the Link identifier TLV (13).
+* IP_ADDR (TRANSPORT_ADDR: 2-octet family, OCTET_STRING) in e.g. the Access router address TLV (35): tshark 4.0
+  reads the OCTET_STRING's length one octet late (after the first address octet) and reports the packet as
+  malformed; ODTONE reads the same octets as we write them.
 """
 
 from __future__ import annotations
@@ -145,6 +149,32 @@ def test_response_with_many_neighbours_has_a_long_tlv(tmp_path: Path) -> None:
     value_length = len(mih.decode_frame(data).tlvs[-1].value)
     assert value_length > 128
     assert row["mih.tlv_length_ext"] == [str(value_length - 128)]
+
+
+def test_link_addr_and_ip_addr_encodings(tmp_path: Path) -> None:
+    link = mih.PoAContainer(link_address=mih.LinkAddress.mac("02:00:00:00:00:07")).to_ie()
+    (link_ie,) = mih.decode_information_elements(link.value)  # IE_POA_LINK_ADDR: the LINK_ADDR our IEs carry
+    router = mih.PoAContainer(ip_addresses=(ipaddress.IPv6Address("2001:db8:2::1"),)).to_ie()
+    (router_ie,) = mih.decode_information_elements(router.value)  # IE_POA_IP_ADDR: an IP_ADDR
+    cases = [
+        (mih.TLVType.POA, link_ie.value),
+        (mih.TLVType.LINK_IDENTIFIER, b"\x13" + link_ie.value),  # LINK_TYPE 19 (802.11) + LINK_ADDR
+        (mih.TLVType.ACCESS_ROUTER_ADDRESS, router_ie.value),
+    ]
+    packets = [
+        udp6(mih.encode_message(mih.DeRegisterRequest(source=MN, destination=MOS, extra_tlvs=(mih.TLV(t, v),))))
+        for t, v in cases
+    ]
+    pcap = write_pcap(tmp_path / "addr.pcap", packets)
+    fields = ["mih.link_type", "mih.link_addr_type", "mih.link_transport_addr_type", "mih.mac_addr", "_ws.expert"]
+    poa, link_id, access_router = tshark_fields(pcap, fields, display_filter="mih")
+    for row in (poa, link_id):
+        assert row["mih.link_addr_type"] == ["0"]  # MAC_ADDR
+        assert row["mih.link_transport_addr_type"] == ["6"]  # IANA address family 802
+        assert row["mih.mac_addr"] == ["02:00:00:00:00:07"]
+        assert row["_ws.expert"] == []
+    assert link_id["mih.link_type"] == ["19"]
+    assert any("Malformed" in e for e in access_router["_ws.expert"])  # the tshark 4.0 IP_ADDR quirk above
 
 
 @pytest.fixture(autouse=True)

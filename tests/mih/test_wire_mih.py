@@ -176,7 +176,7 @@ def test_querier_location_is_refused_with_decode_error() -> None:
 
 
 def test_zero_length_mihf_id_for_an_unknown_destination() -> None:
-    # 802.21-2008 §8.3.1: MIH_Capability_Discover.request may go to a destination whose MIHF-ID is not known yet
+    # 802.21-2008 clause 8: MIH_Capability_Discover.request may go to a destination whose MIHF-ID is not known yet
     msg = mih.CapabilityDiscoverRequest(source=MN, destination=b"", transaction_id=1)
     data = mih.encode_message(msg)
     assert data[8 + 2 + 16 :] == b"\x02\x01\x00"  # TLV 2, length 1, OCTET_STRING of length 0
