@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import logging
 import socket
 import time
@@ -92,6 +93,7 @@ MAX_UDP_PAYLOAD = 1232  # RFC 8200 §5: 1280 minimum MTU - 40 (IPv6) - 8 (UDP)
 _CLOCK_GRANULARITY = 0.001  # RFC 2988 §2: G
 
 Peer: TypeAlias = Any  # a socket address as asyncio reports it (hashable)
+_Key: TypeAlias = tuple[Peer, int, int, int]  # (peer, SID, AID, TID) of a message awaiting its ACK
 Transport: TypeAlias = Literal["udp", "tcp"]
 
 
@@ -287,6 +289,7 @@ class DatagramCore:
         max_seen_per_source: int = 64,
         seen_lifetime: float = 2 * MAX_RTO * (DEFAULT_RETRIES + 1),
         max_pending_per_peer: int = 16,
+        max_pending: int = 16384,
         rate: float = 1000.0,
         burst: float = 1000.0,
     ) -> None:
@@ -298,10 +301,14 @@ class DatagramCore:
         self.max_seen_per_source = max_seen_per_source
         self.seen_lifetime = seen_lifetime
         self.max_pending_per_peer = max_pending_per_peer
+        self.max_pending = max_pending
         self.rate, self.burst = rate, burst
         self._sources: OrderedDict[Peer, _SourceState] = OrderedDict()
         # (peer, SID, AID, TID) -> pending; insertion order = send order
-        self._pending: OrderedDict[tuple[Peer, int, int, int], _Pending] = OrderedDict()
+        self._pending: OrderedDict[_Key, _Pending] = OrderedDict()
+        self._by_peer: dict[Peer, OrderedDict[_Key, None]] = {}
+        self._deadlines: list[tuple[float, int, _Key]] = []  # heap; entries whose deadline changed are skipped
+        self._sequence = 0
         self._out: list[tuple[bytes, Peer]] = []
         self.counters: dict[str, int] = {}
 
@@ -338,7 +345,28 @@ class DatagramCore:
         return out
 
     def next_timer(self) -> float | None:
-        return min((p.deadline for p in self._pending.values()), default=None)
+        heap = self._deadlines
+        while heap:
+            deadline, _, key = heap[0]
+            pending = self._pending.get(key)
+            if pending is not None and pending.deadline == deadline:
+                return deadline
+            heapq.heappop(heap)  # stale: acknowledged, evicted or rescheduled
+        return None
+
+    def _schedule(self, key: _Key, pending: _Pending) -> None:
+        self._sequence += 1
+        heapq.heappush(self._deadlines, (pending.deadline, self._sequence, key))
+
+    def _drop(self, key: _Key) -> _Pending | None:
+        pending = self._pending.pop(key, None)
+        if pending is not None:
+            mine = self._by_peer.get(key[0])
+            if mine is not None:
+                mine.pop(key, None)
+                if not mine:
+                    del self._by_peer[key[0]]
+        return pending
 
     def send(self, frame: Frame, peer: Peer, now: float, *, reliable: bool = True) -> None:
         """Queue ``frame`` for ``peer``; with ``reliable`` it asks for an ACK and is retransmitted until one comes."""
@@ -356,11 +384,17 @@ class DatagramCore:
         h = frame.header
         key = (peer, int(h.service_id), h.action_id, h.transaction_id)
         rto = self._source(peer, now).rtt.rto
-        self._pending.pop(key, None)
-        self._pending[key] = _Pending(peer, data, h.transaction_id, now, now + rto, rto, self.retries)
-        mine = [k for k in self._pending if k[0] == peer]
-        for k in mine[: max(0, len(mine) - self.max_pending_per_peer)]:
-            self._pending.pop(k)
+        self._drop(key)
+        pending = _Pending(peer, data, h.transaction_id, now, now + rto, rto, self.retries)
+        self._pending[key] = pending
+        self._by_peer.setdefault(peer, OrderedDict())[key] = None
+        self._schedule(key, pending)
+        mine = self._by_peer[peer]
+        while len(mine) > self.max_pending_per_peer:  # oldest first: state per peer and in all stays bounded
+            self._drop(next(iter(mine)))
+            self._count("pending-evicted")
+        while len(self._pending) > self.max_pending:
+            self._drop(next(iter(self._pending)))
             self._count("pending-evicted")
 
     def receive(self, data: bytes, peer: Peer, now: float) -> list[Event]:
@@ -388,7 +422,7 @@ class DatagramCore:
                 return events
         if h.opcode == Opcode.RESPONSE:
             # a response proves our request arrived even if its ACK was lost: stop retransmitting the request
-            self._pending.pop((peer, int(h.service_id), h.action_id, h.transaction_id), None)
+            self._drop((peer, int(h.service_id), h.action_id, h.transaction_id))
         if h.ack_req:
             self._out.append((encode_frame(ack_frame(h, source=self.mihf_id, destination=frame.source)), peer))
             self._count("acks-sent")
@@ -408,7 +442,7 @@ class DatagramCore:
         return [*events, MessageReceived(peer, frame)]
 
     def _acknowledged(self, peer: Peer, h: Header, now: float, state: _SourceState) -> list[Event]:
-        pending = self._pending.pop((peer, int(h.service_id), h.action_id, h.transaction_id), None)
+        pending = self._drop((peer, int(h.service_id), h.action_id, h.transaction_id))
         if pending is None:
             self._count("stray-acks")
             return []
@@ -420,11 +454,14 @@ class DatagramCore:
 
     def handle_timer(self, now: float) -> list[Event]:
         events: list[Event] = []
-        for key, p in list(self._pending.items()):
-            if p.deadline > now:
-                continue
+        heap = self._deadlines
+        while heap and heap[0][0] <= now:
+            deadline, _, key = heapq.heappop(heap)
+            p = self._pending.get(key)
+            if p is None or p.deadline != deadline:
+                continue  # stale entry
             if p.retries_left == 0:
-                del self._pending[key]
+                self._drop(key)
                 self._count("transactions-failed")
                 events.append(TransactionFailed(p.peer, p.transaction_id, "no-ack"))
                 continue
@@ -433,6 +470,7 @@ class DatagramCore:
             state = self._sources.get(p.peer)
             p.rto = state.rtt.backed_off(p.rto) if state is not None else min(self.max_rto, p.rto * 2)
             p.deadline = now + p.rto
+            self._schedule(key, p)
             self._out.append((p.data, p.peer))
             self._count("retransmissions")
         return events

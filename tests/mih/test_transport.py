@@ -252,3 +252,17 @@ def test_plain_channel_is_the_identity() -> None:
     channel.send(b"y")
     assert channel.data_to_send() == [b"x", b"y"] and channel.data_to_send() == []
     assert not channel.closed
+
+
+def test_total_pending_is_bounded_and_stale_timers_are_skipped() -> None:
+    core = DatagramCore(MOS, max_pending=5)
+    for i in range(10):
+        core.send(response(1), (f"2001:db8::{i}", 1, 0, 0), float(i))
+    assert core.pending == 5 and core.counters["pending-evicted"] == 5
+    assert core.next_timer() == 5.0 + 3.0  # the oldest one kept was sent at t = 5
+    ack = mih.Frame(mih.Header(mih.ServiceId.SERVICE_MANAGEMENT, mih.Opcode.RESPONSE, 3, 1, ack_rsp=True))
+    core.receive(mih.encode_frame(ack), ("2001:db8::5", 1, 0, 0), 6.0)
+    assert core.pending == 4 and core.next_timer() == 6.0 + 3.0
+    core.datagrams_to_send()
+    assert core.handle_timer(100.0) == []  # first retransmissions of the four
+    assert len(core.datagrams_to_send()) == 4
