@@ -6,6 +6,8 @@ from ipaddress import IPv6Address, IPv6Network
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from aaa_fmip.errors import ConfigError
 from aaa_fmip.mih.information import InformationServer, neighbours_from_response
@@ -222,3 +224,35 @@ def test_undecodable_request_gets_a_failure_status(server: InformationServer) ->
     assert resp.status == mih.Status.UNSPECIFIED_FAILURE and resp.transaction_id == 33 and resp.destination == MN
     # no source MIHF-ID: nobody to answer
     assert server.handle_frame(mih.Frame(frame.header, tlvs[2:]), PeerInfo("udp", ("::1", 1))) is None
+
+
+# --- bad input through the whole receive path (UDP core + Information Server) ------------------------------
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_mutated_requests_never_crash_the_server(data: st.DataObject) -> None:
+    from aaa_fmip.mih.transport import DatagramCore, MessageReceived
+
+    server = InformationServer(MOS, NeighbourTable.from_toml(TABLE), clock=Clock())
+    core = DatagramCore(MOS)
+    base = data.draw(
+        st.sampled_from(
+            [
+                mih.GetInformationRequest(source=MN, destination=MOS, queries=(at("02:00:00:00:00:01"),)),
+                mih.RegisterRequest(source=MN, destination=MOS, ack_req=True),
+                mih.CapabilityDiscoverRequest(source=MN, destination=b""),
+                mih.DeRegisterRequest(source=MN, destination=MOS),
+            ]
+        )
+    )
+    raw = bytearray(mih.encode_message(base))
+    for _ in range(data.draw(st.integers(1, 4))):
+        raw[data.draw(st.integers(0, len(raw) - 1))] = data.draw(st.integers(0, 255))
+    for event in core.receive(bytes(raw), ("::1", 1), 0.0):
+        if isinstance(event, MessageReceived):
+            answer = server.handle_frame(event.frame, PeerInfo("udp", ("::1", 1)))
+            if answer is not None:  # whatever is answered re-encodes and fits a datagram
+                core.send(answer, ("::1", 1), 0.0)
+    for datagram, _peer in core.datagrams_to_send():
+        mih.decode_frame(datagram)
