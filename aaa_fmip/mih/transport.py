@@ -27,7 +27,8 @@ the byte stream that :class:`StreamCore` reassembles. :class:`PlainChannel` is t
 channel (UDP) or TLS 1.2-PSK channel (TCP) implements the same four methods around python-mbedtls'
 ``TLSWrappedBuffer`` (its ``receive_from_network`` / ``peek_outgoing`` / ``consume_outgoing`` / ``read`` /
 ``write``), handshake records appearing in ``data_to_send`` with no payload delivered yet. ``closed`` tells the
-driver to drop the peer (e.g. a revoked session). Nothing above the channel changes.
+driver to drop the peer (e.g. a revoked session): a TCP connection is closed; a UDP peer's channel is discarded
+and a new one made for its next datagram (for DTLS, a new handshake). Nothing above the channel changes.
 """
 
 from __future__ import annotations
