@@ -1,0 +1,876 @@
+"""MIH over IP (RFC 5677): a sans-IO transport core and its thin asyncio UDP+TCP driver.
+
+Hand-written because no Python library carries IEEE 802.21 frames. The rules implemented (RFC 5677 §6, "MIH
+transport options"; §6.1 for UDP with MIH ACKs, §6.5 for TCP as the default):
+
+* port 4551 on UDP and TCP; a MoS serves both at once, TCP is the default for clients (§6.5);
+* TCP: no MIH ACKs, no MIH fragmentation (fragments received over TCP are rejected), ``TCP_NODELAY``;
+* UDP: every message we originate asks for an MIH ACK (ACK-Req); a message that asked for one is acknowledged
+  with an ACK frame (ACK-Rsp, same MID and TID, 802.21-2008 clause 8); unacknowledged messages are retransmitted
+  with the RFC 2988 timer: initial RTO 3 s while the RTT is unknown, Karn's rule, exponential back-off capped at
+  30 s, 2 retransmissions by default (§6); duplicates are detected by (MID, TID) per source and dropped
+  after being acknowledged again; messages larger than the path MTU are refused before sending (§6.1: no IP
+  fragmentation; we use the IPv6 minimum MTU, 1232 octets of UDP payload, unless configured otherwise).
+* bounded state: per-source duplicate and rate state lives in LRU tables with a fixed number of sources and of
+  entries per source; a token bucket per source bounds the work one source can cause.
+
+Layers::
+
+    socket  <->  ByteChannel (plain, or DTLS/TLS-PSK)  <->  DatagramCore / StreamCore  <->  handler
+                 ^ the only place bytes are protected        ^ sans-IO, time passed in      ^ the MIH user
+
+Plugging in a secured channel: the driver never touches MIH frames' security; it moves octets between a socket
+and a :class:`ByteChannel`, one per UDP peer or TCP connection, made by a :data:`ChannelFactory`. A channel
+turns network octets into protected payloads (``receive``) and payloads into network octets (``send`` followed
+by ``data_to_send``). For UDP each payload is one MIH frame (one datagram); for TCP the payloads are pieces of
+the byte stream that :class:`StreamCore` reassembles. :class:`PlainChannel` is the identity; a DTLS 1.2-PSK
+channel (UDP) or TLS 1.2-PSK channel (TCP) implements the same four methods around python-mbedtls'
+``TLSWrappedBuffer`` (its ``receive_from_network`` / ``peek_outgoing`` / ``consume_outgoing`` / ``read`` /
+``write``), handshake records appearing in ``data_to_send`` with no payload delivered yet. ``closed`` tells the
+driver to drop the peer (e.g. a revoked session): a TCP connection is closed; a UDP peer's channel is discarded
+and a new one made for its next datagram (for DTLS, a new handshake). Nothing above the channel changes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import logging
+import socket
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal, Protocol, TypeAlias
+
+from aaa_fmip.errors import DecodeError
+from aaa_fmip.wire.mih import (
+    HEADER_LENGTH,
+    MAX_PAYLOAD_LENGTH,
+    MIH_PORT,
+    TLV,
+    Frame,
+    Header,
+    Opcode,
+    TLVType,
+    decode_frame,
+    encode_frame,
+    encode_length,
+    frame_length,
+)
+
+__all__ = [
+    "DEFAULT_RETRIES",
+    "INITIAL_RTO",
+    "MAX_RTO",
+    "MAX_UDP_PAYLOAD",
+    "MIH_PORT",
+    "Acknowledged",
+    "ByteChannel",
+    "ChannelFactory",
+    "DatagramCore",
+    "Event",
+    "FrameRejected",
+    "MIHServer",
+    "MessageReceived",
+    "MessageTooLarge",
+    "PeerInfo",
+    "PlainChannel",
+    "RttEstimator",
+    "StreamCore",
+    "TcpClient",
+    "TransactionFailed",
+    "UdpClient",
+]
+
+log = logging.getLogger("aaa_fmip.mih")
+
+INITIAL_RTO = 3.0  # RFC 5677 §6: "initial TMO ... 3 seconds" while the RTT is unknown
+MAX_RTO = 30.0  # RFC 5677 §6: maximum TMO
+MIN_RTO = 1.0  # RFC 2988 §2.4: rounded up to 1 second
+DEFAULT_RETRIES = 2  # RFC 5677 §6: default number of retransmissions
+MAX_UDP_PAYLOAD = 1232  # RFC 8200 §5: 1280 minimum MTU - 40 (IPv6) - 8 (UDP)
+_CLOCK_GRANULARITY = 0.001  # RFC 2988 §2: G
+
+Peer: TypeAlias = Any  # a socket address as asyncio reports it (hashable)
+_Key: TypeAlias = tuple[Peer, int, int, int]  # (peer, SID, AID, TID) of a message awaiting its ACK
+Transport: TypeAlias = Literal["udp", "tcp"]
+
+
+class MessageTooLarge(ValueError):
+    """A frame does not fit in one datagram of the configured path MTU (RFC 5677 §6)."""
+
+
+# --- events --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MessageReceived:
+    peer: Peer
+    frame: Frame
+
+
+@dataclass(frozen=True)
+class Acknowledged:
+    peer: Peer
+    transaction_id: int
+    rtt: float | None  # None when the message was retransmitted (Karn's rule: no sample)
+
+
+@dataclass(frozen=True)
+class TransactionFailed:
+    """No ACK after the last retransmission (or the entry was evicted to keep state bounded)."""
+
+    peer: Peer
+    transaction_id: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class FrameRejected:
+    """Input dropped; ``reason`` is a stable kebab-case code, ``detail`` names field and offset."""
+
+    peer: Peer
+    reason: str
+    detail: str = ""
+
+
+Event: TypeAlias = MessageReceived | Acknowledged | TransactionFailed | FrameRejected
+
+
+# --- RFC 2988 retransmission timer ---------------------------------------------------------------------------
+
+
+@dataclass
+class RttEstimator:
+    """RFC 2988 §2 (the timer RFC 5677 §6 prescribes), with RFC 5677's initial and maximum values."""
+
+    initial_rto: float = INITIAL_RTO
+    max_rto: float = MAX_RTO
+    min_rto: float = MIN_RTO
+    srtt: float | None = None
+    rttvar: float = 0.0
+    rto: float = INITIAL_RTO
+
+    def __post_init__(self) -> None:
+        self.rto = self.initial_rto
+
+    def sample(self, rtt: float) -> None:
+        if self.srtt is None:  # §2.2
+            self.srtt = rtt
+            self.rttvar = rtt / 2
+        else:  # §2.3, alpha = 1/8, beta = 1/4
+            self.rttvar = 0.75 * self.rttvar + 0.25 * abs(self.srtt - rtt)
+            self.srtt = 0.875 * self.srtt + 0.125 * rtt
+        self.rto = min(self.max_rto, max(self.min_rto, self.srtt + max(_CLOCK_GRANULARITY, 4 * self.rttvar)))
+
+    def backed_off(self, rto: float) -> float:
+        return min(self.max_rto, rto * 2)  # RFC 2988 §5.5
+
+
+# --- byte channels (the plug-in point for DTLS/TLS) ----------------------------------------------------------
+
+
+class ByteChannel(Protocol):
+    """One peer's channel between the socket and the MIH core (see the module docstring)."""
+
+    def receive(self, data: bytes) -> list[bytes]:
+        """Network octets in; protected payloads out (none while a handshake runs)."""
+        ...
+
+    def send(self, payload: bytes) -> None:
+        """Queue one payload (a datagram's MIH frame, or stream octets) for protection."""
+        ...
+
+    def data_to_send(self) -> list[bytes]:
+        """Network octets to write now (records, handshake messages); each item is one datagram for UDP."""
+        ...
+
+    @property
+    def closed(self) -> bool: ...
+
+
+ChannelFactory: TypeAlias = Callable[[Transport, Peer], ByteChannel]
+
+
+class PlainChannel:
+    """The identity channel: RFC 5677 without transport security."""
+
+    __slots__ = ("_out",)
+
+    def __init__(self) -> None:
+        self._out: list[bytes] = []
+
+    def receive(self, data: bytes) -> list[bytes]:
+        return [data]
+
+    def send(self, payload: bytes) -> None:
+        self._out.append(payload)
+
+    def data_to_send(self) -> list[bytes]:
+        out, self._out = self._out, []
+        return out
+
+    @property
+    def closed(self) -> bool:
+        return False
+
+
+def plain_channels(_transport: Transport, _peer: Peer) -> ByteChannel:
+    return PlainChannel()
+
+
+# --- helpers -------------------------------------------------------------------------------------------------
+
+
+def _is_ack_only(frame: Frame) -> bool:
+    """An ACK frame: ACK-Rsp set and nothing but MIHF-IDs in it (a response with ACK-Rsp is also a message)."""
+    return frame.header.ack_rsp and all(
+        t.type in (TLVType.SOURCE_MIHF_ID, TLVType.DESTINATION_MIHF_ID) for t in frame.tlvs
+    )
+
+
+def ack_frame(acknowledged: Header, *, source: bytes, destination: bytes | None) -> Frame:
+    """The ACK of a message (802.21-2008 clause 8): ACK-Rsp, the same MID and TID; MIHF-IDs as ODTONE sends them."""
+    header = Header(
+        acknowledged.service_id, acknowledged.opcode, acknowledged.action_id, acknowledged.transaction_id, ack_rsp=True
+    )
+    tlvs: tuple[TLV, ...] = ()
+    if destination is not None:
+        tlvs = (
+            TLV(TLVType.SOURCE_MIHF_ID, encode_length(len(source)) + source),
+            TLV(TLVType.DESTINATION_MIHF_ID, encode_length(len(destination)) + destination),
+        )
+    return Frame(header, tlvs)
+
+
+@dataclass
+class _SourceState:
+    """What we remember about one UDP source: recently seen (MID, TID) and its token bucket."""
+
+    seen: OrderedDict[tuple[int, int], float] = field(default_factory=OrderedDict)
+    tokens: float = 0.0
+    refilled_at: float = 0.0
+    rtt: RttEstimator = field(default_factory=RttEstimator)
+
+
+@dataclass
+class _Pending:
+    peer: Peer
+    data: bytes
+    transaction_id: int
+    first_sent: float
+    deadline: float
+    rto: float
+    retries_left: int
+    retransmitted: bool = False
+
+
+# --- UDP core ------------------------------------------------------------------------------------------------
+
+
+class DatagramCore:
+    """RFC 5677 over UDP for one local MIHF, all peers: ACKs, retransmission, duplicates, rate, sizes.
+
+    Feed it ``receive(data, peer, now)`` and ``handle_timer(now)``; send with ``send(frame, peer, now)``; write
+    what ``datagrams_to_send()`` returns; call ``handle_timer`` at ``next_timer()``. No IO, no clock.
+    """
+
+    def __init__(
+        self,
+        mihf_id: bytes,
+        *,
+        retries: int = DEFAULT_RETRIES,
+        initial_rto: float = INITIAL_RTO,
+        max_rto: float = MAX_RTO,
+        min_rto: float = MIN_RTO,
+        max_datagram: int = MAX_UDP_PAYLOAD,
+        max_sources: int = 4096,
+        max_seen_per_source: int = 64,
+        seen_lifetime: float = 2 * MAX_RTO * (DEFAULT_RETRIES + 1),
+        max_pending_per_peer: int = 16,
+        max_pending: int = 16384,
+        rate: float = 1000.0,
+        burst: float = 1000.0,
+    ) -> None:
+        self.mihf_id = mihf_id
+        self.retries = retries
+        self.initial_rto, self.max_rto, self.min_rto = initial_rto, max_rto, min_rto
+        self.max_datagram = max_datagram
+        self.max_sources = max_sources
+        self.max_seen_per_source = max_seen_per_source
+        self.seen_lifetime = seen_lifetime
+        self.max_pending_per_peer = max_pending_per_peer
+        self.max_pending = max_pending
+        self.rate, self.burst = rate, burst
+        self._sources: OrderedDict[Peer, _SourceState] = OrderedDict()
+        # (peer, SID, AID, TID) -> pending; insertion order = send order
+        self._pending: OrderedDict[_Key, _Pending] = OrderedDict()
+        self._by_peer: dict[Peer, OrderedDict[_Key, None]] = {}
+        self._deadlines: list[tuple[float, int, _Key]] = []  # heap; entries whose deadline changed are skipped
+        self._sequence = 0
+        self._out: list[tuple[bytes, Peer]] = []
+        self.counters: dict[str, int] = {}
+
+    # state sizes, for tests and metrics
+    @property
+    def sources(self) -> int:
+        return len(self._sources)
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    def seen_entries(self) -> int:
+        return sum(len(s.seen) for s in self._sources.values())
+
+    def _count(self, name: str) -> None:
+        self.counters[name] = self.counters.get(name, 0) + 1
+
+    def _source(self, peer: Peer, now: float) -> _SourceState:
+        state = self._sources.get(peer)
+        if state is None:
+            state = _SourceState(tokens=self.burst, refilled_at=now)
+            state.rtt = RttEstimator(self.initial_rto, self.max_rto, self.min_rto)
+            self._sources[peer] = state
+            while len(self._sources) > self.max_sources:
+                self._sources.popitem(last=False)
+                self._count("sources-evicted")
+        else:
+            self._sources.move_to_end(peer)
+        return state
+
+    def datagrams_to_send(self) -> list[tuple[bytes, Peer]]:
+        out, self._out = self._out, []
+        return out
+
+    def next_timer(self) -> float | None:
+        heap = self._deadlines
+        while heap:
+            deadline, _, key = heap[0]
+            pending = self._pending.get(key)
+            if pending is not None and pending.deadline == deadline:
+                return deadline
+            heapq.heappop(heap)  # stale: acknowledged, evicted or rescheduled
+        return None
+
+    def _schedule(self, key: _Key, pending: _Pending) -> None:
+        self._sequence += 1
+        heapq.heappush(self._deadlines, (pending.deadline, self._sequence, key))
+
+    def _drop(self, key: _Key) -> _Pending | None:
+        pending = self._pending.pop(key, None)
+        if pending is not None:
+            mine = self._by_peer.get(key[0])
+            if mine is not None:
+                mine.pop(key, None)
+                if not mine:
+                    del self._by_peer[key[0]]
+        return pending
+
+    def send(self, frame: Frame, peer: Peer, now: float, *, reliable: bool = True) -> None:
+        """Queue ``frame`` for ``peer``; with ``reliable`` it asks for an ACK and is retransmitted until one comes."""
+        if frame.header.more_fragments or frame.header.fragment_number:
+            raise ValueError("MIH fragmentation is not used over IP")
+        if reliable and not frame.header.ack_req:
+            frame = replace(frame, header=replace(frame.header, ack_req=True))
+        data = encode_frame(frame)
+        if len(data) > self.max_datagram:
+            raise MessageTooLarge(f"{len(data)} octets exceed the {self.max_datagram}-octet datagram limit")
+        self._out.append((data, peer))
+        self._count("sent")
+        if not frame.header.ack_req:
+            return
+        h = frame.header
+        key = (peer, int(h.service_id), h.action_id, h.transaction_id)
+        rto = self._source(peer, now).rtt.rto
+        self._drop(key)
+        pending = _Pending(peer, data, h.transaction_id, now, now + rto, rto, self.retries)
+        self._pending[key] = pending
+        self._by_peer.setdefault(peer, OrderedDict())[key] = None
+        self._schedule(key, pending)
+        mine = self._by_peer[peer]
+        while len(mine) > self.max_pending_per_peer:  # oldest first: state per peer and in all stays bounded
+            self._drop(next(iter(mine)))
+            self._count("pending-evicted")
+        while len(self._pending) > self.max_pending:
+            self._drop(next(iter(self._pending)))
+            self._count("pending-evicted")
+
+    def receive(self, data: bytes, peer: Peer, now: float) -> list[Event]:
+        state = self._source(peer, now)
+        # token bucket per source: bounded work for any one source (RFC 5677 §6 asks for rate control)
+        state.tokens = min(self.burst, state.tokens + (now - state.refilled_at) * self.rate)
+        state.refilled_at = now
+        if state.tokens < 1:
+            self._count("rate-limited")
+            return [FrameRejected(peer, "rate-limited")]
+        state.tokens -= 1
+        try:
+            frame = decode_frame(data)
+        except DecodeError as exc:
+            self._count("malformed")
+            return [FrameRejected(peer, "malformed-frame", str(exc))]
+        h = frame.header
+        if h.more_fragments or h.fragment_number:
+            self._count("fragment")  # RFC 5677 §6: no MIH fragmentation together with IP; not reassembled
+            return [FrameRejected(peer, "fragment-not-supported")]
+        events: list[Event] = []
+        if h.ack_rsp:
+            events.extend(self._acknowledged(peer, h, now, state))
+            if _is_ack_only(frame):
+                return events
+        if h.opcode == Opcode.RESPONSE:
+            # a response proves our request arrived even if its ACK was lost: stop retransmitting the request
+            self._drop((peer, int(h.service_id), h.action_id, h.transaction_id))
+        if h.ack_req:
+            self._out.append((encode_frame(ack_frame(h, source=self.mihf_id, destination=frame.source)), peer))
+            self._count("acks-sent")
+        # duplicate detection by (MID, TID) per source (RFC 5677 §6)
+        key = (h.message_id, h.transaction_id)
+        for old, expires in list(state.seen.items())[: len(state.seen)]:
+            if expires > now:
+                break
+            del state.seen[old]
+        if key in state.seen:
+            self._count("duplicates")
+            return [*events, FrameRejected(peer, "duplicate")]
+        state.seen[key] = now + self.seen_lifetime
+        while len(state.seen) > self.max_seen_per_source:
+            state.seen.popitem(last=False)
+        self._count("received")
+        return [*events, MessageReceived(peer, frame)]
+
+    def _acknowledged(self, peer: Peer, h: Header, now: float, state: _SourceState) -> list[Event]:
+        pending = self._drop((peer, int(h.service_id), h.action_id, h.transaction_id))
+        if pending is None:
+            self._count("stray-acks")
+            return []
+        rtt = None if pending.retransmitted else now - pending.first_sent
+        if rtt is not None:
+            state.rtt.sample(rtt)
+        self._count("acked")
+        return [Acknowledged(peer, h.transaction_id, rtt)]
+
+    def handle_timer(self, now: float) -> list[Event]:
+        events: list[Event] = []
+        heap = self._deadlines
+        while heap and heap[0][0] <= now:
+            deadline, _, key = heapq.heappop(heap)
+            p = self._pending.get(key)
+            if p is None or p.deadline != deadline:
+                continue  # stale entry
+            if p.retries_left == 0:
+                self._drop(key)
+                self._count("transactions-failed")
+                events.append(TransactionFailed(p.peer, p.transaction_id, "no-ack"))
+                continue
+            p.retries_left -= 1
+            p.retransmitted = True
+            state = self._sources.get(p.peer)
+            p.rto = state.rtt.backed_off(p.rto) if state is not None else min(self.max_rto, p.rto * 2)
+            p.deadline = now + p.rto
+            self._schedule(key, p)
+            self._out.append((p.data, p.peer))
+            self._count("retransmissions")
+        return events
+
+
+# --- TCP core ------------------------------------------------------------------------------------------------
+
+
+class StreamCore:
+    """RFC 5677 over TCP for one connection: splits the byte stream into frames by their Payload Length.
+
+    A frame that does not decode is skipped (its length is known from the header, so the stream stays in step);
+    fragments are rejected (RFC 5677 §6: no MIH fragmentation over TCP); ACK-Req is ignored (no MIH ACKs over TCP).
+    """
+
+    def __init__(self, peer: Peer, *, max_buffer: int = 4 * (HEADER_LENGTH + MAX_PAYLOAD_LENGTH)) -> None:
+        self.peer = peer
+        self.max_buffer = max_buffer
+        self._buffer = bytearray()
+
+    def receive(self, data: bytes) -> list[Event]:
+        self._buffer += data
+        if len(self._buffer) > self.max_buffer:
+            self._buffer.clear()
+            return [FrameRejected(self.peer, "buffer-overflow")]
+        events: list[Event] = []
+        while True:
+            total = frame_length(bytes(self._buffer[:HEADER_LENGTH]))
+            if total is None or len(self._buffer) < total:
+                return events
+            raw = bytes(self._buffer[:total])
+            del self._buffer[:total]
+            try:
+                frame = decode_frame(raw)
+            except DecodeError as exc:
+                events.append(FrameRejected(self.peer, "malformed-frame", str(exc)))
+                continue
+            if frame.header.more_fragments or frame.header.fragment_number:
+                events.append(FrameRejected(self.peer, "fragment-over-tcp"))
+                continue
+            events.append(MessageReceived(self.peer, frame))
+
+    @staticmethod
+    def encode(frame: Frame) -> bytes:
+        h = frame.header
+        if h.more_fragments or h.fragment_number:
+            raise ValueError("MIH fragmentation MUST NOT be used over TCP (RFC 5677 §6)")
+        if h.ack_req or h.ack_rsp:
+            frame = replace(frame, header=replace(h, ack_req=False, ack_rsp=False))
+        return encode_frame(frame)
+
+
+# --- asyncio driver ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PeerInfo:
+    transport: Transport
+    address: Peer
+
+
+Handler: TypeAlias = Callable[[Frame, PeerInfo], Frame | None]
+
+
+class _UdpProtocol(asyncio.DatagramProtocol):
+    def __init__(self, server: MIHServer) -> None:
+        self.server = server
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        self.server._udp_input(data, addr)
+
+    def error_received(self, exc: Exception) -> None:
+        log.debug("mih udp socket error", extra={"error": str(exc)})
+
+
+class MIHServer:
+    """An MIHF reachable on UDP and TCP on one port (RFC 5677 §6: a MoS MUST offer both).
+
+    ``handler(frame, peer)`` answers a request with a frame (or None); it runs in the event loop and must not
+    block. Responses over UDP ask for an ACK and are retransmitted by :class:`DatagramCore`.
+    """
+
+    def __init__(
+        self,
+        mihf_id: bytes,
+        handler: Handler,
+        *,
+        channels: ChannelFactory = plain_channels,
+        clock: Callable[[], float] = time.monotonic,
+        max_connections: int = 1024,
+        max_udp_channels: int = 4096,
+        tcp_idle_timeout: float = 300.0,
+        **udp_options: Any,
+    ) -> None:
+        self.mihf_id = mihf_id
+        self.handler = handler
+        self.channels = channels
+        self.clock = clock
+        self.max_connections = max_connections
+        self.max_udp_channels = max_udp_channels
+        self.tcp_idle_timeout = tcp_idle_timeout
+        self.udp = DatagramCore(mihf_id, **udp_options)
+        self._udp_channels: OrderedDict[Peer, ByteChannel] = OrderedDict()
+        self._udp_transport: asyncio.DatagramTransport | None = None
+        self._tcp_server: asyncio.Server | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._connections: set[asyncio.Task[None]] = set()
+        self.counters: dict[str, int] = {}
+
+    def _count(self, name: str) -> None:
+        self.counters[name] = self.counters.get(name, 0) + 1
+
+    @property
+    def port(self) -> int:
+        assert self._tcp_server is not None
+        return int(self._tcp_server.sockets[0].getsockname()[1])
+
+    async def start(self, host: str, port: int = MIH_PORT) -> None:
+        """Listen on ``host``:``port`` over TCP and UDP; with port 0, one free port that both can use."""
+        loop = asyncio.get_running_loop()
+        for _attempt in range(20):
+            server = await asyncio.start_server(self._tcp_connection, host, port, reuse_address=True)
+            chosen = int(server.sockets[0].getsockname()[1])
+            try:
+                transport, _ = await loop.create_datagram_endpoint(
+                    lambda: _UdpProtocol(self), local_addr=(host, chosen)
+                )
+            except OSError:
+                server.close()
+                await server.wait_closed()
+                if port:
+                    raise
+                continue
+            self._tcp_server, self._udp_transport = server, transport
+            log.info("mih server listening", extra={"host": host, "port": chosen, "transports": "udp,tcp"})
+            return
+        raise OSError("no port free on both TCP and UDP")
+
+    async def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._udp_transport is not None:
+            self._udp_transport.close()
+        if self._tcp_server is not None:
+            self._tcp_server.close()
+        for task in list(self._connections):
+            task.cancel()
+        for task in list(self._connections):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._tcp_server is not None:
+            await self._tcp_server.wait_closed()
+
+    # UDP
+    def _udp_channel(self, peer: Peer) -> ByteChannel:
+        channel = self._udp_channels.get(peer)
+        if channel is None or channel.closed:
+            channel = self.channels("udp", peer)
+            self._udp_channels[peer] = channel
+            while len(self._udp_channels) > self.max_udp_channels:
+                self._udp_channels.popitem(last=False)
+        else:
+            self._udp_channels.move_to_end(peer)
+        return channel
+
+    def _udp_input(self, data: bytes, peer: Peer) -> None:
+        channel = self._udp_channel(peer)
+        now = self.clock()
+        for payload in channel.receive(data):
+            for event in self.udp.receive(payload, peer, now):
+                self._udp_event(event, now)
+        self._udp_flush()
+
+    def _udp_event(self, event: Event, now: float) -> None:
+        if isinstance(event, MessageReceived):
+            response = self._answer(event.frame, PeerInfo("udp", event.peer))
+            if response is not None:
+                try:
+                    self.udp.send(response, event.peer, now)
+                except MessageTooLarge as exc:
+                    self._count("response-too-large")
+                    log.warning("mih response dropped", extra={"reason": "message-too-large", "detail": str(exc)})
+        elif isinstance(event, FrameRejected):
+            self._count(f"udp-{event.reason}")
+            log.debug("mih udp input dropped", extra={"reason": event.reason, "detail": event.detail})
+        elif isinstance(event, TransactionFailed):
+            self._count("transaction-failed")
+
+    def _udp_flush(self) -> None:
+        if self._udp_transport is None:
+            return
+        for data, peer in self.udp.datagrams_to_send():
+            channel = self._udp_channel(peer)
+            channel.send(data)
+            for datagram in channel.data_to_send():
+                self._udp_transport.sendto(datagram, peer)
+        self._schedule_timer()
+
+    def _schedule_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        deadline = self.udp.next_timer()
+        if deadline is not None:
+            loop = asyncio.get_running_loop()
+            self._timer = loop.call_later(max(0.0, deadline - self.clock()), self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        now = self.clock()
+        for event in self.udp.handle_timer(now):
+            self._udp_event(event, now)
+        self._udp_flush()
+
+    def _answer(self, frame: Frame, peer: PeerInfo) -> Frame | None:
+        try:
+            return self.handler(frame, peer)
+        except Exception:  # a handler bug must not stop the server
+            self._count("handler-error")
+            log.exception("mih handler failed", extra={"transport": peer.transport})
+            return None
+
+    # TCP
+    async def _tcp_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        if len(self._connections) >= self.max_connections:
+            self._count("connections-refused")
+            writer.close()
+            return
+        self._connections.add(task)
+        sock = writer.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # RFC 5677 §6
+        peer = writer.get_extra_info("peername")
+        channel = self.channels("tcp", peer)
+        core = StreamCore(peer)
+        info = PeerInfo("tcp", peer)
+        try:
+            while not channel.closed:
+                try:
+                    async with asyncio.timeout(self.tcp_idle_timeout):  # an idle connection gives its slot back
+                        data = await reader.read(65536)
+                except TimeoutError:
+                    self._count("tcp-idle-closed")
+                    break
+                if not data:
+                    break
+                for payload in channel.receive(data):
+                    for event in core.receive(payload):
+                        if isinstance(event, MessageReceived):
+                            response = self._answer(event.frame, info)
+                            if response is not None:
+                                channel.send(StreamCore.encode(response))
+                        else:
+                            self._count(f"tcp-{event.reason}" if isinstance(event, FrameRejected) else "tcp-event")
+                for chunk in channel.data_to_send():
+                    writer.write(chunk)
+                await writer.drain()
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            self._connections.discard(task)
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+
+
+# --- clients (tests, benchmarks, and nodes that query a MoS) ------------------------------------------------
+
+
+class _ClientBase:
+    def __init__(self, mihf_id: bytes) -> None:
+        self.mihf_id = mihf_id
+        self._next_tid = 1
+
+    def next_transaction_id(self) -> int:
+        tid = self._next_tid
+        self._next_tid = tid % 0xFFF + 1
+        return tid
+
+
+class TcpClient(_ClientBase):
+    """Requests over one TCP connection (the RFC 5677 default), one outstanding transaction at a time."""
+
+    def __init__(self, mihf_id: bytes, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        super().__init__(mihf_id)
+        self._reader, self._writer = reader, writer
+        self._core = StreamCore(writer.get_extra_info("peername"))
+        self._ready: list[Frame] = []
+
+    @classmethod
+    async def connect(cls, mihf_id: bytes, host: str, port: int = MIH_PORT) -> TcpClient:
+        reader, writer = await asyncio.open_connection(host, port)
+        sock = writer.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return cls(mihf_id, reader, writer)
+
+    async def request(self, frame: Frame, *, timeout: float = 10.0) -> Frame:
+        self._writer.write(StreamCore.encode(frame))
+        await self._writer.drain()
+        tid = frame.header.transaction_id
+        async with asyncio.timeout(timeout):
+            while True:
+                for i, got in enumerate(self._ready):
+                    if got.header.transaction_id == tid:
+                        return self._ready.pop(i)
+                data = await self._reader.read(65536)
+                if not data:
+                    raise ConnectionError("the MIH peer closed the connection")
+                for event in self._core.receive(data):
+                    if isinstance(event, MessageReceived):
+                        self._ready.append(event.frame)
+
+    async def close(self) -> None:
+        self._writer.close()
+        with contextlib.suppress(Exception):
+            await self._writer.wait_closed()
+
+
+class _UdpClientProtocol(asyncio.DatagramProtocol):
+    def __init__(self, client: UdpClient) -> None:
+        self.client = client
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        self.client._input(data, addr)
+
+
+class UdpClient(_ClientBase):
+    """Requests over UDP with MIH ACKs and RFC 2988 retransmission (RFC 5677 §6), via :class:`DatagramCore`."""
+
+    def __init__(self, mihf_id: bytes, server: Peer, clock: Callable[[], float] = time.monotonic, **options: Any):
+        super().__init__(mihf_id)
+        self.server = server
+        self.clock = clock
+        # a client talks to servers it chose: no per-source rate limit unless asked for
+        options.setdefault("rate", 1e9)
+        options.setdefault("burst", 1e9)
+        self.core = DatagramCore(mihf_id, **options)
+        self._transport: asyncio.DatagramTransport | None = None
+        self._waiters: dict[int, asyncio.Future[Frame]] = {}
+        self._timer: asyncio.TimerHandle | None = None
+
+    @classmethod
+    async def open(cls, mihf_id: bytes, host: str, port: int = MIH_PORT, **options: Any) -> UdpClient:
+        loop = asyncio.get_running_loop()
+        client = cls(mihf_id, (host, port), **options)
+        transport, _ = await loop.create_datagram_endpoint(lambda: _UdpClientProtocol(client), remote_addr=(host, port))
+        client._transport = transport
+        client.server = transport.get_extra_info("peername")
+        return client
+
+    def _input(self, data: bytes, addr: Peer) -> None:
+        now = self.clock()
+        for event in self.core.receive(data, addr, now):
+            self._event(event)
+        self._flush()
+
+    def _event(self, event: Event) -> None:
+        if isinstance(event, MessageReceived):
+            waiter = self._waiters.pop(event.frame.header.transaction_id, None)
+            if waiter is not None and not waiter.done():
+                waiter.set_result(event.frame)
+        elif isinstance(event, TransactionFailed):
+            waiter = self._waiters.pop(event.transaction_id, None)
+            if waiter is not None and not waiter.done():
+                waiter.set_exception(TimeoutError(f"no MIH ACK for TID {event.transaction_id} after retransmissions"))
+
+    def _flush(self) -> None:
+        assert self._transport is not None
+        for data, _peer in self.core.datagrams_to_send():
+            self._transport.sendto(data)
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        deadline = self.core.next_timer()
+        if deadline is not None:
+            self._timer = asyncio.get_running_loop().call_later(max(0.0, deadline - self.clock()), self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        for event in self.core.handle_timer(self.clock()):
+            self._event(event)
+        self._flush()
+
+    async def request(self, frame: Frame, *, timeout: float = 120.0) -> Frame:
+        waiter: asyncio.Future[Frame] = asyncio.get_running_loop().create_future()
+        self._waiters[frame.header.transaction_id] = waiter
+        self.core.send(frame, self.server, self.clock())
+        self._flush()
+        try:
+            async with asyncio.timeout(timeout):
+                return await waiter
+        finally:
+            self._waiters.pop(frame.header.transaction_id, None)
+
+    async def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._transport is not None:
+            self._transport.close()
