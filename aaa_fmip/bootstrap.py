@@ -50,7 +50,8 @@ class CallerRegistry:
             routers.append(router)
             tokens.append((ar.token_sha256, Caller(name=ar.name, role="ar", router=router)))
         for client in settings.clients:
-            tokens.append((client.token_sha256, Caller(name=client.name, role=client.role)))
+            caller = Caller(name=client.name, role=client.role, mihf_ids=frozenset(client.mihf_ids))
+            tokens.append((client.token_sha256, caller))
         return cls(tuple(tokens), tuple(routers))
 
     def authenticate(self, token: str) -> Caller | None:
