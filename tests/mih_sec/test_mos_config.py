@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,7 @@ import pytest
 from aaa_fmip.bootstrap import CallerRegistry
 from aaa_fmip.config import load_settings
 from aaa_fmip.errors import ConfigError
+from tests.support.service_proc import run_cli
 
 T1, T2 = "1" * 64, "2" * 64
 
@@ -52,3 +54,17 @@ def test_bad_mos_entries(tmp_path: Path, text: str, key: str, message: str) -> N
     with pytest.raises(ConfigError, match=message) as info:
         load(tmp_path, text)
     assert key in str(info.value)
+
+
+def test_token_new_makes_a_mos_entry_the_loader_accepts(tmp_path: Path) -> None:
+    done = run_cli("token", "new", "--role", "mos", "--name", "mos1", "--mihf-id", "mos1.example.net", "--json")
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert 'mihf_ids = ["mos1.example.net"]' in out["toml"]
+    settings = load(tmp_path, out["toml"])
+    (entry,) = settings.clients  # type: ignore[attr-defined]
+    assert entry.role == "mos" and entry.mihf_ids == ("mos1.example.net",)
+    missing = run_cli("token", "new", "--role", "mos", "--name", "mos1")
+    assert missing.returncode != 0 and "--mihf-id" in missing.stderr
+    wrong = run_cli("token", "new", "--role", "aaa", "--name", "r", "--mihf-id", "x")
+    assert wrong.returncode != 0 and "only role mos" in wrong.stderr

@@ -88,3 +88,12 @@ def test_unexpected_fields_are_refused(stack: Stack) -> None:
     with stack.service.client(stack.mos1) as client:  # type: ignore[arg-type]
         response = client.post("/v1/mih/psk", json={"psk_identity": "00" * 8, "mihf_id": MOS1_ID, "x": 1})
     assert_problem(response, 422)
+
+
+def test_openapi_documents_the_route(stack: Stack) -> None:
+    with stack.service.client() as client:
+        spec = client.get("/openapi.json").json()
+    operation = spec["paths"]["/v1/mih/psk"]["post"]
+    assert operation["security"] == [{"bearer": []}]
+    assert {"200", "401", "403", "404", "422"} <= set(operation["responses"])
+    assert "mos" in operation["description"]
