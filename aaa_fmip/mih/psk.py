@@ -13,8 +13,8 @@ written by hand, and why:
 * :func:`peek_psk_identity` reads the ``psk_identity`` out of the plaintext ClientKeyExchange (RFC 4279 §2)
   before the bytes reach mbed TLS, because mbed TLS asks for the key from inside the handshake, synchronously,
   and the MoS's key comes from a network call: the adapter awaits the key first, then lets mbed TLS continue.
-* DTLS handshake retransmission (RFC 6347 §4.2.4: 1 s initial timer, doubled on each expiry) in the client and
-  the server adapters, because the buffer interface has no timer of its own.
+* The DTLS handshake's wait (RFC 6347 §4.2.4: 1 s initial timer, doubled on each expiry) in the client and the
+  server adapters: when it expires they step mbed TLS again, which resends its last flight itself.
 
 Channels are byte channels: TLS gives a byte stream, DTLS one datagram per ``send``. Every open channel is in a
 :class:`ChannelRegistry` under its PSK identity, so revoking a session closes its channels
@@ -331,6 +331,9 @@ class Channel:
         """The next application data (TLS: some bytes of the stream; DTLS: one datagram); b"" once closed."""
         while not self.closed:
             data = self._engine.read()
+            # what reading produced: e.g. our last handshake flight again, when the peer retransmitted its own
+            # because ours was lost (RFC 6347 §4.2.4), or an alert
+            await self._transmit(self._engine.take_output())
             if data is not None:
                 if not data:
                     await self.close()
@@ -527,12 +530,10 @@ async def connect_dtls(
 
 async def _dtls_handshake(engine: _Engine, inbox: asyncio.Queue[bytes | None], sendto: Callable[[bytes], None]) -> None:
     """Drive a DTLS handshake, resending the last flight when the peer stays silent (RFC 6347 §4.2.4)."""
-    last_flight = b""
     while True:
         step = engine.handshake()
         out = engine.take_output()
         if out:
-            last_flight = out
             sendto(out)
         if step == "done":
             return
@@ -543,8 +544,13 @@ async def _dtls_handshake(engine: _Engine, inbox: asyncio.Queue[bytes | None], s
                     data = await inbox.get()
                 break
             except TimeoutError:
-                if last_flight:
-                    sendto(last_flight)
+                # mbed TLS keeps its own retransmission timer: stepping the handshake after it expired makes
+                # it resend its last flight with fresh record numbers (an identical copy would be discarded
+                # by the peer's replay window, RFC 6347 §4.1.2.6)
+                engine.handshake()
+                again = engine.take_output()
+                if again:
+                    sendto(again)
                 timer = min(timer * 2, DTLS_MAX_TIMER)
         if data is None:
             raise ChannelError("the DTLS transport closed during the handshake")
@@ -825,12 +831,10 @@ async def _dtls_server_handshake(
     sendto: Callable[[bytes], None],
     before_feed: Callable[[bytes], Awaitable[None]],
 ) -> None:
-    last_flight = b""
     while True:
         step = engine.handshake()
         out = engine.take_output()
         if out:
-            last_flight = out
             sendto(out)
         if step == "done":
             return
@@ -841,8 +845,13 @@ async def _dtls_server_handshake(
                     data = await inbox.get()
                 break
             except TimeoutError:
-                if last_flight:
-                    sendto(last_flight)
+                # mbed TLS keeps its own retransmission timer: stepping the handshake after it expired makes
+                # it resend its last flight with fresh record numbers (an identical copy would be discarded
+                # by the peer's replay window, RFC 6347 §4.1.2.6)
+                engine.handshake()
+                again = engine.take_output()
+                if again:
+                    sendto(again)
                 timer = min(timer * 2, DTLS_MAX_TIMER)
         if data is None:
             raise ChannelError("the DTLS transport closed during the handshake")

@@ -247,3 +247,64 @@ def test_key_octets_never_in_repr() -> None:
     assert IDENTITY not in cache
     source = mihpsk.RestKeySource("http://127.0.0.1:1", "secret-token", "mos1.example.net")
     assert "secret-token" not in repr(source)
+
+
+class _LossyRelay(asyncio.DatagramProtocol):
+    """A UDP relay between one client and the server that drops chosen datagrams (by their index per direction)."""
+
+    def __init__(self, server: tuple[str, int], drop_to_client: set[int], drop_to_server: set[int]) -> None:
+        self.server = server
+        self.drop = {"to-client": drop_to_client, "to-server": drop_to_server}
+        self.count = {"to-client": 0, "to-server": 0}
+        self.dropped = 0
+        self.client: tuple[str, int] | None = None
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        assert self.transport is not None
+        direction = "to-client" if addr == self.server else "to-server"
+        if direction == "to-server":
+            self.client = addr
+        index = self.count[direction]
+        self.count[direction] += 1
+        if index in self.drop[direction]:
+            self.dropped += 1
+            return
+        target = self.server if direction == "to-server" else self.client
+        if target is not None:
+            self.transport.sendto(data, target)
+
+
+@pytest.mark.parametrize(
+    ("to_client", "to_server"),
+    [
+        ({1}, set()),  # the server's ServerHello flight is lost: the client resends its ClientHello
+        (set(), {2}),  # the client's ClientKeyExchange..Finished flight is lost: it is resent after 1 s
+        ({2}, set()),  # the server's Finished flight is lost
+    ],
+)
+def test_dtls_handshake_survives_a_lost_flight(to_client: set[int], to_server: set[int]) -> None:
+    """RFC 6347 §4.2.4: a lost handshake flight is retransmitted when the timer (1 s, doubling) expires."""
+
+    async def scenario() -> None:
+        server = mihpsk.PskServer(_keys, _echo)
+        port = await server.start_dtls("127.0.0.1", 0)
+        loop = asyncio.get_running_loop()
+        relay = _LossyRelay(("127.0.0.1", port), to_client, to_server)
+        transport, _ = await loop.create_datagram_endpoint(lambda: relay, local_addr=("127.0.0.1", 0))
+        try:
+            relay_port = transport.get_extra_info("sockname")[1]
+            channel = await mihpsk.connect_dtls("127.0.0.1", relay_port, identity=IDENTITY, psk=KEY, timeout=15)
+            await channel.send(b"after loss")
+            async with asyncio.timeout(10):
+                assert await channel.recv() == b"echo:after loss"
+            assert relay.dropped == 1
+            await channel.close()
+        finally:
+            transport.close()
+            await server.close()
+
+    asyncio.run(scenario())
