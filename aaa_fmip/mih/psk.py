@@ -612,39 +612,45 @@ class PskServer:
         self._tls_context = tls.ServerContext(_configuration(datagram=False, store=self._cache))
         # One DTLS context for every peer: the cookie secret (RFC 6347 §4.2.1) must outlive a single exchange.
         self._dtls_context = tls.ServerContext(_configuration(datagram=True, store=self._cache))
-        self._tcp: asyncio.Server | None = None
-        self._udp: asyncio.DatagramTransport | None = None
-        self._udp_protocol: _DtlsServerProtocol | None = None
+        self._tcp_servers: list[asyncio.Server] = []
+        self._udp: list[tuple[asyncio.DatagramTransport, _DtlsServerProtocol]] = []
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def start_tls(self, host: str, port: int = MIH_PORT) -> int:
-        """Listen for TLS on TCP; returns the bound port (``port`` 0 picks one)."""
-        self._tcp = await asyncio.start_server(self._tls_connection, host, port)
-        return int(self._tcp.sockets[0].getsockname()[1])
+        """Listen for TLS on TCP; returns the bound port (``port`` 0 picks one). May be called for several
+        addresses."""
+        server = await asyncio.start_server(self._tls_connection, host, port)
+        self._tcp_servers.append(server)
+        return int(server.sockets[0].getsockname()[1])
 
     async def start_dtls(self, host: str, port: int = MIH_PORT) -> int:
-        """Listen for DTLS on UDP; returns the bound port (``port`` 0 picks one)."""
+        """Listen for DTLS on UDP at ``host``; returns the bound port (``port`` 0 picks one).
+
+        Give each address the MoS is published under (call once per address) rather than a wildcard when the
+        host has several addresses: a reply leaves from the address the kernel chooses, and a node only accepts
+        it from the address it sent to. ``max_dtls_peers`` applies to each listener.
+        """
         loop = asyncio.get_running_loop()
         transport, protocol = await loop.create_datagram_endpoint(
             lambda: _DtlsServerProtocol(self), local_addr=(host, port)
         )
-        self._udp, self._udp_protocol = transport, protocol
+        self._udp.append((transport, protocol))
         return int(transport.get_extra_info("sockname")[1])
 
     async def close(self) -> None:
         """Stop listening and close every open channel."""
-        if self._tcp is not None:
-            self._tcp.close()
+        for tcp in self._tcp_servers:
+            tcp.close()
         for channel in self.registry.open_channels():
             await channel.close()
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self._udp is not None:
-            self._udp.close()
-        if self._tcp is not None:
-            await self._tcp.wait_closed()
+        for transport, _ in self._udp:
+            transport.close()
+        for tcp in self._tcp_servers:
+            await tcp.wait_closed()
 
     async def revoke(self, identity: str) -> int:
         """A session was revoked: close its channels and forget any key held for its handshakes."""
@@ -653,7 +659,7 @@ class PskServer:
 
     @property
     def dtls_peers(self) -> int:
-        return 0 if self._udp_protocol is None else len(self._udp_protocol.peers)
+        return sum(len(protocol.peers) for _, protocol in self._udp)
 
     def _spawn(self, coro: Awaitable[None]) -> None:
         task: asyncio.Task[None] = asyncio.ensure_future(coro)

@@ -33,6 +33,28 @@ async def main(argv: list[str]) -> Any:
     if kind == "dns":
         endpoints = await d.resolve_mos(argv[1], nameservers=[argv[2]], timeout=5)
         return [[e.service, e.transport, e.host, e.port, str(e.address), e.via] for e in endpoints]
+    if kind == "chain":  # DHCPv6 gives the domain (option 55), RFC 5679 resolves it with the DNS server DHCP named
+        info = await d.dhcpv6_information_request(argv[1], bytes.fromhex(argv[2]), timeout=3, attempts=3)
+        (domain,) = info.domain_names(d.ServiceType.IS)
+        endpoints = await d.resolve_mos(domain, nameservers=[argv[3]], timeout=5)
+        return [domain, [[e.transport, e.host, e.port, str(e.address)] for e in endpoints]]
+    if kind == "secure":  # discover as in "chain", then talk TLS-PSK and DTLS-PSK to the first endpoint of each
+        from aaa_fmip import keys
+        from aaa_fmip.mih import psk as mihpsk
+        from tests.mih_sec._mos_echo import TEST_HMK, TEST_HMK_NAME
+
+        info = await d.dhcpv6_information_request(argv[1], bytes.fromhex(argv[2]), timeout=3, attempts=3)
+        endpoints = await d.resolve_mos(info.domain_names(d.ServiceType.IS)[0], nameservers=[argv[3]], timeout=5)
+        out = []
+        for transport in ("tcp", "udp"):
+            e = next(e for e in endpoints if e.transport == transport)
+            key = keys.derive_mih_psk(TEST_HMK, TEST_HMK_NAME, e.host)  # the MoS's MIHF-ID is its host name here
+            connect = mihpsk.connect_tls if transport == "tcp" else mihpsk.connect_dtls
+            channel = await connect(str(e.address), e.port, identity=key.identity, psk=key.psk.reveal())
+            await channel.send(b"mih over " + transport.encode())
+            out.append([transport, str(e.address), channel.cipher, (await channel.recv()).decode()])
+            await channel.close()
+        return out
     raise SystemExit(f"unknown probe {kind}")
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import select
 import shutil
 import signal
 import subprocess
@@ -272,3 +273,54 @@ def test_dhclient_reads_the_same_options(link: Link) -> None:
     assert d.decode_dhcpv4_mos_domains(octets(values["new_mos_fqdn4"])) == expected_names
     assert d.decode_dhcpv6_mos_addresses(octets(values["new_dhcp6_mos_addr"])) == expected_v6
     assert d.decode_dhcpv6_mos_domains(octets(values["new_dhcp6_mos_fqdn"])) == expected_names
+
+
+def test_dhcp_domain_then_dns(link: Link) -> None:
+    """The whole path of RFC 5677 §4: the domain from DHCPv6 option 55, then RFC 5679 on it."""
+    domain, endpoints = link.probe("chain", link.client_if, MAC, SERVER_V6)
+    assert domain == "example.net"
+    assert endpoints[0] == ["tcp", "mos1.example.net", 4551, SERVER_V6]
+    assert {e[0] for e in endpoints} == {"tcp", "udp"}
+
+
+def test_discovered_mos_answers_over_tls_and_dtls_psk(link: Link) -> None:
+    """A MoS listening in the server namespace; the node discovers it (DHCPv6 then DNS) and talks to the endpoint
+    found over TLS-PSK (TCP) and DTLS-PSK (UDP) with the key derived for the MoS's MIHF-ID."""
+    mos = subprocess.Popen(
+        [
+            "ip",
+            "netns",
+            "exec",
+            link.server_ns,
+            "python3",
+            "-m",
+            "tests.mih_sec._mos_echo",
+            "mos1.example.net",
+            SERVER_V4,
+            SERVER_V6,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+        cwd=REPO_ROOT,
+    )
+    try:
+        assert mos.stdout is not None
+        readable, _, _ = select.select([mos.stdout], [], [], 30)  # bounded wait for "ready"
+        ready = mos.stdout.readline() if readable else b""
+        assert ready.strip() == b"ready", mos.stderr.read() if mos.stderr else b""
+        done = link.run_in_client("python3", "-m", "tests.mih_sec._probe", "secure", link.client_if, MAC, SERVER_V6)
+    finally:
+        mos.terminate()
+        try:
+            mos.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            mos.kill()
+            mos.wait()
+    mos_log = mos.stderr.read().decode(errors="replace") if mos.stderr else ""
+    assert done.returncode == 0, done.stderr[-1500:] + "\nMoS log:\n" + mos_log[-1500:]
+    got = json.loads(done.stdout)
+    assert got == [
+        ["tcp", SERVER_V6, "TLS-PSK-WITH-AES-128-GCM-SHA256", "echo:mih over tcp"],
+        ["udp", SERVER_V6, "TLS-PSK-WITH-AES-128-GCM-SHA256", "echo:mih over udp"],
+    ]
