@@ -51,7 +51,8 @@ class CallerRegistry:
             if ar.token_sha256 is not None:  # None: a Diameter-only router, no REST access
                 tokens.append((ar.token_sha256, Caller(name=ar.name, role="ar", router=router)))
         for client in settings.clients:
-            tokens.append((client.token_sha256, Caller(name=client.name, role=client.role)))
+            caller = Caller(name=client.name, role=client.role, mihf_ids=frozenset(client.mihf_ids))
+            tokens.append((client.token_sha256, caller))
         return cls(tuple(tokens), tuple(routers))
 
     def authenticate(self, token: str) -> Caller | None:

@@ -41,13 +41,13 @@ DEFAULT_DIAMETER_COMMAND_CODE: Final = 16777214  # RFC 6733 §11.2.1 experimenta
 DEFAULT_VENDOR_ID: Final = 32473  # RFC 5612 enterprise number reserved for documentation
 DEFAULT_ACCOUNTING_LISTEN: Final = "127.0.0.1:1813"  # RFC 2866 §3
 
-ClientRole = Literal["aaa", "auditor", "admin"]
+ClientRole = Literal["aaa", "auditor", "admin", "mos"]
 LifetimeUnits = Literal["4s", "seconds"]
 # ar: an access router querying for itself; agent: a Diameter relay/proxy forwarding ARs' requests;
 # nas and home-eap-server: the two sides of the EAP agent (RFC 4072) on the DER/DEA path.
 PeerRole = Literal["ar", "agent", "nas", "home-eap-server"]
 
-CLIENT_ROLES: Final[tuple[ClientRole, ...]] = ("aaa", "auditor", "admin")
+CLIENT_ROLES: Final[tuple[ClientRole, ...]] = ("aaa", "auditor", "admin", "mos")
 PEER_ROLES: Final[tuple[PeerRole, ...]] = ("ar", "agent", "nas", "home-eap-server")
 LIFETIME_UNITS: Final[tuple[LifetimeUnits, ...]] = ("4s", "seconds")
 
@@ -142,6 +142,7 @@ class ClientSettings:
     name: str
     role: ClientRole
     token_sha256: bytes = field(repr=False)
+    mihf_ids: tuple[str, ...] = ()  # role "mos" only: the MoS MIHF-IDs whose MIH PSKs it may fetch
 
 
 @dataclass(frozen=True)
@@ -551,6 +552,7 @@ def load_settings(path: Path | None, env: Mapping[str, str]) -> Settings:
     top.done()
 
     _check_unique_callers(routers, clients)
+    _check_unique_mihf_ids(clients)
     if not store.embedded and keys.kek is None and keys.kek_file is None:
         raise ConfigError(
             "an external Redis (store.url) needs an explicit key-encryption key, shared by every instance: "
@@ -723,10 +725,30 @@ def _client(doc: Mapping[str, Any], index: int) -> ClientSettings:
     role = next((r for r in CLIENT_ROLES if r == role_text), None)
     if role is None:
         hint = " (access routers go in [[access_routers]])" if role_text == "ar" else ""
-        raise ConfigError(f'expected "aaa", "auditor" or "admin"{hint}', key=t.key("role"))
+        raise ConfigError(f'expected "aaa", "auditor", "admin" or "mos"{hint}', key=t.key("role"))
     token = parse_sha256_hex(t.string("token_sha256", required=True), key=t.key("token_sha256"))
+    mihf_ids = _mihf_ids(t) if role == "mos" else ()
+    if role != "mos" and t.has("mihf_ids"):
+        raise ConfigError('only a client of role "mos" has MIHF-IDs', key=t.key("mihf_ids"))
     t.done()
-    return ClientSettings(name=name, role=role, token_sha256=token)
+    return ClientSettings(name=name, role=role, token_sha256=token, mihf_ids=mihf_ids)
+
+
+def _mihf_ids(t: _Table) -> tuple[str, ...]:
+    """A MoS client's MIHF-IDs (RFC 5677 §4.2: FQDN or NAI), each the exact text its MIH PSKs are derived with."""
+    items = t.string_list("mihf_ids", required=True)
+    if not items:
+        raise ConfigError("a mos client needs at least one MIHF-ID", key=t.key("mihf_ids"))
+    result: list[str] = []
+    for key, value in items:
+        if not isinstance(value, str) or not value or len(value) > 253 or not value.isascii():
+            raise ConfigError("expected an MIHF-ID: 1..253 ASCII characters (an FQDN or NAI)", key=key)
+        if not value.isprintable() or " " in value:
+            raise ConfigError("an MIHF-ID has no spaces or control characters", key=key)
+        if value in result:
+            raise ConfigError("duplicate MIHF-ID", key=key)
+        result.append(value)
+    return tuple(result)
 
 
 def _check_unique_callers(routers: tuple[AccessRouterSettings, ...], clients: tuple[ClientSettings, ...]) -> None:
@@ -763,6 +785,17 @@ def _check_unique_callers(routers: tuple[AccessRouterSettings, ...], clients: tu
                     f"already used by {identities[lowered]}", key=f"access_routers[{i}].diameter_identity"
                 )
             identities[lowered] = f"access_routers[{i}]"
+
+
+def _check_unique_mihf_ids(clients: tuple[ClientSettings, ...]) -> None:
+    # An MIHF-ID bound to two MoS tokens would let either obtain the other's MIH PSKs (RFC 4962 key scoping).
+    owners: dict[str, str] = {}
+    for i, client in enumerate(clients):
+        for j, mihf_id in enumerate(client.mihf_ids):
+            if mihf_id in owners:
+                where = f"clients[{i}].mihf_ids[{j}]"
+                raise ConfigError(f"{mihf_id!r} already belongs to {owners[mihf_id]}", key=where)
+            owners[mihf_id] = f"clients[{i}] ({client.name})"
 
 
 def _diameter(

@@ -9,7 +9,11 @@ Every key is an RFC 5295 KDF output (:func:`aaa_fmip.crypto.kdf.kdf`, HMAC-SHA-2
     SPI      = uint32(KDF(HMK,      LABEL_SPI | 0x00 | ""    | 4)), 0 replaced by 1
     HK       = KDF(HMK,             LABEL_HK  | 0x00 | AR-ID | 32)
     HK-Name  = KDF(HMK-Name,        LABEL_HK  | 0x00 | AR-ID | 8)
+    MIH PSK  = KDF(HMK,             LABEL_MIH_PSK | 0x00 | MoS MIHF-ID | 32)   PSK identity = hex(HMK-Name)
 
+The MIH PSK keys DTLS/TLS-PSK between a mobile node and one Mobility Server (MoS, RFC 5677), bound to the
+MoS's MIHF-ID (its ASCII octets, an FQDN or NAI as RFC 5677 §4.2 says); its PSK identity (RFC 4279 §5.1) is the
+lowercase hex of the HMK-Name, so a MoS can ask the service for the key of the session that identity names.
 AR-ID is the 16-octet binary IPv6 address the MN sends its FBU to (the PAR address of the BADF authenticator).
 All inputs are raw octets. The labels use the reserved specorg ``aaa-fmip.invalid`` because no FMIPv6 USRK label
 was ever registered with IANA; they change only together, as one profile. Published vectors:
@@ -32,6 +36,7 @@ from aaa_fmip.crypto.secrets import SecretBytes
 LABEL_HMK: Final = b"FMIPv6 Handover Master Key@aaa-fmip.invalid"
 LABEL_SPI: Final = b"FMIPv6 SPI@aaa-fmip.invalid"
 LABEL_HK: Final = b"FMIPv6 Handover Key@aaa-fmip.invalid"
+LABEL_MIH_PSK: Final = b"MIH PSK@aaa-fmip.invalid"
 # RFC 5295 §8.1 reserved labels: EMSKName (§3.2) and the DSRK (§4).
 LABEL_EMSK_NAME: Final = b"EMSK"
 LABEL_DSRK: Final = b"dsrk@ietf.org"
@@ -42,6 +47,8 @@ HMK_LENGTH: Final = 64  # an RFC 5295 USRK: at least 64 octets
 HK_LENGTH: Final = 32
 NAME_LENGTH: Final = 8  # RFC 5295 §3.2: EMSKName, USRKName and DSUSRKName are 8 octets
 SPI_LENGTH: Final = 4
+MIH_PSK_LENGTH: Final = 32  # architecture.md §2/§10: 32 octets, mbed TLS's MBEDTLS_PSK_MAX_LEN
+MIHF_ID_MAX_LENGTH: Final = 253  # RFC 5677 §4.2: an FQDN (RFC 1035 §2.3.4, 253 characters as text) or an NAI
 MAX_KDF_KEY_LENGTH: Final = 256  # RFC 5295 §3.1.2: the KDF must accept keys up to 256 octets
 MAX_INPUT_LENGTH: Final = 2048  # bound on Session-Id and domain; RFC 5295 §3.1.2 accepts 2048 octets of data
 
@@ -99,6 +106,51 @@ def derive_hk(hmk: SecretBytes | bytes, hmk_name: bytes, ar_address: ipaddress.I
     if isinstance(spi, bool) or not isinstance(spi, int) or not 1 <= spi <= MAX_SPI:
         raise ValueError(f"SPI must be an integer in 1..{MAX_SPI} (SPI 0 is reserved for RFC 5269 keys)")
     return HandoverKey(SecretBytes(kdf(k, LABEL_HK, ar_id, HK_LENGTH)), kdf(name, LABEL_HK, ar_id, NAME_LENGTH), spi)
+
+
+@dataclass(frozen=True)
+class MihPsk:
+    """The pre-shared key between a mobile node and one MoS (architecture.md §10), and its PSK identity."""
+
+    psk: SecretBytes = field(repr=False)
+    identity: str  # RFC 4279 §5.1 psk_identity: lowercase hex of the HMK-Name (16 ASCII characters)
+    mihf_id: str
+
+
+def derive_mih_psk(hmk: SecretBytes | bytes, hmk_name: bytes, mihf_id: str) -> MihPsk:
+    """The MIH PSK for the MoS whose MIHF-ID is ``mihf_id`` (architecture.md §2), with its PSK identity.
+
+    ``mihf_id`` is the MoS's MIHF-ID as text (RFC 5677 §4.2: an FQDN or NAI); its ASCII octets are the KDF's
+    optional data, exactly as given (no case folding: the same MoS must be named the same way on both sides).
+    """
+    k = _key_octets(hmk, "HMK", min_length=HMK_LENGTH)
+    name = _octets(hmk_name, "HMK-Name", min_length=NAME_LENGTH, max_length=NAME_LENGTH)
+    data = mihf_id_octets(mihf_id)
+    return MihPsk(SecretBytes(kdf(k, LABEL_MIH_PSK, data, MIH_PSK_LENGTH)), mih_psk_identity(name), mihf_id)
+
+
+def mih_psk_identity(hmk_name: bytes) -> str:
+    """The PSK identity of a session's MIH PSKs: the lowercase hex of its 8-octet HMK-Name."""
+    return _octets(hmk_name, "HMK-Name", min_length=NAME_LENGTH, max_length=NAME_LENGTH).hex()
+
+
+def hmk_name_of_identity(identity: str | bytes) -> bytes:
+    """The HMK-Name a PSK identity names; ValueError unless it is exactly 16 lowercase hex digits."""
+    text = identity.decode("ascii", "replace") if isinstance(identity, bytes | bytearray) else identity
+    if not isinstance(text, str) or len(text) != 2 * NAME_LENGTH or any(c not in "0123456789abcdef" for c in text):
+        raise ValueError(f"a PSK identity is {2 * NAME_LENGTH} lowercase hex digits (the HMK-Name)")
+    return bytes.fromhex(text)
+
+
+def mihf_id_octets(mihf_id: str) -> bytes:
+    """The MIHF-ID KDF input: its ASCII octets, 1..253 of them, printable and without spaces."""
+    if not isinstance(mihf_id, str):
+        raise ValueError(f"MIHF-ID must be text, not {type(mihf_id).__name__}")
+    if not 1 <= len(mihf_id) <= MIHF_ID_MAX_LENGTH or not mihf_id.isascii() or not mihf_id.isprintable():
+        raise ValueError(f"MIHF-ID must be 1..{MIHF_ID_MAX_LENGTH} printable ASCII characters (an FQDN or NAI)")
+    if " " in mihf_id:
+        raise ValueError("MIHF-ID must not contain spaces (an FQDN or NAI)")
+    return mihf_id.encode("ascii")
 
 
 def derive_dsrk(emsk: bytes | SecretBytes, domain: bytes) -> bytes:

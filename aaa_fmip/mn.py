@@ -8,6 +8,7 @@ Fast Binding Updates whose BADF option carries that SPI and authenticator (RFC 5
     hk = mn.derive_handover_key(master, par)
     packet = mn.build_fbu_packet(hk, sequence=1, lifetime_seconds=60, pcoa=pcoa, ncoa=ncoa, par=par)
     send(packet.ipv6_packet())          # or packet.mh with packet.source / destination / home_address
+    psk = mn.derive_mih_psk(master, "mos1.example.net")   # DTLS/TLS-PSK with that MoS (aaa_fmip.mih.psk)
 
 MNs whose EAP method exports no EMSK use the RFC 5269 SEND fallback (second half of this module): a signed
 RtSolPr carrying a Handover Key Request, and the decryption of the Handover Key Reply; the key obtained there
@@ -40,7 +41,7 @@ from aaa_fmip.crypto import badf, certificates, cga, rsa
 from aaa_fmip.crypto.badf import Algorithm
 from aaa_fmip.crypto.secrets import SecretBytes, constant_time_equal
 from aaa_fmip.errors import BadAuthenticator, BadSignature, VerificationError
-from aaa_fmip.keys import HandoverKey, HandoverMasterKey
+from aaa_fmip.keys import HandoverKey, HandoverMasterKey, MihPsk
 from aaa_fmip.send_policy import sign_send_message
 from aaa_fmip.wire import icmpv6
 from aaa_fmip.wire import ipv6 as ipv6wire
@@ -59,6 +60,7 @@ __all__ = [
     "FbuPacket",
     "HandoverKey",
     "HandoverMasterKey",
+    "MihPsk",
     "NoHandoverKeyReply",
     "NonceMismatch",
     "SendHandoverKey",
@@ -71,6 +73,7 @@ __all__ = [
     "decrypt_handover_key_reply",
     "derive_handover_key",
     "derive_master_key",
+    "derive_mih_psk",
     "fbu_lifetime_units",
     "generate_cga_identity",
     "verify_fback",
@@ -106,6 +109,12 @@ def derive_master_key(
 def derive_handover_key(master: HandoverMasterKey, par: ipaddress.IPv6Address) -> HandoverKey:
     """The HK for the PAR address the MN sends its FBU to (the AR-ID)."""
     return keys.derive_hk(master.hmk, master.hmk_name, par, master.spi)
+
+
+def derive_mih_psk(master: HandoverMasterKey, mihf_id: str) -> MihPsk:
+    """The DTLS/TLS pre-shared key and PSK identity for the MoS whose MIHF-ID is ``mihf_id`` (architecture.md
+    §10): the node derives it itself, the MoS obtains the same key from the key service."""
+    return keys.derive_mih_psk(master.hmk, master.hmk_name, mihf_id)
 
 
 # --- Fast Binding Update (RFC 5568 §6.2.2) ---------------------------------------------------------------------

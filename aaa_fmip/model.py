@@ -8,7 +8,7 @@ from typing import Literal
 
 from aaa_fmip.crypto.secrets import SecretBytes
 
-Role = Literal["ar", "aaa", "auditor", "admin"]
+Role = Literal["ar", "aaa", "auditor", "admin", "mos"]
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,8 @@ class Caller:
     name: str
     role: Role
     router: AccessRouter | None = None  # set iff role == "ar"
+    # role "mos": the MIHF-IDs of the Mobility Server(s) it may fetch MIH PSKs for (architecture.md §10)
+    mihf_ids: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)

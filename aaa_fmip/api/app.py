@@ -11,7 +11,7 @@ from typing import Final
 from fastapi import FastAPI
 
 from aaa_fmip import __version__
-from aaa_fmip.api import problems, routes_send
+from aaa_fmip.api import problems, routes_mih, routes_send
 from aaa_fmip.api.middleware import RequestMiddleware
 from aaa_fmip.api.routes import ops, v1
 from aaa_fmip.bootstrap import Runtime
@@ -23,6 +23,8 @@ Keys for Mobile IPv6 fast handovers (FMIPv6, RFC 5568) from the AAA infrastructu
   master key from the EMSK and stores it wrapped. They revoke it when the session ends.
 * **Access routers** (role `ar`) verify a Fast Binding Update they received, or fetch the handover key for one of
   their own addresses. A router never obtains a key for another router's address.
+* **Mobility Servers** (role `mos`) fetch the MIH PSK of a node's session for their own MIHF-ID, to secure
+  MIH (RFC 5677) with DTLS/TLS-PSK.
 * **Auditors** (role `auditor`) read the tamper-evident audit trail and verify its hash chain.
 
 Every `/v1` request carries `Authorization: Bearer <token>` (tokens are made with `aaa-fmip token new`).
@@ -34,6 +36,7 @@ TAGS: Final = [
     {"name": "sessions (AAA)", "description": "Ingest and revoke EAP sessions (role aaa; revoke also admin)."},
     {"name": "access routers", "description": "FBU verification and handover keys (role ar)."},
     {"name": "audit", "description": "The hash-chained audit trail (role auditor)."},
+    {"name": "mobility servers", "description": "MIH PSKs for DTLS/TLS-PSK to mobile nodes (role mos)."},
     {"name": "admin", "description": "The access router registry (role admin)."},
     {"name": "operations", "description": "Liveness, readiness and Prometheus metrics (no authentication)."},
 ]
@@ -64,6 +67,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     problems.install(app)
     app.include_router(v1)
     app.include_router(routes_send.router)
+    app.include_router(routes_mih.router)
     app.include_router(ops)
     app.add_middleware(RequestMiddleware, metrics=runtime.metrics)
     return app

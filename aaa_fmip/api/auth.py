@@ -20,7 +20,9 @@ from aaa_fmip.model import Caller, Role
 _bearer = HTTPBearer(
     auto_error=False,
     scheme_name="bearer",
-    description="A token made with `aaa-fmip token new`; its role (ar, aaa, auditor, admin) decides what it may call.",
+    description=(
+        "A token made with `aaa-fmip token new`; its role (ar, aaa, auditor, admin, mos) decides what it may call."
+    ),
 )
 _CHALLENGE = 'Bearer realm="aaa-fmip"'
 
@@ -74,3 +76,4 @@ AaaCaller = Annotated[Caller, Depends(require_role("aaa"))]
 RevokerCaller = Annotated[Caller, Depends(require_role("aaa", "admin"))]
 AuditorCaller = Annotated[Caller, Depends(require_role("auditor"))]
 AdminCaller = Annotated[Caller, Depends(require_role("admin"))]
+MosCaller = Annotated[Caller, Depends(require_role("mos"))]

@@ -16,7 +16,7 @@ from aaa_fmip.config import token_sha256
 from aaa_fmip.errors import ConfigError
 
 TOKEN_OCTETS: Final = 32  # 256 bits of randomness, base64url without padding (43 characters)
-ROLES: Final = ("ar", "aaa", "auditor", "admin")
+ROLES: Final = ("ar", "aaa", "auditor", "admin", "mos")
 
 
 def register(sub: Any) -> None:
@@ -31,7 +31,12 @@ def register(sub: Any) -> None:
             "not shown again."
         ),
     )
-    new.add_argument("--role", required=True, choices=ROLES, help="ar: an access router; aaa, auditor, admin: clients")
+    new.add_argument(
+        "--role",
+        required=True,
+        choices=ROLES,
+        help="ar: an access router; aaa, auditor, admin: clients; mos: a Mobility Server",
+    )
     new.add_argument("--name", required=True, help="the caller's name (unique; appears in logs and the audit trail)")
     new.add_argument(
         "--address",
@@ -39,6 +44,13 @@ def register(sub: Any) -> None:
         default=[],
         metavar="IPV6",
         help="role ar: an IPv6 address (AR-ID) of the router; repeat for several",
+    )
+    new.add_argument(
+        "--mihf-id",
+        action="append",
+        default=[],
+        metavar="ID",
+        help="role mos: an MIHF-ID (FQDN or NAI) of the Mobility Server; repeat for several",
     )
     new.add_argument("--diameter-identity", metavar="FQDN", help="role ar: Origin-Host of its Diameter peer")
     new.add_argument("--nas-identifier", metavar="ID", help="role ar: NAS-Identifier it sends as a RADIUS NAS")
@@ -71,6 +83,7 @@ def config_entry(
     diameter_identity: str | None = None,
     nas_identifier: str | None = None,
     nas_address: ipaddress.IPv4Address | ipaddress.IPv6Address | None = None,
+    mihf_ids: list[str] | None = None,
 ) -> str:
     if role == "ar":
         lines = [
@@ -87,6 +100,8 @@ def config_entry(
             lines.append(f"nas_address = {toml_string(str(nas_address))}")
     else:
         lines = ["[[clients]]", f"name = {toml_string(name)}", f'role = "{role}"', f'token_sha256 = "{digest_hex}"']
+        if mihf_ids:
+            lines.append("mihf_ids = [" + ", ".join(toml_string(m) for m in mihf_ids) + "]")
     return "\n".join(lines) + "\n"
 
 
@@ -107,6 +122,10 @@ def run_new(args: argparse.Namespace) -> int:
         raise ConfigError(
             "only role ar takes --address, --diameter-identity, --nas-identifier and --nas-address", key="--role"
         )
+    if args.role == "mos" and not args.mihf_id:
+        raise ConfigError("a Mobility Server needs at least one --mihf-id", key="--mihf-id")
+    if args.role != "mos" and args.mihf_id:
+        raise ConfigError("only role mos takes --mihf-id", key="--role")
     nas_address = None
     if args.nas_address:
         try:
@@ -123,6 +142,7 @@ def run_new(args: argparse.Namespace) -> int:
         diameter_identity=args.diameter_identity,
         nas_identifier=args.nas_identifier,
         nas_address=nas_address,
+        mihf_ids=args.mihf_id,
     )
     if args.json:
         json.dump({"token": token, "token_sha256": digest_hex, "toml": entry}, sys.stdout)
