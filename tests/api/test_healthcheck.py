@@ -3,11 +3,14 @@ in which the old container HEALTHCHECK, plain HTTP to /readyz, could never succe
 
 from __future__ import annotations
 
+import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.api.test_abuse import closed_by_peer
 from tests.api.test_tls import _issue, _write, tls_context
 from tests.support.redis_server import RedisServer, free_port
 from tests.support.service_proc import Credential, ServiceProcess, render_config, run_cli
@@ -102,3 +105,25 @@ def test_mutual_tls_presents_the_configured_client_certificate(
         code, output = healthcheck(service)
         assert code == 1
         assert "is server.healthcheck_cert_file a client certificate" in output, output
+
+
+def test_tls_connection_that_never_handshakes_is_closed(
+    tmp_path: Path, redis_server: RedisServer, certs: dict[str, Path]
+) -> None:
+    # asyncio's own TLS handshake timeout is 60 s; the listener applies limits.header_timeout to it as well.
+    server = (
+        f'tls_cert_file = "{certs["server"]}"\ntls_key_file = "{certs["server_key"]}"\n[limits]\nheader_timeout = 1.0'
+    )
+    options = {"https": True, "client_options": {"verify": tls_context(certs["ca"])}}
+    for service in _start(tmp_path, redis_server, server, **options):
+        silent = socket.create_connection(("127.0.0.1", service.port), timeout=5)
+        half = socket.create_connection(("127.0.0.1", service.port), timeout=5)
+        half.sendall(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03")  # the start of a ClientHello
+        try:
+            deadline = time.monotonic() + 30
+            assert closed_by_peer(silent, deadline)
+            assert closed_by_peer(half, deadline)
+        finally:
+            silent.close()
+            half.close()
+        assert healthcheck(service)[0] == 0

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import pytest
 
+from aaa_fmip.config import LimitSettings, load_settings
+from aaa_fmip.errors import ConfigError
 from aaa_fmip.logging import RateLimitFilter
 from aaa_fmip.ratelimit import KeyedLimiter, Rate, Summariser, TokenBucket, retry_after_header
 
@@ -88,3 +91,25 @@ def test_log_filter_drops_a_flood_and_says_how_many() -> None:
     record = _record(flood)
     assert f.filter(record)
     assert getattr(record, "suppressed", None) == 997
+
+
+def test_limit_settings_from_file_and_environment(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text("[limits]\nheader_timeout = 2.5\ncaller_burst = 7\nrate_limit = false\n")
+    limits = load_settings(
+        path, {"AAA_FMIP_LIMITS_MAX_CONNECTIONS": "300", "AAA_FMIP_LIMITS_CALLER_RATE": "1.5"}
+    ).limits
+    assert (limits.header_timeout, limits.caller_burst, limits.rate_limit) == (2.5, 7, False)
+    assert (limits.max_connections, limits.caller_rate) == (300, 1.5)
+    assert load_settings(None, {}).limits == LimitSettings()
+    with pytest.raises(ConfigError, match=r"limits.max_connections \(from AAA_FMIP_LIMITS_MAX_CONNECTIONS\)"):
+        load_settings(None, {"AAA_FMIP_LIMITS_MAX_CONNECTIONS": "0"})
+    with pytest.raises(ConfigError, match=r"limits\.header_timeout"):
+        path.write_text("[limits]\nheader_timeout = 0\n")
+        load_settings(path, {})
+    with pytest.raises(ConfigError, match=r"limits\.no_such"):
+        path.write_text("[limits]\nno_such = 1\n")
+        load_settings(path, {})
+    with pytest.raises(ConfigError, match=r"server\.healthcheck_key_file"):
+        path.write_text(f'[server]\nhealthcheck_cert_file = "{path}"\n')
+        load_settings(path, {})
