@@ -29,22 +29,22 @@ class LimitedService(ServiceProcess):
     """``aaa-fmip serve`` started with RLIMIT_NOFILE lowered (soft and hard) before it runs, as systemd's 1,024
     would be but smaller, so that a test can run it out of descriptors."""
 
-    def __init__(self, *args: object, nofile: int, **kwargs: object) -> None:
+    def __init__(self, *args: object, nofile: tuple[int, int], **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self.nofile = nofile
 
     def command(self) -> list[str]:
         inner = super().command()
         shim = (
-            "import os, resource, sys; n = int(sys.argv[1]); "
-            "resource.setrlimit(resource.RLIMIT_NOFILE, (n, n)); os.execv(sys.argv[2], sys.argv[2:])"
+            "import os, resource, sys; limits = (int(sys.argv[1]), int(sys.argv[2])); "
+            "resource.setrlimit(resource.RLIMIT_NOFILE, limits); os.execv(sys.argv[3], sys.argv[3:])"
         )
-        return [sys.executable, "-c", shim, str(self.nofile), *inner]
+        return [sys.executable, "-c", shim, *map(str, self.nofile), *inner]
 
 
 @contextlib.contextmanager
 def service(
-    tmp_path: Path, redis: RedisServer, limits: str, *, nofile: int | None = None
+    tmp_path: Path, redis: RedisServer, limits: str, *, nofile: tuple[int, int] | None = None
 ) -> Iterator[tuple[ServiceProcess, dict[str, Credential]]]:
     creds = make_credentials()
     config = render_config(
@@ -175,7 +175,7 @@ def test_out_of_descriptors_logs_little_and_recovers(tmp_path: Path, redis_serve
     """RLIMIT_NOFILE 256 in the service; 600 connections pile up in the kernel while the service is stopped
     (SIGSTOP), so that on SIGCONT accept() runs out of descriptors (EMFILE) and asyncio logs one error per failed
     accept: thousands of lines a second without the log filter."""
-    with service(tmp_path, redis_server, "header_timeout = 3\n", nofile=256) as (proc, creds):
+    with service(tmp_path, redis_server, "header_timeout = 3\n", nofile=(256, 256)) as (proc, creds):
         records = proc.log_records()
         limits = next(r for r in records if r.get("event") == "limits")
         assert limits["open_files"] == 256
@@ -222,6 +222,21 @@ def test_out_of_descriptors_logs_little_and_recovers(tmp_path: Path, redis_serve
         assert accept_errors, "the test did not run the service out of descriptors"
         assert len(accept_errors) <= 30, len(accept_errors)
         assert len(logs) < 400, len(logs)
+
+
+def test_open_file_limit_is_raised_to_the_hard_limit(tmp_path: Path, redis_server: RedisServer) -> None:
+    with service(tmp_path, redis_server, "", nofile=(128, 700)) as (proc, _):
+        records = proc.log_records()
+        assert proc.proc is not None
+        soft_now = Path(f"/proc/{proc.proc.pid}/limits").read_text()
+    raised = next(r for r in records if r.get("event") == "nofile")
+    assert (raised["msg"], raised["from"], raised["to"], raised["hard"]) == ("open-file limit raised", 128, 700, 700)
+    assert any(
+        line.startswith("Max open files") and line.split()[3:5] == ["700", "700"] for line in soft_now.splitlines()
+    )
+    limits = next(r for r in records if r.get("event") == "limits")
+    assert limits["open_files"] == 700
+    assert limits["max_connections"] == 700 - 175  # a quarter kept for everything else
 
 
 def test_requests_in_flight_limit_and_slow_body(tmp_path: Path, redis_server: RedisServer) -> None:
