@@ -60,7 +60,7 @@ class RequestMiddleware:
             return
         start = time.perf_counter()
         if self.in_flight >= self.limits.max_requests_in_flight and scope["path"] not in UNLIMITED_PATHS:
-            # Shed load before it queues for the thread pool and Redis (issue: a full queue times every caller out).
+            # Shed load before it queues for the thread pool and Redis: an unbounded queue times every caller out.
             self.metrics.count_rejected("requests-in-flight")
             await _send_problem(send, 503, "Overloaded", _OVERLOADED, "overloaded", retry_after=RETRY_AFTER_SECONDS)
             self._record(scope, 503, start)
