@@ -18,6 +18,7 @@ from aaa_fmip.errors import AaaFmipError, ConfigError
 COMMAND_MODULES: tuple[str, ...] = (
     "aaa_fmip.commands.keys",
     "aaa_fmip.commands.serve",
+    "aaa_fmip.commands.healthcheck",
     "aaa_fmip.commands.token",
     "aaa_fmip.commands.freeradius_config",
     "aaa_fmip.commands.radius_accounting",

@@ -93,6 +93,9 @@ class ServerSettings:
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
     tls_client_ca_file: Path | None = None
+    # The client certificate `aaa-fmip healthcheck` presents under mutual TLS (None: the server's own pair).
+    healthcheck_cert_file: Path | None = None
+    healthcheck_key_file: Path | None = None
 
     @property
     def tls(self) -> bool:
@@ -207,6 +210,23 @@ class AuditSettings:
 
 
 @dataclass(frozen=True)
+class LimitSettings:
+    """Limits of the REST listener against slow or abusive clients (docs/configuration.md, "Limits")."""
+
+    header_timeout: float = 10.0  # s from connection (or the end of the last response) to a complete request head
+    keep_alive_timeout: int = 5  # s an idle keep-alive connection is kept
+    body_timeout: float = 10.0  # s the service waits for the next part of a request body
+    max_connections: int = 4096  # open connections; lowered to fit the open-file limit at start
+    max_requests_in_flight: int = 512  # requests being processed at once; beyond: 503 "overloaded"
+    rate_limit: bool = True  # per-caller and per-address token buckets (429 "rate-limited")
+    caller_rate: float = 2000.0  # requests/s per authenticated caller
+    caller_burst: int = 4000
+    auth_failure_rate: float = 10.0  # failed authentications/s per source address
+    auth_failure_burst: int = 100
+    auth_failure_log_interval: float = 10.0  # s: at most one log line and audit entry per source address
+
+
+@dataclass(frozen=True)
 class Settings:
     server: ServerSettings
     store: StoreSettings
@@ -217,6 +237,7 @@ class Settings:
     radius: RadiusSettings = field(default_factory=RadiusSettings)
     send: SendSettings = field(default_factory=SendSettings)
     audit: AuditSettings = field(default_factory=AuditSettings)
+    limits: LimitSettings = field(default_factory=LimitSettings)
     source: Path | None = None  # the file read, if any
 
     def with_listen(self, listen: str) -> Settings:
@@ -442,6 +463,8 @@ _ENV_PATHS: Final[tuple[tuple[str, ...], ...]] = (
     ("server", "tls_cert_file"),
     ("server", "tls_key_file"),
     ("server", "tls_client_ca_file"),
+    ("server", "healthcheck_cert_file"),
+    ("server", "healthcheck_key_file"),
     ("store", "url"),
     ("store", "data_dir"),
     ("store", "timeout"),
@@ -473,8 +496,19 @@ _ENV_PATHS: Final[tuple[tuple[str, ...], ...]] = (
     ("audit", "export_syslog"),
     ("audit", "export_interval"),
     ("audit", "retain_entries"),
+    ("limits", "header_timeout"),
+    ("limits", "keep_alive_timeout"),
+    ("limits", "body_timeout"),
+    ("limits", "max_connections"),
+    ("limits", "max_requests_in_flight"),
+    ("limits", "rate_limit"),
+    ("limits", "caller_rate"),
+    ("limits", "caller_burst"),
+    ("limits", "auth_failure_rate"),
+    ("limits", "auth_failure_burst"),
+    ("limits", "auth_failure_log_interval"),
 )
-_ENV_SECTIONS: Final = ("SERVER_", "STORE_", "KEYS_", "DIAMETER_", "RADIUS_", "SEND_", "AUDIT_")
+_ENV_SECTIONS: Final = ("SERVER_", "STORE_", "KEYS_", "DIAMETER_", "RADIUS_", "SEND_", "AUDIT_", "LIMITS_")
 
 
 def env_name(path: tuple[str, ...]) -> str:
@@ -549,6 +583,7 @@ def load_settings(path: Path | None, env: Mapping[str, str]) -> Settings:
     radius = _radius(top.table("radius") or {}, origins)
     send = _send(top.table("send") or {}, _env_names_for(origins, ("send",)))
     audit = _audit(top.table("audit") or {}, _env_names_for(origins, ("audit",)))
+    limits = _limits(top.table("limits") or {}, _env_names_for(origins, ("limits",)))
     top.done()
 
     _check_unique_callers(routers, clients)
@@ -569,6 +604,7 @@ def load_settings(path: Path | None, env: Mapping[str, str]) -> Settings:
         radius=radius,
         send=send,
         audit=audit,
+        limits=limits,
         source=path,
     )
 
@@ -578,7 +614,13 @@ def _server(doc: Mapping[str, Any], env_names: Mapping[str, str]) -> ServerSetti
     listen = t.string("listen", DEFAULT_LISTEN)
     assert listen is not None
     files: dict[str, Path | None] = {}
-    for name in ("tls_cert_file", "tls_key_file", "tls_client_ca_file"):
+    for name in (
+        "tls_cert_file",
+        "tls_key_file",
+        "tls_client_ca_file",
+        "healthcheck_cert_file",
+        "healthcheck_key_file",
+    ):
         text = (t.string(name, "") or "").strip()
         files[name] = Path(text) if text else None
         if files[name] is not None and not files[name].is_file():  # type: ignore[union-attr]
@@ -587,6 +629,10 @@ def _server(doc: Mapping[str, Any], env_names: Mapping[str, str]) -> ServerSetti
         raise ConfigError("tls_cert_file and tls_key_file go together", key=t.key("tls_key_file"))
     if files["tls_client_ca_file"] is not None and files["tls_cert_file"] is None:
         raise ConfigError("mutual TLS needs tls_cert_file and tls_key_file too", key=t.key("tls_client_ca_file"))
+    if (files["healthcheck_cert_file"] is None) != (files["healthcheck_key_file"] is None):
+        raise ConfigError(
+            "healthcheck_cert_file and healthcheck_key_file go together", key=t.key("healthcheck_key_file")
+        )
     result = ServerSettings(listen=parse_host_port(listen, key=t.key("listen")), **files)
     t.done()
     return result
@@ -670,6 +716,30 @@ def _send(doc: Mapping[str, Any], env_names: Mapping[str, str]) -> SendSettings:
     delta = t.number("timestamp_delta", 300.0, minimum=1.0, maximum=86400.0)
     t.done()
     return SendSettings(min_key_bits=min_bits, max_key_bits=max_bits, hk_lifetime=hk_lifetime, timestamp_delta=delta)
+
+
+def _limits(doc: Mapping[str, Any], env_names: Mapping[str, str]) -> LimitSettings:
+    t = _Table(doc, "limits", env_names)
+    d = LimitSettings()
+    result = LimitSettings(
+        header_timeout=t.number("header_timeout", d.header_timeout, minimum=0.1, maximum=3600.0),
+        keep_alive_timeout=t.integer("keep_alive_timeout", d.keep_alive_timeout, minimum=1, maximum=3600),
+        body_timeout=t.number("body_timeout", d.body_timeout, minimum=0.1, maximum=3600.0),
+        max_connections=t.integer("max_connections", d.max_connections, minimum=1, maximum=1_000_000),
+        max_requests_in_flight=t.integer(
+            "max_requests_in_flight", d.max_requests_in_flight, minimum=1, maximum=1_000_000
+        ),
+        rate_limit=t.boolean("rate_limit", d.rate_limit),
+        caller_rate=t.number("caller_rate", d.caller_rate, minimum=0.001, maximum=1e9),
+        caller_burst=t.integer("caller_burst", d.caller_burst, minimum=1, maximum=10**9),
+        auth_failure_rate=t.number("auth_failure_rate", d.auth_failure_rate, minimum=0.001, maximum=1e9),
+        auth_failure_burst=t.integer("auth_failure_burst", d.auth_failure_burst, minimum=1, maximum=10**9),
+        auth_failure_log_interval=t.number(
+            "auth_failure_log_interval", d.auth_failure_log_interval, minimum=0.0, maximum=86400.0
+        ),
+    )
+    t.done()
+    return result
 
 
 def _optional_name(t: _Table, name: str, check: Callable[[str], bool] | None = None) -> str | None:

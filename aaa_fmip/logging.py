@@ -13,11 +13,18 @@ import re
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from typing import Any, Final, TextIO
 
 from aaa_fmip.crypto.secrets import REDACTED
+from aaa_fmip.ratelimit import KeyedLimiter, Rate
 
 LOGGER_NAME: Final = "aaa_fmip"
+
+# Loggers whose lines a client can provoke at will: asyncio (one error per failed accept(), thousands a second
+# when descriptors run out), uvicorn's protocol warnings, and the REST listener's own refusals.
+FLOODABLE_LOGGERS: Final = ("asyncio", "uvicorn.error", "aaa_fmip.api.http")
+FLOOD_RATE: Final = Rate(per_second=1.0, burst=10.0)  # lines per second per (logger, message)
 
 # 64+ hex digits = 32+ octets: HK, HMK, EMSK, DSRK, KEK (optionally 0x-prefixed, as FreeRADIUS prints octets).
 _KEY_HEX: Final = re.compile(r"(?i)(?<![0-9a-f])(?:0x)?[0-9a-f]{64,}(?![0-9a-f])")
@@ -63,6 +70,27 @@ class RedactingFilter(logging.Filter):
         return True
 
 
+class RateLimitFilter(logging.Filter):
+    """At most ``rate`` lines per (logger, first line of the message); the next line let through says how many
+    were dropped (``suppressed``). Attached to :data:`FLOODABLE_LOGGERS` by :func:`configure_logging`."""
+
+    def __init__(self, rate: Rate = FLOOD_RATE, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__()
+        self._limiter: KeyedLimiter[tuple[str, str]] = KeyedLimiter(rate, max_keys=1024)
+        self._suppressed: dict[tuple[str, str], int] = {}
+        self._clock = clock
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        key = (record.name, str(record.msg).split("\n", 1)[0][:120])
+        if self._limiter.take(key, self._clock()):
+            self._suppressed[key] = self._suppressed.get(key, 0) + 1
+            return False
+        dropped = self._suppressed.pop(key, 0)
+        if dropped:
+            record.suppressed = dropped
+        return True
+
+
 class JsonFormatter(logging.Formatter):
     """``{"ts", "level", "logger", "msg", ...extra}``; exceptions as type and frames, never their message."""
 
@@ -100,6 +128,11 @@ def configure_logging(level: str | int = "INFO", stream: TextIO | None = None) -
         lg.propagate = True
     # uvicorn's access log would duplicate ours (aaa_fmip.api.access) and show raw query strings.
     logging.getLogger("uvicorn.access").disabled = True
+    for name in FLOODABLE_LOGGERS:
+        lg = logging.getLogger(name)
+        for old in [f for f in lg.filters if isinstance(f, RateLimitFilter)]:
+            lg.removeFilter(old)
+        lg.addFilter(RateLimitFilter())
 
 
 def get_logger(name: str) -> logging.Logger:

@@ -109,6 +109,29 @@ class Metrics:
             namespace=NAMESPACE,
             registry=self.registry,
         )
+        self.auth_failures = Counter(
+            "auth_failures",
+            "REST requests refused by authentication, by reason (missing-token, invalid-token, wrong-role).",
+            ["reason"],
+            namespace=NAMESPACE,
+            registry=self.registry,
+        )
+        self.rate_limited = Counter(
+            "rate_limited",
+            "REST requests answered 429, by limit: caller (per authenticated caller) or address (failed "
+            "authentications per source address).",
+            ["limit"],
+            namespace=NAMESPACE,
+            registry=self.registry,
+        )
+        self.shed = Counter(
+            "http_shed",
+            "Connections or requests the REST listener refused or closed to protect itself, by reason "
+            "(connection-limit, header-timeout, requests-in-flight, body-timeout, bad-http-request).",
+            ["reason"],
+            namespace=NAMESPACE,
+            registry=self.registry,
+        )
         info = InfoMetricFamily(f"{NAMESPACE}_build", "Version of the running aaa-fmip.")
         info.add_metric([], {"version": __version__})
         self.registry.register(_Static([info]))
@@ -124,6 +147,15 @@ class Metrics:
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         self.http_requests.labels(method, route, str(status)).inc()
         self.http_latency.labels(method, route).observe(seconds)
+
+    def count_rejected(self, reason: str) -> None:
+        self.shed.labels(reason).inc()
+
+    def count_auth_failure(self, reason: str) -> None:
+        self.auth_failures.labels(reason).inc()
+
+    def count_rate_limited(self, limit: str) -> None:
+        self.rate_limited.labels(limit).inc()
 
     def observe_fbu(self, interface: str, verdict: FbuVerdict) -> None:
         if verdict.valid:

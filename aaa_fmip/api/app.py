@@ -6,13 +6,16 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Final
+from typing import Any, Final
 
 from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
 
 from aaa_fmip import __version__
 from aaa_fmip.api import problems, routes_mih, routes_send
+from aaa_fmip.api.limits import RequestGuard
 from aaa_fmip.api.middleware import RequestMiddleware
+from aaa_fmip.api.problems import PROBLEM_JSON
 from aaa_fmip.api.routes import ops, v1
 from aaa_fmip.bootstrap import Runtime
 
@@ -64,10 +67,69 @@ def create_app(runtime: Runtime) -> FastAPI:
         license_info={"name": "Apache-2.0"},
     )
     app.state.runtime = runtime
+    app.state.guard = RequestGuard(runtime)
     problems.install(app)
     app.include_router(v1)
     app.include_router(routes_send.router)
     app.include_router(routes_mih.router)
     app.include_router(ops)
-    app.add_middleware(RequestMiddleware, metrics=runtime.metrics)
+    app.add_middleware(RequestMiddleware, metrics=runtime.metrics, limits=runtime.settings.limits)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            spec = get_openapi(
+                title=app.title,
+                version=app.version,
+                description=app.description,
+                routes=app.routes,
+                tags=app.openapi_tags,
+                license_info=app.license_info,
+            )
+            app.openapi_schema = problem_responses(spec)
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app
+
+
+# Answers any route can give, whatever it does: from the HTTP layer, the limits and the middleware.
+COMMON_ERRORS: Final = {
+    "400": "The request could not be parsed as HTTP, or its body not as text (reason `bad-http-request`, "
+    "`malformed-body`).",
+    "408": "The request body did not arrive in time (reason `request-timeout`).",
+    "413": "The body is larger than 64 KiB (reason `too-large`).",
+    "500": "An unexpected error; the event is logged (reason `internal-error`).",
+    "503": "The service is at its connection or request limit (reason `overloaded`), or the key store cannot be "
+    "reached (reason `store-unavailable`); retry after `Retry-After` seconds.",
+}
+V1_ERRORS: Final = {
+    "401": "No bearer token, or an unknown one (reason `missing-token`, `invalid-token`).",
+    "422": "The request is malformed or invalid; `errors` names each field at fault (reason `invalid-request`, "
+    "or a more specific one).",
+    "429": "Too many requests from this caller, or too many failed authentications from this address (reason "
+    "`rate-limited`); retry after `Retry-After` seconds.",
+}
+PROBLEM_REF: Final = {"$ref": "#/components/schemas/Problem"}
+
+
+def problem_responses(spec: dict[str, Any]) -> dict[str, Any]:
+    """Every error answer of every operation as ``application/problem+json`` with the Problem schema (FastAPI
+    declares ``application/json``, and its own validation-error schema for 422, which this API never sends)."""
+    for path, operations in spec.get("paths", {}).items():
+        for operation in operations.values():
+            responses: dict[str, Any] = operation.setdefault("responses", {})
+            common = dict(COMMON_ERRORS)
+            if path.startswith("/v1/"):
+                common |= V1_ERRORS
+                if "parameters" not in operation and "requestBody" not in operation:
+                    del common["422"]
+            for status, description in common.items():
+                responses.setdefault(status, {"description": description})
+            for status, response in responses.items():
+                if status[0] not in "45":
+                    continue
+                response["content"] = {PROBLEM_JSON: {"schema": PROBLEM_REF}}
+    schemas = spec.get("components", {}).get("schemas", {})
+    for name in ("HTTPValidationError", "ValidationError"):
+        schemas.pop(name, None)
+    return spec

@@ -2,7 +2,8 @@
 
 Every ``/v1`` request carries ``Authorization: Bearer <token>``. Missing or unknown token → 401; a known token
 whose role may not call the route → 403. Tokens are compared as SHA-256 digests, in constant time
-(:meth:`aaa_fmip.bootstrap.CallerRegistry.authenticate`).
+(:meth:`aaa_fmip.bootstrap.CallerRegistry.authenticate`). Failures are counted and reported, and callers and
+failing addresses are rate-limited (429), by :class:`aaa_fmip.api.limits.RequestGuard`.
 """
 
 from __future__ import annotations
@@ -13,9 +14,11 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from aaa_fmip.api.limits import RequestGuard
 from aaa_fmip.api.problems import AuthProblem
 from aaa_fmip.bootstrap import Runtime
 from aaa_fmip.model import Caller, Role
+from aaa_fmip.ratelimit import retry_after_header
 
 _bearer = HTTPBearer(
     auto_error=False,
@@ -45,7 +48,11 @@ def require_role(*roles: Role) -> Callable[..., Awaitable[Caller]]:
         runtime: RuntimeDep,
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     ) -> Caller:
+        guard: RequestGuard = request.app.state.guard
+        address = request.client.host if request.client else "unknown"
+        route = getattr(request.scope.get("route"), "path", "<unmatched>")
         if credentials is None or not credentials.credentials:
+            _refuse_address(guard.failed("missing-token", address, route))
             raise AuthProblem(
                 401,
                 "an Authorization: Bearer token is required",
@@ -54,6 +61,7 @@ def require_role(*roles: Role) -> Callable[..., Awaitable[Caller]]:
             )
         caller = runtime.callers.authenticate(credentials.credentials)
         if caller is None:
+            _refuse_address(guard.failed("invalid-token", address, route))
             raise AuthProblem(
                 401,
                 "the bearer token is not known",
@@ -61,7 +69,11 @@ def require_role(*roles: Role) -> Callable[..., Awaitable[Caller]]:
                 headers={"WWW-Authenticate": _CHALLENGE + ', error="invalid_token"'},
             )
         request.state.caller = caller.name  # for the access log line
+        wait = guard.caller_wait(caller.name)
+        if wait:
+            raise rate_limited(wait, "this caller's request rate is over its limit")
         if caller.role not in allowed:
+            guard.failed("wrong-role", address, route, caller=caller.name)
             wanted = " or ".join(sorted(allowed))
             raise AuthProblem(
                 403, f"this call needs the role {wanted}; the token has {caller.role}", reason="wrong-role"
@@ -69,6 +81,16 @@ def require_role(*roles: Role) -> Callable[..., Awaitable[Caller]]:
         return caller
 
     return authenticated_caller
+
+
+def rate_limited(wait: float, detail: str) -> AuthProblem:
+    """429 with Retry-After (RFC 6585 §4)."""
+    return AuthProblem(429, detail, reason="rate-limited", headers={"Retry-After": retry_after_header(wait)})
+
+
+def _refuse_address(wait: float) -> None:
+    if wait:
+        raise rate_limited(wait, "too many failed authentications from this address")
 
 
 ArCaller = Annotated[Caller, Depends(require_role("ar"))]

@@ -59,23 +59,43 @@ def problem(
     title: str,
     detail: str,
     *,
-    reason: str | None = None,
+    reason: str,
     headers: dict[str, str] | None = None,
     extra: dict[str, Any] | None = None,
 ) -> JSONResponse:
-    body: dict[str, Any] = {
-        "type": PROBLEM_BASE + reason if reason else "about:blank",
-        "title": title,
-        "status": status,
-        "detail": detail,
-    }
-    if reason:
-        body["reason"] = reason
+    """A problem response; every one carries a stable ``reason`` (its ``type`` is built from it)."""
+    body = problem_body(status, title, detail, reason)
     if extra:
         body.update(extra)
     all_headers = {"Cache-Control": "no-store"}
     all_headers.update(headers or {})
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=all_headers)
+
+
+def problem_body(status: int, title: str, detail: str, reason: str) -> dict[str, Any]:
+    return {"type": PROBLEM_BASE + reason, "title": title, "status": status, "detail": detail, "reason": reason}
+
+
+# Status codes the framework (Starlette/FastAPI) raises itself, with the reason each gets here.
+HTTP_REASONS: Final = {
+    400: "malformed-body",  # FastAPI: "There was an error parsing the body" (e.g. JSON that is not UTF-8)
+    401: "missing-token",
+    403: "forbidden",
+    404: "no-such-resource",
+    405: "method-not-allowed",
+    413: "too-large",
+    415: "unsupported-media-type",
+}
+HTTP_TITLES: Final = {
+    400: "Bad request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not found",
+    405: "Method not allowed",
+    413: "Too large",
+    415: "Unsupported media type",
+    429: "Too many requests",
+}
 
 
 def error_response(exc: errors.AaaFmipError, *, field: str | None = None) -> JSONResponse:
@@ -148,25 +168,21 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         items = _validation_errors(exc)
+        if any(error.get("type") == "json_invalid" for error in exc.errors()):
+            # FastAPI locates a JSON syntax error as ("body", offset): name the body instead of a list index.
+            items = [{"field": "body", "message": "not valid JSON"}]
         detail = "; ".join(f"{item['field']}: {item['message']}" for item in items) or "invalid request"
         return problem(422, "Invalid request", detail, reason="invalid-request", extra={"errors": items})
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        titles = {401: "Unauthorized", 403: "Forbidden", 404: "Not found", 405: "Method not allowed", 413: "Too large"}
-        reasons = {404: "no-such-resource", 405: "method-not-allowed", 413: "too-large"}
-        reason = reasons.get(exc.status_code)
+        reason = HTTP_REASONS.get(exc.status_code, f"http-{exc.status_code}")
         extra_headers = dict(exc.headers or {})
-        detail = exc.detail if isinstance(exc.detail, str) else titles.get(exc.status_code, "error")
+        title = HTTP_TITLES.get(exc.status_code, "Error")
+        detail = exc.detail if isinstance(exc.detail, str) else title
         if isinstance(exc, AuthProblem):
             reason = exc.reason
-        return problem(
-            exc.status_code,
-            titles.get(exc.status_code, "Error"),
-            detail,
-            reason=reason,
-            headers=extra_headers,
-        )
+        return problem(exc.status_code, title, detail, reason=reason, headers=extra_headers)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

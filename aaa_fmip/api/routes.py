@@ -42,6 +42,8 @@ from aaa_fmip.metrics import CONTENT_TYPE
 from aaa_fmip.store import AuditCheck, Checkpoint
 
 REST: Final = "rest"  # the metrics ``interface`` label
+MAX_U64: Final = 2**64 - 1
+LAST_STREAM_ID: Final = f"{MAX_U64}-{MAX_U64}"
 
 _AUTH: dict[int | str, dict[str, Any]] = {
     401: {"model": Problem, "description": "No bearer token, or an unknown one."},
@@ -253,6 +255,10 @@ def read_audit(
         until_at = parse_instant(until, name="until") if until is not None else None
     except ValueError as exc:
         raise InvalidRequest(str(exc), reason="bad-instant") from None
+    if cursor is not None and not _is_stream_id(cursor):
+        raise InvalidRequest("cursor: not a next_cursor this service issued", reason="bad-cursor")
+    if cursor == LAST_STREAM_ID:
+        return AuditPage(entries=[], next_cursor=None)  # nothing follows it; Redis refuses "(" + the last id
     with runtime.metrics.operation(REST, "audit"):
         entries, next_cursor = runtime.service.read_audit(
             caller, cursor=cursor, limit=limit, since=since_at, until=until_at, event=event, spi=spi, ar=ar
@@ -273,6 +279,12 @@ def read_audit(
         ],
         next_cursor=next_cursor,
     )
+
+
+def _is_stream_id(cursor: str) -> bool:
+    """A Redis stream id is two unsigned 64-bit integers; Redis answers an error (not an empty page) beyond."""
+    millis, _, sequence = cursor.partition("-")
+    return int(millis) <= MAX_U64 and int(sequence) <= MAX_U64
 
 
 _VERIFY_DESCRIPTION = (

@@ -47,6 +47,25 @@ HexBytes = Annotated[
 ]
 
 
+HMK_NAME_OCTETS = 8  # HMK-Name (architecture.md §2), like EMSKName (RFC 5295 §3.2)
+
+
+def parse_hmk_name(value: Any) -> bytes:
+    """An HMK-Name: hex of exactly 8 octets."""
+    octets = parse_hex(value)
+    if len(octets) != HMK_NAME_OCTETS:
+        raise PydanticCustomError("hmk_name_length", "an HMK-Name is 8 octets (16 hexadecimal digits)")
+    return octets
+
+
+HmkName = Annotated[
+    bytes,
+    PlainValidator(parse_hmk_name),
+    PlainSerializer(lambda b: b.hex(), return_type=str),
+    WithJsonSchema({"type": "string", "pattern": "^(0[xX])?[0-9a-fA-F]{16}$"}),
+]
+
+
 def to_rfc3339(unix_seconds: float) -> str:
     """Unix time → ``2024-05-01T12:00:00Z`` (whole seconds, UTC)."""
     return dt.datetime.fromtimestamp(int(unix_seconds), tz=dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -171,7 +190,7 @@ class HandoverKeyRequest(BaseModel):
     ar_address: IPv6 = Field(description="The AR-ID: one of the caller's own addresses (the PAR address of the FBU).")
     spi: Spi | None = None
     calling_station_id: str | None = Field(None, max_length=64, description="Select the session by the MN's MAC.")
-    hmk_name: HexBytes | None = Field(None, description="Select the session by its HMK-Name (8 octets, hex).")
+    hmk_name: HmkName | None = Field(None, description="Select the session by its HMK-Name (8 octets, hex).")
 
     @model_validator(mode="after")
     def _one_selector(self) -> HandoverKeyRequest:
@@ -313,7 +332,7 @@ class Problem(BaseModel):
     title: str
     status: int
     detail: str
-    reason: str | None = Field(None, description="Stable kebab-case code for programs.")
+    reason: str = Field(description="Stable kebab-case code for programs (docs/api.md lists them).")
     errors: list[dict[str, str]] | None = Field(None, description="Request validation errors: field and message.")
 
 

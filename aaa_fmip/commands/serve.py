@@ -8,12 +8,15 @@ the store is closed and the embedded Redis saves and exits; the exit status is t
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
+import functools
 import gc
 import importlib
 import ipaddress
 import logging
 import os
+import resource
 import signal
 import ssl
 import threading
@@ -22,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import uvicorn
 
-from aaa_fmip.config import ENV_CONFIG, Settings, load_settings, resolve_config_path
+from aaa_fmip.config import ENV_CONFIG, LimitSettings, Settings, load_settings, resolve_config_path
 from aaa_fmip.errors import AaaFmipError
 from aaa_fmip.logging import configure_logging
 
@@ -35,6 +38,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("aaa_fmip.serve")
 
 GRACEFUL_SHUTDOWN_SECONDS: Final = 5
+NOFILE_FALLBACK: Final = 1 << 20  # when the hard limit is "unlimited", as Linux's fs.nr_open default
 TOKEN_HINT: Final = (
     "no access routers or clients are configured, so every /v1 request is refused (401). Create a token with "
     "`aaa-fmip token new --role ar --name ar1 --address 2001:db8::1` (or --role aaa|auditor|admin), paste the "
@@ -73,11 +77,14 @@ def run(args: argparse.Namespace) -> int:
 def serve(settings: Settings) -> int:
     """Run until SIGTERM/SIGINT; returns the exit status."""
     from aaa_fmip.api.app import create_app
+    from aaa_fmip.api.protocol import protocol_class
     from aaa_fmip.bootstrap import build_runtime
 
     runtime = build_runtime(settings)
     listeners: list[tuple[str, ListenerHandle]] = []
     try:
+        open_files = raise_open_file_limit()
+        max_connections = connection_limit(settings.limits, open_files)
         listeners = start_listeners(runtime)
         app = create_app(runtime)
         config = uvicorn.Config(
@@ -87,11 +94,24 @@ def serve(settings: Settings) -> int:
             log_config=None,  # our JSON handler (aaa_fmip.logging) formats uvicorn's records too
             access_log=False,  # the app logs one access line per request itself, without query strings
             timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+            timeout_keep_alive=settings.limits.keep_alive_timeout,
+            http=protocol_class(settings.limits, runtime.metrics, max_connections),
             server_header=False,
             proxy_headers=False,
             **_tls_options(settings),
         )
-        server = _Server(config)
+        server = _Server(config, handshake_timeout=settings.limits.header_timeout)
+        log.info(
+            "limits",
+            extra={
+                "event": "limits",
+                "open_files": open_files,
+                "max_connections": max_connections,
+                "max_requests_in_flight": settings.limits.max_requests_in_flight,
+                "header_timeout_s": settings.limits.header_timeout,
+                "rate_limit": settings.limits.rate_limit,
+            },
+        )
         # What is loaded now (FastAPI, pydantic, redis-py, cryptography, the app: some 90,000 objects) lives as
         # long as the process. Move it out of the cyclic collector's reach: a full collection over it stalls every
         # request for tens of ms (docs/performance.md: the FBU p99.9 fell from 19-128 ms to 6-40 ms).
@@ -109,6 +129,46 @@ def serve(settings: Settings) -> int:
             except Exception as exc:
                 log.error("listener did not stop cleanly", extra={"listener": name, "error": type(exc).__name__})
         runtime.close()
+
+
+def raise_open_file_limit() -> int:
+    """Raise the soft RLIMIT_NOFILE to the hard limit (systemd's default soft limit is 1,024: far too few for a
+    listener) and return the soft limit in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = NOFILE_FALLBACK if hard == resource.RLIM_INFINITY else hard
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError) as exc:
+            log.warning(
+                "could not raise the open-file limit",
+                extra={"event": "nofile", "soft": soft, "hard": hard, "error": type(exc).__name__},
+            )
+            return soft
+        log.info("open-file limit raised", extra={"event": "nofile", "from": soft, "to": target, "hard": hard})
+        return target
+    log.info("open-file limit", extra={"event": "nofile", "soft": soft, "hard": hard})
+    return NOFILE_FALLBACK if soft == resource.RLIM_INFINITY else soft
+
+
+def connection_limit(limits: LimitSettings, open_files: int) -> int:
+    """``limits.max_connections``, lowered so that open connections leave descriptors for everything else
+    (Redis connections, the Diameter and RADIUS listeners, log and data files): a quarter of the limit, at least
+    16 and at most 256 of them."""
+    reserve = min(256, max(16, open_files // 4))
+    allowed = max(1, open_files - reserve)
+    if limits.max_connections > allowed:
+        log.warning(
+            "limits.max_connections lowered to fit the open-file limit",
+            extra={
+                "event": "limits-lowered",
+                "configured": limits.max_connections,
+                "used": allowed,
+                "open_files": open_files,
+            },
+        )
+        return allowed
+    return limits.max_connections
 
 
 def _tls_options(settings: Settings) -> dict[str, Any]:
@@ -214,6 +274,20 @@ class _Server(uvicorn.Server):
     closed; this variant records the signal and returns normally instead."""
 
     stop_signal: str | None = None
+
+    def __init__(self, config: uvicorn.Config, *, handshake_timeout: float | None = None) -> None:
+        super().__init__(config)
+        self.handshake_timeout = handshake_timeout
+
+    async def serve(self, sockets: list[Any] | None = None) -> None:
+        loop = asyncio.get_running_loop()
+        if self.config.is_ssl and self.handshake_timeout is not None:
+            # uvicorn leaves asyncio's 60 s TLS handshake timeout; a client that opens TCP and never sends a
+            # ClientHello must not hold its descriptor longer than one that sends half a request head.
+            loop.create_server = functools.partial(  # type: ignore[method-assign]
+                loop.create_server, ssl_handshake_timeout=self.handshake_timeout
+            )
+        await super().serve(sockets)
 
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:

@@ -10,7 +10,7 @@ from aaa_fmip.errors import (
     StoreUnavailable,
 )
 from aaa_fmip.model import Caller
-from aaa_fmip.service._access import UseCase, audit_item, require
+from aaa_fmip.service._access import UseCase, require
 from aaa_fmip.store import AuditCheck, AuditEntry, Checkpoint
 
 
@@ -61,5 +61,7 @@ class AuditUseCases(UseCase):
         except StoreError as exc:
             raise Conflict(str(exc), reason="audit-trail-broken") from None
 
-    def _audit(self, event: str, at: float, **fields: str | int | None) -> None:
-        self.store.append_audits([audit_item(event, at, **fields)])
+    def record_auth_failure(self, *, reason: str, count: int, **fields: str | None) -> None:
+        """Audit refused authentications (a summary per source address, written by the REST listener at most
+        once per interval): ``auth.failed`` with the reason, how many, and identifiers only (never a token)."""
+        self._audit("auth.failed", self.clock(), reason=reason, count=count, **fields)

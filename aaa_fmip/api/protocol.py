@@ -1,0 +1,147 @@
+"""The REST listener's HTTP/1.1 protocol: uvicorn's h11 protocol with the limits uvicorn lacks.
+
+* **Request-head deadline.** uvicorn bounds only the idle time between requests (``timeout_keep_alive``); a
+  client that sends half a request head keeps its connection, and a file descriptor, forever (slowloris). Here
+  every request head must be complete within ``limits.header_timeout`` of the connection being made (after
+  the TLS handshake) or of its first byte on a kept-alive connection; otherwise the connection is closed.
+* **Connection limit.** Beyond ``max_connections`` open connections a new one is answered at once with a 503
+  ``overloaded`` problem and closed, so that descriptors are never all held by idle clients. (uvicorn's
+  ``limit_concurrency`` answers plain text and counts connections only when a request arrives.)
+* **Malformed HTTP** is answered with a 400 ``bad-http-request`` problem instead of an empty text/plain body.
+
+The parsing itself stays h11's; this module only adds timers and the two answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any, Final
+
+import h11
+from uvicorn.config import Config
+from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.server import ServerState
+
+from aaa_fmip.api.problems import PROBLEM_JSON, RETRY_AFTER_SECONDS, problem_body
+from aaa_fmip.config import LimitSettings
+from aaa_fmip.metrics import Metrics
+
+log = logging.getLogger("aaa_fmip.api.http")
+
+
+def _raw_response(status: int, phrase: str, title: str, detail: str, reason: str, extra: str = "") -> bytes:
+    body = json.dumps(problem_body(status, title, detail, reason)).encode()
+    head = (
+        f"HTTP/1.1 {status} {phrase}\r\ncontent-type: {PROBLEM_JSON}\r\ncontent-length: {len(body)}\r\n"
+        f"cache-control: no-store\r\nconnection: close\r\n{extra}\r\n"
+    )
+    return head.encode("ascii") + body
+
+
+OVERLOADED_RESPONSE: Final = _raw_response(
+    503,
+    "Service Unavailable",
+    "Overloaded",
+    "The service is at its limit of open connections; retry shortly.",
+    "overloaded",
+    f"retry-after: {RETRY_AFTER_SECONDS}\r\n",
+)
+BAD_REQUEST_BODY: Final = json.dumps(
+    problem_body(400, "Bad request", "The request is not valid HTTP/1.1.", "bad-http-request")
+).encode()
+
+
+def protocol_class(limits: LimitSettings, metrics: Metrics, max_connections: int) -> type[H11Protocol]:
+    """An :class:`H11Protocol` subclass bound to these limits (uvicorn instantiates the class it is given)."""
+
+    class GuardedH11Protocol(H11Protocol):
+        def __init__(
+            self,
+            config: Config,
+            server_state: ServerState,
+            app_state: dict[str, Any],
+            _loop: asyncio.AbstractEventLoop | None = None,
+        ) -> None:
+            super().__init__(config, server_state, app_state, _loop)
+            self.head_timer: asyncio.TimerHandle | None = None
+            self.refused = False
+
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            super().connection_made(transport)  # type: ignore[arg-type]
+            if len(self.connections) > max_connections:
+                self.refused = True
+                metrics.count_rejected("connection-limit")
+                log.warning("connection refused: at the connection limit", extra={"limit": max_connections})
+                self.transport.write(OVERLOADED_RESPONSE)
+                self.transport.close()
+                return
+            self._arm_head_timer()
+
+        def data_received(self, data: bytes) -> None:
+            if self.refused:
+                return
+            super().data_received(data)
+            if self.transport.is_closing():
+                return
+            if self.conn.their_state is h11.IDLE:
+                self._arm_head_timer()  # a request head has begun (or not yet): it must be complete in time
+            else:
+                self._disarm_head_timer()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            if self.transport.is_closing():
+                return
+            if self.conn.their_state is not h11.IDLE:
+                self._disarm_head_timer()  # a pipelined head was complete
+            elif self.conn.trailing_data[0]:
+                self._arm_head_timer()  # part of the next head came with the last request: its deadline runs now
+            # else: idle, the keep-alive timer runs; the next byte arms the deadline in data_received
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._disarm_head_timer()
+            super().connection_lost(exc)
+
+        def send_400_response(self, msg: str) -> None:
+            metrics.count_rejected("bad-http-request")
+            headers = [
+                (b"content-type", PROBLEM_JSON.encode()),
+                (b"content-length", str(len(BAD_REQUEST_BODY)).encode()),
+                (b"cache-control", b"no-store"),
+                (b"connection", b"close"),
+            ]
+            try:
+                output = self.conn.send(h11.Response(status_code=400, headers=headers, reason=b"Bad Request"))
+                output = (output or b"") + (self.conn.send(h11.Data(data=BAD_REQUEST_BODY)) or b"")
+                output += self.conn.send(h11.EndOfMessage()) or b""
+            except h11.LocalProtocolError:  # h11 cannot frame an answer in this state: close without one
+                output = b""
+            if output:
+                self.transport.write(output)
+            self.transport.close()
+
+        def _arm_head_timer(self) -> None:
+            if self.head_timer is None:
+                self.head_timer = self.loop.call_later(limits.header_timeout, self._head_timeout)
+
+        def _disarm_head_timer(self) -> None:
+            if self.head_timer is not None:
+                self.head_timer.cancel()
+                self.head_timer = None
+
+        def _head_timeout(self) -> None:
+            self.head_timer = None
+            if self.transport.is_closing() or self.conn.their_state is not h11.IDLE:
+                return
+            if self.cycle is not None and not self.cycle.response_complete:
+                return  # a response is still being produced: not a client stalling on a head
+            metrics.count_rejected("header-timeout")
+            log.warning(
+                "connection closed: no complete request head in time",
+                extra={"timeout_s": limits.header_timeout, "client": self.client[0] if self.client else None},
+            )
+            self.transport.close()
+
+    return GuardedH11Protocol
