@@ -7,15 +7,13 @@ metrics. Adapters (REST, Diameter, RADIUS) receive the :class:`Runtime`; nothing
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import ipaddress
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
+from aaa_fmip.callers import CallerRegistry
 from aaa_fmip.config import Settings
 from aaa_fmip.crypto.wrap import Kek, KekRing, load_kek_file
 from aaa_fmip.errors import ConfigError, CryptoError
@@ -25,6 +23,9 @@ from aaa_fmip.send_policy import SendPolicy
 from aaa_fmip.service import HandoverKeyService
 from aaa_fmip.store.redis import RedisStore
 
+if TYPE_CHECKING:
+    from aaa_fmip.api.context import ApiContext
+
 log = logging.getLogger("aaa_fmip.bootstrap")
 
 StoreKind = Literal["embedded", "redis"]
@@ -32,59 +33,6 @@ StoreKind = Literal["embedded", "redis"]
 
 class _Stoppable(Protocol):
     def stop(self) -> None: ...
-
-
-@dataclass(frozen=True)
-class CallerRegistry:
-    """Who may call: bearer-token digests → callers, and the access routers by each of their identities."""
-
-    _tokens: tuple[tuple[bytes, Caller], ...] = field(repr=False)
-    routers: tuple[AccessRouter, ...]
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> CallerRegistry:
-        tokens: list[tuple[bytes, Caller]] = []
-        routers: list[AccessRouter] = []
-        for ar in settings.access_routers:
-            router = ar.to_model()
-            routers.append(router)
-            if ar.token_sha256 is not None:  # None: a Diameter-only router, no REST access
-                tokens.append((ar.token_sha256, Caller(name=ar.name, role="ar", router=router)))
-        for client in settings.clients:
-            caller = Caller(name=client.name, role=client.role, mihf_ids=frozenset(client.mihf_ids))
-            tokens.append((client.token_sha256, caller))
-        return cls(tuple(tokens), tuple(routers))
-
-    def authenticate(self, token: str) -> Caller | None:
-        """The caller a bearer token belongs to, or None. Compares every digest in constant time."""
-        digest = hashlib.sha256(token.encode("utf-8", "surrogateescape")).digest()
-        found: Caller | None = None
-        for expected, caller in self._tokens:
-            if hmac.compare_digest(expected, digest) and found is None:
-                found = caller
-        return found
-
-    @property
-    def client_count(self) -> int:
-        return sum(1 for _, caller in self._tokens if caller.role != "ar")
-
-    def router_by_name(self, name: str) -> AccessRouter | None:
-        return next((r for r in self.routers if r.name == name), None)
-
-    def router_by_diameter_identity(self, identity: str) -> AccessRouter | None:
-        """The AR whose Diameter peer has this Origin-Host (case-insensitive, RFC 6733 §4.3.1)."""
-        lowered = identity.lower()
-        return next((r for r in self.routers if r.diameter_identity and r.diameter_identity.lower() == lowered), None)
-
-    def router_by_address(self, address: ipaddress.IPv6Address) -> AccessRouter | None:
-        return next((r for r in self.routers if r.owns(address)), None)
-
-    def router_by_nas_identifier(self, nas_identifier: str) -> AccessRouter | None:
-        return next((r for r in self.routers if r.nas_identifier == nas_identifier), None)
-
-    def caller_for_router(self, router: AccessRouter) -> Caller:
-        """The caller an AR is when it queries over Diameter (authenticated by its peer identity)."""
-        return Caller(name=router.name, role="ar", router=router)
 
 
 @dataclass
@@ -110,6 +58,21 @@ class Runtime:
         finally:
             if self._embedded is not None:
                 self._embedded.stop()
+
+
+def build_callers(settings: Settings) -> CallerRegistry:
+    """The caller registry of ``settings``: every token digest with its caller, every access router."""
+    tokens: list[tuple[bytes, Caller]] = []
+    routers: list[AccessRouter] = []
+    for ar in settings.access_routers:
+        router = ar.to_model()
+        routers.append(router)
+        if ar.token_sha256 is not None:  # None: a Diameter-only router, no REST access
+            tokens.append((ar.token_sha256, Caller(name=ar.name, role="ar", router=router)))
+    for client in settings.clients:
+        caller = Caller(name=client.name, role=client.role, mihf_ids=frozenset(client.mihf_ids))
+        tokens.append((client.token_sha256, caller))
+    return CallerRegistry(tuple(tokens), tuple(routers))
 
 
 def load_kek_ring(settings: Settings) -> KekRing | None:
@@ -175,9 +138,27 @@ def build_runtime(settings: Settings, *, clock: Callable[[], float] = time.time)
         settings=settings,
         store=store,
         service=service,
-        callers=CallerRegistry.from_settings(settings),
+        callers=build_callers(settings),
         metrics=metrics,
         kek_ring=ring,
         store_kind=kind,
         _embedded=embedded,
+    )
+
+
+def api_context(runtime: Runtime) -> ApiContext:
+    """The pieces of ``runtime`` the REST adapter takes (it never sees the runtime or the settings)."""
+    from aaa_fmip.api.context import ApiContext
+
+    async def close_async_store() -> None:
+        aio = runtime.store.aio
+        if aio is not None:
+            await aio.aclose()
+
+    return ApiContext(
+        service=runtime.service,
+        callers=runtime.callers,
+        metrics=runtime.metrics,
+        limits=runtime.settings.limits,
+        on_shutdown=close_async_store,
     )

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from aaa_fmip.bootstrap import CallerRegistry
+from aaa_fmip.bootstrap import build_callers
 from aaa_fmip.config import HostPort, Settings, load_settings, parse_host_port, resolve_config_path
 from aaa_fmip.errors import ConfigError
 
@@ -329,7 +329,7 @@ def test_a_diameter_only_router_needs_no_token(tmp_path: Path) -> None:
     ar1, ar2 = settings.access_routers
     assert (ar1.token_sha256, ar1.diameter_identity) == (None, "ar1.example")
     assert ar2.token_sha256 == bytes.fromhex(TOKEN_B)
-    registry = CallerRegistry.from_settings(settings)
+    registry = build_callers(settings)
     assert registry.router_by_diameter_identity("ar1.example") is not None  # reachable over Diameter
     found = registry.authenticate("token-b")
     assert found is not None and found.name == "ar2"

@@ -1,5 +1,5 @@
-"""The FastAPI app factory. Everything the app uses comes from the :class:`~aaa_fmip.bootstrap.Runtime` it is
-given (``app.state.runtime``); there are no module-level singletons, so tests and several apps in one process
+"""The FastAPI app factory. Everything the app uses comes from the :class:`~aaa_fmip.api.context.ApiContext` it
+is given (``app.state.context``); there are no module-level singletons, so tests and several apps in one process
 never share state."""
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ from fastapi.openapi.utils import get_openapi
 
 from aaa_fmip import __version__
 from aaa_fmip.api import problems, routes_mih, routes_send
+from aaa_fmip.api.context import ApiContext
 from aaa_fmip.api.limits import RequestGuard
 from aaa_fmip.api.middleware import RequestMiddleware
 from aaa_fmip.api.problems import PROBLEM_JSON
 from aaa_fmip.api.routes import ops, v1
-from aaa_fmip.bootstrap import Runtime
 
 DESCRIPTION: Final = """
 Keys for Mobile IPv6 fast handovers (FMIPv6, RFC 5568) from the AAA infrastructure.
@@ -45,16 +45,15 @@ TAGS: Final = [
 ]
 
 
-def create_app(runtime: Runtime) -> FastAPI:
-    """The REST API over ``runtime``. The caller owns ``runtime`` and closes it after the server stops; the app
-    closes only the store's asyncio connections, which belong to its event loop."""
+def create_app(ctx: ApiContext) -> FastAPI:
+    """The REST API over the pieces in ``ctx``. The caller owns them and closes them after the server stops; the
+    app runs only ``ctx.on_shutdown`` (the store's asyncio connections, which belong to its event loop)."""
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
-        aio = runtime.store.aio
-        if aio is not None:
-            await aio.aclose()
+        if ctx.on_shutdown is not None:
+            await ctx.on_shutdown()
 
     app = FastAPI(
         lifespan=lifespan,
@@ -66,14 +65,14 @@ def create_app(runtime: Runtime) -> FastAPI:
         redoc_url=None,
         license_info={"name": "Apache-2.0"},
     )
-    app.state.runtime = runtime
-    app.state.guard = RequestGuard(runtime)
+    app.state.context = ctx
+    app.state.guard = RequestGuard(ctx.service, ctx.metrics, ctx.limits)
     problems.install(app)
     app.include_router(v1)
     app.include_router(routes_send.router)
     app.include_router(routes_mih.router)
     app.include_router(ops)
-    app.add_middleware(RequestMiddleware, metrics=runtime.metrics, limits=runtime.settings.limits)
+    app.add_middleware(RequestMiddleware, metrics=ctx.metrics, limits=ctx.limits)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

@@ -1,4 +1,4 @@
-"""Dependencies: the runtime of this app, and the authenticated caller with the role a route requires.
+"""Dependencies: the context of this app (typed pieces), and the authenticated caller with the role a route requires.
 
 Every ``/v1`` request carries ``Authorization: Bearer <token>``. Missing or unknown token → 401; a known token
 whose role may not call the route → 403. Tokens are compared as SHA-256 digests, in constant time
@@ -14,9 +14,9 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from aaa_fmip.api.context import ApiContext
 from aaa_fmip.api.limits import RequestGuard
 from aaa_fmip.api.problems import AuthProblem
-from aaa_fmip.bootstrap import Runtime
 from aaa_fmip.model import Caller, Role
 from aaa_fmip.ratelimit import retry_after_header
 
@@ -30,13 +30,13 @@ _bearer = HTTPBearer(
 _CHALLENGE = 'Bearer realm="aaa-fmip"'
 
 
-async def get_runtime(request: Request) -> Runtime:
+async def get_context(request: Request) -> ApiContext:
     # async: no IO here, so FastAPI need not hop to its thread pool for it (one hop fewer per request)
-    runtime: Runtime = request.app.state.runtime
-    return runtime
+    context: ApiContext = request.app.state.context
+    return context
 
 
-RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+ContextDep = Annotated[ApiContext, Depends(get_context)]
 
 
 def require_role(*roles: Role) -> Callable[..., Awaitable[Caller]]:
@@ -45,7 +45,7 @@ def require_role(*roles: Role) -> Callable[..., Awaitable[Caller]]:
 
     async def authenticated_caller(
         request: Request,
-        runtime: RuntimeDep,
+        ctx: ContextDep,
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     ) -> Caller:
         guard: RequestGuard = request.app.state.guard
@@ -59,7 +59,7 @@ def require_role(*roles: Role) -> Callable[..., Awaitable[Caller]]:
                 reason="missing-token",
                 headers={"WWW-Authenticate": _CHALLENGE},
             )
-        caller = runtime.callers.authenticate(credentials.credentials)
+        caller = ctx.callers.authenticate(credentials.credentials)
         if caller is None:
             _refuse_address(guard.failed("invalid-token", address, route))
             raise AuthProblem(

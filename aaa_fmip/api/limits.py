@@ -21,10 +21,11 @@ import time
 from collections.abc import Callable
 from typing import Final
 
-from aaa_fmip.bootstrap import Runtime
-from aaa_fmip.config import LimitSettings
+from aaa_fmip.api.settings import LimitSettings
 from aaa_fmip.errors import AaaFmipError
+from aaa_fmip.metrics import Metrics
 from aaa_fmip.ratelimit import KeyedLimiter, Rate, Summariser, TokenBucket
+from aaa_fmip.service import HandoverKeyService
 
 log = logging.getLogger("aaa_fmip.api.auth")
 
@@ -32,9 +33,17 @@ REPORTS: Final = Rate(per_second=5.0, burst=50.0)  # auth.failed lines/entries p
 
 
 class RequestGuard:
-    def __init__(self, runtime: Runtime, *, clock: Callable[[], float] = time.monotonic) -> None:
-        self.runtime = runtime
-        self.settings: LimitSettings = runtime.settings.limits
+    def __init__(
+        self,
+        service: HandoverKeyService,
+        metrics: Metrics,
+        limits: LimitSettings,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.service = service
+        self.metrics = metrics
+        self.settings = limits
         self.clock = clock
         s = self.settings
         self.callers: KeyedLimiter[str] = KeyedLimiter(Rate(s.caller_rate, s.caller_burst))
@@ -50,19 +59,19 @@ class RequestGuard:
             return 0.0
         wait = self.callers.take(caller, self.clock())
         if wait:
-            self.runtime.metrics.count_rate_limited("caller")
+            self.metrics.count_rate_limited("caller")
             self._report("rate-limited", caller, caller=caller)
         return wait
 
     def failed(self, reason: str, address: str, route: str, caller: str | None = None) -> float:
         """Account one refused authentication; returns the seconds to answer in Retry-After with a 429, or 0.0
         to answer as usual (401/403). ``caller`` is set for a known token with the wrong role."""
-        self.runtime.metrics.count_auth_failure(reason)
+        self.metrics.count_auth_failure(reason)
         wait = 0.0
         if caller is None and self.settings.rate_limit:
             wait = self.addresses.take(address, self.clock())
             if wait:
-                self.runtime.metrics.count_rate_limited("address")
+                self.metrics.count_rate_limited("address")
         self._report(reason, address, route=route, caller=caller, client=address)
         return wait
 
@@ -87,7 +96,7 @@ class RequestGuard:
         answer; a store outage loses the entry, not the log line above."""
         if reason == "rate-limited":
             return  # the log line suffices: the caller is authenticated and its requests are audited by use
-        service = self.runtime.service
+        service = self.service
 
         def append() -> None:
             service.record_auth_failure(reason=reason, count=count, **fields)

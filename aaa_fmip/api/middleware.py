@@ -16,7 +16,7 @@ from typing import Any, Final
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from aaa_fmip.api.problems import PROBLEM_JSON, RETRY_AFTER_SECONDS, problem_body
-from aaa_fmip.config import LimitSettings
+from aaa_fmip.api.settings import LimitSettings
 from aaa_fmip.metrics import Metrics
 
 MAX_BODY_OCTETS: Final = 64 * 1024  # the largest legitimate body (an FBU in hex) is well under 1 KiB

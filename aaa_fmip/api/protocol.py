@@ -25,7 +25,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.server import ServerState
 
 from aaa_fmip.api.problems import PROBLEM_JSON, RETRY_AFTER_SECONDS, problem_body
-from aaa_fmip.config import LimitSettings
+from aaa_fmip.api.settings import LimitSettings
 from aaa_fmip.metrics import Metrics
 
 log = logging.getLogger("aaa_fmip.api.http")

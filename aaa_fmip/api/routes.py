@@ -13,7 +13,7 @@ from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, Path, Query, Request, Response
 
-from aaa_fmip.api.auth import AaaCaller, AdminCaller, ArCaller, AuditorCaller, RevokerCaller, RuntimeDep
+from aaa_fmip.api.auth import AaaCaller, AdminCaller, ArCaller, AuditorCaller, ContextDep, RevokerCaller
 from aaa_fmip.api.schemas import (
     AccessRouterOut,
     AuditCheckOut,
@@ -86,9 +86,9 @@ HmkNamePath = Annotated[
     ),
     responses={**_AUTH, **_INVALID, **_STORE_DOWN},
 )
-def create_session(body: SessionCreate, caller: AaaCaller, runtime: RuntimeDep, response: Response) -> SessionCreated:
-    with runtime.metrics.operation(REST, "ingest"):
-        info = runtime.service.ingest_session(
+def create_session(body: SessionCreate, caller: AaaCaller, ctx: ContextDep, response: Response) -> SessionCreated:
+    with ctx.metrics.operation(REST, "ingest"):
+        info = ctx.service.ingest_session(
             caller,
             user_name=body.user_name,
             emsk=body.emsk,
@@ -116,10 +116,10 @@ def create_session(body: SessionCreate, caller: AaaCaller, runtime: RuntimeDep, 
     ),
     responses={404: {"model": Problem, "description": "No live session has this HMK-Name."}, **_AUTH, **_STORE_DOWN},
 )
-def revoke_session(hmk_name: HmkNamePath, caller: RevokerCaller, runtime: RuntimeDep) -> Response:
+def revoke_session(hmk_name: HmkNamePath, caller: RevokerCaller, ctx: ContextDep) -> Response:
     name = bytes.fromhex(hmk_name[2:] if hmk_name[:2].lower() == "0x" else hmk_name)
-    with runtime.metrics.operation(REST, "revoke"):
-        runtime.service.revoke_session(caller, name)
+    with ctx.metrics.operation(REST, "revoke"):
+        ctx.service.revoke_session(caller, name)
     return Response(status_code=204)
 
 
@@ -134,9 +134,9 @@ def revoke_session(hmk_name: HmkNamePath, caller: RevokerCaller, runtime: Runtim
     ),
     responses={**_AUTH, **_INVALID, **_STORE_DOWN},
 )
-def revoke_matching(body: RevokeMatching, caller: RevokerCaller, runtime: RuntimeDep) -> RevokeResult:
-    with runtime.metrics.operation(REST, "revoke"):
-        count = runtime.service.revoke_matching(
+def revoke_matching(body: RevokeMatching, caller: RevokerCaller, ctx: ContextDep) -> RevokeResult:
+    with ctx.metrics.operation(REST, "revoke"):
+        count = ctx.service.revoke_matching(
             caller, calling_station_id=body.calling_station_id, external_id=body.external_id, cause=body.cause
         )
     return RevokeResult(revoked=count)
@@ -162,9 +162,9 @@ def revoke_matching(body: RevokeMatching, caller: RevokerCaller, runtime: Runtim
         **_STORE_DOWN,
     },
 )
-def handover_key(body: HandoverKeyRequest, caller: ArCaller, runtime: RuntimeDep) -> HandoverKeyResponse:
-    with runtime.metrics.operation(REST, "handover_key"):
-        grant = runtime.service.handover_key(
+def handover_key(body: HandoverKeyRequest, caller: ArCaller, ctx: ContextDep) -> HandoverKeyResponse:
+    with ctx.metrics.operation(REST, "handover_key"):
+        grant = ctx.service.handover_key(
             caller,
             ar_address=body.ar_address,
             spi=body.spi,
@@ -195,21 +195,21 @@ def handover_key(body: HandoverKeyRequest, caller: ArCaller, runtime: RuntimeDep
     responses={**_AUTH, **_INVALID, **_STORE_DOWN},
 )
 async def verify_fbu(
-    body: FbuVerifyRequest, caller: ArCaller, runtime: RuntimeDep, request: Request
+    body: FbuVerifyRequest, caller: ArCaller, ctx: ContextDep, request: Request
 ) -> FbuAccepted | FbuRejected:
     request.state.decode_field = "mh"  # a DecodeError from the service is about this request field
 
     # The hot path runs on the event loop: the store calls go through its asyncio client, so a request costs no
     # thread hand-off.
-    with runtime.metrics.operation(REST, "verify_fbu"):
-        verdict = await runtime.service.verify_fbu_async(
+    with ctx.metrics.operation(REST, "verify_fbu"):
+        verdict = await ctx.service.verify_fbu_async(
             caller,
             source=body.source,
             destination=body.destination,
             mh=body.mh,
             home_address=body.home_address,
         )
-    runtime.metrics.observe_fbu(REST, verdict)
+    ctx.metrics.observe_fbu(REST, verdict)
     if not verdict.valid:
         return FbuRejected(reason=verdict.reason or "rejected")
     if verdict.verdict is None or verdict.spi is None or verdict.sequence is None or verdict.lifetime is None:
@@ -239,7 +239,7 @@ async def verify_fbu(
 )
 def read_audit(
     caller: AuditorCaller,
-    runtime: RuntimeDep,
+    ctx: ContextDep,
     since: Annotated[str | None, Query(description="Earliest instant (RFC 3339 or Unix seconds).")] = None,
     until: Annotated[str | None, Query(description="Latest instant (RFC 3339 or Unix seconds).")] = None,
     event: Annotated[str | None, Query(max_length=64, description="e.g. fbu.rejected")] = None,
@@ -259,8 +259,8 @@ def read_audit(
         raise InvalidRequest("cursor: not a next_cursor this service issued", reason="bad-cursor")
     if cursor == LAST_STREAM_ID:
         return AuditPage(entries=[], next_cursor=None)  # nothing follows it; Redis refuses "(" + the last id
-    with runtime.metrics.operation(REST, "audit"):
-        entries, next_cursor = runtime.service.read_audit(
+    with ctx.metrics.operation(REST, "audit"):
+        entries, next_cursor = ctx.service.read_audit(
             caller, cursor=cursor, limit=limit, since=since_at, until=until_at, event=event, spi=spi, ar=ar
         )
     return AuditPage(
@@ -303,9 +303,9 @@ _VERIFY_DESCRIPTION = (
     description=_VERIFY_DESCRIPTION,
     responses={**_AUTH, **_STORE_DOWN},
 )
-def verify_audit(caller: AuditorCaller, runtime: RuntimeDep) -> AuditCheckOut:
-    with runtime.metrics.operation(REST, "audit_verify"):
-        check = runtime.service.verify_audit(caller)
+def verify_audit(caller: AuditorCaller, ctx: ContextDep) -> AuditCheckOut:
+    with ctx.metrics.operation(REST, "audit_verify"):
+        check = ctx.service.verify_audit(caller)
     return _check_out(check)
 
 
@@ -317,7 +317,7 @@ def verify_audit(caller: AuditorCaller, runtime: RuntimeDep) -> AuditCheckOut:
     description=_VERIFY_DESCRIPTION,
     responses={**_AUTH, **_INVALID, **_STORE_DOWN},
 )
-def verify_audit_against(body: VerifyAuditIn, caller: AuditorCaller, runtime: RuntimeDep) -> AuditCheckOut:
+def verify_audit_against(body: VerifyAuditIn, caller: AuditorCaller, ctx: ContextDep) -> AuditCheckOut:
     checkpoint = None
     if body.checkpoint is not None:
         c = body.checkpoint
@@ -326,8 +326,8 @@ def verify_audit_against(body: VerifyAuditIn, caller: AuditorCaller, runtime: Ru
         except binascii.Error:
             raise InvalidRequest("signature is not base64", reason="bad-checkpoint") from None
         checkpoint = Checkpoint(n=c.n, head=c.head, at=c.at, kid=c.kid, signature=signature)
-    with runtime.metrics.operation(REST, "audit_verify"):
-        check = runtime.service.verify_audit(caller, checkpoint)
+    with ctx.metrics.operation(REST, "audit_verify"):
+        check = ctx.service.verify_audit(caller, checkpoint)
     return _check_out(check)
 
 
@@ -344,9 +344,9 @@ def verify_audit_against(body: VerifyAuditIn, caller: AuditorCaller, runtime: Ru
     ),
     responses={409: {"model": Problem, "description": "The trail does not verify."}, **_AUTH, **_STORE_DOWN},
 )
-def audit_checkpoint(caller: AuditorCaller, runtime: RuntimeDep) -> CheckpointOut:
-    with runtime.metrics.operation(REST, "audit_checkpoint"):
-        cp, public_keys = runtime.service.audit_checkpoint(caller)
+def audit_checkpoint(caller: AuditorCaller, ctx: ContextDep) -> CheckpointOut:
+    with ctx.metrics.operation(REST, "audit_checkpoint"):
+        cp, public_keys = ctx.service.audit_checkpoint(caller)
     return CheckpointOut(
         checkpoint=CheckpointBody(
             n=cp.n, head=cp.head, at=cp.at, kid=cp.kid, signature=base64.b64encode(cp.signature).decode()
@@ -379,7 +379,7 @@ def _check_out(check: AuditCheck) -> AuditCheckOut:
     description="Role **admin**. The configured routers and the addresses (AR-IDs) each may be keyed for.",
     responses=_AUTH,
 )
-def list_access_routers(caller: AdminCaller, runtime: RuntimeDep) -> list[AccessRouterOut]:
+def list_access_routers(caller: AdminCaller, ctx: ContextDep) -> list[AccessRouterOut]:
     return [
         AccessRouterOut(
             name=r.name,
@@ -387,7 +387,7 @@ def list_access_routers(caller: AdminCaller, runtime: RuntimeDep) -> list[Access
             diameter_identity=r.diameter_identity,
             nas_identifier=r.nas_identifier,
         )
-        for r in runtime.callers.routers
+        for r in ctx.callers.routers
     ]
 
 
@@ -407,9 +407,9 @@ def healthz() -> Health:
     summary="Readiness",
     responses={503: {"model": Problem, "description": "The key store cannot be reached."}},
 )
-def readyz(runtime: RuntimeDep) -> Health:
+def readyz(ctx: ContextDep) -> Health:
     """Ready when the key store answers a ping (bounded by `store.timeout`)."""
-    runtime.service.ready()
+    ctx.service.ready()
     return Health(status="ready")
 
 
@@ -420,7 +420,7 @@ def readyz(runtime: RuntimeDep) -> Health:
     response_class=Response,
     responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text exposition format."}},
 )
-def metrics(runtime: RuntimeDep) -> Response:
+def metrics(ctx: ContextDep) -> Response:
     """Requests by route and status, FBU verdicts by verdict and reason, latency histograms, and the live
     session count and store status (computed at scrape time). No key material, no per-session labels."""
-    return Response(runtime.metrics.render(), media_type=CONTENT_TYPE)
+    return Response(ctx.metrics.render(), media_type=CONTENT_TYPE)

@@ -10,7 +10,7 @@ from typing import Any, Final
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
-from aaa_fmip.api.auth import MosCaller, RuntimeDep
+from aaa_fmip.api.auth import ContextDep, MosCaller
 from aaa_fmip.api.schemas import Problem
 from aaa_fmip.mih.psk_grant import mih_psk_for_mos
 
@@ -65,9 +65,9 @@ _RESPONSES: Final[dict[int | str, dict[str, Any]]] = {
     ),
     responses=_RESPONSES,
 )
-def mih_psk(body: MihPskRequest, caller: MosCaller, runtime: RuntimeDep) -> MihPskResponse:
-    with runtime.metrics.operation(REST, "mih_psk"):
-        grant = mih_psk_for_mos(runtime.service, caller, identity=body.psk_identity, mihf_id=body.mihf_id)
+def mih_psk(body: MihPskRequest, caller: MosCaller, ctx: ContextDep) -> MihPskResponse:
+    with ctx.metrics.operation(REST, "mih_psk"):
+        grant = mih_psk_for_mos(ctx.service, caller, identity=body.psk_identity, mihf_id=body.mihf_id)
     return MihPskResponse(
         psk=grant.psk.hex(), psk_identity=grant.identity, mihf_id=grant.mihf_id, lifetime=grant.lifetime
     )

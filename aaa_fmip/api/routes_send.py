@@ -13,7 +13,7 @@ from typing import Any, Final
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from aaa_fmip.api.auth import ArCaller, RuntimeDep
+from aaa_fmip.api.auth import ArCaller, ContextDep
 from aaa_fmip.api.schemas import HexBytes, IPv6, Problem, to_rfc3339
 
 REST: Final = "rest"  # the metrics ``interface`` label
@@ -88,11 +88,11 @@ _RESPONSES: Final[dict[int | str, dict[str, Any]]] = {
     responses=_RESPONSES,
 )
 def send_handover_key(
-    body: SendHandoverKeyRequest, caller: ArCaller, runtime: RuntimeDep, request: Request
+    body: SendHandoverKeyRequest, caller: ArCaller, ctx: ContextDep, request: Request
 ) -> SendHandoverKeyResponse:
     request.state.decode_field = "icmpv6"  # a DecodeError from the service is about this request field
-    with runtime.metrics.operation(REST, "send_handover_key"):
-        result = runtime.service.send_handover_key(
+    with ctx.metrics.operation(REST, "send_handover_key"):
+        result = ctx.service.send_handover_key(
             caller, source=body.source, destination=body.destination, icmpv6=body.icmpv6
         )
     return SendHandoverKeyResponse(

@@ -25,7 +25,8 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import uvicorn
 
-from aaa_fmip.config import ENV_CONFIG, LimitSettings, Settings, load_settings, resolve_config_path
+from aaa_fmip.api.settings import LimitSettings
+from aaa_fmip.config import ENV_CONFIG, Settings, load_settings, resolve_config_path
 from aaa_fmip.errors import AaaFmipError
 from aaa_fmip.logging import configure_logging
 
@@ -78,7 +79,7 @@ def serve(settings: Settings) -> int:
     """Run until SIGTERM/SIGINT; returns the exit status."""
     from aaa_fmip.api.app import create_app
     from aaa_fmip.api.protocol import protocol_class
-    from aaa_fmip.bootstrap import build_runtime
+    from aaa_fmip.bootstrap import api_context, build_runtime
 
     runtime = build_runtime(settings)
     listeners: list[tuple[str, ListenerHandle]] = []
@@ -86,7 +87,7 @@ def serve(settings: Settings) -> int:
         open_files = raise_open_file_limit()
         max_connections = connection_limit(settings.limits, open_files)
         listeners = start_listeners(runtime)
-        app = create_app(runtime)
+        app = create_app(api_context(runtime))
         config = uvicorn.Config(
             app,
             host=settings.server.listen.host,

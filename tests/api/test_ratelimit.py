@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from aaa_fmip.config import LimitSettings, load_settings
+from aaa_fmip.api.settings import LimitSettings
+from aaa_fmip.config import load_settings
 from aaa_fmip.errors import ConfigError
 from aaa_fmip.logging import RateLimitFilter
 from aaa_fmip.ratelimit import KeyedLimiter, Rate, Summariser, TokenBucket, retry_after_header

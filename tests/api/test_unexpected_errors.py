@@ -14,10 +14,9 @@ import httpx
 import pytest
 
 from aaa_fmip.api.app import create_app
-from aaa_fmip.bootstrap import CallerRegistry, Runtime
+from aaa_fmip.api.context import ApiContext
+from aaa_fmip.bootstrap import build_callers
 from aaa_fmip.config import load_settings
-from aaa_fmip.crypto.secrets import SecretBytes
-from aaa_fmip.crypto.wrap import Kek, KekRing
 from aaa_fmip.errors import CryptoError
 from aaa_fmip.logging import configure_logging
 from aaa_fmip.metrics import Metrics
@@ -58,16 +57,13 @@ def app_for(tmp_path: Path, exc: BaseException, ar: Credential) -> Any:
     service = StubService(exc)
     metrics = Metrics()
     metrics.attach_store(live_sessions=service.live_sessions, ping=service.ready)
-    runtime = Runtime(
-        settings=settings,
-        store=None,  # type: ignore[arg-type]
+    context = ApiContext(
         service=service,  # type: ignore[arg-type]
-        callers=CallerRegistry.from_settings(settings),
+        callers=build_callers(settings),
         metrics=metrics,
-        kek_ring=KekRing(Kek("k1", SecretBytes(bytes(32)))),
-        store_kind="redis",
+        limits=settings.limits,
     )
-    return create_app(runtime)
+    return create_app(context)
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from aaa_fmip.bootstrap import CallerRegistry
+from aaa_fmip.bootstrap import build_callers
 from aaa_fmip.config import load_settings
 from aaa_fmip.errors import ConfigError
 from tests.support.service_proc import run_cli
@@ -29,7 +29,7 @@ def client(name: str, role: str, token: str, mihf_ids: str | None = None) -> str
 def test_mos_clients_become_callers_bound_to_their_mihf_ids(tmp_path: Path) -> None:
     text = client("mos1", "mos", T1, '["mos1.example.net", "mos-is@example.net"]') + client("a", "aaa", T2)
     settings = load(tmp_path, text)
-    registry = CallerRegistry.from_settings(settings)  # type: ignore[arg-type]
+    registry = build_callers(settings)  # type: ignore[arg-type]
     mos = next(c for _, c in registry._tokens if c.name == "mos1")
     assert mos.role == "mos" and mos.mihf_ids == frozenset({"mos1.example.net", "mos-is@example.net"})
     aaa = next(c for _, c in registry._tokens if c.name == "a")
