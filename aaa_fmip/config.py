@@ -138,6 +138,8 @@ class AccessRouterSettings:
             addresses=frozenset(self.addresses),
             diameter_identity=self.diameter_identity,
             nas_identifier=self.nas_identifier,
+            nas_address=self.nas_address,
+            key_address=self.addresses[0] if self.addresses else None,
         )
 
 

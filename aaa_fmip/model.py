@@ -19,6 +19,8 @@ class AccessRouter:
     addresses: frozenset[ipaddress.IPv6Address]
     diameter_identity: str | None = None  # Origin-Host of its Diameter peer, if it queries over Diameter
     nas_identifier: str | None = None  # NAS-Identifier it sends as a RADIUS NAS
+    nas_address: ipaddress.IPv4Address | ipaddress.IPv6Address | None = None  # its RADIUS requests' source
+    key_address: ipaddress.IPv6Address | None = None  # the AR-ID whose HK an Access-Accept carries (first listed)
 
     def owns(self, address: ipaddress.IPv6Address) -> bool:
         return address in self.addresses

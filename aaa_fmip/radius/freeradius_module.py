@@ -165,7 +165,7 @@ def _build() -> tuple[Runtime, FreeRadiusPlugin]:
     try:
         plugin = FreeRadiusPlugin(
             runtime.service,
-            routers=settings.access_routers,
+            routers=runtime.callers.routers,
             push_keys=settings.radius.push_keys,
             store_timeout=settings.radius.store_timeout,
             write_behind=settings.radius.write_behind,

@@ -49,9 +49,8 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Final, Literal, Protocol, TypeVar
 
-from aaa_fmip.config import AccessRouterSettings
 from aaa_fmip.errors import AaaFmipError, DecodeError
-from aaa_fmip.model import Caller, HandoverKeyGrant
+from aaa_fmip.model import AccessRouter, Caller, HandoverKeyGrant
 from aaa_fmip.radius.accounting import EXTERNAL_ID_PREFIX, ServicePort, accounting_kind, revoke_for_accounting
 from aaa_fmip.radius.attributes import (
     NasIdentity,
@@ -103,7 +102,7 @@ class PluginService(ServicePort, Protocol):
 
 @dataclass(frozen=True)
 class RouterMatch:
-    router: AccessRouterSettings | None
+    router: AccessRouter | None
     reason: str  # why none matched, for the operator's log (identifiers and addresses only)
     misconfigured: bool = False  # a router seems meant for this NAS but is not matched (or several are)
 
@@ -129,7 +128,7 @@ def describe_nas(nas: NasIdentity) -> str:
     return ", ".join(parts)
 
 
-def match_router(routers: Iterable[AccessRouterSettings], nas: NasIdentity) -> RouterMatch:
+def match_router(routers: Iterable[AccessRouter], nas: NasIdentity) -> RouterMatch:
     """The registered access router that sent this request, if exactly one fits.
 
     A router with ``nas_address`` is matched by address: the packet's source address when the site policy
@@ -140,7 +139,7 @@ def match_router(routers: Iterable[AccessRouterSettings], nas: NasIdentity) -> R
     routers = tuple(routers)
     claimed = {a for a in (nas.nas_ip_address, nas.nas_ipv6_address) if a is not None}
     by_address = {nas.source_address} if nas.source_address is not None else claimed
-    found: list[AccessRouterSettings] = []
+    found: list[AccessRouter] = []
     for router in routers:
         if router.nas_address is not None:
             if router.nas_address in by_address:
@@ -300,7 +299,7 @@ class FreeRadiusPlugin:
         self,
         service: PluginService,
         *,
-        routers: Iterable[AccessRouterSettings] = (),
+        routers: Iterable[AccessRouter] = (),
         push_keys: bool = True,
         store_timeout: float = 0.3,
         log: LogFn,
@@ -333,9 +332,11 @@ class FreeRadiusPlugin:
         # Built once: the caller and address ingest is given for each router's push (RFC 5568 §6.4.5: the HK
         # is for the router's first address, the AR-ID its MNs send FBUs to).
         self._push_to = {
-            r.name: (Caller(name=r.name, role="ar", router=r.to_model()), r.addresses[0]) for r in self.routers
+            r.name: (Caller(name=r.name, role="ar", router=r), r.key_address)
+            for r in self.routers
+            if r.key_address is not None
         }
-        self._address_text = {r.name: str(r.addresses[0]) for r in self.routers}
+        self._address_text = {name: str(address) for name, (_, address) in self._push_to.items()}
         self._matches: dict[NasIdentity, RouterMatch] = {}  # the routers are fixed: a NAS always matches alike
         self._explained: set[NasIdentity] = set()  # NASes whose "no key pushed" line has been logged
         self._no_push_log = RateLimitedLog(log, interval=1.0)  # those lines, across all NASes

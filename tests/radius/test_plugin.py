@@ -17,9 +17,8 @@ import pytest
 
 from aaa_fmip import mn
 from aaa_fmip.bootstrap import Runtime
-from aaa_fmip.config import AccessRouterSettings
 from aaa_fmip.errors import StoreUnavailable
-from aaa_fmip.model import Caller
+from aaa_fmip.model import AccessRouter, Caller
 from aaa_fmip.radius.attributes import NasIdentity
 from aaa_fmip.radius.plugin import BehindWriters, FreeRadiusPlugin, Level, RateLimitedLog, describe_nas, match_router
 from aaa_fmip.service import HandoverKeyService, PreparedSession
@@ -73,7 +72,7 @@ def _keys() -> tuple[bytes, bytes]:
 
 def test_post_auth_stores_the_session_and_pushes_the_routers_key(runtime: Runtime) -> None:
     log = Log()
-    plugin = FreeRadiusPlugin(runtime.service, routers=runtime.settings.access_routers, log=log)
+    plugin = FreeRadiusPlugin(runtime.service, routers=runtime.callers.routers, log=log)
     emsk, sid = _keys()
     pairs = plugin.post_auth(_request(emsk=emsk, sid=sid, source="127.0.0.1"))
     assert plugin.flush(5)  # the session is written behind the reply
@@ -103,7 +102,7 @@ def test_post_auth_stores_the_session_and_pushes_the_routers_key(runtime: Runtim
     ],
 )
 def test_no_push_for_a_nas_that_is_not_the_router(runtime: Runtime, nas: dict[str, str]) -> None:
-    plugin = FreeRadiusPlugin(runtime.service, routers=runtime.settings.access_routers, log=Log())
+    plugin = FreeRadiusPlugin(runtime.service, routers=runtime.callers.routers, log=Log())
     emsk, sid = _keys()
     pairs = plugin.post_auth(_request(emsk=emsk, sid=sid, **nas))
     assert [n for n, _, _ in pairs] == ["Class"]
@@ -112,7 +111,7 @@ def test_no_push_for_a_nas_that_is_not_the_router(runtime: Runtime, nas: dict[st
 
 def test_why_no_key_was_pushed_is_logged_once_per_nas(runtime: Runtime) -> None:
     log = Log()
-    plugin = FreeRadiusPlugin(runtime.service, routers=runtime.settings.access_routers, log=log)
+    plugin = FreeRadiusPlugin(runtime.service, routers=runtime.callers.routers, log=log)
     # ar1 has nas_address 127.0.0.1 and NAS-Identifier ar1.fmip.test; this NAS sends from elsewhere with that name.
     for _ in range(3):
         emsk, sid = _keys()
@@ -141,19 +140,20 @@ def test_why_no_key_was_pushed_is_logged_once_per_nas(runtime: Runtime) -> None:
 
 
 def test_push_disabled(runtime: Runtime) -> None:
-    plugin = FreeRadiusPlugin(runtime.service, routers=runtime.settings.access_routers, push_keys=False, log=Log())
+    plugin = FreeRadiusPlugin(runtime.service, routers=runtime.callers.routers, push_keys=False, log=Log())
     emsk, sid = _keys()
     assert [n for n, _, _ in plugin.post_auth(_request(emsk=emsk, sid=sid))] == ["Class"]
     plugin.close()
 
 
-def _router(name: str, *, nas_address: str | None = None, nas_identifier: str | None = None) -> AccessRouterSettings:
-    return AccessRouterSettings(
+def _router(name: str, *, nas_address: str | None = None, nas_identifier: str | None = None) -> AccessRouter:
+    address = ipaddress.IPv6Address(f"2001:db8:{len(name)}::1")
+    return AccessRouter(
         name=name,
-        addresses=(ipaddress.IPv6Address(f"2001:db8:{len(name)}::1"),),
-        token_sha256=b"\x00" * 32,
+        addresses=frozenset((address,)),
         nas_identifier=nas_identifier,
         nas_address=ipaddress.ip_address(nas_address) if nas_address else None,
+        key_address=address,
     )
 
 
@@ -421,7 +421,7 @@ def test_close_lets_pending_writes_finish_within_its_bound() -> None:
 
 
 def test_close_flushes_the_writes_behind(runtime: Runtime) -> None:
-    plugin = FreeRadiusPlugin(runtime.service, routers=runtime.settings.access_routers, log=Log())
+    plugin = FreeRadiusPlugin(runtime.service, routers=runtime.callers.routers, log=Log())
     names = []
     for _ in range(10):
         emsk, sid = _keys()
@@ -464,9 +464,7 @@ def test_no_emsk_is_audited(runtime: Runtime) -> None:
 
 
 def test_parallel_post_auth_and_accounting(runtime: Runtime) -> None:
-    plugin = FreeRadiusPlugin(
-        runtime.service, routers=runtime.settings.access_routers, store_timeout=5, log=Log(), workers=8
-    )
+    plugin = FreeRadiusPlugin(runtime.service, routers=runtime.callers.routers, store_timeout=5, log=Log(), workers=8)
     results: dict[bytes, tuple[Any, ...]] = {}
     lock = threading.Lock()
 
