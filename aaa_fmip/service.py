@@ -177,8 +177,10 @@ class HandoverKeyService:
     # -- health -----------------------------------------------------------------------------------------
 
     def ready(self) -> None:
-        """Raises StoreUnavailable when the store cannot be reached."""
+        """Raises StoreUnavailable when the store cannot be reached, and StoreNotDurable when it would lose FBU
+        replay state (FBUs are refused then; the check also notices a Redis restart or a changed setting)."""
         self.store.ping()
+        self.store.check_durability(require=True)
 
     def live_sessions(self) -> int:
         return self.store.count_live_sessions()

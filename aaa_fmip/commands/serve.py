@@ -73,11 +73,12 @@ def run(args: argparse.Namespace) -> int:
 def serve(settings: Settings) -> int:
     """Run until SIGTERM/SIGINT; returns the exit status."""
     from aaa_fmip.api.app import create_app
-    from aaa_fmip.bootstrap import build_runtime
+    from aaa_fmip.bootstrap import build_runtime, check_store_at_start
 
     runtime = build_runtime(settings)
     listeners: list[tuple[str, ListenerHandle]] = []
     try:
+        check_store_at_start(runtime)
         listeners = start_listeners(runtime)
         app = create_app(runtime)
         config = uvicorn.Config(

@@ -94,6 +94,7 @@ import re
 import secrets
 import struct
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from ipaddress import IPv6Address
@@ -112,8 +113,20 @@ from redis.retry import Retry
 from redis.sentinel import MasterNotFoundError, Sentinel
 
 from aaa_fmip.crypto.wrap import KekRing
-from aaa_fmip.errors import ConfigError, StoreError, StoreUnavailable
+from aaa_fmip.errors import ConfigError, ReplayNotReplicated, StoreError, StoreNotDurable, StoreUnavailable
 from aaa_fmip.store import AuditCheck, AuditEntry, ReplayOutcome, SendKeyRecord, SessionRecord
+from aaa_fmip.store.durability import (
+    DurabilityMonitor,
+    DurabilityReport,
+    ReplayDurabilityPolicy,
+    aconnect_hook,
+    cluster_connect_hook,
+    connect_hook,
+    gather_facts,
+    log_check,
+    node_name,
+    topology_of,
+)
 
 __all__ = ["AUDIT_GENESIS", "AsyncRedisOps", "RedisStore", "audit_entry_hash"]
 
@@ -158,12 +171,17 @@ _UNAVAILABLE_REPLIES: Final = (
 # --- Lua (each script touches keys of one hash slot only, all declared in KEYS) -------------------------
 
 # RFC 1982 serial-number arithmetic on 16 bits (architecture.md §3): newer iff 0 < (s - last) mod 2^16 < 2^15.
+# A WAIT pipelined behind this script waits for the replicas to hold what this connection wrote last.
 _REPLAY_LUA: Final = """
 local last = redis.call('HGET', KEYS[1], 'seq')
 if last then
   local d = (tonumber(ARGV[1]) - tonumber(last)) % 65536
   if d == 0 then
-    if redis.call('HGET', KEYS[1], 'ah') == ARGV[2] then return 'retransmission' end
+    if redis.call('HGET', KEYS[1], 'ah') == ARGV[2] then
+      -- ARGV[5] = '1' (WAIT follows): write the state again, so that the WAIT covers it on this connection too
+      if ARGV[5] == '1' then redis.call('HSET', KEYS[1], 'seq', ARGV[1], 'ah', ARGV[2]) end
+      return 'retransmission'
+    end
     return 'replay'
   end
   if d >= 32768 then return 'replay' end
@@ -376,6 +394,32 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[:160]}" if text else type(exc).__name__
 
 
+# What a client is told when FBUs are refused on a store that would lose replay state; the reasons are logged.
+_NOT_DURABLE: Final = (
+    "FBUs are not verified: the key store would lose replay state on a restart or failover (see the service log)"
+)
+
+
+def _wait_replies(replies: Sequence[object]) -> tuple[object, int]:
+    """(script reply, WAIT reply) of a script + WAIT pipeline; an error reply is raised."""
+    for reply in replies:
+        if isinstance(reply, BaseException):
+            if isinstance(reply, rx.ResponseError) and str(reply).startswith(("MOVED", "ASK")):
+                raise rx.TryAgainError(f"slot moved ({reply})")  # a resharding: retry later
+            raise reply
+    acks = replies[1]
+    return replies[0], int(acks) if isinstance(acks, int) else 0
+
+
+def _replicated(outcome: ReplayOutcome, acks: int | None, wanted: int) -> ReplayOutcome:
+    """The outcome, unless an update it stands on was not acknowledged by ``wanted`` replicas in time."""
+    if acks is not None and outcome != "replay" and acks < wanted:
+        raise ReplayNotReplicated(
+            f"the FBU's replay update was acknowledged by {acks} of {wanted} replica(s) in time; it is not accepted"
+        )
+    return outcome
+
+
 def _index_groups(client: object, keys: list[str]) -> list[list[str]]:
     """How index keys go to ``_INDEX_ADD_LUA``: one key per call on a Cluster, where they lie in different hash
     slots; all in one call elsewhere (one script run instead of several: less work on both sides)."""
@@ -384,6 +428,9 @@ def _index_groups(client: object, keys: list[str]) -> list[list[str]]:
 
 class RedisStore:
     """Sessions, SEND keys, replay state, nonces and the audit chain in Redis (see the module docstring)."""
+
+    # Set by from_url(replay_policy=...): replay checks then require a durable store (aaa_fmip.store.durability).
+    durability: DurabilityMonitor | None = None
 
     def __init__(
         self,
@@ -423,13 +470,41 @@ class RedisStore:
         *,
         prefix: str = "fmip",
         socket_timeout: float = 0.5,
+        replay_policy: ReplayDurabilityPolicy | None = None,
         **kw: Any,
     ) -> RedisStore:
         """A store for ``url`` (forms in the module docstring); ``kw`` goes to the redis-py client.
 
         Socket connect and read timeouts default to ``socket_timeout``; a broken pooled connection is retried
         once, immediately; nothing else is retried, so an outage surfaces as ``StoreUnavailable`` quickly.
+
+        With ``replay_policy``, :meth:`check_replay` verifies first that the server would not lose replay state
+        (checked on the first call, after every new connection, and by :meth:`check_durability`) and raises
+        :class:`StoreNotDurable` otherwise, unless the policy accepts volatile state; with
+        ``replay_policy.wait_replicas`` an accepted update waits for that many replicas (``WAIT``).
         """
+        store = cls._from_url(url, kek, prefix=prefix, socket_timeout=socket_timeout, replay_policy=replay_policy, **kw)
+        if replay_policy is not None and replay_policy.wait_replicas:
+            wait_s = replay_policy.wait_timeout_ms / 1000
+            if wait_s >= socket_timeout:
+                store.close()
+                raise ConfigError(
+                    f"must be shorter than the store timeout ({socket_timeout * 1000:g} ms): a WAIT blocks the read",
+                    key="store.replay_wait_timeout_ms",
+                )
+        return store
+
+    @classmethod
+    def _from_url(
+        cls,
+        url: str,
+        kek: KekRing,
+        *,
+        prefix: str,
+        socket_timeout: float,
+        replay_policy: ReplayDurabilityPolicy | None,
+        **kw: Any,
+    ) -> RedisStore:
         try:
             parts = urlsplit(url)
         except ValueError:
@@ -442,6 +517,14 @@ class RedisStore:
         opts.update(kw)
         if "retry" in opts:
             raise ConfigError("the retry policy is fixed by the store", key="store.url")
+        monitor = None if replay_policy is None else DurabilityMonitor(replay_policy, topology_of(scheme))
+        # Every new connection may reach a restarted or failed-over server: the monitor re-checks after one.
+        sync_hook: dict[str, Any] = {} if monitor is None else {"redis_connect_func": connect_hook(monitor)}
+        async_hook: dict[str, Any] = {} if monitor is None else {"redis_connect_func": aconnect_hook(monitor)}
+
+        def attach(store: RedisStore) -> RedisStore:
+            store.durability = monitor
+            return store
 
         def retry() -> Retry:
             return Retry(NoBackoff(), 1, supported_errors=(rx.ConnectionError,))
@@ -452,14 +535,16 @@ class RedisStore:
         if scheme in ("redis", "rediss", "unix"):
             where = _where_simple(parts, scheme)
             try:
-                client = redis.Redis.from_url(url, retry=retry(), **opts)
+                client = redis.Redis.from_url(url, retry=retry(), **opts, **sync_hook)
             except ValueError as exc:
                 raise ConfigError(f"invalid Redis URL ({where}): {exc}", key="store.url") from None
 
             def aconnect() -> Any:
-                return redis.asyncio.Redis.from_url(url, retry=aretry(), **opts)
+                return redis.asyncio.Redis.from_url(url, retry=aretry(), **opts, **async_hook)
 
-            return cls(lambda: client, kek, prefix=prefix, where=where, on_close=client.close, aconnect=aconnect)
+            return attach(
+                cls(lambda: client, kek, prefix=prefix, where=where, on_close=client.close, aconnect=aconnect)
+            )
 
         if scheme in ("redis+sentinel", "rediss+sentinel"):
             user, password, hosts = _split_netloc(parts.netloc, default_port=26379)
@@ -484,7 +569,7 @@ class RedisStore:
             where = f"sentinel {_hostlist(hosts)} service {service}"
             sentinel: Any = cast(Any, Sentinel)(hosts, sentinel_kwargs=sentinel_kwargs)
             master_kwargs = {**opts, **tls, "db": db, "username": user, "password": password, "retry": retry()}
-            master: Any = sentinel.master_for(service, **master_kwargs)
+            master: Any = sentinel.master_for(service, **master_kwargs, **sync_hook)
 
             def close_sentinel() -> None:
                 master.close()
@@ -494,10 +579,12 @@ class RedisStore:
             def aconnect_sentinel() -> Any:
                 kwargs = {**sentinel_kwargs, "retry": aretry()}
                 asentinel: Any = cast(Any, redis.asyncio.sentinel.Sentinel)(hosts, sentinel_kwargs=kwargs)
-                return asentinel.master_for(service, **{**master_kwargs, "retry": aretry()})
+                return asentinel.master_for(service, **{**master_kwargs, "retry": aretry()}, **async_hook)
 
-            return cls(
-                lambda: master, kek, prefix=prefix, where=where, on_close=close_sentinel, aconnect=aconnect_sentinel
+            return attach(
+                cls(
+                    lambda: master, kek, prefix=prefix, where=where, on_close=close_sentinel, aconnect=aconnect_sentinel
+                )
             )
 
         if scheme in ("redis+cluster", "rediss+cluster"):
@@ -509,6 +596,11 @@ class RedisStore:
                 opts["ssl"] = True
             opts.setdefault("require_full_coverage", False)
 
+            # redis-py's cluster client runs a connect function of ours after its own (sync client only)
+            cluster_hook: dict[str, Any] = (
+                {} if monitor is None else {"redis_connect_func": cluster_connect_hook(monitor)}
+            )
+
             def connect_cluster() -> RedisCluster:
                 return RedisCluster(
                     startup_nodes=[cast(Any, ClusterNode)(h, p) for h, p in hosts],
@@ -516,6 +608,7 @@ class RedisStore:
                     password=password,
                     retry=retry(),
                     **opts,
+                    **cluster_hook,
                 )
 
             def aconnect_cluster() -> Any:
@@ -527,7 +620,7 @@ class RedisStore:
                     **opts,
                 )
 
-            return cls(connect_cluster, kek, prefix=prefix, where=where, aconnect=aconnect_cluster)
+            return attach(cls(connect_cluster, kek, prefix=prefix, where=where, aconnect=aconnect_cluster))
 
         raise ConfigError(
             f"unsupported URL scheme {scheme!r} (use redis, rediss, unix, redis+sentinel or redis+cluster)",
@@ -647,6 +740,29 @@ class RedisStore:
                 client.ping(target_nodes=RedisCluster.PRIMARIES)
             else:
                 client.ping()
+
+    def check_durability(self, *, require: bool = False) -> DurabilityReport | None:
+        """Examine now whether Redis would lose replay state (persistence, replication, run id) and log what
+        changed; None when the store was built without a replay policy. ``require``: raise
+        :class:`StoreNotDurable` when FBUs would be refused. Raises StoreUnavailable."""
+        monitor = self.durability
+        if monitor is None:
+            return None
+        with self._io("durability check"):
+            client = self._r()
+            facts = gather_facts(client, node_name(client, self._where))
+        change = monitor.observe(facts, now=time.monotonic())
+        log_check(change, monitor, self._where)
+        if require and not monitor.allows_replay:
+            raise StoreNotDurable(_NOT_DURABLE)
+        return change.report
+
+    def _replay_gate(self, monitor: DurabilityMonitor) -> None:
+        """Check durability when due (first use, a new connection, retrying a refusal); refuse if not durable."""
+        if monitor.check_due(time.monotonic()):
+            self.check_durability()
+        if not monitor.allows_replay:
+            raise StoreNotDurable(_NOT_DURABLE)
 
     def close(self) -> None:
         """Release the connections. Idempotent."""
@@ -942,13 +1058,55 @@ class RedisStore:
         Newer than the last accepted (serial arithmetic mod 2^16, window 2^15) or no state: "accepted" and
         recorded with the SHA-256 of the authenticator; same number and same authenticator:
         "retransmission"; anything else: "replay". State lives ``ttl`` seconds after the last acceptance.
+
+        With a replay policy (:meth:`from_url`): raises :class:`StoreNotDurable` on a store that would lose this
+        state, also when the connection was renewed during the call and the server now behind it would; with
+        ``wait_replicas``, raises :class:`ReplayNotReplicated` unless that many replicas acknowledged the
+        update within ``wait_timeout_ms`` (``WAIT`` pipelined right behind the script: no extra round trip).
         """
-        with self._io("check_replay"):
-            out = self._script(*self._replay_call(scope, ar_id, sequence, authenticator, ttl=ttl))
-        return self._parse_replay(out)
+        monitor = self.durability
+        if monitor is None:
+            with self._io("check_replay"):
+                out = self._script(*self._replay_call(scope, ar_id, sequence, authenticator, ttl=ttl))
+            return self._parse_replay(out)
+        self._replay_gate(monitor)
+        wait = monitor.policy.wait_replicas
+        call = self._replay_call(scope, ar_id, sequence, authenticator, ttl=ttl, rewrite=bool(wait))
+        seen = monitor.connections
+        acks: int | None = None
+        try:
+            with self._io("check_replay"):
+                if wait:
+                    out, acks = self._script_and_wait(*call, policy=monitor.policy)
+                else:
+                    out = self._script(*call)
+        except StoreUnavailable:
+            monitor.note_connection()  # whatever answers next is examined before it is trusted
+            raise
+        outcome = self._parse_replay(out)
+        if monitor.connections != seen:  # reconnected meanwhile: a restarted or another server answered
+            self._replay_gate(monitor)
+        return _replicated(outcome, acks, wait)
+
+    def _script_and_wait(
+        self, lua: str, keys: Sequence[str], args: Sequence[str | int | bytes], *, policy: ReplayDurabilityPolicy
+    ) -> tuple[object, int]:
+        """The script, then ``WAIT`` on the same connection in one round trip; (script reply, replicas acked)."""
+        client = self._r()
+        if isinstance(client, RedisCluster):  # WAIT has no key: send both to the key's node, on one connection
+            client = client.get_redis_connection(cast(Any, client).get_node_from_key(keys[0]))
+        for command in ("EVALSHA", "EVAL"):
+            pipe = client.pipeline(transaction=False)
+            pipe.execute_command(command, _sha1(lua) if command == "EVALSHA" else lua, len(keys), *keys, *args)
+            pipe.execute_command("WAIT", policy.wait_replicas, policy.wait_timeout_ms)
+            replies = pipe.execute(raise_on_error=False)
+            if isinstance(replies[0], rx.NoScriptError):
+                continue
+            return _wait_replies(replies)
+        raise StoreError(f"Redis at {self._where} did not load the replay script")
 
     def _replay_call(
-        self, scope: bytes, ar_id: bytes, sequence: int, authenticator: bytes, *, ttl: int
+        self, scope: bytes, ar_id: bytes, sequence: int, authenticator: bytes, *, ttl: int, rewrite: bool = False
     ) -> tuple[str, list[str], list[str | int | bytes]]:
         _check_name(scope, what="scope")
         if not ar_id:
@@ -959,7 +1117,7 @@ class RedisStore:
             raise ValueError("ttl must be positive")
         ah = hashlib.sha256(authenticator).hexdigest()
         keys = [self._replay_prefix(scope) + ar_id.hex(), self._replay_ars_key(scope)]
-        return _REPLAY_LUA, keys, [sequence, ah, ttl * 1000, ar_id.hex()]
+        return _REPLAY_LUA, keys, [sequence, ah, ttl * 1000, ar_id.hex(), 1 if rewrite else 0]
 
     def _parse_replay(self, out: object) -> ReplayOutcome:
         if out in (b"accepted", b"retransmission", b"replay"):
@@ -1368,10 +1526,55 @@ class AsyncRedisOps:
         self, scope: bytes, ar_id: bytes, sequence: int, authenticator: bytes, *, ttl: int
     ) -> ReplayOutcome:
         store = self._store
-        call = store._replay_call(scope, ar_id, sequence, authenticator, ttl=ttl)
-        with store._io("check_replay"):
-            out = await self._script(await self._ready(), *call)
-        return store._parse_replay(out)
+        monitor = store.durability
+        if monitor is None:
+            call = store._replay_call(scope, ar_id, sequence, authenticator, ttl=ttl)
+            with store._io("check_replay"):
+                out = await self._script(await self._ready(), *call)
+            return store._parse_replay(out)
+        if monitor.check_due(time.monotonic()):  # rare: first use, after a reconnect, retrying a refusal
+            await asyncio.to_thread(store.check_durability)
+        if not monitor.allows_replay:
+            raise StoreNotDurable(_NOT_DURABLE)
+        wait = monitor.policy.wait_replicas
+        call = store._replay_call(scope, ar_id, sequence, authenticator, ttl=ttl, rewrite=bool(wait))
+        seen = monitor.connections
+        acks: int | None = None
+        try:
+            with store._io("check_replay"):
+                state = await self._ready()
+                if wait and state.cluster:  # WAIT must follow on the connection of the key's node: the sync client
+                    return await asyncio.to_thread(store.check_replay, scope, ar_id, sequence, authenticator, ttl=ttl)
+                if wait:
+                    out, acks = await self._script_and_wait(state, *call, policy=monitor.policy)
+                else:
+                    out = await self._script(state, *call)
+        except StoreUnavailable:
+            monitor.note_connection()
+            raise
+        outcome = store._parse_replay(out)
+        if monitor.connections != seen:
+            await asyncio.to_thread(store._replay_gate, monitor)
+        return _replicated(outcome, acks, wait)
+
+    @staticmethod
+    async def _script_and_wait(
+        state: _LoopState,
+        lua: str,
+        keys: Sequence[str],
+        args: Sequence[str | int | bytes],
+        *,
+        policy: ReplayDurabilityPolicy,
+    ) -> tuple[object, int]:
+        for command in ("EVALSHA", "EVAL"):
+            pipe = state.client.pipeline(transaction=False)
+            pipe.execute_command(command, _sha1(lua) if command == "EVALSHA" else lua, len(keys), *keys, *args)
+            pipe.execute_command("WAIT", policy.wait_replicas, policy.wait_timeout_ms)
+            replies = await pipe.execute(raise_on_error=False)
+            if isinstance(replies[0], rx.NoScriptError):
+                continue
+            return _wait_replies(replies)
+        raise StoreError("Redis did not load the replay script")
 
     async def append_audits(
         self, entries: Sequence[tuple[str, Mapping[str, str | int | None], float]]
