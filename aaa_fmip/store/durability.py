@@ -96,6 +96,8 @@ class NodeFacts:
     connected_replicas: int
     min_replicas_to_write: int | None
     config_refused: str | None = None  # why CONFIG GET was refused (ACL, renamed), if it was
+    maxmemory: int | None = None  # bytes; 0: no limit
+    maxmemory_policy: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -179,6 +181,11 @@ def evaluate(nodes: Sequence[NodeFacts], policy: ReplayDurabilityPolicy, topolog
             notes.append(
                 f"{where} has {facts.connected_replicas} connected replica(s) and store.replay_wait_replicas is "
                 f"{policy.wait_replicas}: accepted FBUs are refused until enough replicas acknowledge"
+            )
+        if facts.maxmemory and facts.maxmemory_policy not in (None, "noeviction"):
+            problems.append(
+                f"{where} evicts keys when it reaches maxmemory (maxmemory-policy {facts.maxmemory_policy}): "
+                "evicted replay state lets a replayed FBU through; set maxmemory-policy noeviction"
             )
         if facts.min_replicas_to_write:
             notes.append(f"{where} refuses writes with fewer than {facts.min_replicas_to_write} replica(s)")
@@ -293,6 +300,8 @@ def facts_from_replies(
     appendonly: bool | None = None
     appendfsync: str | None = None
     min_replicas: int | None = None
+    maxmemory: int | None = None
+    policy: str | None = None
     if isinstance(config, BaseException):
         text = str(config).splitlines()[0] if str(config) else type(config).__name__
         refused = text[:120]
@@ -304,6 +313,9 @@ def facts_from_replies(
         mrw = values.get("min-replicas-to-write") or values.get("min-slaves-to-write")
         if mrw is not None and mrw.isdigit():
             min_replicas = int(mrw)
+        if values.get("maxmemory", "").isdigit():
+            maxmemory = int(values["maxmemory"])
+        policy = values.get("maxmemory-policy") or None
     if appendonly is None and "aof_enabled" in persistence:
         appendonly = str(persistence["aof_enabled"]) == "1"
     if appendonly is None:
@@ -320,6 +332,8 @@ def facts_from_replies(
         connected_replicas=int(replicas) if str(replicas).isdigit() else 0,
         min_replicas_to_write=min_replicas,
         config_refused=refused,
+        maxmemory=maxmemory,
+        maxmemory_policy=policy,
     )
 
 
@@ -334,24 +348,25 @@ def gather_facts(client: Any, node: str) -> list[NodeFacts]:
     pipe = client.pipeline(transaction=False)
     pipe.execute_command("CONFIG", "GET", "append*")  # appendonly, appendfsync (and harmless others)
     pipe.execute_command("CONFIG", "GET", "min-replicas-to-write")
+    pipe.execute_command("CONFIG", "GET", "maxmemory*")  # maxmemory, maxmemory-policy (and harmless others)
     pipe.info("persistence")
     pipe.info("server")
     pipe.info("replication")
     replies = pipe.execute(raise_on_error=False)
-    for reply in replies[2:]:
+    for reply in replies[3:]:
         if isinstance(reply, BaseException):
             raise reply
     config: Mapping[Any, Any] | BaseException
-    first, second = replies[0], replies[1]
-    if isinstance(first, rx.ResponseError):  # NOPERM, unknown command (renamed away)
-        config = first
-    elif isinstance(first, BaseException):
-        raise first
+    if isinstance(replies[0], rx.ResponseError):  # NOPERM, unknown command (renamed away)
+        config = replies[0]
+    elif isinstance(replies[0], BaseException):
+        raise replies[0]
     else:
-        config = dict(_pairs(first))
-        if isinstance(second, Mapping | list):
-            config.update(_pairs(second))
-    return [facts_from_replies(node, config, replies[2], replies[3], replies[4])]
+        config = {}
+        for reply in replies[:3]:
+            if isinstance(reply, Mapping | list):
+                config.update(_pairs(reply))
+    return [facts_from_replies(node, config, replies[3], replies[4], replies[5])]
 
 
 def node_name(client: Any, fallback: str) -> str:

@@ -67,6 +67,7 @@ def test_what_is_not_durable_and_why() -> None:
         "cannot be read": node(appendfsync=None, config_refused="NOPERM"),
         "does not say": node(appendonly=None, appendfsync=None),
         "is a replica": node(role="slave"),
+        "maxmemory-policy allkeys-lru": node(maxmemory=1 << 30, maxmemory_policy="allkeys-lru"),
     }
     for words, facts in cases.items():
         report = evaluate([facts], STRICT, "standalone")
@@ -76,6 +77,8 @@ def test_what_is_not_durable_and_why() -> None:
     report = evaluate([node(appendfsync="everysec")], strict, "standalone")
     assert not report.durable and "appendfsync always" in report.problems[0]
     assert not evaluate([], STRICT, "standalone").durable
+    assert evaluate([node(maxmemory=1 << 30, maxmemory_policy="noeviction")], STRICT, "standalone").durable
+    assert evaluate([node(maxmemory=0, maxmemory_policy="allkeys-lru")], STRICT, "standalone").durable  # no limit
 
 
 def test_a_failover_topology_needs_wait() -> None:
@@ -175,6 +178,12 @@ def test_a_durability_change_at_runtime_is_seen_by_the_next_check(
     with pytest.raises(StoreNotDurable):
         store.check_replay(SCOPE, b"ar", 2, b"b", ttl=60)
     raw.config_set("appendfsync", "everysec")
+    raw.config_set("maxmemory", "1gb")
+    raw.config_set("maxmemory-policy", "volatile-lru")  # the replay keys have TTLs: they would go first
+    time.sleep(1.1)
+    with pytest.raises(StoreNotDurable):
+        store.check_replay(SCOPE, b"ar", 2, b"b", ttl=60)
+    raw.config_set("maxmemory-policy", "noeviction")
     time.sleep(1.1)  # a refusing store is re-examined at most once a second on the FBU path
     assert store.check_replay(SCOPE, b"ar", 2, b"b", ttl=60) == "accepted"
     raw.close()
@@ -229,8 +238,9 @@ def test_the_embedded_store_is_durable_out_of_the_box(embedded_redis: EmbeddedRe
 def test_wait_refuses_an_unreplicated_update_and_accepts_a_replicated_one(
     private_redis: RedisServer, tmp_path: Path, make_store: StoreFactory
 ) -> None:
-    policy = ReplayDurabilityPolicy(wait_replicas=1, wait_timeout_ms=50)
-    store = make_store(private_redis.url, replay_policy=policy)
+    # generous: on a loaded machine a replica's acknowledgement can take tens of milliseconds
+    policy = ReplayDurabilityPolicy(wait_replicas=1, wait_timeout_ms=500)
+    store = make_store(private_redis.url, replay_policy=policy, socket_timeout=2.0)
     with pytest.raises(ReplayNotReplicated) as err:
         store.check_replay(SCOPE, b"ar", 1, b"a", ttl=60)
     assert err.value.reason == "replay-not-replicated"
@@ -243,8 +253,13 @@ def test_wait_refuses_an_unreplicated_update_and_accepts_a_replicated_one(
     try:
         raw = redis.Redis(port=replica.port)
         deadline = time.monotonic() + 15
-        while raw.info("replication").get("master_link_status") != "up" and time.monotonic() < deadline:
+        master = redis.Redis.from_url(private_redis.url)
+        # synced, as the master sees it: it counts the replica in WAIT (its own acknowledged, unhurried)
+        while time.monotonic() < deadline:
+            if raw.info("replication").get("master_link_status") == "up" and master.wait(1, 1000) == 1:
+                break
             time.sleep(0.05)
+        master.close()
         assert store.check_replay(SCOPE, b"ar", 3, b"c", ttl=60) == "accepted"
         assert asyncio.run(_acheck(store, 4)) == "accepted"
         # the retransmission of an FBU whose first verdict was refused is accepted once a replica holds it
@@ -254,3 +269,20 @@ def test_wait_refuses_an_unreplicated_update_and_accepts_a_replicated_one(
         raw.close()
     finally:
         replica.stop()
+
+
+def test_the_refusals_have_one_translation_in_each_adapter() -> None:
+    import json
+
+    from aaa_fmip.api.problems import error_response
+    from aaa_fmip.diameter.results import TOO_BUSY, result_for
+
+    for exc, reason in (
+        (StoreNotDurable("FBUs are not verified"), "store-not-durable"),
+        (ReplayNotReplicated("acknowledged by 0 of 1 replica(s)"), "replay-not-replicated"),
+    ):
+        response = error_response(exc)
+        body = json.loads(bytes(response.body))
+        assert (response.status_code, body["reason"], response.headers["retry-after"]) == (503, reason, "1")
+        assert body["detail"] == str(exc)
+        assert result_for(exc) == TOO_BUSY  # Diameter 3004, as for any store that cannot serve
