@@ -223,6 +223,7 @@ class DurabilityMonitor:
         self.topology = topology
         self.retry_interval = retry_interval
         self._lock = threading.Lock()
+        self.check_lock = threading.Lock()  # one check at a time; those who waited find it done
         self._connections = 0
         self._checked_connections = -1
         self._checked_at: float | None = None
@@ -256,8 +257,10 @@ class DurabilityMonitor:
             return True
         return self.report is not None and self.report.durable
 
-    def observe(self, nodes: Sequence[NodeFacts], *, now: float) -> DurabilityChange:
-        """Record a check just made: connections opened while gathering went to the server examined."""
+    def observe(self, nodes: Sequence[NodeFacts], *, now: float, connections: int) -> DurabilityChange:
+        """Record a check; ``connections`` is :attr:`connections` as read before gathering (a connection opened
+        since, even the check's own, makes the next check due: one that another caller opened meanwhile may
+        lead to another server)."""
         report = evaluate(nodes, self.policy, self.topology)
         with self._lock:
             previous = self.report
@@ -273,7 +276,7 @@ class DurabilityMonitor:
             self.restarts += len(restarted)
             self.report = report
             self._checked_at = now
-            self._checked_connections = self._connections
+            self._checked_connections = connections
             self.checks += 1
         changed = previous is None or previous.durable != report.durable or previous.problems != report.problems
         return DurabilityChange(report=report, first=previous is None, restarted=restarted, durability_changed=changed)

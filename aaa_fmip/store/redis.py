@@ -748,10 +748,11 @@ class RedisStore:
         monitor = self.durability
         if monitor is None:
             return None
+        seen = monitor.connections
         with self._io("durability check"):
             client = self._r()
             facts = gather_facts(client, node_name(client, self._where))
-        change = monitor.observe(facts, now=time.monotonic())
+        change = monitor.observe(facts, now=time.monotonic(), connections=seen)
         log_check(change, monitor, self._where)
         if require and not monitor.allows_replay:
             raise StoreNotDurable(_NOT_DURABLE)
@@ -760,7 +761,9 @@ class RedisStore:
     def _replay_gate(self, monitor: DurabilityMonitor) -> None:
         """Check durability when due (first use, a new connection, retrying a refusal); refuse if not durable."""
         if monitor.check_due(time.monotonic()):
-            self.check_durability()
+            with monitor.check_lock:  # concurrent callers wait for one check rather than each making one
+                if monitor.check_due(time.monotonic()):
+                    self.check_durability()
         if not monitor.allows_replay:
             raise StoreNotDurable(_NOT_DURABLE)
 
@@ -1533,8 +1536,8 @@ class AsyncRedisOps:
                 out = await self._script(await self._ready(), *call)
             return store._parse_replay(out)
         if monitor.check_due(time.monotonic()):  # rare: first use, after a reconnect, retrying a refusal
-            await asyncio.to_thread(store.check_durability)
-        if not monitor.allows_replay:
+            await asyncio.to_thread(store._replay_gate, monitor)
+        elif not monitor.allows_replay:
             raise StoreNotDurable(_NOT_DURABLE)
         wait = monitor.policy.wait_replicas
         call = store._replay_call(scope, ar_id, sequence, authenticator, ttl=ttl, rewrite=bool(wait))

@@ -110,18 +110,23 @@ def test_facts_fall_back_to_info_when_config_is_refused() -> None:
 def test_monitor_detects_a_restart_and_rechecks_after_a_connection_or_while_refusing() -> None:
     monitor = DurabilityMonitor(STRICT, "standalone", retry_interval=1.0)
     assert monitor.check_due(0.0) and not monitor.allows_replay
-    first = monitor.observe([node(run_id="1" * 40)], now=0.0)
+    first = monitor.observe([node(run_id="1" * 40)], now=0.0, connections=monitor.connections)
     assert first.first and not first.restarted and monitor.allows_replay and not monitor.check_due(0.5)
-    monitor.note_connection()
+    seen = monitor.connections
+    monitor.note_connection()  # e.g. the check's own connection, or a reconnect while it ran
     assert monitor.check_due(0.5)
-    again = monitor.observe([node(run_id="1" * 40)], now=0.5)
-    assert not again.restarted and not again.durability_changed
-    restarted = monitor.observe([node(run_id="2" * 40, appendonly=False, appendfsync=None)], now=0.6)
+    again = monitor.observe([node(run_id="1" * 40)], now=0.5, connections=seen)
+    assert not again.restarted and not again.durability_changed and monitor.check_due(0.5)
+    again = monitor.observe([node(run_id="1" * 40)], now=0.5, connections=monitor.connections)
+    assert not monitor.check_due(0.5)
+    restarted = monitor.observe(
+        [node(run_id="2" * 40, appendonly=False, appendfsync=None)], now=0.6, connections=monitor.connections
+    )
     assert restarted.restarted and restarted.durability_changed and monitor.restarts == 1
     assert not monitor.allows_replay
     assert not monitor.check_due(1.5) and monitor.check_due(1.6)  # a refusal is retried once per interval
     volatile = DurabilityMonitor(ReplayDurabilityPolicy(allow_volatile=True), "standalone")
-    volatile.observe([node(appendonly=False, appendfsync=None)], now=0.0)
+    volatile.observe([node(appendonly=False, appendfsync=None)], now=0.0, connections=0)
     assert volatile.allows_replay and volatile.report is not None and not volatile.report.durable
 
 
@@ -286,3 +291,25 @@ def test_the_refusals_have_one_translation_in_each_adapter() -> None:
         assert (response.status_code, body["reason"], response.headers["retry-after"]) == (503, reason, "1")
         assert body["detail"] == str(exc)
         assert result_for(exc) == TOO_BUSY  # Diameter 3004, as for any store that cannot serve
+
+
+def test_durability_is_checked_on_new_connections_not_per_fbu(
+    redis_server: RedisServer, make_store: StoreFactory
+) -> None:
+    store = make_store(redis_server.url, replay_policy=STRICT)
+    for seq in range(1, 101):
+        assert store.check_replay(SCOPE, b"ar", seq, b"s%d" % seq, ttl=60) == "accepted"
+
+    async def on_loop() -> None:
+        assert store.aio is not None
+        try:
+            for seq in range(101, 201):
+                assert await store.aio.check_replay(SCOPE, b"ar", seq, b"s%d" % seq, ttl=60) == "accepted"
+        finally:
+            await store.aio.aclose()
+
+    asyncio.run(on_loop())
+    monitor = store.durability
+    assert monitor is not None
+    # one check per new connection (the blocking one, the check's own, the loop's), none per FBU
+    assert monitor.checks <= monitor.connections + 1 <= 5, (monitor.checks, monitor.connections)

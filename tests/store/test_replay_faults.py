@@ -183,8 +183,18 @@ class SentinelPair:
         return f"redis+sentinel://127.0.0.1:{self.sentinel_port}/{self.service}/0"
 
     def master_port(self) -> int:
-        addr = redis.Redis(port=self.sentinel_port, socket_timeout=1).sentinel_get_master_addr_by_name(self.service)
+        """The master's port as the sentinel names it (0 if it cannot say right now)."""
+        try:
+            client = redis.Redis(port=self.sentinel_port, socket_timeout=2)
+            addr = client.sentinel_get_master_addr_by_name(self.service)
+            client.close()
+        except (redis.RedisError, OSError):
+            return 0
         return int(addr[1]) if addr else 0
+
+    def log_tail(self) -> str:
+        path = self.directory / "sentinel" / "server.log"
+        return "\n".join(path.read_text(errors="replace").splitlines()[-30:]) if path.exists() else ""
 
     def start(self) -> None:
         self.master.start()
@@ -249,16 +259,20 @@ def test_sentinel_failover_under_load_with_wait_accepts_no_replay(tmp_path: Path
         load.ingest()
         redis.Redis(port=pair.master.port).execute_command("WAIT", 1, 5000)  # the sessions are on the replica
         failed_over = threading.Event()
+        trouble: list[str] = []
 
         def fail_over() -> None:
-            _kill(pair.master)
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline and pair.master_port() != pair.replica.port:
-                time.sleep(0.1)
-            # the old master returns; the sentinel turns it into a replica of the new one
-            pair.master.start()
-            _wait_link(pair.master.port, timeout=30)
-            failed_over.set()
+            try:
+                _kill(pair.master)
+                deadline = time.monotonic() + 60
+                while time.monotonic() < deadline and pair.master_port() != pair.replica.port:
+                    time.sleep(0.1)
+                # the old master returns; the sentinel turns it into a replica of the new one
+                pair.master.start()
+                _wait_link(pair.master.port, timeout=60)
+                failed_over.set()
+            except Exception as exc:  # reported by the assertion below
+                trouble.append(repr(exc))
 
         killer: threading.Thread | None = None
 
@@ -272,8 +286,8 @@ def test_sentinel_failover_under_load_with_wait_accepts_no_replay(tmp_path: Path
 
         load.run(400, on_step=fault)
         assert killer is not None
-        killer.join(timeout=60)
-        assert failed_over.is_set(), "the failover did not complete"
+        killer.join(timeout=150)
+        assert failed_over.is_set(), f"the failover did not complete: {trouble}\n{pair.log_tail()}"
         assert pair.master_port() == pair.replica.port
         accepted_before = len(load.accepted)
         load.run(40)  # after the failover, FBUs are verified (and replicated) again
