@@ -31,6 +31,8 @@ import redis
 import redis.exceptions as rx
 from redis.cluster import RedisCluster
 
+from aaa_fmip.errors import ReplayNotReplicated, StoreNotDurable
+
 __all__ = [
     "DurabilityChange",
     "DurabilityMonitor",
@@ -46,7 +48,9 @@ __all__ = [
     "gather_facts",
     "log_check",
     "node_name",
+    "replicated",
     "topology_of",
+    "wait_replies",
 ]
 
 Topology = Literal["standalone", "sentinel", "cluster"]
@@ -56,6 +60,11 @@ MinFsync = Literal["always", "everysec"]
 RETRY_INTERVAL: Final = 1.0
 
 log = logging.getLogger("aaa_fmip.store")
+
+# What a client is told when FBUs are refused on a store that would lose replay state; the reasons are logged.
+NOT_DURABLE: Final = (
+    "FBUs are not verified: the key store would lose replay state on a restart or failover (see the service log)"
+)
 
 _FSYNC_RANK: Final = {"always": 2, "everysec": 1, "no": 0}
 
@@ -281,6 +290,16 @@ class DurabilityMonitor:
         changed = previous is None or previous.durable != report.durable or previous.problems != report.problems
         return DurabilityChange(report=report, first=previous is None, restarted=restarted, durability_changed=changed)
 
+    def gate(self, now: float, check: Callable[[], object]) -> None:
+        """Before a replay check: run ``check`` (a durability check, IO) when one is due, one caller at a time
+        (those who waited find it done); raise :class:`StoreNotDurable` unless FBUs may be verified."""
+        if self.check_due(now):
+            with self.check_lock:
+                if self.check_due(now):
+                    check()
+        if not self.allows_replay:
+            raise StoreNotDurable(NOT_DURABLE)
+
     def refusal(self) -> str:
         """Why FBUs are refused now (for logs; never sent to clients)."""
         if self.report is None:
@@ -459,4 +478,24 @@ def log_check(change: DurabilityChange, monitor: DurabilityMonitor, where: str) 
         log.error(
             "FBU verification is refused until this is fixed: " + report.summary(),
             extra={**extra, "event": "store-not-durable"},
+        )
+
+
+def wait_replies(replies: Sequence[object]) -> tuple[object, int]:
+    """(script reply, replicas acknowledged) of a replay script + ``WAIT`` pipeline; an error reply is raised."""
+    for reply in replies:
+        if isinstance(reply, BaseException):
+            if isinstance(reply, rx.ResponseError) and str(reply).startswith(("MOVED", "ASK")):
+                raise rx.TryAgainError(f"slot moved ({reply})")  # a resharding: retry later
+            raise reply
+    acks = replies[1]
+    return replies[0], int(acks) if isinstance(acks, int) else 0
+
+
+def replicated(outcome: str, acks: int | None, wanted: int) -> None:
+    """Raise :class:`ReplayNotReplicated` if a replay verdict stands on an update that fewer than ``wanted``
+    replicas acknowledged (``acks`` None: no ``WAIT`` was asked for). A "replay" wrote nothing: it stands."""
+    if acks is not None and outcome != "replay" and acks < wanted:
+        raise ReplayNotReplicated(
+            f"the FBU's replay update was acknowledged by {acks} of {wanted} replica(s) in time; it is not accepted"
         )

@@ -113,9 +113,10 @@ from redis.retry import Retry
 from redis.sentinel import MasterNotFoundError, Sentinel
 
 from aaa_fmip.crypto.wrap import KekRing
-from aaa_fmip.errors import ConfigError, ReplayNotReplicated, StoreError, StoreNotDurable, StoreUnavailable
+from aaa_fmip.errors import ConfigError, StoreError, StoreNotDurable, StoreUnavailable
 from aaa_fmip.store import AuditCheck, AuditEntry, ReplayOutcome, SendKeyRecord, SessionRecord
 from aaa_fmip.store.durability import (
+    NOT_DURABLE,
     DurabilityMonitor,
     DurabilityReport,
     ReplayDurabilityPolicy,
@@ -125,7 +126,9 @@ from aaa_fmip.store.durability import (
     gather_facts,
     log_check,
     node_name,
+    replicated,
     topology_of,
+    wait_replies,
 )
 
 __all__ = ["AUDIT_GENESIS", "AsyncRedisOps", "RedisStore", "audit_entry_hash"]
@@ -392,32 +395,6 @@ def _describe(exc: BaseException) -> str:
         return "MasterNotFoundError: no sentinel named a reachable master for the service"
     text = str(exc).splitlines()[0] if str(exc) else ""
     return f"{type(exc).__name__}: {text[:160]}" if text else type(exc).__name__
-
-
-# What a client is told when FBUs are refused on a store that would lose replay state; the reasons are logged.
-_NOT_DURABLE: Final = (
-    "FBUs are not verified: the key store would lose replay state on a restart or failover (see the service log)"
-)
-
-
-def _wait_replies(replies: Sequence[object]) -> tuple[object, int]:
-    """(script reply, WAIT reply) of a script + WAIT pipeline; an error reply is raised."""
-    for reply in replies:
-        if isinstance(reply, BaseException):
-            if isinstance(reply, rx.ResponseError) and str(reply).startswith(("MOVED", "ASK")):
-                raise rx.TryAgainError(f"slot moved ({reply})")  # a resharding: retry later
-            raise reply
-    acks = replies[1]
-    return replies[0], int(acks) if isinstance(acks, int) else 0
-
-
-def _replicated(outcome: ReplayOutcome, acks: int | None, wanted: int) -> ReplayOutcome:
-    """The outcome, unless an update it stands on was not acknowledged by ``wanted`` replicas in time."""
-    if acks is not None and outcome != "replay" and acks < wanted:
-        raise ReplayNotReplicated(
-            f"the FBU's replay update was acknowledged by {acks} of {wanted} replica(s) in time; it is not accepted"
-        )
-    return outcome
 
 
 def _index_groups(client: object, keys: list[str]) -> list[list[str]]:
@@ -755,17 +732,12 @@ class RedisStore:
         change = monitor.observe(facts, now=time.monotonic(), connections=seen)
         log_check(change, monitor, self._where)
         if require and not monitor.allows_replay:
-            raise StoreNotDurable(_NOT_DURABLE)
+            raise StoreNotDurable(NOT_DURABLE)
         return change.report
 
     def _replay_gate(self, monitor: DurabilityMonitor) -> None:
         """Check durability when due (first use, a new connection, retrying a refusal); refuse if not durable."""
-        if monitor.check_due(time.monotonic()):
-            with monitor.check_lock:  # concurrent callers wait for one check rather than each making one
-                if monitor.check_due(time.monotonic()):
-                    self.check_durability()
-        if not monitor.allows_replay:
-            raise StoreNotDurable(_NOT_DURABLE)
+        monitor.gate(time.monotonic(), self.check_durability)
 
     def close(self) -> None:
         """Release the connections. Idempotent."""
@@ -1089,7 +1061,8 @@ class RedisStore:
         outcome = self._parse_replay(out)
         if monitor.connections != seen:  # reconnected meanwhile: a restarted or another server answered
             self._replay_gate(monitor)
-        return _replicated(outcome, acks, wait)
+        replicated(outcome, acks, wait)
+        return outcome
 
     def _script_and_wait(
         self, lua: str, keys: Sequence[str], args: Sequence[str | int | bytes], *, policy: ReplayDurabilityPolicy
@@ -1105,7 +1078,7 @@ class RedisStore:
             replies = pipe.execute(raise_on_error=False)
             if isinstance(replies[0], rx.NoScriptError):
                 continue
-            return _wait_replies(replies)
+            return wait_replies(replies)
         raise StoreError(f"Redis at {self._where} did not load the replay script")
 
     def _replay_call(
@@ -1538,7 +1511,7 @@ class AsyncRedisOps:
         if monitor.check_due(time.monotonic()):  # rare: first use, after a reconnect, retrying a refusal
             await asyncio.to_thread(store._replay_gate, monitor)
         elif not monitor.allows_replay:
-            raise StoreNotDurable(_NOT_DURABLE)
+            raise StoreNotDurable(NOT_DURABLE)
         wait = monitor.policy.wait_replicas
         call = store._replay_call(scope, ar_id, sequence, authenticator, ttl=ttl, rewrite=bool(wait))
         seen = monitor.connections
@@ -1558,7 +1531,8 @@ class AsyncRedisOps:
         outcome = store._parse_replay(out)
         if monitor.connections != seen:
             await asyncio.to_thread(store._replay_gate, monitor)
-        return _replicated(outcome, acks, wait)
+        replicated(outcome, acks, wait)
+        return outcome
 
     @staticmethod
     async def _script_and_wait(
@@ -1576,7 +1550,7 @@ class AsyncRedisOps:
             replies = await pipe.execute(raise_on_error=False)
             if isinstance(replies[0], rx.NoScriptError):
                 continue
-            return _wait_replies(replies)
+            return wait_replies(replies)
         raise StoreError("Redis did not load the replay script")
 
     async def append_audits(
