@@ -177,8 +177,8 @@ def evaluate(nodes: Sequence[NodeFacts], policy: ReplayDurabilityPolicy, topolog
             )
         elif facts.appendfsync == "everysec":
             notes.append(
-                f"{where} uses appendfsync everysec: an operating-system crash or power loss (not a Redis "
-                "crash) can lose up to about 1 s of replay updates"
+                f"{where} uses appendfsync everysec: an operating-system crash or power loss can lose up to "
+                "about 1 s of replay updates (a Redis crash loses none unless the disk had fallen behind)"
             )
         can_fail_over = topology == "sentinel" or (topology == "cluster" and facts.connected_replicas > 0)
         if can_fail_over and policy.wait_replicas == 0:
