@@ -16,11 +16,12 @@ from typing import TYPE_CHECKING, Literal, Protocol
 from aaa_fmip.callers import CallerRegistry
 from aaa_fmip.config import Settings
 from aaa_fmip.crypto.wrap import Kek, KekRing, load_kek_file
-from aaa_fmip.errors import ConfigError, CryptoError
+from aaa_fmip.errors import ConfigError, CryptoError, StoreUnavailable
 from aaa_fmip.metrics import Metrics
 from aaa_fmip.model import AccessRouter, Caller
 from aaa_fmip.send_policy import SendPolicy
 from aaa_fmip.service import HandoverKeyService
+from aaa_fmip.store.durability import ReplayDurabilityPolicy
 from aaa_fmip.store.redis import RedisStore
 
 if TYPE_CHECKING:
@@ -115,7 +116,18 @@ def build_runtime(settings: Settings, *, clock: Callable[[], float] = time.time)
         url = settings.store.url
         kind = "redis"
     try:
-        store = RedisStore.from_url(url, ring, prefix=settings.store.prefix, socket_timeout=settings.store.timeout)
+        store = RedisStore.from_url(
+            url,
+            ring,
+            prefix=settings.store.prefix,
+            socket_timeout=settings.store.timeout,
+            replay_policy=ReplayDurabilityPolicy(
+                allow_volatile=settings.store.allow_volatile_replay_state,
+                min_appendfsync=settings.store.min_appendfsync,
+                wait_replicas=settings.store.replay_wait_replicas,
+                wait_timeout_ms=settings.store.replay_wait_timeout_ms,
+            ),
+        )
         service = HandoverKeyService(
             store,
             max_lifetime=settings.keys.max_lifetime,
@@ -129,7 +141,14 @@ def build_runtime(settings: Settings, *, clock: Callable[[], float] = time.time)
             ),
         )
         metrics = Metrics()
-        metrics.attach_store(live_sessions=service.live_sessions, ping=service.ready)
+        metrics.attach_store(live_sessions=service.live_sessions, ping=store.ping)
+        monitor = store.durability
+        if monitor is not None:
+            metrics.attach_durability(
+                durable=lambda: None if monitor.report is None else monitor.report.durable,
+                volatile_allowed=monitor.policy.allow_volatile,
+                restarts=lambda: monitor.restarts,
+            )
     except BaseException:
         if embedded is not None:
             embedded.stop()
@@ -162,3 +181,22 @@ def api_context(runtime: Runtime) -> ApiContext:
         limits=runtime.settings.limits,
         on_shutdown=close_async_store,
     )
+
+
+def check_store_at_start(runtime: Runtime) -> None:
+    """``serve`` at start: warn loudly about the volatile-replay-state opt-out, and check the store's durability
+    once (the store logs the verdict; FBUs are refused on a store that would lose replay state)."""
+    if runtime.settings.store.allow_volatile_replay_state:
+        log.warning(
+            "store.allow_volatile_replay_state is true: FBUs are verified even if Redis would lose replay state, "
+            "so after a Redis restart or failover an FBU accepted before may be accepted again (a replay). "
+            "Run Redis as docs/configuration.md describes and remove this setting.",
+            extra={"event": "volatile-replay-state-allowed"},
+        )
+    try:
+        runtime.store.check_durability()
+    except StoreUnavailable as exc:
+        log.warning(
+            "the store's durability could not be checked at start; it is checked before the first FBU",
+            extra={"event": "store-durability-unknown", "error": str(exc)},
+        )

@@ -44,6 +44,7 @@ DEFAULT_ACCOUNTING_LISTEN: Final = "127.0.0.1:1813"  # RFC 2866 §3
 
 ClientRole = Literal["aaa", "auditor", "admin", "mos"]
 LifetimeUnits = Literal["4s", "seconds"]
+MinAppendfsync = Literal["always", "everysec"]
 # ar: an access router querying for itself; agent: a Diameter relay/proxy forwarding ARs' requests;
 # nas and home-eap-server: the two sides of the EAP agent (RFC 4072) on the DER/DEA path.
 PeerRole = Literal["ar", "agent", "nas", "home-eap-server"]
@@ -109,6 +110,11 @@ class StoreSettings:
     data_dir: Path
     timeout: float  # seconds, per Redis operation
     prefix: str = DEFAULT_STORE_PREFIX  # of every Redis key name; part of the wrapping AAD
+    # FBU replay state durability (docs/configuration.md, "Running Redis for aaa-fmip")
+    allow_volatile_replay_state: bool = False  # verify FBUs even on a Redis that would lose replay state
+    min_appendfsync: MinAppendfsync = "everysec"  # the weakest AOF fsync policy accepted as durable
+    replay_wait_replicas: int = 0  # replicas that must hold an accepted replay update (WAIT) before the verdict
+    replay_wait_timeout_ms: int = 100  # how long that WAIT may take
 
     @property
     def embedded(self) -> bool:
@@ -455,6 +461,10 @@ _ENV_PATHS: Final[tuple[tuple[str, ...], ...]] = (
     ("store", "data_dir"),
     ("store", "timeout"),
     ("store", "prefix"),
+    ("store", "allow_volatile_replay_state"),
+    ("store", "min_appendfsync"),
+    ("store", "replay_wait_replicas"),
+    ("store", "replay_wait_timeout_ms"),
     ("keys", "kek_file"),
     ("keys", "max_lifetime"),
     ("keys", "lifetime_units"),
@@ -636,8 +646,29 @@ def _store(doc: Mapping[str, Any], env_names: Mapping[str, str]) -> StoreSetting
     prefix = t.string("prefix", DEFAULT_STORE_PREFIX) or ""
     if not _STORE_PREFIX.match(prefix):
         raise ConfigError("must be 1-64 characters of A-Z a-z 0-9 _ . : - (no braces)", key=t.key("prefix"))
+    allow_volatile = t.boolean("allow_volatile_replay_state", False)
+    fsync_text = t.string("min_appendfsync", "everysec")
+    min_appendfsync = next((v for v in ("always", "everysec") if v == fsync_text), None)
+    if min_appendfsync is None:
+        raise ConfigError('expected "always" or "everysec"', key=t.key("min_appendfsync"))
+    wait_replicas = t.integer("replay_wait_replicas", 0, minimum=0, maximum=100)
+    wait_timeout_ms = t.integer("replay_wait_timeout_ms", 100, minimum=1, maximum=60_000)
+    if wait_replicas and wait_timeout_ms >= timeout * 1000:
+        raise ConfigError(
+            f"must be shorter than store.timeout ({timeout * 1000:g} ms): the WAIT holds the reply that long",
+            key=t.key("replay_wait_timeout_ms"),
+        )
     t.done()
-    return StoreSettings(url=url, data_dir=Path(data_dir), timeout=timeout, prefix=prefix)
+    return StoreSettings(
+        url=url,
+        data_dir=Path(data_dir),
+        timeout=timeout,
+        prefix=prefix,
+        allow_volatile_replay_state=allow_volatile,
+        min_appendfsync=min_appendfsync,
+        replay_wait_replicas=wait_replicas,
+        replay_wait_timeout_ms=wait_timeout_ms,
+    )
 
 
 def _audit(doc: Mapping[str, Any], env_names: Mapping[str, str]) -> AuditSettings:

@@ -16,6 +16,8 @@ No message of any exception here may contain key material.
      +-- ConfigError                 bad configuration (names the key)
      +-- StoreError
      |    +-- StoreUnavailable       Redis cannot be reached (→ HTTP 503, Diameter 3004)
+     |         +-- StoreNotDurable      Redis would lose replay state: FBUs are not verified (→ 503, 3004)
+     |         +-- ReplayNotReplicated  too few replicas acknowledged a replay update in time (→ 503, 3004)
      +-- ServiceError                a use case refused a request
           +-- NotFound               no such session / key (→ 404, Diameter 5030)
           +-- Forbidden              caller outside its scope (→ 403, Diameter 5003)
@@ -75,6 +77,19 @@ class StoreError(AaaFmipError):
 
 class StoreUnavailable(StoreError):
     """The store (Redis) cannot be reached; callers must fail closed."""
+
+
+class StoreNotDurable(StoreUnavailable):
+    """The store would lose FBU replay state (no append-only file, a weak fsync policy, an unguarded failover),
+    so FBUs are not verified; its message is fit for clients, the operator's reasons are logged."""
+
+    reason = "store-not-durable"
+
+
+class ReplayNotReplicated(StoreUnavailable):
+    """An accepted replay update was not acknowledged by enough replicas in time (``store.replay_wait_*``)."""
+
+    reason = "replay-not-replicated"
 
 
 class ServiceError(AaaFmipError):

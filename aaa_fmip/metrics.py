@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from typing import Final
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
@@ -52,6 +52,37 @@ class _StoreCollector(Collector):
 
     def describe(self) -> Iterable[Metric]:
         return []  # collected lazily: never touch the store at registration time
+
+
+class _DurabilityCollector(Collector):
+    """The store's replay-state durability as last checked (no IO at scrape time)."""
+
+    def __init__(self, durable: Callable[[], bool | None], volatile_allowed: bool, restarts: Callable[[], int]) -> None:
+        self._durable = durable
+        self._volatile_allowed = volatile_allowed
+        self._restarts = restarts
+
+    def collect(self) -> Iterable[Metric]:
+        yield GaugeMetricFamily(
+            f"{NAMESPACE}_store_volatile_replay_state_allowed",
+            "1 if store.allow_volatile_replay_state is set: FBUs are verified even on a store that loses replay state.",
+            value=1.0 if self._volatile_allowed else 0.0,
+        )
+        durable = self._durable()
+        if durable is not None:
+            yield GaugeMetricFamily(
+                f"{NAMESPACE}_store_replay_state_durable",
+                "1 if the last check found that Redis keeps FBU replay state across a restart or failover, else 0.",
+                value=1.0 if durable else 0.0,
+            )
+        yield CounterMetricFamily(
+            f"{NAMESPACE}_store_restarts",
+            "Redis restarts or failovers seen (the server's run id changed between two checks).",
+            value=float(self._restarts()),
+        )
+
+    def describe(self) -> Iterable[Metric]:
+        return []
 
 
 class Metrics:
@@ -143,6 +174,13 @@ class Metrics:
             self.registry.unregister(self._store_collector)
         self._store_collector = _StoreCollector(live_sessions, ping)
         self.registry.register(self._store_collector)
+
+    def attach_durability(
+        self, *, durable: Callable[[], bool | None], volatile_allowed: bool, restarts: Callable[[], int]
+    ) -> None:
+        """Export the store's replay-state durability: ``store_replay_state_durable`` (as last checked),
+        ``store_volatile_replay_state_allowed`` and ``store_restarts_total``."""
+        self.registry.register(_DurabilityCollector(durable, volatile_allowed, restarts))
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         self.http_requests.labels(method, route, str(status)).inc()

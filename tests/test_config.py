@@ -434,3 +434,41 @@ def test_token_new_nas_address_makes_an_entry_the_loader_accepts(tmp_path: Path)
     assert str(router.nas_address) == "192.0.2.7"
     bad = run_cli("token", "new", "--role", "ar", "--name", "x", "--address", "2001:db8::7", "--nas-address", "nope")
     assert bad.returncode == 2 and "--nas-address" in bad.stderr
+
+
+def test_replay_durability_settings_from_file_and_environment(tmp_path: Path) -> None:
+    s = load_settings(None, {})
+    assert (s.store.allow_volatile_replay_state, s.store.min_appendfsync) == (False, "everysec")
+    assert (s.store.replay_wait_replicas, s.store.replay_wait_timeout_ms) == (0, 100)
+    s = load(
+        tmp_path,
+        '[store]\nmin_appendfsync = "always"\nreplay_wait_replicas = 2\nreplay_wait_timeout_ms = 250\ntimeout = 1.0\n',
+        {"AAA_FMIP_STORE_ALLOW_VOLATILE_REPLAY_STATE": "true"},
+    )
+    assert s.store.allow_volatile_replay_state is True
+    assert (s.store.min_appendfsync, s.store.replay_wait_replicas, s.store.replay_wait_timeout_ms) == ("always", 2, 250)
+    assert config_error(tmp_path, '[store]\nmin_appendfsync = "no"\n').key == "store.min_appendfsync"
+    assert (
+        config_error(tmp_path, "[store]\nallow_volatile_replay_state = 1\n").key == "store.allow_volatile_replay_state"
+    )
+    # the WAIT holds the reply: it must end before the store's socket timeout does
+    error = config_error(tmp_path, "[store]\nreplay_wait_replicas = 1\nreplay_wait_timeout_ms = 500\n")
+    assert error.key == "store.replay_wait_timeout_ms" and "500 ms" in str(error)
+    error = config_error(tmp_path, "", {"AAA_FMIP_STORE_REPLAY_WAIT_REPLICAS": "-1"})
+    assert error.key.startswith("store.replay_wait_replicas")
+
+
+def test_replay_durability_settings_reach_the_store(tmp_path: Path) -> None:
+    from aaa_fmip.bootstrap import build_runtime
+
+    path = tmp_path / "c.toml"
+    path.write_text(f'[store]\ndata_dir = "{tmp_path / "data"}"\nmin_appendfsync = "always"\n')
+    runtime = build_runtime(load_settings(path, {}))
+    try:
+        monitor = runtime.store.durability
+        assert monitor is not None and monitor.policy.min_appendfsync == "always"
+        # the embedded Redis fsyncs every second: durable by default, not under "always"
+        report = runtime.store.check_durability()
+        assert report is not None and not report.durable and "appendfsync everysec" in report.problems[0]
+    finally:
+        runtime.close()

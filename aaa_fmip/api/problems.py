@@ -41,6 +41,8 @@ ERROR_TABLE: Final[tuple[tuple[type[errors.AaaFmipError], _Mapping], ...]] = (
     (errors.DecodeError, _Mapping(422, "Malformed input", True, "malformed")),
     (errors.VerificationError, _Mapping(422, "Verification failed", True, "verification-failed")),
     (errors.ServiceError, _Mapping(400, "Request refused", True, "service-error")),
+    (errors.StoreNotDurable, _Mapping(503, "Store not durable", True, "store-not-durable")),  # its text is public
+    (errors.ReplayNotReplicated, _Mapping(503, "Replay state not replicated", True, "replay-not-replicated")),
     (errors.StoreUnavailable, _Mapping(503, "Store unavailable", False, "store-unavailable")),
     (errors.StoreError, _Mapping(500, "Internal error", False, "internal-error")),
     (errors.CryptoError, _Mapping(500, "Internal error", False, "internal-error")),

@@ -79,13 +79,14 @@ def serve(settings: Settings) -> int:
     """Run until SIGTERM/SIGINT; returns the exit status."""
     from aaa_fmip.api.app import create_app
     from aaa_fmip.api.protocol import protocol_class
-    from aaa_fmip.bootstrap import api_context, build_runtime
+    from aaa_fmip.bootstrap import api_context, build_runtime, check_store_at_start
 
     runtime = build_runtime(settings)
     listeners: list[tuple[str, ListenerHandle]] = []
     try:
         open_files = raise_open_file_limit()
         max_connections = connection_limit(settings.limits, open_files)
+        check_store_at_start(runtime)
         listeners = start_listeners(runtime)
         app = create_app(api_context(runtime))
         config = uvicorn.Config(

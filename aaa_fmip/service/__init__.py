@@ -65,8 +65,10 @@ class HandoverKeyService(SessionUseCases, HandoverUseCases, SendUseCases, AuditU
     # -- health -----------------------------------------------------------------------------------------
 
     def ready(self) -> None:
-        """Raises StoreUnavailable when the store cannot be reached."""
+        """Raises StoreUnavailable when the store cannot be reached, and StoreNotDurable when it would lose FBU
+        replay state (FBUs are refused then; the check also notices a Redis restart or a changed setting)."""
         self.store.ping()
+        self.store.check_durability(require=True)
 
     def live_sessions(self) -> int:
         return self.store.run(self.store.ops.count_live_sessions())

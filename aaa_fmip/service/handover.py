@@ -90,7 +90,7 @@ class HandoverUseCases(UseCase):
         Malformed Mobility Headers raise DecodeError (the adapter answers 422 naming the field); a
         well-formed FBU that fails returns ``valid=False`` with a stable reason.
         """
-        verdict, entry = self.store.run(self._verify_fbu_flow(caller, source, destination, mh, home_address))
+        verdict, entry = self.store.run_replay(self._verify_fbu_flow(caller, source, destination, mh, home_address))
         self.store.append_audits([entry])
         return verdict
 
@@ -111,7 +111,7 @@ class HandoverUseCases(UseCase):
             return await asyncio.to_thread(
                 self.verify_fbu, caller, source=source, destination=destination, mh=mh, home_address=home_address
             )
-        verdict, entry = await aio.arun(self._verify_fbu_flow(caller, source, destination, mh, home_address))
+        verdict, entry = await aio.arun_replay(self._verify_fbu_flow(caller, source, destination, mh, home_address))
         await aio.append_audits([entry])
         return verdict
 

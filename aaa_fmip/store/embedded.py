@@ -29,9 +29,13 @@ __all__ = ["DB_FILENAME", "KEK_FILENAME", "EmbeddedRedis", "ensure_kek", "start_
 DB_FILENAME: Final = "store.rdb"
 KEK_FILENAME: Final = "kek"
 
+# FBU replay state must survive a restart (aaa_fmip.store.durability refuses FBUs otherwise): an append-only
+# file, flushed to disk every second (store.min_appendfsync's default; a killed redis-server loses nothing, a
+# power loss up to ~1 s; docs/configuration.md "Running Redis for aaa-fmip"), and never an eviction.
 _SERVER_CONFIG: Final = {
     "appendonly": "yes",
     "appendfsync": "everysec",
+    "maxmemory-policy": "noeviction",
     "save": ["900 1", "300 10", "60 1000"],
     "unixsocketperm": "700",
 }

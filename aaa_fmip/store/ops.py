@@ -53,7 +53,7 @@ from ipaddress import IPv6Address
 from typing import Any, Final, TypeVar, cast
 
 from aaa_fmip.crypto.wrap import KekRing
-from aaa_fmip.errors import StoreError, StoreUnavailable
+from aaa_fmip.errors import ReplayNotReplicated, StoreError, StoreUnavailable
 from aaa_fmip.store import (
     AuditCheck,
     AuditEntry,
@@ -92,9 +92,12 @@ class Script:
 @dataclasses.dataclass(frozen=True, slots=True)
 class Pipeline:
     """Calls sent together, not as a transaction (on a Cluster, each to the node of its keys); the reply is the
-    list of their replies. Scripts in a pipeline go as EVAL (nothing to reload after a server restart)."""
+    list of their replies. Scripts in a pipeline go as EVAL (nothing to reload after a server restart).
+    ``node_key``: send every call on one connection to the node of this key (a keyless ``WAIT`` behind a
+    script must follow it on the same connection)."""
 
     calls: tuple[Command | Script, ...]
+    node_key: str | None = None
 
 
 RedisCall = Command | Script | Pipeline
@@ -136,6 +139,8 @@ class StoreOps:
         self.clock = clock
         self.clock_offset: float | None = None  # Redis TIME minus local time, seconds
         self.chain = chain.AuditChain(kek)
+        # (replicas, timeout ms): an accepted replay update waits for that many replicas (store/durability.py)
+        self.replay_wait: tuple[int, int] | None = None
 
     # --- key names ---------------------------------------------------------------------------------------
 
@@ -454,10 +459,25 @@ class StoreOps:
             raise ValueError("ttl must be positive")
         ah = hashlib.sha256(authenticator).hexdigest()
         keys = (self.replay_prefix(scope) + ar_id.hex(), self.replay_ars_key(scope))
-        out = yield Script(lua.REPLAY, keys, (sequence, ah, ttl * 1000, ar_id.hex()))
-        if out in (b"accepted", b"retransmission", b"replay"):
-            return cast(ReplayOutcome, out.decode())
-        raise StoreError("unexpected replay-check reply from Redis")
+        wait = self.replay_wait
+        acks: int | None = None
+        if wait is None:
+            out = yield Script(lua.REPLAY, keys, (sequence, ah, ttl * 1000, ar_id.hex(), 0))
+        else:
+            # WAIT right behind the script on its connection: no extra round trip (store/durability.py)
+            script = Script(lua.REPLAY, keys, (sequence, ah, ttl * 1000, ar_id.hex(), 1))
+            out, acks_reply = yield Pipeline((script, Command(("WAIT", *wait))), node_key=keys[0])
+            acks = int(acks_reply)
+        if out not in (b"accepted", b"retransmission", b"replay"):
+            raise StoreError("unexpected replay-check reply from Redis")
+        outcome = cast(ReplayOutcome, out.decode())
+        if wait is not None and acks is not None and outcome != "replay" and acks < wait[0]:
+            # a "replay" wrote nothing: it stands; any other verdict stands on an update too few replicas hold
+            raise ReplayNotReplicated(
+                f"the FBU's replay update was acknowledged by {acks} of {wait[0]} replica(s) in time; "
+                "it is not accepted"
+            )
+        return outcome
 
     def remember_nonce(self, scope: bytes, nonce: bytes, *, ttl: int) -> Op[bool]:
         """True the first time (scope, nonce) is seen within ``ttl`` seconds, False afterwards (SEND replay)."""

@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from ipaddress import IPv6Address
 from typing import Any, Final, TypeVar, cast
+from urllib.parse import urlsplit
 
 import redis
 import redis.asyncio.cluster
@@ -41,7 +42,7 @@ from redis.sentinel import MasterNotFoundError
 
 from aaa_fmip.crypto.audit import AUDIT_GENESIS
 from aaa_fmip.crypto.wrap import KekRing
-from aaa_fmip.errors import ConfigError, StoreError, StoreUnavailable
+from aaa_fmip.errors import ConfigError, StoreError, StoreNotDurable, StoreUnavailable
 from aaa_fmip.store import (
     AuditCheck,
     AuditEntry,
@@ -53,8 +54,21 @@ from aaa_fmip.store import (
 )
 from aaa_fmip.store import audit as chain
 from aaa_fmip.store.audit import canonical_fields, checkpoint_text
-from aaa_fmip.store.ops import AUDIT_BATCH, Command, Op, RedisCall, Script, StoreOps
-from aaa_fmip.store.urls import connection_for
+from aaa_fmip.store.durability import (
+    NOT_DURABLE,
+    DurabilityMonitor,
+    DurabilityReport,
+    ReplayDurabilityPolicy,
+    aconnect_hook,
+    cluster_connect_hook,
+    connect_hook,
+    gather_facts,
+    log_check,
+    node_name,
+    topology_of,
+)
+from aaa_fmip.store.ops import AUDIT_BATCH, Command, Op, Pipeline, RedisCall, Script, StoreOps
+from aaa_fmip.store.urls import ConnectHooks, connection_for
 
 __all__ = ["AUDIT_GENESIS", "AsyncRedisOps", "RedisStore", "canonical_fields", "checkpoint_text"]
 
@@ -112,13 +126,44 @@ class RedisStore:
         self._scripts: dict[str, SyncScript] = {}
         self._aio = AsyncRedisOps(self, aconnect) if aconnect is not None else None
 
+    # Set by from_url(replay_policy=...): replay checks then require a durable store (aaa_fmip.store.durability).
+    durability: DurabilityMonitor | None = None
+
     @classmethod
     def from_url(
-        cls, url: str, kek: KekRing, *, prefix: str = "fmip", socket_timeout: float = 0.5, **kw: Any
+        cls,
+        url: str,
+        kek: KekRing,
+        *,
+        prefix: str = "fmip",
+        socket_timeout: float = 0.5,
+        replay_policy: ReplayDurabilityPolicy | None = None,
+        **kw: Any,
     ) -> RedisStore:
-        """A store for ``url`` (forms in :mod:`aaa_fmip.store.urls`); ``kw`` goes to the redis-py client."""
-        c = connection_for(url, socket_timeout=socket_timeout, **kw)
-        return cls(
+        """A store for ``url`` (forms in :mod:`aaa_fmip.store.urls`); ``kw`` goes to the redis-py client.
+
+        With ``replay_policy``, replay checks (:meth:`run_replay`) verify first that the server would not lose
+        replay state (on the first call, after every new connection, and by :meth:`check_durability`) and raise
+        :class:`StoreNotDurable` otherwise, unless the policy accepts volatile state; with
+        ``replay_policy.wait_replicas`` an accepted update waits for that many replicas (``WAIT``).
+        """
+        policy = replay_policy
+        if policy is not None and policy.wait_replicas and policy.wait_timeout_ms / 1000 >= socket_timeout:
+            raise ConfigError(
+                f"must be shorter than the store timeout ({socket_timeout * 1000:g} ms): a WAIT blocks the read",
+                key="store.replay_wait_timeout_ms",
+            )
+        try:
+            scheme = urlsplit(url).scheme.lower()
+        except ValueError:
+            raise ConfigError("not a valid URL", key="store.url") from None
+        monitor = None if replay_policy is None else DurabilityMonitor(replay_policy, topology_of(scheme))
+        hooks = None
+        if monitor is not None:
+            # Every new connection may reach a restarted or failed-over server: the monitor re-checks after one.
+            hooks = ConnectHooks(connect_hook(monitor), aconnect_hook(monitor), cluster_connect_hook(monitor))
+        c = connection_for(url, socket_timeout=socket_timeout, on_connect=hooks, **kw)
+        store = cls(
             c.connect,
             kek,
             prefix=prefix,
@@ -128,6 +173,10 @@ class RedisStore:
             write_timeout=socket_timeout,
             cluster=c.cluster,
         )
+        store.durability = monitor
+        if monitor is not None and monitor.policy.wait_replicas:
+            store.ops.replay_wait = (monitor.policy.wait_replicas, monitor.policy.wait_timeout_ms)
+        return store
 
     # --- the driver --------------------------------------------------------------------------------------
 
@@ -209,7 +258,11 @@ class RedisStore:
             if script is None:
                 script = self._scripts[call.lua] = client.register_script(call.lua)
             return script(keys=list(call.keys), args=list(call.args), client=client)
-        pipe = client.pipeline() if self.ops.cluster else client.pipeline(transaction=False)
+        if call.node_key is not None and isinstance(client, RedisCluster):  # one connection to the key's node
+            client = client.get_redis_connection(cast(Any, client).get_node_from_key(call.node_key))
+            pipe = client.pipeline(transaction=False)
+        else:
+            pipe = client.pipeline() if self.ops.cluster else client.pipeline(transaction=False)
         for c in call.calls:
             _queue(pipe, c)
         return cast(object, pipe.execute())
@@ -224,6 +277,45 @@ class RedisStore:
                 client.ping(target_nodes=RedisCluster.PRIMARIES)
             else:
                 client.ping()
+
+    def check_durability(self, *, require: bool = False) -> DurabilityReport | None:
+        """Examine now whether Redis would lose replay state (persistence, replication, run id) and log what
+        changed; None when the store was built without a replay policy. ``require``: raise
+        :class:`StoreNotDurable` when FBUs would be refused. Raises StoreUnavailable."""
+        monitor = self.durability
+        if monitor is None:
+            return None
+        seen = monitor.connections
+        with self._io("durability check"):
+            client = self._r()
+            facts = gather_facts(client, node_name(client, self._where))
+        change = monitor.observe(facts, now=time.monotonic(), connections=seen)
+        log_check(change, monitor, self._where)
+        if require and not monitor.allows_replay:
+            raise StoreNotDurable(NOT_DURABLE)
+        return change.report
+
+    def _replay_gate(self, monitor: DurabilityMonitor) -> None:
+        """Check durability when due (first use, a new connection, retrying a refusal); refuse if not durable."""
+        monitor.gate(time.monotonic(), self.check_durability)
+
+    def run_replay(self, op: Op[T], what: str = "check_replay") -> T:
+        """:meth:`run` for an operation that checks and advances FBU replay state: with a replay policy, the
+        store's durability is checked first when due (StoreNotDurable), and again when the connection was
+        renewed while ``op`` ran (a restarted or failed-over server answered: the verdict waits for its check)."""
+        monitor = self.durability
+        if monitor is None:
+            return self.run(op, what)
+        self._replay_gate(monitor)
+        seen = monitor.connections
+        try:
+            result = self.run(op, what)
+        except StoreUnavailable:
+            monitor.note_connection()  # whatever answers next is examined before it is trusted
+            raise
+        if monitor.connections != seen:
+            self._replay_gate(monitor)
+        return result
 
     def close(self) -> None:
         """Release the connections. Idempotent."""
@@ -280,7 +372,7 @@ class RedisStore:
     def check_replay(
         self, scope: bytes, ar_id: bytes, sequence: int, authenticator: bytes, *, ttl: int
     ) -> ReplayOutcome:
-        return self.run(self.ops.check_replay(scope, ar_id, sequence, authenticator, ttl=ttl), "check_replay")
+        return self.run_replay(self.ops.check_replay(scope, ar_id, sequence, authenticator, ttl=ttl))
 
     def remember_nonce(self, scope: bytes, nonce: bytes, *, ttl: int) -> bool:
         return self.run(self.ops.remember_nonce(scope, nonce, ttl=ttl), "remember_nonce")
@@ -448,9 +540,12 @@ class AsyncRedisOps:
         except StopIteration as done:
             return cast(T, done.value)
 
-    @staticmethod
-    async def _execute(state: _LoopState, call: RedisCall) -> object:
+    async def _execute(self, state: _LoopState, call: RedisCall) -> object:
         client = state.client
+        if isinstance(call, Pipeline) and call.node_key is not None and state.cluster:
+            # one connection to the key's node: through the blocking cluster client, which can name it
+            store = self._store
+            return await asyncio.to_thread(store._execute, store._r(), call)
         if isinstance(call, Command):
             return cast(object, await client.execute_command(*call.args, **call.options))
         if isinstance(call, Script):
@@ -472,11 +567,30 @@ class AsyncRedisOps:
     async def get_send_key_by_cga(self, cga: IPv6Address) -> SendKeyRecord | None:
         return await self.arun(self.ops.get_send_key_by_cga(cga), "get_send_key_by_cga")
 
+    async def arun_replay(self, op: Op[T], what: str = "check_replay") -> T:
+        """:meth:`RedisStore.run_replay` on this loop (a due durability check runs in a worker thread)."""
+        store = self._store
+        monitor = store.durability
+        if monitor is None:
+            return await self.arun(op, what)
+        if monitor.check_due(time.monotonic()):  # rare: first use, after a reconnect, retrying a refusal
+            await asyncio.to_thread(store._replay_gate, monitor)
+        elif not monitor.allows_replay:
+            raise StoreNotDurable(NOT_DURABLE)
+        seen = monitor.connections
+        try:
+            result = await self.arun(op, what)
+        except StoreUnavailable:
+            monitor.note_connection()
+            raise
+        if monitor.connections != seen:
+            await asyncio.to_thread(store._replay_gate, monitor)
+        return result
+
     async def check_replay(
         self, scope: bytes, ar_id: bytes, sequence: int, authenticator: bytes, *, ttl: int
     ) -> ReplayOutcome:
-        op = self.ops.check_replay(scope, ar_id, sequence, authenticator, ttl=ttl)
-        return await self.arun(op, "check_replay")
+        return await self.arun_replay(self.ops.check_replay(scope, ar_id, sequence, authenticator, ttl=ttl))
 
     async def append_audits(self, entries: Sequence[AuditItem]) -> list[AuditEntry]:
         items = chain.pending(entries)

@@ -11,12 +11,17 @@ from __future__ import annotations
 from typing import Final
 
 # RFC 1982 serial-number arithmetic on 16 bits (architecture.md §3): newer iff 0 < (s - last) mod 2^16 < 2^15.
+# A WAIT pipelined behind this script waits for the replicas to hold what this connection wrote last.
 REPLAY: Final = """
 local last = redis.call('HGET', KEYS[1], 'seq')
 if last then
   local d = (tonumber(ARGV[1]) - tonumber(last)) % 65536
   if d == 0 then
-    if redis.call('HGET', KEYS[1], 'ah') == ARGV[2] then return 'retransmission' end
+    if redis.call('HGET', KEYS[1], 'ah') == ARGV[2] then
+      -- ARGV[5] = '1' (WAIT follows): write the state again, so that the WAIT covers it on this connection too
+      if ARGV[5] == '1' then redis.call('HSET', KEYS[1], 'seq', ARGV[1], 'ah', ARGV[2]) end
+      return 'retransmission'
+    end
     return 'replay'
   end
   if d >= 32768 then return 'replay' end

@@ -21,7 +21,7 @@ connection that died with the server), never on a timeout. Messages name hosts a
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, cast
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -41,6 +41,16 @@ from aaa_fmip.errors import ConfigError
 
 
 @dataclass(frozen=True)
+class ConnectHooks:
+    """redis-py ``redis_connect_func`` callables: for plain and Sentinel clients (the usual handshake, then
+    ours), for asyncio clients, and for the sync cluster client (ours after its own handshake)."""
+
+    sync: Callable[[Any], None]
+    asyncio: Callable[[Any], Awaitable[None]]
+    cluster: Callable[[Any], None]
+
+
+@dataclass(frozen=True)
 class Connection:
     """How to reach one deployment: ``connect`` builds the blocking client (called on first use, and again after
     a failed cluster bootstrap), ``aconnect`` an asyncio client of the same servers (once per event loop)."""
@@ -52,8 +62,11 @@ class Connection:
     cluster: bool
 
 
-def connection_for(url: str, *, socket_timeout: float = 0.5, **kw: Any) -> Connection:
-    """How to reach ``url`` (forms in the module docstring); ``kw`` goes to the redis-py client.
+def connection_for(
+    url: str, *, socket_timeout: float = 0.5, on_connect: ConnectHooks | None = None, **kw: Any
+) -> Connection:
+    """How to reach ``url`` (forms in the module docstring); ``kw`` goes to the redis-py client. ``on_connect``:
+    redis-py connect functions run for every new connection (the durability monitor counts them).
 
     Socket connect and read timeouts default to ``socket_timeout``; a broken pooled connection is retried
     once, immediately; nothing else is retried, so an outage surfaces as ``StoreUnavailable`` quickly.
@@ -70,6 +83,9 @@ def connection_for(url: str, *, socket_timeout: float = 0.5, **kw: Any) -> Conne
     opts.update(kw)
     if "retry" in opts:
         raise ConfigError("the retry policy is fixed by the store", key="store.url")
+    sync_hook: dict[str, Any] = {} if on_connect is None else {"redis_connect_func": on_connect.sync}
+    async_hook: dict[str, Any] = {} if on_connect is None else {"redis_connect_func": on_connect.asyncio}
+    cluster_hook: dict[str, Any] = {} if on_connect is None else {"redis_connect_func": on_connect.cluster}
 
     def retry() -> Retry:
         return Retry(NoBackoff(), 1, supported_errors=(rx.ConnectionError,))
@@ -80,12 +96,12 @@ def connection_for(url: str, *, socket_timeout: float = 0.5, **kw: Any) -> Conne
     if scheme in ("redis", "rediss", "unix"):
         where = _where_simple(parts, scheme)
         try:
-            client = redis.Redis.from_url(url, retry=retry(), **opts)
+            client = redis.Redis.from_url(url, retry=retry(), **opts, **sync_hook)
         except ValueError as exc:
             raise ConfigError(f"invalid Redis URL ({where}): {exc}", key="store.url") from None
 
         def aconnect() -> Any:
-            return redis.asyncio.Redis.from_url(url, retry=aretry(), **opts)
+            return redis.asyncio.Redis.from_url(url, retry=aretry(), **opts, **async_hook)
 
         return Connection(lambda: client, aconnect, where, client.close, cluster=False)
 
@@ -112,7 +128,7 @@ def connection_for(url: str, *, socket_timeout: float = 0.5, **kw: Any) -> Conne
         where = f"sentinel {_hostlist(hosts)} service {service}"
         sentinel: Any = cast(Any, Sentinel)(hosts, sentinel_kwargs=sentinel_kwargs)
         master_kwargs = {**opts, **tls, "db": db, "username": user, "password": password, "retry": retry()}
-        master: Any = sentinel.master_for(service, **master_kwargs)
+        master: Any = sentinel.master_for(service, **master_kwargs, **sync_hook)
 
         def close_sentinel() -> None:
             master.close()
@@ -122,7 +138,7 @@ def connection_for(url: str, *, socket_timeout: float = 0.5, **kw: Any) -> Conne
         def aconnect_sentinel() -> Any:
             kwargs = {**sentinel_kwargs, "retry": aretry()}
             asentinel: Any = cast(Any, redis.asyncio.sentinel.Sentinel)(hosts, sentinel_kwargs=kwargs)
-            return asentinel.master_for(service, **{**master_kwargs, "retry": aretry()})
+            return asentinel.master_for(service, **{**master_kwargs, "retry": aretry()}, **async_hook)
 
         return Connection(lambda: master, aconnect_sentinel, where, close_sentinel, cluster=False)
 
@@ -136,7 +152,8 @@ def connection_for(url: str, *, socket_timeout: float = 0.5, **kw: Any) -> Conne
         opts.setdefault("require_full_coverage", False)
 
         def connect_cluster() -> RedisCluster:
-            return RedisCluster(
+            return RedisCluster(  # redis-py's sync cluster client runs our connect function after its own
+                **cluster_hook,
                 startup_nodes=[cast(Any, ClusterNode)(h, p) for h, p in hosts],
                 username=user,
                 password=password,

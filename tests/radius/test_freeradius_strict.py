@@ -78,14 +78,14 @@ def test_the_session_and_its_audit_entry_are_stored_before_the_access_accept(
 
     admin = redis.Redis.from_url(redis_server.url)
     try:
-        admin.execute_command("CLIENT", "PAUSE", PAUSE_MS, "WRITE")  # type: ignore[no-untyped-call]
+        admin.execute_command("CLIENT", "PAUSE", PAUSE_MS, "WRITE")
         master = _authenticate(strict, tmp_path / "paused")
         # Read before writes are let through again (reads are served during the pause), and without polling:
         # with write-behind off, the Access-Accept left only after these writes.
         record = strict.runtime.store.get_session(master.hmk_name)
         entries, _ = strict.runtime.service.read_audit(AUDITOR, event="hk.issued", spi=master.spi)
     finally:
-        admin.execute_command("CLIENT", "UNPAUSE")  # type: ignore[no-untyped-call]
+        admin.execute_command("CLIENT", "UNPAUSE")
         admin.close()
     assert record is not None, strict.radius.log_tail()
     assert record.spi == master.spi

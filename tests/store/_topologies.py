@@ -59,7 +59,7 @@ class _Proc:
 
 
 class RedisClusterDeployment:
-    """Three cluster-mode masters (no replicas) with all 16384 slots assigned."""
+    """Three cluster-mode masters (no replicas) with all 16384 slots assigned, each with an append-only file."""
 
     def __init__(self, directory: Path, nodes: int = 3) -> None:
         self.directory = directory
@@ -76,7 +76,7 @@ class RedisClusterDeployment:
             args = [redis_binary(), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(d)]
             args += ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]
             args += ["--cluster-node-timeout", "5000"]
-            args += ["--save", "", "--appendonly", "no"]
+            args += ["--save", "", "--appendonly", "yes", "--appendfsync", "everysec"]  # as docs/configuration.md asks
             self.procs.append(_Proc(d, args))
         for port in self.ports:
             _wait(lambda port=port: redis.Redis(port=port, socket_timeout=0.5).ping(), 10, f"cluster node {port}")

@@ -140,8 +140,8 @@ def test_a_revocation_is_one_script_run_with_its_entry_and_both_tombstones(
 
 def _node_pid_for(cluster: RedisClusterDeployment, key: str) -> int:
     raw = redis.Redis(port=cluster.ports[0])
-    slot = int(raw.execute_command("CLUSTER", "KEYSLOT", key))  # type: ignore[no-untyped-call]
-    for start, end, master, *_ in raw.execute_command("CLUSTER", "SLOTS"):  # type: ignore[no-untyped-call]
+    slot = int(raw.execute_command("CLUSTER", "KEYSLOT", key))
+    for start, end, master, *_ in raw.execute_command("CLUSTER", "SLOTS"):
         if start <= slot <= end:
             port = int(master[1])
             return cluster.procs[cluster.ports.index(port)].proc.pid

@@ -6,6 +6,7 @@ import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 
@@ -23,12 +24,20 @@ def redis_binary() -> str:
 
 
 class RedisServer:
-    """One redis-server process with its data in ``directory``; ``url`` is stable across restarts."""
+    """One redis-server process with its data in ``directory``; ``url`` is stable across restarts.
 
-    def __init__(self, directory: Path, *, port: int | None = None, persist: bool = False) -> None:
+    It runs as docs/configuration.md asks (append-only file, ``appendfsync everysec``), or the service would
+    refuse FBUs. ``persist=False``: each start begins with an empty data set (the files are removed first);
+    ``persist=True``: the data set survives restarts (RDB snapshots too). ``args`` are appended last (they win).
+    """
+
+    def __init__(
+        self, directory: Path, *, port: int | None = None, persist: bool = False, args: Sequence[str] = ()
+    ) -> None:
         self.directory = directory
         self.port = port or free_port()
         self.persist = persist
+        self.args = list(args)
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -38,7 +47,12 @@ class RedisServer:
     def start(self, timeout: float = 10.0) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
         args = [redis_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.directory)]
-        args += ["--save", "1 1", "--appendonly", "yes"] if self.persist else ["--save", "", "--appendonly", "no"]
+        args += ["--appendonly", "yes", "--appendfsync", "everysec", "--save", "1 1" if self.persist else ""]
+        if not self.persist:
+            for name in ("appendonly.aof", "appendonlydir", "dump.rdb"):
+                shutil.rmtree(self.directory / name, ignore_errors=True)
+                (self.directory / name).unlink(missing_ok=True)
+        args += self.args
         log = (self.directory / "redis.log").open("ab")
         self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
