@@ -323,7 +323,7 @@ def verify_audit_against(body: VerifyAuditIn, caller: AuditorCaller, ctx: Contex
         c = body.checkpoint
         try:
             signature = base64.b64decode(c.signature, validate=True)
-        except binascii.Error:
+        except (binascii.Error, ValueError):  # ValueError: non-ASCII text
             raise InvalidRequest("signature is not base64", reason="bad-checkpoint") from None
         checkpoint = Checkpoint(n=c.n, head=c.head, at=c.at, kid=c.kid, signature=signature)
     with ctx.metrics.operation(REST, "audit_verify"):

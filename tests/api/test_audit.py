@@ -188,3 +188,13 @@ def test_no_checkpoint_for_a_broken_trail(own_deployment: Deployment) -> None:
         r.xdel(f"{d.prefix}:{{audit}}:stream", entries[1]["id"])
     with d.service.client(d.auditor) as client:
         assert_problem(client.get("/v1/audit/checkpoint"), 409, "audit-trail-broken")
+
+
+def test_a_malformed_checkpoint_is_422(deployment: Deployment) -> None:
+    """Found by schemathesis: a signature that is not even ASCII, or a key id nobody has, is the caller's error."""
+    base = {"n": 1, "head": "ab" * 32, "at": "2.791896", "kid": "k1", "signature": "AAAA"}
+    with deployment.service.client(deployment.auditor) as client:
+        for bent in ({"signature": "\u00f2r\u008f"}, {"kid": "\ud975\udeb5"}, {"signature": "!!!"}):
+            body = json.dumps({"checkpoint": {**base, **bent}}).encode()  # \u escapes: lone surrogates travel too
+            response = client.post("/v1/audit/verify", content=body, headers={"content-type": "application/json"})
+            assert_problem(response, 422, "bad-checkpoint")
