@@ -197,9 +197,9 @@ class Metrics:
 
     def observe_fbu(self, interface: str, verdict: FbuVerdict) -> None:
         if verdict.valid:
-            self.fbu_verdicts.labels(interface, verdict.verdict or "accepted", "none").inc()
+            self.fbu_verdicts.labels(interface, verdict.verdict, "none").inc()
         else:
-            self.fbu_verdicts.labels(interface, "rejected", verdict.reason or "unspecified").inc()
+            self.fbu_verdicts.labels(interface, "rejected", verdict.reason).inc()
 
     @contextmanager
     def operation(self, interface: str, operation: str) -> Iterator[None]:

@@ -62,13 +62,27 @@ Verdict = Literal["accepted", "retransmission"]
 
 
 @dataclass(frozen=True)
-class FbuVerdict:
-    """Outcome of an FBU verification. ``valid`` False carries a stable ``reason`` code."""
+class FbuAccepted:
+    """An FBU that verified (RFC 5568 §6.4.5): a new binding, or a retransmission of the last one."""
 
-    valid: bool
-    verdict: Verdict | None = None
-    reason: str | None = None
-    spi: int | None = None
-    sequence: int | None = None
-    ncoa: ipaddress.IPv6Address | None = None
-    lifetime: int | None = None  # seconds
+    verdict: Verdict
+    spi: int
+    sequence: int
+    ncoa: ipaddress.IPv6Address
+    lifetime: int  # seconds
+    valid: Literal[True] = True
+    reason: None = None
+
+
+@dataclass(frozen=True)
+class FbuRejected:
+    """An FBU that did not verify, with a stable ``reason`` code (unknown-spi, revoked, expired, replay, ...)."""
+
+    reason: str
+    spi: int
+    sequence: int
+    valid: Literal[False] = False
+    verdict: None = None
+
+
+FbuVerdict = FbuAccepted | FbuRejected

@@ -16,7 +16,7 @@ from aaa_fmip import keys, mn
 from aaa_fmip.crypto.secrets import SecretBytes
 from aaa_fmip.crypto.wrap import Kek, KekRing
 from aaa_fmip.errors import DecodeError, Forbidden, InvalidRequest, NotFound
-from aaa_fmip.model import AccessRouter, Caller, FbuVerdict
+from aaa_fmip.model import AccessRouter, Caller, FbuAccepted, FbuVerdict
 from aaa_fmip.service import HandoverKeyService, normalise_calling_station_id
 from aaa_fmip.store.redis import RedisStore
 from tests.support.redis_server import RedisServer
@@ -89,7 +89,8 @@ def test_ingest_then_fbu_accepted_then_retransmission_then_replay(service: Hando
     assert spi == keys.derive_hmk(emsk, sid).spi
     fbu5 = fbu_for(emsk, sid, PAR1, 5)
     v = service.verify_fbu(AR1, source=PCOA, destination=PAR1, mh=fbu5)
-    assert (v.valid, v.verdict, v.spi, v.sequence, v.ncoa) == (True, "accepted", spi, 5, NCOA)
+    assert isinstance(v, FbuAccepted)
+    assert (v.verdict, v.spi, v.sequence, v.ncoa) == ("accepted", spi, 5, NCOA)
     assert v.lifetime == 60
     again = service.verify_fbu(AR1, source=PCOA, destination=PAR1, mh=fbu5)
     assert (again.valid, again.verdict) == (True, "retransmission")

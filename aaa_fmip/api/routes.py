@@ -211,14 +211,12 @@ async def verify_fbu(
         )
     ctx.metrics.observe_fbu(REST, verdict)
     if not verdict.valid:
-        return FbuRejected(reason=verdict.reason or "rejected")
-    if verdict.verdict is None or verdict.spi is None or verdict.sequence is None or verdict.lifetime is None:
-        raise RuntimeError("the service returned an incomplete verdict")  # a bug: answered as a generic 500
+        return FbuRejected(reason=verdict.reason)
     return FbuAccepted(
         verdict=verdict.verdict,
         spi=verdict.spi,
         sequence=verdict.sequence,
-        ncoa=str(verdict.ncoa or body.source),
+        ncoa=str(verdict.ncoa),
         lifetime=verdict.lifetime,
     )
 

@@ -31,7 +31,7 @@ from aaa_fmip.diameter.dictionary import DiameterDictionary
 from aaa_fmip.diameter.messages import handover_key_classes
 from aaa_fmip.diameter.node import received_from, wire_avps
 from aaa_fmip.errors import AaaFmipError, DecodeError, InvalidRequest
-from aaa_fmip.model import AccessRouter, Caller, FbuVerdict, HandoverKeyGrant
+from aaa_fmip.model import AccessRouter, Caller, FbuAccepted, FbuVerdict, HandoverKeyGrant
 
 log = logging.getLogger("aaa_fmip.diameter")
 
@@ -161,18 +161,15 @@ class HandoverKeyApplication:
             },
         )
         extra = [codec.enum("FMIP-Request-Type", "FBU_VERIFY")]
-        if verdict.valid:
-            extra.append(codec.enum("FMIP-FBU-Verdict", _VERDICTS.get(verdict.verdict or "accepted", "ACCEPTED")))
+        if isinstance(verdict, FbuAccepted):
+            extra.append(codec.enum("FMIP-FBU-Verdict", _VERDICTS.get(verdict.verdict, "ACCEPTED")))
         else:
             extra.append(codec.enum("FMIP-FBU-Verdict", "REJECTED"))
-            extra.append(codec.new("FMIP-Reject-Reason", verdict.reason or "rejected"))
-        if verdict.spi is not None:
-            extra.append(codec.new("Key-SPI", verdict.spi))
-        if verdict.sequence is not None:
-            extra.append(codec.new("FMIP-FBU-Sequence", verdict.sequence))
-        if verdict.ncoa is not None:
+            extra.append(codec.new("FMIP-Reject-Reason", verdict.reason))
+        extra.append(codec.new("Key-SPI", verdict.spi))
+        extra.append(codec.new("FMIP-FBU-Sequence", verdict.sequence))
+        if isinstance(verdict, FbuAccepted):
             extra.append(codec.new("FMIP-NCoA", verdict.ncoa))
-        if verdict.lifetime is not None:
             extra.append(codec.new("FMIP-Binding-Lifetime", max(0, int(verdict.lifetime))))
         return self._answer(request, rc.SUCCESS if verdict.valid else rc.AUTHENTICATION_REJECTED, extra)
 

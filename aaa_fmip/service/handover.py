@@ -12,7 +12,7 @@ from aaa_fmip.errors import (
     InvalidRequest,
     NotFound,
 )
-from aaa_fmip.model import Caller, FbuVerdict, HandoverKeyGrant
+from aaa_fmip.model import Caller, FbuAccepted, FbuRejected, FbuVerdict, HandoverKeyGrant
 from aaa_fmip.service._access import IPv6, UseCase, audit_item, require_router
 from aaa_fmip.service.sessions import grant_of, hk_issued, normalise_calling_station_id
 from aaa_fmip.store import AuditItem, SessionRecord
@@ -155,7 +155,7 @@ class HandoverUseCases(UseCase):
         now: float,
     ) -> Op[FbuVerdict]:
         def reject(reason: str) -> FbuVerdict:
-            return FbuVerdict(valid=False, reason=reason, spi=auth.spi, sequence=message.sequence)
+            return FbuRejected(reason=reason, spi=auth.spi, sequence=message.sequence)
 
         ops = self.store.ops
         key: SecretBytes | None = None
@@ -190,8 +190,7 @@ class HandoverUseCases(UseCase):
         outcome = yield from ops.check_replay(scope, par.packed, message.sequence, auth.authenticator, ttl=remaining)
         if outcome == "replay":
             return reject("replay")
-        return FbuVerdict(
-            valid=True,
+        return FbuAccepted(
             verdict=outcome,
             spi=auth.spi,
             sequence=message.sequence,
