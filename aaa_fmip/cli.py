@@ -23,6 +23,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "aaa_fmip.commands.radius_accounting",
     "aaa_fmip.commands.demo",
     "aaa_fmip.commands.audit",
+    "aaa_fmip.commands.router",
 )
 
 
