@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import secrets
 import signal
@@ -59,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("give --config FILE (or set AAA_FMIP_ROUTER_CONFIG)", key="--config")
     settings = load_settings(Path(given))
     configure_logging((args.log_level or settings.log.level).upper())
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request would drown the handovers
     if args.check:
         r = settings.router
         print(f"addresses: {', '.join(map(str, r.addresses))}")

@@ -165,7 +165,7 @@ def load_settings(path: Path | None, **overrides: Any) -> RouterSettings:
     except ValidationError as exc:
         first = exc.errors()[0]
         key = ".".join(str(p) for p in first["loc"])
-        raise ConfigError(f"{key}: {first['msg']}", key=key) from None
+        raise ConfigError(str(first["msg"]), key=key) from None
     except ValueError as exc:
         raise ConfigError(str(exc), key="neighbours") from None
     return settings

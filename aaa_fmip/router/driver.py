@@ -283,8 +283,10 @@ class RouterAgent:
         self._apply(self.core.fbu_verified(effect.token, verdict, self.clock()))
 
     async def _prefetch(self, mn_lla: bytes) -> None:
-        await self.verifier.prefetch(mn_lla, self.core.params.addresses)
+        fetched = await self.verifier.prefetch(mn_lla, self.core.params.addresses)
         self.metrics.keys_held.set(len(self.cache))
+        if fetched:
+            log.info("key prefetched", extra={"event": "key.prefetched", "mn_lla": mn_lla.hex(":"), "keys": fetched})
 
     def _notice(self, notice: core.Notice) -> None:
         level = logging.WARNING if notice.event in _WARN else logging.DEBUG if notice.event in _DEBUG else logging.INFO
