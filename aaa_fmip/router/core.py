@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import heapq
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -279,6 +280,8 @@ class RouterCore:
         self._nar: dict[tuple[IPv6Address, int], _NarRecord] = {}
         self._nar_assigned: dict[IPv6Address, bytes] = {}  # NCoA → the MN LLA (or PCoA) it was handed to
         self._lla_by_address: dict[IPv6Address, bytes] = {}  # learnt from RtSolPr (source, LLA code 4 / ND 1)
+        self._timers: list[tuple[float, int, _ParHandover | tuple[IPv6Address, int]]] = []  # a heap
+        self._timer_order = itertools.count()
 
     # ---- bookkeeping
 
@@ -287,13 +290,25 @@ class RouterCore:
         return self.params.addresses[0]
 
     def open_handovers(self) -> int:
-        return sum(1 for h in self._par.values() if h.state is not ParState.DONE)
+        """PAR handovers waiting for a verdict or a HAck."""
+        return len(self._par_by_token) + len(self._par_by_hi)
+
+    def _schedule(self, at: float, item: _ParHandover | tuple[IPv6Address, int]) -> None:
+        heapq.heappush(self._timers, (at, next(self._timer_order), item))
+
+    def _due(self, at: float, item: _ParHandover | tuple[IPv6Address, int]) -> bool:
+        """Whether a timer entry still stands (entries are left in the heap when plans change)."""
+        if isinstance(item, tuple):
+            record = self._nar.get(item)
+            return record is not None and record.forget_at == at
+        if item.state is ParState.DONE:
+            return item.forget_at == at and self._par.get((item.fbu.pcoa, item.fbu.fbu.sequence)) is item
+        return item.deadline == at
 
     def next_deadline(self) -> float | None:
-        deadlines = [h.deadline for h in self._par.values() if h.deadline is not None]
-        deadlines += [h.forget_at for h in self._par.values() if h.state is ParState.DONE]
-        deadlines += [r.forget_at for r in self._nar.values()]
-        return min(deadlines) if deadlines else None
+        while self._timers and not self._due(self._timers[0][0], self._timers[0][2]):
+            heapq.heappop(self._timers)
+        return self._timers[0][0] if self._timers else None
 
     def _next_hi_sequence(self) -> int:
         self._hi_sequence = (self._hi_sequence + 1) & 0xFFFF
@@ -448,6 +463,7 @@ class RouterCore:
         handover.hi_mh = mhwire.encode_mh(hi, source=self.address, destination=handover.nar)
         handover.hi_sent = 1
         handover.deadline = now + self.params.hi_initial_timeout
+        self._schedule(handover.deadline, handover)
         return [SendMh(self.address, handover.nar, handover.hi_mh)]
 
     def _fback(self, handover: _ParHandover, status: int, alternate: IPv6Address | None, lifetime: int) -> SendMh:
@@ -491,6 +507,7 @@ class RouterCore:
             effects.append(handover.fback)
         handover.deadline = None
         handover.forget_at = now + _DONE_LIFETIME
+        self._schedule(handover.forget_at, handover)
         effects.append(
             HandoverFinished(
                 outcome,
@@ -604,6 +621,7 @@ class RouterCore:
             mhwire.encode_mh(mhwire.HAck(hi.sequence, code, options), source=own, destination=packet.source),
         )
         self._nar[key] = _NarRecord(hack, now + _NAR_RECORD_LIFETIME)
+        self._schedule(now + _NAR_RECORD_LIFETIME, key)
         fields: dict[str, str | int | float | None] = {
             "source": str(packet.source),
             "sequence": hi.sequence,
@@ -666,37 +684,30 @@ class RouterCore:
         """Retransmit HIs whose deadline passed (×2 backoff, §6.2.1.1), give up after HI_RETRIES (FBack 128),
         and forget finished records."""
         effects: list[Effect] = []
-        for key, handover in list(self._par.items()):
-            if handover.state is ParState.DONE:
-                if handover.forget_at <= now:
-                    del self._par[key]
+        while self._timers and self._timers[0][0] <= now:
+            at, _order, item = heapq.heappop(self._timers)
+            if not self._due(at, item):
                 continue
-            if handover.deadline is None or handover.deadline > now:
-                continue
-            assert handover.nar is not None
-            if handover.hi_sent <= self.params.hi_retries:
-                handover.move(ParEvent.HI_TIMEOUT)
-                timeout = self.params.hi_initial_timeout * (2**handover.hi_sent)
-                handover.hi_sent += 1
-                handover.deadline = now + timeout
-                effects.append(
-                    Notice(
-                        "hi.retransmit",
-                        {"nar": str(handover.nar), "sequence": handover.hi_sequence, "attempt": handover.hi_sent},
-                    )
-                )
-                effects.append(SendMh(self.address, handover.nar, handover.hi_mh))
+            if isinstance(item, tuple):
+                del self._nar[item]
+            elif item.state is ParState.DONE:
+                del self._par[(item.fbu.pcoa, item.fbu.fbu.sequence)]
             else:
-                handover.move(ParEvent.HI_GIVE_UP)
-                self._par_by_hi.pop((handover.nar, handover.hi_sequence), None)
-                effects.append(
-                    Notice(
-                        "hi.no-hack",
-                        {"nar": str(handover.nar), "sequence": handover.hi_sequence, "sent": handover.hi_sent},
-                    )
-                )
-                effects += self._finish(handover, FBackStatus.REASON_UNSPECIFIED, None, now, "no-hack")
-        for nar_key, record in list(self._nar.items()):
-            if record.forget_at <= now:
-                del self._nar[nar_key]
+                effects += self._hi_timeout(item, now)
         return effects
+
+    def _hi_timeout(self, handover: _ParHandover, now: float) -> list[Effect]:
+        assert handover.nar is not None
+        fields: dict[str, str | int | float | None] = {"nar": str(handover.nar), "sequence": handover.hi_sequence}
+        if handover.hi_sent <= self.params.hi_retries:
+            handover.move(ParEvent.HI_TIMEOUT)
+            timeout = self.params.hi_initial_timeout * (2**handover.hi_sent)
+            handover.hi_sent += 1
+            handover.deadline = now + timeout
+            self._schedule(handover.deadline, handover)
+            notice = Notice("hi.retransmit", {**fields, "attempt": handover.hi_sent})
+            return [notice, SendMh(self.address, handover.nar, handover.hi_mh)]
+        handover.move(ParEvent.HI_GIVE_UP)
+        self._par_by_hi.pop((handover.nar, handover.hi_sequence), None)
+        notice = Notice("hi.no-hack", {**fields, "sent": handover.hi_sent})
+        return [notice, *self._finish(handover, FBackStatus.REASON_UNSPECIFIED, None, now, "no-hack")]

@@ -28,6 +28,8 @@ from aaa_fmip.crypto import badf
 from aaa_fmip.crypto.secrets import SecretBytes, constant_time_equal
 from aaa_fmip.errors import BadAuthenticator, DecodeError
 from aaa_fmip.wire import mh as mhwire
+from aaa_fmip.wire._buffer import internet_checksum, ipv6_pseudo_header
+from aaa_fmip.wire.icmpv6 import LinkLayerAddressCode
 
 __all__ = [
     "FbuVerdict",
@@ -92,20 +94,89 @@ class ParsedFbu:
 
 def parse_fbu(packet: ReceivedMh) -> ParsedFbu:
     """Decode and checksum-check an FBU (pseudo-header source = the home address when present, architecture
-    §3). Raises DecodeError for anything malformed, another MH type included (field ``mh.type``)."""
+    §3). Raises DecodeError for anything malformed, another MH type included (field ``mh.type``).
+
+    The common layouts (Alternate CoA, MH-LLA, padding, BADF last) take a single pass over the octets
+    (:func:`_parse_common`); anything else, and anything that fails a check there, goes through the full
+    decoder of :mod:`aaa_fmip.wire.mh`, which gives the same result or the DecodeError.
+    """
+    fast = _parse_common(packet)
+    if fast is not None:
+        return fast
     pcoa = packet.home_address or packet.source
     message = mhwire.decode_mh(packet.mh, source=pcoa, destination=packet.destination)
     if not isinstance(message, mhwire.FBU):
         raise DecodeError("not a Fast Binding Update", field="mh.type", offset=2)
     auth = mhwire.badf_input(packet.mh)
-    ncoa = packet.source
+    ncoa: IPv6Address | None = None
     mn_lla = None
     for option in message.options:
-        if isinstance(option, mhwire.AlternateCareOfAddress):
+        if isinstance(option, mhwire.AlternateCareOfAddress) and ncoa is None:
             ncoa = option.address
-        elif isinstance(option, mhwire.MHLinkLayerAddress) and option.option_code == 2:
+        elif isinstance(option, mhwire.MHLinkLayerAddress) and option.option_code == 2 and mn_lla is None:
             mn_lla = option.address
-    return ParsedFbu(packet, message, auth, pcoa, ncoa, mn_lla)
+    return ParsedFbu(packet, message, auth, pcoa, ncoa or packet.source, mn_lla)
+
+
+_FBU_TYPE: Final = int(mhwire.MHType.FAST_BINDING_UPDATE)
+_LLA_CODES: Final = {int(c): c for c in LinkLayerAddressCode}
+
+
+def _parse_common(packet: ReceivedMh) -> ParsedFbu | None:
+    """The hot path of :func:`parse_fbu` for FBUs with only Pad1/PadN, Alternate CoA, MH-LLA and a BADF that
+    ends the header; None whenever the full decoder must decide (including every malformed input)."""
+    mh = packet.mh
+    n = len(mh)
+    if n < 16 or mh[0] != 59 or mh[2] != _FBU_TYPE or (mh[1] + 1) * 8 != n:
+        return None
+    pcoa = packet.home_address or packet.source
+    if internet_checksum(ipv6_pseudo_header(pcoa, packet.destination, n, mhwire.MH_NEXT_HEADER) + mh) != 0:
+        return None
+    options: list[mhwire.MobilityOption] = []
+    ncoa: IPv6Address | None = None
+    mn_lla: bytes | None = None
+    pos = 12
+    while pos < n:
+        kind = mh[pos]
+        if kind == 0:
+            pos += 1
+            continue
+        if pos + 2 > n:
+            return None
+        length = mh[pos + 1]
+        if kind == 21:  # BADF: Option Length counts the authenticator only (RFC 5568 §6.4.5)
+            if pos + 6 + length != n:
+                return None
+            spi = int.from_bytes(mh[pos + 2 : pos + 6], "big")
+            authenticator = mh[pos + 6 :]
+            options.append(mhwire.BindingAuthorizationDataForFMIPv6(spi, authenticator))
+            fbu = mhwire.FBU(
+                int.from_bytes(mh[6:8], "big"),
+                int.from_bytes(mh[10:12], "big"),
+                tuple(options),
+                bool(mh[8] & 0x80),
+                bool(mh[8] & 0x40),
+                bool(mh[8] & 0x20),
+                bool(mh[8] & 0x10),
+            )
+            auth = mhwire.BadfInput(mh[:4] + b"\x00\x00" + mh[6 : pos + 6], spi, authenticator)
+            return ParsedFbu(packet, fbu, auth, pcoa, ncoa or packet.source, mn_lla)
+        end = pos + 2 + length
+        if end > n:
+            return None
+        if kind == 3 and length == 16:
+            address = IPv6Address(mh[pos + 2 : end])
+            options.append(mhwire.AlternateCareOfAddress(address))
+            ncoa = ncoa or address
+        elif kind == 7 and length >= 1 and mh[pos + 2] in _LLA_CODES:
+            lla = mh[pos + 3 : end]
+            options.append(mhwire.MHLinkLayerAddress(_LLA_CODES[mh[pos + 2]], lla))
+            if mh[pos + 2] == 2 and mn_lla is None:
+                mn_lla = lla
+        elif kind != 1:
+            return None
+        pos = end
+    return None
 
 
 @dataclass(frozen=True)

@@ -3,21 +3,26 @@
 from __future__ import annotations
 
 import contextlib
+from ipaddress import IPv6Address
 from pathlib import Path
+from unittest.mock import patch
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from aaa_fmip.errors import DecodeError
 from aaa_fmip.router.verify import (
     FileReplayJournal,
+    ParsedFbu,
     ReceivedMh,
     ReplayState,
+    _parse_common,
     parse_fbu,
     sequence_newer,
     verify_with_key,
 )
+from aaa_fmip.wire import mh as mhwire
 from tests.router._pair import NCOA, PAR, PCOA, predictive_fbu, reactive_fbu, router_key
 
 
@@ -92,3 +97,61 @@ def test_replay_state_survives_a_restart(tmp_path: Path) -> None:
 def test_parse_raises_only_decode_error(data: bytes) -> None:
     with contextlib.suppress(DecodeError):
         parse_fbu(ReceivedMh(PCOA, PAR, None, data))
+
+
+_addresses = st.builds(IPv6Address, st.integers(min_value=0, max_value=2**128 - 1))
+_options = st.lists(
+    st.one_of(
+        st.builds(mhwire.AlternateCareOfAddress, _addresses),
+        st.builds(mhwire.MHLinkLayerAddress, st.integers(0, 255), st.binary(max_size=10)),
+        st.builds(mhwire.MHIPv6AddressPrefix, st.integers(1, 4), st.integers(0, 128), _addresses),
+        st.builds(mhwire.UnknownMobilityOption, st.integers(9, 20), st.binary(max_size=6)),
+    ),
+    max_size=4,
+)
+
+
+def _slow(packet: ReceivedMh) -> ParsedFbu:
+    with patch("aaa_fmip.router.verify._parse_common", return_value=None):
+        return parse_fbu(packet)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    _options,
+    st.integers(0, 0xFFFF),
+    st.integers(0, 0xFFFF),
+    st.booleans(),
+    st.sampled_from([12, 16]),
+    st.integers(0, 200),
+    st.integers(0, 255),
+)
+def test_the_fast_path_agrees_with_the_full_decoder(
+    options: list[mhwire.MobilityOption],
+    sequence: int,
+    lifetime: int,
+    home: bool,
+    auth_length: int,
+    flip_at: int,
+    flip: int,
+) -> None:
+    badf_option = mhwire.BindingAuthorizationDataForFMIPv6(7, bytes(range(auth_length)))
+    fbu = mhwire.FBU(sequence, lifetime, (*options, badf_option))
+    mh = mhwire.encode_mh(fbu, source=PCOA, destination=PAR)
+    source = PCOA if not home else NCOA
+    variants = [mh, mh[:flip_at] + bytes((flip,)) + mh[flip_at + 1 :] if flip_at < len(mh) else mh[:-1]]
+    for data in variants:
+        packet = ReceivedMh(source, PAR, PCOA if home else None, data)
+        fast = _parse_common(packet)
+        try:
+            slow = _slow(packet)
+        except DecodeError:
+            assert fast is None
+            continue
+        if fast is not None:
+            assert fast == slow
+    assert _parse_common(ReceivedMh(source, PAR, PCOA if home else None, mh)) is not None or any(
+        isinstance(o, mhwire.MHIPv6AddressPrefix | mhwire.UnknownMobilityOption)
+        or (isinstance(o, mhwire.MHLinkLayerAddress) and o.option_code > 7)
+        for o in options
+    )
