@@ -23,13 +23,13 @@ import struct
 import subprocess
 import time
 from collections.abc import Iterator, Sequence
-from ipaddress import IPv6Address
+from ipaddress import IPv6Address, IPv6Network
 from pathlib import Path
 
 from aaa_fmip import mn
 from aaa_fmip.wire import icmpv6
 from aaa_fmip.wire.icmpv6 import LinkLayerAddressCode
-from tests.support.service_proc import clean_env, cli_command
+from tests.support.service_proc import ServiceProcess, clean_env, cli_command
 
 CLONE_NEWNET = 0x40000000
 PAR = IPv6Address("2001:db8:1::1")
@@ -156,6 +156,63 @@ class Topology:
         return subprocess.run(
             ["ip", "netns", "exec", ns, *argv], capture_output=True, text=True, timeout=timeout, check=False
         )
+
+
+METRICS_PORT = 9464
+
+
+class NsService(ServiceProcess):
+    """``aaa-fmip serve`` listening on the root side of the routers' service links."""
+
+    def __init__(self, workdir: Path, host: str, **kwargs: object) -> None:
+        self.host = host
+        super().__init__(workdir, **kwargs)  # type: ignore[arg-type]
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def command(self) -> list[str]:
+        assert self.config_path is not None
+        return cli_command("serve", "--listen", f"{self.host}:{self.port}", "--config", str(self.config_path))
+
+
+def router_config(workdir: Path, name: str, service_url: str) -> Path:
+    me, other = (PAR, NAR) if name == "par" else (NAR, PAR)
+    my_net, other_net = (IPv6Network(f"{a}/64", strict=False) for a in (me, other))
+    my_ap, other_ap = (PAR_AP, NAR_AP) if name == "par" else (NAR_AP, PAR_AP)
+    text = f"""
+[router]
+addresses = ["{me}"]
+access_prefixes = ["{my_net}"]
+access_interfaces = ["br0"]
+replay_state = "{workdir / (name + "-replay.journal")}"
+
+[service]
+url = "{service_url}"
+timeout = 1.0
+
+[metrics]
+listen = "127.0.0.1:{METRICS_PORT}"
+
+[log]
+level = "DEBUG"
+
+[[neighbours]]
+ap = "{my_ap}"
+nar_address = "{me}"
+nar_prefix = "{my_net}"
+local = true
+
+[[neighbours]]
+ap = "{other_ap}"
+nar_address = "{other}"
+nar_prefix = "{other_net}"
+nar_lla = "{other_ap}"
+"""
+    path = workdir / f"{name}.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
 
 
 class Agent:

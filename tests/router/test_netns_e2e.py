@@ -13,7 +13,7 @@ import secrets
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from ipaddress import IPv6Address, IPv6Network
+from ipaddress import IPv6Address
 from pathlib import Path
 
 import pytest
@@ -23,71 +23,27 @@ from aaa_fmip.keys import HandoverKey
 from aaa_fmip.wire import ipv6 as ipv6wire
 from aaa_fmip.wire import mh as mhwire
 from aaa_fmip.wire.icmpv6 import IPAddressPrefix, IPAddressPrefixCode, PrRtAdvCode
-from tests.router._netns import NAR, NAR_AP, PAR, PAR_AP, Agent, Capture, MobileNode, Topology, read_pcap_ipv6
+from tests.router._netns import (
+    METRICS_PORT,
+    NAR,
+    NAR_AP,
+    PAR,
+    Agent,
+    Capture,
+    MobileNode,
+    NsService,
+    Topology,
+    read_pcap_ipv6,
+    router_config,
+)
 from tests.support.pcap import tshark_fields
 from tests.support.redis_server import RedisServer
-from tests.support.service_proc import Credential, ServiceProcess, cli_command, random_kek, render_config
+from tests.support.service_proc import Credential, random_kek, render_config
 
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces need root (CI runs these as root)"),
 ]
-
-METRICS_PORT = 9464
-
-
-class NsService(ServiceProcess):
-    """``aaa-fmip serve`` listening on the root side of the routers' service links."""
-
-    def __init__(self, workdir: Path, host: str, **kwargs: object) -> None:
-        self.host = host
-        super().__init__(workdir, **kwargs)  # type: ignore[arg-type]
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
-    def command(self) -> list[str]:
-        assert self.config_path is not None
-        return cli_command("serve", "--listen", f"{self.host}:{self.port}", "--config", str(self.config_path))
-
-
-def _router_config(workdir: Path, name: str, service_url: str) -> Path:
-    me, other = (PAR, NAR) if name == "par" else (NAR, PAR)
-    my_net, other_net = (IPv6Network(f"{a}/64", strict=False) for a in (me, other))
-    my_ap, other_ap = (PAR_AP, NAR_AP) if name == "par" else (NAR_AP, PAR_AP)
-    text = f"""
-[router]
-addresses = ["{me}"]
-access_prefixes = ["{my_net}"]
-access_interfaces = ["br0"]
-replay_state = "{workdir / (name + "-replay.journal")}"
-
-[service]
-url = "{service_url}"
-timeout = 1.0
-
-[metrics]
-listen = "127.0.0.1:{METRICS_PORT}"
-
-[log]
-level = "DEBUG"
-
-[[neighbours]]
-ap = "{my_ap}"
-nar_address = "{me}"
-nar_prefix = "{my_net}"
-local = true
-
-[[neighbours]]
-ap = "{other_ap}"
-nar_address = "{other}"
-nar_prefix = "{other_net}"
-nar_lla = "{other_ap}"
-"""
-    path = workdir / f"{name}.toml"
-    path.write_text(text, encoding="utf-8")
-    return path
 
 
 @dataclass
@@ -146,7 +102,7 @@ def net(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> 
         service = NsService(workdir / "service", topo.service_host, config=config, env={"AAA_FMIP_KEK": random_kek()})
         service.start()
         for name, ns in (("par", topo.par), ("nar", topo.nar)):
-            path = _router_config(workdir, name, service.url)
+            path = router_config(workdir, name, service.url)
             agents.append(Agent(topo, ns, path, {"AAA_FMIP_ROUTER_SERVICE__TOKEN": creds[name].token}).start())
         node = MobileNode(topo)
         yield Net(topo, service, creds["aaa"], agents[0], agents[1], node, workdir)
