@@ -92,7 +92,7 @@ class Topology:
                 settings += ["net.ipv6.conf.all.forwarding=1"]
             self.sysctl(ns, *settings)
         for ns, mac, prefix in ((self.par, PAR_AP, PAR), (self.nar, NAR_AP, NAR)):
-            _ip("-n", ns, "link", "add", "br0", "type", "bridge")
+            _ip("-n", ns, "link", "add", "br0", "type", "bridge", "mcast_snooping", "0")
             _ip("-n", ns, "link", "set", "br0", "address", mac, "up")
             _ip("-n", ns, "addr", "add", f"{prefix}/64", "dev", "br0", "nodad")
         for mn_end, ap_end, ns in (("wpar", "apar", self.par), ("wnar", "anar", self.nar)):
