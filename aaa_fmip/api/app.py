@@ -11,7 +11,7 @@ from typing import Final
 from fastapi import FastAPI
 
 from aaa_fmip import __version__
-from aaa_fmip.api import problems, routes_send
+from aaa_fmip.api import problems, routes_router, routes_send
 from aaa_fmip.api.middleware import RequestMiddleware
 from aaa_fmip.api.routes import ops, v1
 from aaa_fmip.bootstrap import Runtime
@@ -64,6 +64,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     problems.install(app)
     app.include_router(v1)
     app.include_router(routes_send.router)
+    app.include_router(routes_router.router)
     app.include_router(ops)
     app.add_middleware(RequestMiddleware, metrics=runtime.metrics)
     return app

@@ -21,6 +21,7 @@ class KeyServiceDeployment:
     nar: Credential
     aaa: Credential
     admin: Credential
+    auditor: Credential
 
     def ingest(
         self, *, emsk: bytes = EMSK, session_id: bytes = SESSION_ID, mn_lla: bytes = MN_LLA
@@ -57,6 +58,7 @@ def key_service(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFact
         "nar": Credential.new("ar", "nar", [str(NAR)]),
         "aaa": Credential.new("aaa", "radius1"),
         "admin": Credential.new("admin", "admin1"),
+        "auditor": Credential.new("auditor", "auditor1"),
     }
     config = render_config(
         store_url=redis_server.url, prefix="r" + secrets.token_hex(4), credentials=list(creds.values())
