@@ -9,7 +9,10 @@ FBU until its FBack arrives (verification, HI/HAck with the NAR, FBack), in thre
 
 * ``warm``: the PAR holds the node's key (one session, FBUs with rising sequence numbers after the first);
 * ``cold``: a new session for every FBU: the PAR fetches the key by SPI once (``POST /v1/handover-keys``);
-* ``service``: the PAR holds no keys and asks ``POST /v1/fbu/verify`` for every FBU.
+* ``service``: the PAR holds no keys and asks ``POST /v1/fbu/verify`` for every FBU (the FBack's
+  authenticator from ``POST /v1/fback/authenticator``);
+* ``revocation``: the PAR holds a session's key, the session is revoked at the service; the time from the
+  revocation to the first FBU refused with FBack 129 (FBUs every 20 ms): the revocation feed at work.
 
 Needs root (network namespaces). Every FBack is checked (status 0, and the BADF for the modes with a key).
 """
@@ -84,12 +87,14 @@ def _run(workdir: Path, count: int, json_path: Path | None) -> int:
         par = agents[0]
         client = service.client(creds["aaa"])
         index = 0
+        last_mac = [""]
 
         def session() -> tuple[mn.HandoverKey, IPv6Address]:
             nonlocal index
             index += 1
             emsk, sid = secrets.token_bytes(64), b"\x0d" + secrets.token_bytes(64)
             mac = f"02-00-00-20-{index >> 8:02X}-{index & 0xFF:02X}"
+            last_mac[0] = mac
             body = {"emsk": emsk.hex(), "eap_session_id": sid.hex(), "user_name": f"b{index}@example.net"}
             response = client.post("/v1/sessions", json={**body, "calling_station_id": mac, "lifetime": 3600})
             if response.status_code not in (200, 201):
@@ -125,7 +130,28 @@ def _run(workdir: Path, count: int, json_path: Path | None) -> int:
                 raise RuntimeError(f"FBack status {getattr(fback, 'status', None)}")
             return elapsed
 
-        results: dict[str, list[float]] = {"warm": [], "cold": [], "service": []}
+        def revocation_to_reject(hk: mn.HandoverKey, pcoa: IPv6Address, mac: str) -> float:
+            """Revoke a session whose key the PAR holds; FBUs every 20 ms until one gets FBack 129."""
+            assert node is not None
+            ncoa = IPv6Address(NCOA_PREFIX + pcoa.packed[8:])
+            handover(hk, pcoa, 1, True)
+            response = client.post("/v1/sessions/revoke", json={"calling_station_id": mac})
+            if response.status_code != 200 or response.json()["revoked"] != 1:
+                raise RuntimeError(f"revoke failed: {response.text}")
+            started = time.perf_counter()
+            for sequence in range(2, 500):
+                packet = mn.build_fbu_packet(
+                    hk, sequence=sequence, lifetime_seconds=40, pcoa=pcoa, ncoa=ncoa, par=PAR, home_address_option=True
+                )
+                node.drain()
+                node.send_fbu(packet)
+                answer = node.fback(sequence, timeout=2.0)
+                if answer is not None and answer[1][6] == 129:
+                    return time.perf_counter() - started
+                time.sleep(0.02)
+            raise RuntimeError("the revoked session was never refused")
+
+        results: dict[str, list[float]] = {"warm": [], "cold": [], "service": [], "revocation": []}
         hk, pcoa = session()
         handover(hk, pcoa, 1, True)  # fetch once
         for i in range(count):
@@ -133,12 +159,15 @@ def _run(workdir: Path, count: int, json_path: Path | None) -> int:
         for _ in range(count):
             hk, pcoa = session()
             results["cold"].append(handover(hk, pcoa, 1, True))
+        for _ in range(max(10, count // 10)):
+            hk, pcoa = session()
+            results["revocation"].append(revocation_to_reject(hk, pcoa, last_mac[0]))
         par.stop()
         par.env = {**par.env, "AAA_FMIP_ROUTER_KEYS__MODE": "service"}
         par.start()
         hk, pcoa = session()
         for i in range(count):
-            results["service"].append(handover(hk, pcoa, 1 + i, False))
+            results["service"].append(handover(hk, pcoa, 1 + i, True))
         client.close()
     finally:
         if node is not None:
@@ -159,7 +188,7 @@ def _run(workdir: Path, count: int, json_path: Path | None) -> int:
         }
         for mode, values in results.items()
     }
-    print(f"FBU sent -> FBack received at the node, {count} handovers per mode")
+    print(f"FBU sent -> FBack received at the node, {count} handovers per mode (revocation: revoke -> FBack 129)")
     for mode, row in summary.items():
         print(f"  {mode:<8} p50 {row['p50_ms']:8.3f} ms   p99 {row['p99_ms']:8.3f} ms   max {row['max_ms']:8.3f} ms")
     if json_path is not None:

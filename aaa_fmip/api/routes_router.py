@@ -16,7 +16,7 @@ from aaa_fmip.service_router import MAX_REPORTED, ReportedVerdict, RouterUseCase
 router = APIRouter(prefix="/v1")
 
 REST: Final = "rest"
-MAX_WAIT: Final = 30.0
+MAX_WAIT: Final = 4.0  # seconds: below the 5 s graceful shutdown of serve, so a long poll never holds it up
 _POLL: Final = 0.1  # seconds between looks at the stream while a long poll waits
 
 _RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -51,7 +51,8 @@ class RevocationFeed(BaseModel):
     description=(
         "Role **ar**. Sessions revoked after `cursor` (an Accounting Stop, STR/ASR, or an admin revoke), each with "
         "its SPI and the HK-Names for the caller's own addresses: the names of the keys to drop from the router's "
-        "cache. With `wait` > 0 the call returns as soon as there is one, or after `wait` seconds with none. "
+        "cache. With `wait` > 0 (at most 4 s) the call returns as soon as there is one, or after `wait` seconds "
+        "with none. "
         "Resumable: keep the returned cursor."
     ),
     responses=_RESPONSES,

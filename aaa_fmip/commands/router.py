@@ -117,7 +117,14 @@ async def _serve(settings: Any) -> int:
         on_fetch=lambda kind, seconds, result: metrics.fetch_seconds.labels(kind, result).observe(seconds),
     )
     core = RouterCore(params, initial_hi_sequence=secrets.randbelow(0x10000))
-    agent = RouterAgent(core, verifier, metrics=metrics, prefetch=settings.keys.prefetch)
+    agent = RouterAgent(
+        core,
+        verifier,
+        metrics=metrics,
+        prefetch=settings.keys.prefetch,
+        service=service,
+        report_verdicts=settings.keys.report_verdicts,
+    )
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, agent.stop)

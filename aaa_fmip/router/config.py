@@ -74,6 +74,7 @@ class RouterSection(_Section):
 class KeysSection(_Section):
     mode: Literal["local", "service"] = "local"  # service: hold no keys, ask POST /v1/fbu/verify
     prefetch: bool = True  # fetch a node's key when its RtSolPr arrives
+    report_verdicts: bool = True  # report locally made verdicts to the service's audit trail (POST /v1/fbu/verdicts)
     max_keys: int = Field(default=100_000, ge=1)
 
 

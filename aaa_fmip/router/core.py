@@ -83,6 +83,9 @@ class SendMh:
     source: IPv6Address
     destination: IPv6Address
     mh: bytes
+    # An FBack whose BADF authenticator is still zero: the router holds no key (verify-as-a-service), so the
+    # driver has the service fill it in (POST /v1/fback/authenticator) before sending.
+    needs_authenticator: bool = False
 
 
 @dataclass(frozen=True)
@@ -475,21 +478,24 @@ class RouterCore:
         options: list[mhwire.MobilityOption] = []
         if alternate is not None:
             options.append(mhwire.AlternateCareOfAddress(alternate))
-        key: RouterKey | None = handover.verdict.key if handover.verdict else None
+        verdict = handover.verdict
+        key: RouterKey | None = verdict.key if verdict else None
         units = min(0xFFFF, lifetime // self.params.lifetime_unit)
         par = fbu.packet.destination
-        if key is None:
-            message = mhwire.FBack(status, fbu.fbu.sequence, units, tuple(options))
-            return SendMh(par, to, mhwire.encode_mh(message, source=par, destination=to))
         algorithm = badf.algorithm_for_length(len(fbu.auth.authenticator))
 
         def encode(authenticator: bytes) -> bytes:
-            badf_option = mhwire.BindingAuthorizationDataForFMIPv6(key.spi, authenticator)
+            badf_option = mhwire.BindingAuthorizationDataForFMIPv6(fbu.auth.spi, authenticator)
             return mhwire.encode_mh(
                 mhwire.FBack(status, fbu.fbu.sequence, units, (*options, badf_option)), source=par, destination=to
             )
 
         placeholder = encode(bytes(algorithm.authenticator_length))
+        if key is None:
+            if verdict is not None and verdict.valid and fbu.auth.spi != 0:
+                return SendMh(par, to, placeholder, needs_authenticator=True)  # verified by the service
+            message = mhwire.FBack(status, fbu.fbu.sequence, units, tuple(options))
+            return SendMh(par, to, mhwire.encode_mh(message, source=par, destination=to))
         care_of = alternate if alternate is not None else to
         authenticator = badf.compute_authenticator(
             key.hk, care_of, par, mhwire.badf_input(placeholder).mh_data, algorithm

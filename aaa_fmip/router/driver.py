@@ -32,9 +32,9 @@ from typing import Any, Final
 from aaa_fmip.errors import DecodeError
 from aaa_fmip.radius.ar import PushedHandoverKey
 from aaa_fmip.router import core
-from aaa_fmip.router.keycache import HandoverKeyCache, Verifier
+from aaa_fmip.router.keycache import HandoverKeyCache, KeyServiceError, KeyUnknown, RestKeyService, Verifier
 from aaa_fmip.router.metrics import RouterMetrics
-from aaa_fmip.router.verify import ReceivedMh
+from aaa_fmip.router.verify import FbuVerdict, ReceivedMh
 from aaa_fmip.wire import ipv6 as ipv6wire
 
 __all__ = ["RawSockets", "RouterAgent", "interface_addresses"]
@@ -121,6 +121,10 @@ class RouterAgent:
         sockets: RawSockets | None = None,
         clock: Callable[[], float] = time.time,
         prefetch: bool = True,
+        service: RestKeyService | None = None,
+        feed_wait: float = 4.0,
+        report_verdicts: bool = True,
+        max_buffered_verdicts: int = 10_000,
     ) -> None:
         self.core = router
         self.verifier = verifier
@@ -129,6 +133,11 @@ class RouterAgent:
         self.sockets = sockets
         self.clock = clock
         self.prefetch = prefetch
+        self.service = service
+        self.feed_wait = feed_wait
+        self.report_verdicts = report_verdicts and service is not None and verifier.mode == "local"
+        self.max_buffered_verdicts = max_buffered_verdicts
+        self._verdicts: list[dict[str, Any]] = []
         self._wake = asyncio.Event()
         self._stopped = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -147,11 +156,19 @@ class RouterAgent:
             "router agent running",
             extra={"addresses": [str(a) for a in self.core.params.addresses], "mode": self.verifier.mode},
         )
-        timers = asyncio.create_task(self._timers())
+        background = [asyncio.create_task(self._timers())]
+        if self.service is not None and self.verifier.mode == "local":
+            background.append(asyncio.create_task(self._follow_revocations()))
+        if self.report_verdicts:
+            background.append(asyncio.create_task(self._report_loop()))
         try:
             await self._stopped.wait()
         finally:
-            timers.cancel()
+            for task in background:
+                task.cancel()
+            if self._verdicts:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(self._flush_verdicts(), 2.0)
             for fd in (s.mh.fileno(), s.dstopts.fileno(), s.icmp.fileno()):
                 loop.remove_reader(fd)
             for task in list(self._tasks):
@@ -248,6 +265,9 @@ class RouterAgent:
 
     def _send_mh(self, effect: core.SendMh) -> None:
         assert self.sockets is not None
+        if effect.needs_authenticator:
+            self._spawn(self._sign_and_send(effect))
+            return
         try:
             self.sockets.mh.sendmsg([effect.mh], [_pktinfo(effect.source)], 0, (str(effect.destination), 0))
         except OSError as exc:
@@ -267,6 +287,22 @@ class RouterAgent:
         except OSError as exc:
             log.warning("ICMPv6 send failed", extra={"destination": str(effect.destination), "errno": exc.errno})
 
+    async def _sign_and_send(self, effect: core.SendMh) -> None:
+        """An FBack of a router without keys: the service fills in the BADF authenticator (verify-only mode)."""
+        mh = effect.mh
+        if self.service is not None:
+            started = time.perf_counter()
+            try:
+                mh = await self.service.fback_authenticator(effect.source, effect.destination, effect.mh)
+                self.metrics.fetch_seconds.labels("fback", "ok").observe(time.perf_counter() - started)
+            except (KeyServiceError, KeyUnknown):
+                self.metrics.fetch_seconds.labels("fback", "error").observe(time.perf_counter() - started)
+                log.warning(
+                    "FBack sent without a valid authenticator: the key service did not sign it",
+                    extra={"event": "fback.unsigned", "destination": str(effect.destination)},
+                )
+        self._send_mh(core.SendMh(effect.source, effect.destination, mh))
+
     async def _verify(self, effect: core.VerifyFbu) -> None:
         started = time.perf_counter()
         hits, misses = self.cache.hits, self.cache.misses
@@ -280,7 +316,70 @@ class RouterAgent:
         self.metrics.verify_seconds.labels(path).observe(time.perf_counter() - started)
         self.metrics.verdicts.labels(verdict.outcome, verdict.reason or "").inc()
         self.metrics.keys_held.set(len(self.cache))
+        if self.report_verdicts:
+            self._queue_verdict(effect, verdict)
         self._apply(self.core.fbu_verified(effect.token, verdict, self.clock()))
+
+    # ---- audit: verdicts made here are reported to the service in batches
+
+    def _queue_verdict(self, effect: core.VerifyFbu, verdict: FbuVerdict) -> None:
+        if len(self._verdicts) >= self.max_buffered_verdicts:
+            self.metrics.verdict_reports.labels("dropped").inc()  # bounded: a long outage never blocks handovers
+            return
+        self._verdicts.append(
+            {
+                "ar_address": str(effect.fbu.packet.destination),
+                "spi": verdict.spi,
+                "sequence": verdict.sequence,
+                "outcome": verdict.outcome,
+                "reason": verdict.reason,
+                "at": round(self.clock(), 3),
+            }
+        )
+
+    async def _flush_verdicts(self) -> None:
+        assert self.service is not None
+        while self._verdicts:
+            batch = self._verdicts[:1000]
+            await self.service.report_verdicts(batch)
+            del self._verdicts[: len(batch)]
+            self.metrics.verdict_reports.labels("sent").inc(len(batch))
+
+    async def _report_loop(self, interval: float = 1.0) -> None:
+        backoff = interval
+        while True:
+            await asyncio.sleep(backoff)
+            try:
+                await self._flush_verdicts()
+                backoff = interval
+            except (KeyServiceError, KeyUnknown):
+                self.metrics.verdict_reports.labels("failed").inc()
+                backoff = min(backoff * 2, 30.0)
+
+    # ---- revocation feed
+
+    async def _follow_revocations(self) -> None:
+        """Long-poll GET /v1/revocations and drop the keys it names (the feed starts at the beginning of the
+        service's audit stream and catches up without waiting)."""
+        assert self.service is not None
+        cursor: str | None = None
+        more = True
+        backoff = 0.5
+        while True:
+            try:
+                items, cursor, more = await self.service.revocations(cursor, wait=0.0 if more else self.feed_wait)
+                backoff = 0.5
+            except KeyServiceError:
+                self.metrics.feed_errors.inc()
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)  # short: after an outage, revocations must flow again at once
+                continue
+            for spi, names in items:
+                dropped = sum(self.cache.remove(spi=spi, hk_name=name) for name in names)
+                if dropped:
+                    self.metrics.keys_revoked.inc(dropped)
+                    self.metrics.keys_held.set(len(self.cache))
+                    log.info("key revoked", extra={"event": "key.revoked", "spi": spi, "keys": dropped})
 
     async def _prefetch(self, mn_lla: bytes) -> None:
         fetched = await self.verifier.prefetch(mn_lla, self.core.params.addresses)

@@ -189,6 +189,40 @@ class RestKeyService:
         body = {"ar_address": str(ar_address), "calling_station_id": _mac(mn_lla)}
         return self._key(await self._post("/v1/handover-keys", body), ar_address, now, "prefetched")
 
+    async def revocations(
+        self, cursor: str | None, *, wait: float
+    ) -> tuple[list[tuple[int, list[bytes]]], str | None, bool]:
+        """One long poll of ``GET /v1/revocations``: [(SPI, HK-Names)], the next cursor, whether more follow."""
+        params: dict[str, str | float] = {"wait": wait}
+        if cursor is not None:
+            params["cursor"] = cursor
+        try:
+            response = await self.client.get("/v1/revocations", params=params, timeout=wait + 5.0)
+        except httpx.HTTPError as exc:
+            raise KeyServiceError(f"/v1/revocations: {type(exc).__name__}") from None
+        if response.status_code != 200:
+            raise KeyServiceError(f"/v1/revocations: HTTP {response.status_code}")
+        try:
+            data = response.json()
+            items = [(int(r["spi"]), [bytes.fromhex(n) for n in r["hk_names"].values()]) for r in data["revocations"]]
+            next_cursor = data["cursor"]
+            return items, str(next_cursor) if next_cursor is not None else cursor, bool(data["more"])
+        except (KeyError, TypeError, ValueError, AttributeError):
+            raise KeyServiceError("/v1/revocations: not a revocation feed") from None
+
+    async def report_verdicts(self, verdicts: list[dict[str, Any]]) -> None:
+        """``POST /v1/fbu/verdicts`` (locally made verdicts, for the audit trail)."""
+        await self._post("/v1/fbu/verdicts", {"verdicts": verdicts})
+
+    async def fback_authenticator(self, source: IPv6Address, destination: IPv6Address, mh: bytes) -> bytes:
+        """The FBack ``mh`` with its BADF authenticator filled in by the service (``POST /v1/fback/authenticator``)."""
+        body = {"source": str(source), "destination": str(destination), "mh": mh.hex()}
+        data = await self._post("/v1/fback/authenticator", body)
+        try:
+            return bytes.fromhex(data["mh"])
+        except (KeyError, TypeError, ValueError):
+            raise KeyServiceError("/v1/fback/authenticator: not a signed FBack") from None
+
     async def verify(self, fbu: ParsedFbu) -> FbuVerdict:
         p = fbu.packet
         body: dict[str, Any] = {"source": str(p.source), "destination": str(p.destination), "mh": p.mh.hex()}

@@ -51,6 +51,21 @@ class RouterMetrics:
         self.hi_answered = Counter(
             "aaa_fmip_router_hi_answered", "HI messages answered as NAR, by HAck code.", ["code"], registry=r
         )
+        self.keys_revoked = Counter(
+            "aaa_fmip_router_keys_revoked",
+            "Keys dropped from the cache because the revocation feed named them.",
+            registry=r,
+        )
+        self.feed_errors = Counter(
+            "aaa_fmip_router_revocation_feed_errors", "Failed polls of the revocation feed.", registry=r
+        )
+        self.verdict_reports = Counter(
+            "aaa_fmip_router_verdict_reports",
+            "Locally made verdicts for the audit trail, by result: sent, dropped (buffer full), failed (a batch "
+            "the service did not take; kept for the next try).",
+            ["result"],
+            registry=r,
+        )
         self.keys_held = Gauge("aaa_fmip_router_keys_held", "Handover keys in the cache.", registry=r)
         self.malformed = Counter(
             "aaa_fmip_router_malformed", "Datagrams dropped as malformed, by the field at fault.", ["field"], registry=r

@@ -55,6 +55,7 @@ class Net:
     nar: Agent
     node: MobileNode
     workdir: Path
+    auditor: Credential
 
     def session(self, index: int) -> tuple[HandoverKey, bytes, IPv6Address]:
         """A fresh EAP session ingested at the service: the node's HK for the PAR, its MAC, its PCoA."""
@@ -95,6 +96,7 @@ def net(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> 
             "par": Credential.new("ar", "par", [str(PAR)]),
             "nar": Credential.new("ar", "nar", [str(NAR)]),
             "aaa": Credential.new("aaa", "radius1"),
+            "auditor": Credential.new("auditor", "auditor1"),
         }
         config = render_config(
             store_url=redis_server.url, prefix="n" + secrets.token_hex(4), credentials=list(creds.values())
@@ -105,7 +107,7 @@ def net(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> 
             path = router_config(workdir, name, service.url)
             agents.append(Agent(topo, ns, path, {"AAA_FMIP_ROUTER_SERVICE__TOKEN": creds[name].token}).start())
         node = MobileNode(topo)
-        yield Net(topo, service, creds["aaa"], agents[0], agents[1], node, workdir)
+        yield Net(topo, service, creds["aaa"], agents[0], agents[1], node, workdir, creds["auditor"])
     finally:
         if node is not None:
             node.close()
@@ -181,6 +183,7 @@ def test_predictive_handover(net: Net) -> None:
         fback = mn.verify_fback(hk, fback_mh, par=PAR, destination=pcoa)  # BADF made with the same HK
         assert source == PAR and fback.status == mhwire.FBackStatus.ACCEPTED and fback.lifetime_seconds == 40
     finally:
+        time.sleep(1.2)  # dumpcap hands packets over in blocks (1 s timeout): let the last block fill
         pcaps = [c.stop() for c in captures]
     finished = _wait_log(net.par, lambda e: e.get("event") == "handover.finished" and e.get("spi") == hk.spi)
     assert finished["outcome"] == "accepted" and finished["hi_transmissions"] == 1
@@ -320,3 +323,58 @@ def test_unknown_spi_with_the_service_down(net: Net) -> None:
         assert "Traceback" not in net.par.logs()
     finally:
         net.service.start()
+
+
+def test_revocation_reaches_the_router(net: Net) -> None:
+    hk, mac, pcoa = net.session(8)
+    ncoa = IPv6Address("2001:db8:2::1:0:0:8")
+    net.node.drain()
+    net.node.send_fbu(_fbu(hk, pcoa, ncoa, 1, mac))
+    assert net.node.fback(1) is not None  # the PAR now holds the key
+    net.revoke(mac)
+    revoked_at = time.monotonic()
+    _wait_log(net.par, lambda e: e.get("event") == "key.revoked" and e.get("spi") == hk.spi, timeout=10.0)
+    dropped_after = time.monotonic() - revoked_at
+    net.node.send_fbu(_fbu(hk, pcoa, ncoa, 2, mac))
+    answer = net.node.fback(2)
+    assert answer is not None
+    fback = mhwire.decode_mh(answer[1], source=PAR, destination=pcoa)
+    assert isinstance(fback, mhwire.FBack) and fback.status == mhwire.FBackStatus.ADMINISTRATIVELY_PROHIBITED
+    print(f"revocation to key dropped at the PAR: {dropped_after * 1000:.0f} ms")
+
+
+def test_local_verdicts_are_reported_to_the_audit_trail(net: Net) -> None:
+    hk, mac, pcoa = net.session(9)
+    net.node.drain()
+    net.node.send_fbu(_fbu(hk, pcoa, IPv6Address("2001:db8:2::1:0:0:9"), 1, mac))
+    assert net.node.fback(1) is not None
+    deadline = time.monotonic() + 10
+    entries: list[dict[str, object]] = []
+    with net.service.client(net.auditor) as auditor:
+        while time.monotonic() < deadline and not entries:
+            page = auditor.get("/v1/audit", params={"event": "fbu.verified", "spi": hk.spi}).json()
+            entries = [e for e in page["entries"] if e["fields"].get("reported") == 1]
+            time.sleep(0.2)
+    assert entries, "the PAR's verdict never reached the audit trail"
+    fields = entries[0]["fields"]
+    assert isinstance(fields, dict) and (fields["ar"], fields["verdict"], fields["sequence"]) == ("par", "accepted", 1)
+
+
+def test_verify_as_a_service_with_a_service_signed_fback(net: Net) -> None:
+    hk, mac, pcoa = net.session(10)
+    net.par.stop()
+    saved = dict(net.par.env)
+    net.par.env = {**saved, "AAA_FMIP_ROUTER_KEYS__MODE": "service"}
+    try:
+        net.par.start()
+        net.node.drain()
+        net.node.send_fbu(_fbu(hk, pcoa, IPv6Address("2001:db8:2::1:0:0:a"), 1, mac))
+        answer = net.node.fback(1)
+        assert answer is not None, net.par.logs()[-3000:]
+        fback = mn.verify_fback(hk, answer[1], par=PAR, destination=pcoa)  # signed by the service for the PAR
+        assert fback.status == mhwire.FBackStatus.ACCEPTED
+        assert len(net.par.logs()) and "fback.unsigned" not in net.par.logs()
+    finally:
+        net.par.stop()
+        net.par.env = saved
+        net.par.start()
