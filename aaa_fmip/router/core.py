@@ -5,7 +5,7 @@ and reads no clock: the driver hands it what arrived (``receive_icmpv6``, ``rece
 asked for (``fbu_verified``) and the time (``now`` everywhere, ``handle_timer`` when ``next_deadline`` has
 passed); it answers with effects: datagrams to send, a verification to run, notices to log and count.
 
-PAR, one handover per (PCoA, FBU Sequence Number)::
+PAR, one handover per (PCoA, SPI, FBU Sequence Number)::
 
     FBU ──► VERIFYING ──verdict ok──► AWAITING_HACK ──HAck──────────────► DONE (FBack, status from the HAck)
                │                         │  └─timeout: HI again (×2 backoff) until HI_RETRIES, then DONE (128)
@@ -238,6 +238,12 @@ class _ParHandover:
             raise LocalProtocolError(f"PAR handover in state {self.state.value} cannot take {event.value}") from None
 
 
+def _par_key(fbu: ParsedFbu) -> tuple[IPv6Address, int, int]:
+    """A PAR handover is one (PCoA, SPI, Sequence Number): a node that authenticated again (a new session, a new
+    SPI) may start its numbering afresh from the same PCoA."""
+    return fbu.pcoa, fbu.auth.spi, fbu.fbu.sequence
+
+
 # --- NAR ---------------------------------------------------------------------------------------------------------
 
 
@@ -277,7 +283,7 @@ class RouterCore:
         self._address_in_use = address_in_use or (lambda _a: False)
         self._tokens = itertools.count(1)
         self._hi_sequence = initial_hi_sequence & 0xFFFF
-        self._par: dict[tuple[IPv6Address, int], _ParHandover] = {}
+        self._par: dict[tuple[IPv6Address, int, int], _ParHandover] = {}
         self._par_by_token: dict[int, _ParHandover] = {}
         self._par_by_hi: dict[tuple[IPv6Address, int], _ParHandover] = {}
         self._nar: dict[tuple[IPv6Address, int], _NarRecord] = {}
@@ -305,7 +311,7 @@ class RouterCore:
             record = self._nar.get(item)
             return record is not None and record.forget_at == at
         if item.state is ParState.DONE:
-            return item.forget_at == at and self._par.get((item.fbu.pcoa, item.fbu.fbu.sequence)) is item
+            return item.forget_at == at and self._par.get(_par_key(item.fbu)) is item
         return item.deadline == at
 
     def next_deadline(self) -> float | None:
@@ -382,7 +388,7 @@ class RouterCore:
     def _receive_fbu(self, fbu: ParsedFbu, now: float) -> list[Effect]:
         if fbu.packet.destination not in self.params.addresses:
             return [Notice("fbu.not-ours", {"destination": str(fbu.packet.destination)})]
-        key = (fbu.pcoa, fbu.fbu.sequence)
+        key = _par_key(fbu)
         known = self._par.get(key)
         if known is not None and constant_time_equal(known.fbu.auth.authenticator, fbu.auth.authenticator):
             # §6.2.2 retransmission (FBU_RETRIES): answer as the same request, never as a new binding
@@ -421,14 +427,14 @@ class RouterCore:
             "key_source": verdict.key.source if verdict.key else None,
         }
         effects: list[Effect] = [Notice("fbu.verified" if verdict.valid else "fbu.rejected", fields)]
-        stored = self._par.get((handover.fbu.pcoa, handover.fbu.fbu.sequence))
+        stored = self._par.get(_par_key(handover.fbu))
         if stored is not handover:
             # Another FBU with the same number and another authenticator. A valid one replaces a forged or
             # rejected one (a forgery must not block the node's own FBU); otherwise only the verdict is reported.
             replace = verdict.valid and (stored is None or stored.verdict is None or not stored.verdict.valid)
             if not replace:
                 return effects
-            self._par[(handover.fbu.pcoa, handover.fbu.fbu.sequence)] = handover
+            self._par[_par_key(handover.fbu)] = handover
         if not verdict.valid:
             return effects + self._finish_rejected(handover, verdict, now)
         nar = self.params.neighbours.nar_for(handover.fbu.ncoa)
@@ -697,7 +703,7 @@ class RouterCore:
             if isinstance(item, tuple):
                 del self._nar[item]
             elif item.state is ParState.DONE:
-                del self._par[(item.fbu.pcoa, item.fbu.fbu.sequence)]
+                del self._par[_par_key(item.fbu)]
             else:
                 effects += self._hi_timeout(item, now)
         return effects

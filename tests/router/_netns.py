@@ -135,8 +135,19 @@ class Topology:
         _ip("-n", self.mn, "-6", "route", "replace", "default", "via", str(NAR), "dev", "wnar")
 
     def add_address(self, address: IPv6Address, dev: str = "wpar") -> None:
+        """Configure ``address`` on the node and let the PAR resolve it once (a just-configured address can
+        miss the first Neighbor Solicitation, which costs the kernel's 1 s retransmission timer)."""
         with contextlib.suppress(RuntimeError):
             _ip("-n", self.mn, "addr", "add", f"{address}/64", "dev", dev, "nodad")
+        if dev == "wpar":
+            poke = f"import socket;socket.socket(socket.AF_INET6,socket.SOCK_DGRAM).sendto(b'',('{address}',9))"
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline:
+                self.run_in(self.par, ["python3", "-c", poke])
+                state = self.run_in(self.par, ["ip", "-6", "neigh", "show", str(address)]).stdout
+                if any(word in state for word in ("REACHABLE", "STALE", "DELAY", "PROBE")):
+                    return
+                time.sleep(0.1)
 
     def down(self) -> None:
         for ns in (self.mn, self.par, self.nar):

@@ -30,7 +30,10 @@ def node_key(par: IPv6Address = PAR) -> HandoverKey:
 
 
 def router_key(par: IPv6Address = PAR, *, expires_at: float = 10_000.0) -> RouterKey:
-    hk = node_key(par)
+    return router_key_of(node_key(par), par, expires_at=expires_at)
+
+
+def router_key_of(hk: HandoverKey, par: IPv6Address = PAR, *, expires_at: float = 10_000.0) -> RouterKey:
     return RouterKey(hk.hk, hk.hk_name, hk.spi, par, expires_at, "configured")
 
 

@@ -30,6 +30,7 @@ from tests.router._pair import (
     node_key,
     predictive_fbu,
     reactive_fbu,
+    router_key_of,
 )
 
 MN_LL = IPv6Address("fe80::2")
@@ -332,3 +333,15 @@ def test_any_mh_bytes_give_effects_not_exceptions(data: bytes, with_home: bool) 
 def test_any_icmpv6_bytes_give_effects_not_exceptions(data: bytes) -> None:
     effects = make_core("par").receive_icmpv6(MN_LL, IPv6Address("fe80::1"), data, 0.0)
     assert all(isinstance(e, core.Notice | core.SendIcmpv6 | core.Prefetch) for e in effects)
+
+
+def test_a_node_that_authenticated_again_may_restart_its_numbering() -> None:
+    second = mn.derive_handover_key(mn.derive_master_key(emsk=bytes(range(5, 69)), eap_session_id=b"\x0d" * 9), PAR)
+    pair = Pair()
+    pair.keys.append(router_key_of(second))
+    pair.fbu(predictive_fbu(sequence=1), now=0.0)
+    pair.fbu(predictive_fbu(sequence=1, key=second), now=1.0)  # same PCoA, same number, another session
+    assert [
+        mn.verify_fback(k, s.mh, par=PAR, destination=PCOA).status
+        for k, s in zip((node_key(), second), pair.to_node, strict=True)
+    ] == [0, 0]
