@@ -306,7 +306,14 @@ class RouterAgent:
     async def _verify(self, effect: core.VerifyFbu) -> None:
         started = time.perf_counter()
         hits, misses = self.cache.hits, self.cache.misses
-        verdict = await self.verifier.verify(effect.fbu)
+        try:
+            verdict = await self.verifier.verify(effect.fbu)
+        except Exception as exc:  # e.g. the replay journal's disk is full: the node gets FBack 128, we go on
+            log.error(
+                "FBU verification failed",
+                extra={"event": "fbu.error", "spi": effect.fbu.auth.spi, "error": type(exc).__name__},
+            )
+            verdict = FbuVerdict("rejected", effect.fbu.auth.spi, effect.fbu.fbu.sequence, "internal-error")
         path = "service" if self.verifier.mode == "service" or effect.fbu.auth.spi == 0 else "local"
         if self.cache.misses > misses:
             self.metrics.cache_lookups.labels("miss").inc()
