@@ -28,7 +28,8 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
 
 
 def _use_cases(runtime: Any) -> RouterUseCases:
-    return RouterUseCases(runtime.store, runtime.service.clock)
+    # Only ``service`` (its store and clock) and ``metrics`` are used, which the adapter's context has in any shape.
+    return RouterUseCases(runtime.service.store, runtime.service.clock)
 
 
 class RevocationOut(BaseModel):
