@@ -45,10 +45,15 @@ class PairMachine(RuleBasedStateMachine):
 
     @rule(seconds=st.sampled_from([0.01, 0.1, 0.25, 0.5, 1.0]))
     def time_passes(self, seconds: float) -> None:
-        self.now += seconds
-        for router in (self.pair.par, self.pair.nar):
-            while (deadline := router.next_deadline()) is not None and deadline <= self.now:
-                self._deliver(router.handle_timer(deadline))
+        target = self.now + seconds
+        while True:  # every timer at its own time, the earliest first, as a driver would run them
+            due = [d for r in (self.pair.par, self.pair.nar) if (d := r.next_deadline()) is not None and d <= target]
+            if not due:
+                break
+            self.now = min(due)
+            for router in (self.pair.par, self.pair.nar):
+                self._deliver(router.handle_timer(self.now))
+        self.now = target
 
     @invariant()
     def bounded_his(self) -> None:
