@@ -78,7 +78,7 @@ async def _serve(settings: Any) -> int:
 
     from aaa_fmip.router.core import RouterCore
     from aaa_fmip.router.driver import RouterAgent, interface_addresses
-    from aaa_fmip.router.keycache import HandoverKeyCache, RestKeyService, Verifier
+    from aaa_fmip.router.keycache import HandoverKeyCache, KeyService, RestKeyService, Verifier
     from aaa_fmip.router.metrics import RouterMetrics
     from aaa_fmip.router.verify import FileReplayJournal, ReplayState
 
@@ -108,10 +108,38 @@ async def _serve(settings: Any) -> int:
             verify=verify,
         )
         service = RestKeyService(client)
+    diameter_client = None
+    key_source: KeyService | None = service
+    if settings.keys.source == "diameter":
+        from aaa_fmip.diameter.client import HandoverKeyClient
+        from aaa_fmip.router.diameter_source import DiameterKeyService
+
+        d = settings.diameter
+        diameter_client = HandoverKeyClient(
+            origin_host=d.origin_host,
+            origin_realm=d.origin_realm,
+            peer=d.peer,
+            host=d.host,
+            port=d.port,
+            destination_realm=d.destination_realm or None,
+            application_id=d.application_id,
+            vendor_id=d.vendor_id,
+            command_code=d.command_code,
+            timeout=d.timeout,
+        )
+        try:
+            await asyncio.to_thread(diameter_client.start)
+        except (TimeoutError, OSError) as exc:
+            print(f"aaa-fmip: the Diameter peer {d.peer} at {d.host}:{d.port} did not answer: {exc}", file=sys.stderr)
+            journal.close()
+            if client is not None:
+                await client.aclose()
+            return 1
+        key_source = DiameterKeyService(diameter_client)
     verifier = Verifier(
         HandoverKeyCache(max_keys=settings.keys.max_keys),
         replay,
-        service,
+        key_source,
         mode=settings.keys.mode,
         lifetime_unit=settings.router.lifetime_unit,
         on_fetch=lambda kind, seconds, result: metrics.fetch_seconds.labels(kind, result).observe(seconds),
@@ -137,4 +165,6 @@ async def _serve(settings: Any) -> int:
         journal.close()
         if client is not None:
             await client.aclose()
+        if diameter_client is not None:
+            await asyncio.to_thread(diameter_client.stop)
     return 0

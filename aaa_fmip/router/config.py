@@ -73,6 +73,7 @@ class RouterSection(_Section):
 
 class KeysSection(_Section):
     mode: Literal["local", "service"] = "local"  # service: hold no keys, ask POST /v1/fbu/verify
+    source: Literal["rest", "diameter"] = "rest"  # how keys are fetched and FBUs verified by the service
     prefetch: bool = True  # fetch a node's key when its RtSolPr arrives
     report_verdicts: bool = True  # report locally made verdicts to the service's audit trail (POST /v1/fbu/verdicts)
     max_keys: int = Field(default=100_000, ge=1)
@@ -83,6 +84,21 @@ class ServiceSection(_Section):
     token: SecretStr = SecretStr("")
     timeout: float = Field(default=0.5, gt=0, le=30)  # seconds per call: bounds what a service outage costs a handover
     ca_file: Path | None = None
+
+
+class DiameterSection(_Section):
+    """The Handover-Key application's peer (``[keys] source = "diameter"``); docs/diameter.md."""
+
+    origin_host: str = ""  # this router's Diameter identity (the service's [[diameter.peers]] identity)
+    origin_realm: str = ""
+    peer: str = ""  # the key service's (or a relay's) Diameter identity
+    host: str = ""  # its IP address
+    port: int = Field(default=3868, ge=1, le=65535)
+    destination_realm: str = ""  # default: origin_realm
+    application_id: int | None = None
+    vendor_id: int | None = None
+    command_code: int | None = None
+    timeout: float = Field(default=0.5, gt=0, le=30)
 
 
 class MetricsSection(_Section):
@@ -118,6 +134,7 @@ class RouterSettings(BaseSettings):
     router: RouterSection
     keys: KeysSection = Field(default_factory=KeysSection)
     service: ServiceSection = Field(default_factory=ServiceSection)
+    diameter: DiameterSection = Field(default_factory=DiameterSection)
     metrics: MetricsSection = Field(default_factory=MetricsSection)
     log: LogSection = Field(default_factory=LogSection)
     neighbours: list[NeighbourEntry] = Field(default_factory=list)
@@ -169,4 +186,7 @@ def load_settings(path: Path | None, **overrides: Any) -> RouterSettings:
         raise ConfigError(str(first["msg"]), key=key) from None
     except ValueError as exc:
         raise ConfigError(str(exc), key="neighbours") from None
+    d = settings.diameter
+    if settings.keys.source == "diameter" and not (d.origin_host and d.origin_realm and d.peer and d.host):
+        raise ConfigError("source diameter needs origin_host, origin_realm, peer and host", key="diameter")
     return settings

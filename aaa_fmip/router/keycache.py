@@ -37,6 +37,7 @@ __all__ = [
     "KeyUnknown",
     "RestKeyService",
     "Verifier",
+    "calling_station_id",
 ]
 
 
@@ -137,7 +138,7 @@ class KeyService(Protocol):
     async def verify(self, fbu: ParsedFbu) -> FbuVerdict: ...
 
 
-def _mac(lla: bytes) -> str:
+def calling_station_id(lla: bytes) -> str:
     return "-".join(f"{b:02X}" for b in lla)  # the Calling-Station-Id notation of RFC 3580 §3.21
 
 
@@ -186,7 +187,7 @@ class RestKeyService:
         return self._key(data, ar_address, now, "fetched")
 
     async def key_by_lla(self, mn_lla: bytes, ar_address: IPv6Address, now: float) -> RouterKey:
-        body = {"ar_address": str(ar_address), "calling_station_id": _mac(mn_lla)}
+        body = {"ar_address": str(ar_address), "calling_station_id": calling_station_id(mn_lla)}
         return self._key(await self._post("/v1/handover-keys", body), ar_address, now, "prefetched")
 
     async def revocations(

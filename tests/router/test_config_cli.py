@@ -53,6 +53,7 @@ def test_file_and_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
         (('addresses = ["2001:db8:1::1"]', 'addresses = ["fe80::1"]'), "router.addresses"),
         (("nar_prefix = ", "nar_prefx = "), "neighbours.0"),
         (('ap = "02:bb:00:00:00:01"', 'ap = "zz"'), "neighbours"),
+        (("[service]", '[keys]\nsource = "diameter"\n\n[service]'), "diameter"),
     ],
 )
 def test_bad_settings_name_the_field(tmp_path: Path, change: tuple[str, str], key: str) -> None:
