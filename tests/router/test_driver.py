@@ -42,3 +42,36 @@ def test_a_failing_replay_journal_gives_fback_128_not_a_dead_handover(tmp_path: 
     fback = mhwire.decode_mh(sent.mh, source=PAR, destination=PCOA)
     assert isinstance(fback, mhwire.FBack) and fback.status == mhwire.FBackStatus.REASON_UNSPECIFIED
     assert par.open_handovers() == 0
+
+
+def test_verdict_reports_are_bounded_and_kept_through_an_outage(tmp_path: Path) -> None:
+    import httpx
+
+    from aaa_fmip.router.keycache import RestKeyService
+    from tests.support.redis_server import free_port
+
+    cache = HandoverKeyCache()
+    cache.put(router_key())
+    par = make_core("par")
+
+    async def go() -> tuple[int, float, float]:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{free_port()}", timeout=0.5) as client:
+            service = RestKeyService(client)  # nothing listens: the service is down
+            verifier = Verifier(cache, ReplayState(), None, clock=lambda: 1.0)
+            agent = _Captured(par, verifier, clock=lambda: 1.0, service=service, max_buffered_verdicts=2)
+            assert agent.report_verdicts
+            for seq in (1, 2, 3):
+                packet = predictive_fbu(sequence=seq)
+                received = ReceivedMh(packet.source, packet.destination, packet.home_address, packet.mh)
+                [verify] = [e for e in par.receive_mh(received, 1.0) if isinstance(e, core.VerifyFbu)]
+                await agent._verify(verify)  # the handover goes on: an HI each time
+            try:
+                await agent._flush_verdicts()
+            except Exception as exc:
+                assert type(exc).__name__ == "KeyServiceError"
+            registry = agent.metrics.registry
+            dropped = registry.get_sample_value("aaa_fmip_router_verdict_reports_total", {"result": "dropped"})
+            sent = registry.get_sample_value("aaa_fmip_router_verdict_reports_total", {"result": "sent"})
+            return len(agent._verdicts), dropped or 0.0, sent or 0.0
+
+    assert asyncio.run(go()) == (2, 1.0, 0.0)  # two kept for the next try, the third counted as dropped
