@@ -25,6 +25,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "aaa_fmip.commands.demo",
     "aaa_fmip.commands.audit",
     "aaa_fmip.commands.mih",
+    "aaa_fmip.commands.router",
 )
 
 
