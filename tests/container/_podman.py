@@ -32,8 +32,10 @@ class Podman:
     ) -> subprocess.CompletedProcess[str]:
         return self.exec(["podman", *args], timeout=timeout, check=check, cwd=cwd)
 
-    def compose(self, *args: str, timeout: float = 180, cwd: Path) -> subprocess.CompletedProcess[str]:
-        return self.exec([sys.executable, "-m", "podman_compose", *args], timeout=timeout, check=True, cwd=cwd)
+    def compose(
+        self, *args: str, timeout: float = 180, check: bool = True, cwd: Path
+    ) -> subprocess.CompletedProcess[str]:
+        return self.exec([sys.executable, "-m", "podman_compose", *args], timeout=timeout, check=check, cwd=cwd)
 
     def exec(
         self, cmd: Sequence[str], *, timeout: float, check: bool, cwd: Path | None = None

@@ -41,14 +41,18 @@ def built(podman: Podman) -> Iterator[BuiltImage]:
     """
     tag = f"localhost/aaa-fmip-test:{secrets.token_hex(4)}"
     canary = f"pip-canary-{secrets.token_hex(6)}.invalid"
-    podman.env["PIP_TRUSTED_HOST"] = canary
+    configured = podman.env.get("PIP_TRUSTED_HOST")
+    podman.env["PIP_TRUSTED_HOST"] = f"{configured} {canary}" if configured else canary
     before = podman.image_ids()
     try:
         proc = podman.exec([str(BUILD_IMAGE), "--tag", tag, "--redis", "--no-cache"], timeout=BUILD_TIMEOUT, check=True)
         stages = podman.untagged(podman.image_ids() - before)
         yield BuiltImage(tag, canary, stages, proc.stdout)
     finally:
-        del podman.env["PIP_TRUSTED_HOST"]
+        if configured is None:
+            del podman.env["PIP_TRUSTED_HOST"]
+        else:
+            podman.env["PIP_TRUSTED_HOST"] = configured
         podman.run("rmi", "--force", tag, check=False)
         # The build stage of the multi-stage build stays behind as an untagged image: remove ours only.
         for image_id in podman.untagged(podman.image_ids() - before):
