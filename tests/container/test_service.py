@@ -17,9 +17,10 @@ from tests.container._podman import REPO, Cleanup, Podman, free_port, log_events
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
-# Docker's and podman's default stop timeout: SIGTERM, then SIGKILL after this many seconds. The service must be
-# gone before (HTTP drain bounded by GRACEFUL_SHUTDOWN_SECONDS, then the embedded Redis saves and exits).
-STOP_TIMEOUT = 10
+# `podman stop --time`: SIGTERM, then SIGKILL after this many seconds. The service promises to be gone within its
+# graceful-shutdown time (the HTTP drain's bound; closing the store and the embedded Redis's save take
+# milliseconds), well inside the engines' default of 10 s.
+STOP_TIMEOUT = GRACEFUL_SHUTDOWN_SECONDS
 
 
 def _start(podman: Podman, image: str, name: str, volume: str, config_dir: Path, port: int) -> None:
@@ -36,7 +37,6 @@ def _start(podman: Podman, image: str, name: str, volume: str, config_dir: Path,
 def test_embedded_store_demo_health_check_and_sigterm(
     podman: Podman, image: str, cleanup: Cleanup, tmp_path: Path
 ) -> None:
-    assert GRACEFUL_SHUTDOWN_SECONDS < STOP_TIMEOUT
     config_dir = tmp_path / "config"
     write_config(config_dir)
     config_dir.chmod(0o755)
