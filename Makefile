@@ -2,7 +2,7 @@
 PYTHON ?= python3
 PYTEST_ARGS ?=
 
-.PHONY: check deps lint types test test-fast bench
+.PHONY: check deps lint types test test-fast bench image
 
 check: deps lint types test
 
@@ -27,3 +27,7 @@ test-fast:
 
 bench:
 	$(PYTHON) -m bench
+
+# The container image (docker/Dockerfile) with podman or docker; a local Debian base where none can be pulled.
+image:
+	scripts/build-image
