@@ -373,3 +373,81 @@ def test_revocation_refuses_handshakes_and_closes_open_channels(stack: Stack, tm
     log = mos.log()
     assert f"closed 2 MIH channel(s) of PSK identity {node.hmk_name}" in log
     assert f"PSK identity {other.hmk_name}" not in log.split("closed 2 MIH channel(s)")[1]
+
+
+# ---------------------------------------------------------------------------------- configuration, follower
+
+
+@pytest.mark.parametrize(
+    ("psk", "message"),
+    [
+        ('token_file = "t"\n', "mih.psk.service_url"),
+        ('service_url = "ftp://x"\ntoken_file = "t"\n', "mih.psk.service_url"),
+        ('service_url = "https://aaa.example.net"\n', "required: token_file or token_env"),
+        ('service_url = "https://aaa.example.net"\ntoken_file = "missing"\n', "cannot read"),
+        ('service_url = "https://aaa.example.net"\ntoken_file = "t"\ntoken_env = "X"\n', "not both"),
+        ('service_url = "https://aaa.example.net"\ntoken_env = "AAA_FMIP_TEST_UNSET"\n', "mih.psk.token_env"),
+        ('service_url = "https://aaa.example.net"\ntoken_file = "t"\nca_file = "nope.pem"\n', "mih.psk.ca_file"),
+        ('service_url = "https://aaa.example.net"\ntoken_file = "t"\nrevocation_poll = 0\n', "revocation_poll"),
+        ('service_url = "https://aaa.example.net"\ntoken_file = "t"\ncolour = 1\n', "unknown keys"),
+    ],
+)
+def test_psk_configuration_errors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, psk: str, message: str
+) -> None:
+    from aaa_fmip.cli import main
+
+    monkeypatch.delenv("AAA_FMIP_TEST_UNSET", raising=False)
+    (tmp_path / "t").write_text("a-token\n", "utf-8")
+    config = tmp_path / "mos.toml"
+    config.write_text(f'[mih]\nmihf_id = "{MOS1_ID}"\n[mih.psk]\n{psk}{TABLE}', "utf-8")
+    assert main(["mih", "--config", str(config), "--check"]) == 2
+    err = capsys.readouterr().err
+    assert "configuration error" in err and message in err and "Traceback" not in err
+    assert "a-token" not in err
+
+
+def test_psk_configuration_check_and_help(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from aaa_fmip.cli import main
+
+    (tmp_path / "mos.token").write_text("a-token\n", "utf-8")
+    config = tmp_path / "mos.toml"
+    config.write_text(
+        f'[mih]\nmihf_id = "{MOS1_ID}"\n[mih.psk]\nservice_url = "https://aaa.example.net:8443"\n'
+        f'token_file = "mos.token"\naudit_token_env = "HOME"\n{TABLE}',
+        "utf-8",
+    )
+    assert main(["mih", "--config", str(config), "--check"]) == 0
+    out = capsys.readouterr().out
+    assert "DTLS/TLS-PSK keyed by https://aaa.example.net:8443" in out and "a-token" not in out
+    with pytest.raises(SystemExit):
+        main(["mih", "--help"])
+    out = capsys.readouterr().out
+    assert "[mih.psk]" in out and "DTLS 1.2-PSK" in out and "token_file" in out and "audit_token" in out
+
+
+def test_revocation_follower_reads_session_revoked_with_an_auditor_token(stack: Stack) -> None:
+    """The follower hands each revoked session's PSK identity on once; a mos token may not read the trail."""
+    node, other = ingest(stack), ingest(stack)
+
+    async def scenario() -> None:
+        from aaa_fmip.mih.secure import RevocationFollower
+
+        handed: list[str] = []
+
+        async def on_revoked(identity: str) -> int:
+            handed.append(identity)
+            return 0
+
+        follower = RevocationFollower(stack.service.url, stack.auditor.token, on_revoked)
+        await follower.poll()
+        before = list(handed)
+        with stack.service.client(stack.aaa) as http:
+            assert http.delete(f"/v1/sessions/{node.hmk_name}").status_code == 204
+        assert node.hmk_name in await follower.poll()
+        assert handed[len(before) :] == [node.hmk_name] and other.hmk_name not in handed
+        assert await follower.poll() == []  # the cursor moved on: nothing twice
+        refused = RevocationFollower(stack.service.url, stack.mos1.token, on_revoked)
+        assert await refused.poll() == [] and refused.counters == {"poll-refused": 1}
+
+    asyncio.run(scenario())
