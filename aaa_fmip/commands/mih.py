@@ -19,6 +19,11 @@ The configuration is one TOML file (``--config``)::
     audit_token_file = "auditor.token" # optional: an ``auditor`` token (or audit_token_env) to follow
     revocation_poll = 5                # revocations in the audit trail every N seconds and close their channels
 
+    [mih.publish]                      # optional: what --publish prints (RFC 5678 DHCP options, RFC 5679 DNS)
+    domain = "example.net"             # where nodes look the MoS up (NAPTR/SRV owner, DHCP option 140/55)
+    addresses = ["192.0.2.1", "2001:db8:5678::1"]   # the MoS's published addresses
+    host = "mos1.example.net"          # SRV target; default: mihf_id (so a node learns the MIHF-ID by DNS)
+
     [[poa]]
     ...                                # see aaa_fmip.mih.neighbours / docs/mih.md
 """
@@ -28,6 +33,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import os
 import signal
@@ -52,7 +58,9 @@ _KEYS = {
     "udp_rate",
     "udp_burst",
     "psk",
+    "publish",
 }
+_PUBLISH_KEYS = {"domain", "host", "addresses", "ttl"}
 _PSK_KEYS = {
     "service_url",
     "token_file",
@@ -104,6 +112,11 @@ def register(sub: Any) -> None:
             "  revocation_poll = 5             # ... follow session.revoked, close open channels\n"
             "  key_timeout = 5                 # seconds to wait for the key service during a handshake\n"
             "\n"
+            "  [mih.publish]                   # optional: what --publish prints\n"
+            '  domain = "example.net"          # NAPTR/SRV owner and DHCP option 140/55 domain\n'
+            '  addresses = ["192.0.2.1", "2001:db8:5678::1"]  # published addresses (DHCP 139/54, A/AAAA)\n'
+            '  # host = "mos1.example.net"     # SRV target; default: mihf_id\n'
+            "\n"
             "  [[poa]]\n"
             '  name = "ap1"\n'
             '  link_address = "02:00:00:00:00:01"\n'
@@ -116,6 +129,12 @@ def register(sub: Any) -> None:
     parser.add_argument("--config", metavar="FILE", required=True, help="TOML file with [mih] and [[poa]]")
     parser.add_argument("--listen", metavar="HOST:PORT", help="overrides mih.listen")
     parser.add_argument("--check", action="store_true", help="load and validate the configuration, then exit")
+    parser.add_argument(
+        "--publish",
+        choices=["dnsmasq", "zone"],
+        help="print, from [mih.publish], the dnsmasq lines (DHCPv4 139/140, DHCPv6 54/55, NAPTR/SRV/A/AAAA) or a "
+        "DNS zone-file snippet that publish this MoS, then exit",
+    )
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     parser.set_defaults(func=run)
 
@@ -257,9 +276,47 @@ def load_all(path: Path, listen_override: str | None) -> tuple[Any, Any, dict[st
     return info, listen, options, psk
 
 
+def publication(path: Path, listen_override: str | None) -> Any:
+    """The :class:`~aaa_fmip.mih.publish.MosPublication` of [mih.publish] (port from mih.listen)."""
+    from aaa_fmip.mih.publish import MosPublication
+
+    data = tomllib.loads(path.read_text("utf-8"))
+    section = data["mih"]
+    table = section.get("publish")
+    if not isinstance(table, dict):
+        raise ConfigError("--publish needs a [mih.publish] table (domain, addresses)", key="mih.publish")
+    unknown = set(table) - _PUBLISH_KEYS
+    if unknown:
+        raise ConfigError(f"unknown keys {sorted(unknown)}", key="mih.publish")
+    addresses = table.get("addresses")
+    if not isinstance(addresses, list) or not addresses or not all(isinstance(a, str) for a in addresses):
+        raise ConfigError("required: a list of IP addresses", key="mih.publish.addresses")
+    try:
+        parsed = tuple(ipaddress.ip_address(a) for a in addresses)
+    except ValueError as exc:
+        raise ConfigError(str(exc), key="mih.publish.addresses") from None
+    listen = parse_host_port(listen_override or section.get("listen", "[::]:4551"), key="mih.listen", default_port=4551)
+    try:
+        return MosPublication(
+            domain=str(table.get("domain", "")),
+            host=str(table.get("host", section["mihf_id"])),
+            addresses=parsed,
+            port=listen.port,
+            ttl=_int(table, "ttl", 3600, 0, 2**31 - 1, table="mih.publish"),
+        )
+    except ValueError as exc:
+        raise ConfigError(str(exc), key="mih.publish") from None
+
+
 def run(args: argparse.Namespace) -> int:
     configure_logging(args.log_level.upper())
     info, listen, options, psk = load_all(Path(args.config), args.listen)
+    if args.publish:
+        from aaa_fmip.mih import publish
+
+        mos = publication(Path(args.config), args.listen)
+        print(publish.dnsmasq_config([mos]) if args.publish == "dnsmasq" else publish.zone_snippet([mos]), end="")
+        return 0
     if args.check:
         security = "DTLS/TLS-PSK keyed by " + psk.service_url if psk is not None else "plain (no transport security)"
         print(f"mih: {len(info.table.poas)} points of attachment, MIHF-ID {info.mihf_id.decode()}, {security}")

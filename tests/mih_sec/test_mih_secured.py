@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -451,3 +452,39 @@ def test_revocation_follower_reads_session_revoked_with_an_auditor_token(stack: 
         assert await refused.poll() == [] and refused.counters == {"poll-refused": 1}
 
     asyncio.run(scenario())
+
+
+def test_publish_prints_what_dnsmasq_accepts_and_the_zone(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``aaa-fmip mih --publish`` from [mih.publish]: dnsmasq's own syntax check accepts the lines (dnsmasq serving
+    them to our discovery and to dhclient is tests/mih_sec/test_discovery_dnsmasq.py)."""
+    import ipaddress
+
+    from aaa_fmip.cli import main
+    from aaa_fmip.mih import publish
+
+    config = tmp_path / "mos.toml"
+    config.write_text(
+        f'[mih]\nmihf_id = "{MOS1_ID}"\nlisten = "[::]:4551"\n[mih.publish]\ndomain = "example.net"\n'
+        f'addresses = ["192.0.2.1", "2001:db8:5678::1"]\n{TABLE}',
+        "utf-8",
+    )
+    mos = publish.MosPublication(
+        domain="example.net",
+        host=MOS1_ID,
+        addresses=(ipaddress.ip_address("192.0.2.1"), ipaddress.ip_address("2001:db8:5678::1")),
+    )
+    assert main(["mih", "--config", str(config), "--publish", "dnsmasq"]) == 0
+    lines = capsys.readouterr().out
+    assert lines == publish.dnsmasq_config([mos]) and "srv-host=_MIHIS._tcp.example.net,mos1.example.net,4551" in lines
+    (tmp_path / "dnsmasq.conf").write_text(lines, "utf-8")
+    dnsmasq = shutil.which("dnsmasq") or "/usr/sbin/dnsmasq"
+    checked = subprocess.run(
+        [dnsmasq, "--test", f"--conf-file={tmp_path / 'dnsmasq.conf'}"], capture_output=True, text=True, timeout=30
+    )
+    assert checked.returncode == 0 and "syntax check OK" in checked.stderr, checked.stderr
+    assert main(["mih", "--config", str(config), "--publish", "zone", "--listen", "[::]:4552"]) == 0
+    zone = capsys.readouterr().out
+    assert "_MIHIS._udp.example.net. 3600 IN SRV 10 0 4552 mos1.example.net." in zone
+    config.write_text(f'[mih]\nmihf_id = "{MOS1_ID}"\n{TABLE}', "utf-8")
+    assert main(["mih", "--config", str(config), "--publish", "zone"]) == 2
+    assert "[mih.publish]" in capsys.readouterr().err
