@@ -24,7 +24,8 @@ client sends more than that on its own.
 Reported: round trips per second, latency p50/p99/max in ms, and errors (requests without a Success answer);
 then, over ``--first`` fresh sessions one after the other, the time from opening the session (TCP connect /
 UDP socket, plus the (D)TLS handshake, in which the MoS fetches the key from the key service) to the first
-answer, p50 and max.
+answer, p50 and max; and, as ``key-fetch``, the MoS's share of that: one ``POST /v1/mih/psk`` as
+:class:`~aaa_fmip.mih.psk.RestKeySource` makes it (a new HTTP connection each time), timed from this process.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from pathlib import Path
 
 from aaa_fmip import mn
 from aaa_fmip.keys import MihPsk
+from aaa_fmip.mih.psk import RestKeySource
 from aaa_fmip.mih.secure import SecureMIHClient, open_session
 from aaa_fmip.mih.transport import TcpClient, UdpClient
 from aaa_fmip.wire import mih
@@ -189,6 +191,17 @@ async def _first_answers(transport: str, host: str, port: int, count: int, key: 
     return times
 
 
+async def _key_fetches(source: RestKeySource, key: MihPsk, count: int) -> list[float]:
+    times = []
+    for _ in range(count):
+        start = time.perf_counter()
+        got = await source(key.identity)
+        times.append(time.perf_counter() - start)
+        if got != key.psk.reveal():
+            raise RuntimeError("the key service handed out another key than the node derived")
+    return times
+
+
 async def _wait_ready(host: str, port: int, proc: subprocess.Popen[str]) -> None:
     deadline = time.monotonic() + 30
     while True:
@@ -261,6 +274,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                     rows.append((transport, clients, result))
             for transport, at in (("tcp", port), ("udp", port), ("tls-psk", secure_port), ("dtls-psk", secure_port)):
                 first[transport] = asyncio.run(_first_answers(transport, args.host, at, args.first, keys[0]))
+            # what the secured MoS does inside each handshake: one POST /v1/mih/psk to the key service
+            source = RestKeySource(stack.service.url, stack.mos1.token, MOS.decode())
+            first["key-fetch"] = asyncio.run(_key_fetches(source, keys[0], args.first))
         finally:
             for proc in procs:
                 _stop(proc)

@@ -30,3 +30,4 @@ def test_bench_mih_runs_and_every_answer_is_right() -> None:
     assert all(r[7] == "0" for r in rows)  # errors
     sessions = [line.split() for line in first.splitlines() if line.startswith(tuple(t + " " for t in TRANSPORTS))]
     assert [(s[0], s[1]) for s in sessions] == [(t, "3") for t in TRANSPORTS]
+    assert any(line.startswith("key-fetch ") for line in first.splitlines())
