@@ -322,6 +322,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"mih: {len(info.table.poas)} points of attachment, MIHF-ID {info.mihf_id.decode()}, {security}")
         return 0
     if psk is not None:
+        if args.log_level != "debug":  # one line per key fetch and per revocation poll is noise; refusals are logged
+            logging.getLogger("httpx").setLevel(logging.WARNING)
         return asyncio.run(_serve_psk(info, listen.host, listen.port, options, psk))
     return asyncio.run(_serve(info, listen.host, listen.port, options))
 
