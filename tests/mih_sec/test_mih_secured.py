@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -33,7 +34,8 @@ from tests.mih._packets import udp6
 from tests.mih.test_information import TABLE
 from tests.mih_sec._stack import MOS1_ID, OPENSSL_CIPHER, LoopbackCapture, OpenSsl, Stack, ingest
 from tests.support.pcap import tshark_fields, write_pcap
-from tests.support.service_proc import REPO_ROOT
+from tests.support.redis_server import RedisServer
+from tests.support.service_proc import REPO_ROOT, ServiceProcess, random_kek, render_config
 
 NODE = b"node@example.net"
 AP1 = mih.LinkAddress.mac("02:00:00:00:00:01")
@@ -141,12 +143,14 @@ class MosProcess:
 
 
 @contextlib.contextmanager
-def mos_process(tmp_path: Path, stack: Stack, *, follow_revocations: bool) -> Iterator[MosProcess]:
+def mos_process(
+    tmp_path: Path, stack: Stack, *, follow_revocations: bool, url: str | None = None, extra: str = ""
+) -> Iterator[MosProcess]:
     """``aaa-fmip mih`` with [mih.psk]: keys from the real service with the mos1 token from a file; with
     ``follow_revocations`` an auditor token from the environment and a 1-second revocation poll."""
     port = free_port()
     (tmp_path / "mos.token").write_text(stack.mos1.token + "\n", "utf-8")
-    psk = f'[mih.psk]\nservice_url = "{stack.service.url}"\ntoken_file = "mos.token"\n'
+    psk = f'[mih.psk]\nservice_url = "{url or stack.service.url}"\ntoken_file = "mos.token"\n{extra}'
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     if follow_revocations:
         psk += 'audit_token_env = "MOS_AUDIT_TOKEN"\nrevocation_poll = 1\n'
@@ -488,3 +492,61 @@ def test_publish_prints_what_dnsmasq_accepts_and_the_zone(tmp_path: Path, capsys
     config.write_text(f'[mih]\nmihf_id = "{MOS1_ID}"\n{TABLE}', "utf-8")
     assert main(["mih", "--config", str(config), "--publish", "zone"]) == 2
     assert "[mih.publish]" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_the_mos_reaches_an_https_key_service_through_its_ca_file(
+    stack: Stack, tmp_path: Path, redis_server: RedisServer
+) -> None:
+    """[mih.psk] ca_file: the MoS verifies the key service's certificate with that CA; without it (the system's
+    CAs) every key fetch fails, so the node's handshake is refused, and no key appears in the MoS's log."""
+    from tests.api.test_tls import _issue, _write, tls_context
+
+    ca = _issue(None, "aaa-fmip test CA")
+    ca_pem, _ = _write(tmp_path / "ca", *ca)
+    server_pem, server_key = _write(tmp_path / "server", *_issue(ca, "keys.example.net", server=True))
+    config = f'[server]\ntls_cert_file = "{server_pem}"\ntls_key_file = "{server_key}"\n' + render_config(
+        store_url=redis_server.url,
+        prefix="h" + secrets.token_hex(4),
+        credentials=[stack.aaa],
+        extra=stack.mos1.toml(),
+    )
+    service = ServiceProcess(
+        tmp_path / "svc",
+        config=config,
+        env={"AAA_FMIP_KEK": random_kek()},
+        https=True,
+        client_options={"verify": tls_context(ca_pem)},
+    ).start()
+    try:
+        https = Stack(service=service, aaa=stack.aaa, auditor=stack.auditor, mos1=stack.mos1, mos2=stack.mos2)
+        node = ingest(https)
+        assert service.url.startswith("https://")
+
+        async def ask(port: int, transport: Transport) -> list[str]:
+            client = await open_session(
+                node.master, MOS1_ID, "127.0.0.1", port, transport=transport, node_mihf_id=NODE, timeout=8
+            )
+            try:
+                return routers(await client.get_information(AP1, timeout=30))
+            finally:
+                await client.close()
+
+        trusted = tmp_path / "trusted"
+        trusted.mkdir()
+        with mos_process(trusted, https, follow_revocations=False, extra=f'ca_file = "{ca_pem}"\n') as mos:
+            assert asyncio.run(ask(mos.port, "tcp")) == NEIGHBOUR_ROUTERS
+            assert asyncio.run(ask(mos.port, "udp")) == NEIGHBOUR_ROUTERS
+        untrusting = tmp_path / "untrusting"
+        untrusting.mkdir()
+        with (
+            mos_process(untrusting, https, follow_revocations=False) as mos,
+            pytest.raises(mihpsk.ChannelError, match="handshake"),
+        ):
+            asyncio.run(ask(mos.port, "tcp"))
+        log = mos.log()
+        assert "key source failed (ConnectError)" in log
+        key = mn.derive_mih_psk(node.master, MOS1_ID).psk.hex()
+        assert key not in log and key not in "".join(mos.stderr)
+    finally:
+        service.stop()
