@@ -369,6 +369,7 @@ async def _serve_psk(info: Any, host: str, port: int, options: dict[str, Any], p
             with contextlib.suppress(asyncio.CancelledError):
                 await following
         await server.close()
+        await keys.aclose()
         counters = {**server.counters, **info.counters, **(follower.counters if follower else {})}
         log.info("stopped", extra={"event": "stopped", **counters})
     return 0
