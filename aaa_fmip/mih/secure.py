@@ -83,9 +83,11 @@ class MIHChannelSession:
         *,
         clock: Callable[[], float] = time.monotonic,
         on_failed: Callable[[int], None] | None = None,
+        idle_timeout: float | None = None,
         **udp_options: Any,
     ) -> None:
         self.channel = channel
+        self.idle_timeout = idle_timeout
         self.on_frame = on_frame
         self.on_failed = on_failed
         self.clock = clock
@@ -135,10 +137,12 @@ class MIHChannelSession:
                     self.on_failed(event.transaction_id)
 
     async def run(self) -> None:
-        """Serve the channel until it closes (peer's close_notify, revocation, transport gone)."""
+        """Serve the channel until it closes (peer's close_notify, revocation, transport gone) or, with
+        ``idle_timeout``, until nothing arrived for that long (a node that left without closing: over DTLS
+        nothing else would ever free its peer slot)."""
         timers = asyncio.ensure_future(self._timers()) if self.udp is not None else None
         try:
-            while data := await self.channel.recv():
+            while data := await self._receive():
                 if self.udp is not None:
                     events = self.udp.receive(data, self.channel.peer, self.clock())
                     await self._events(events)
@@ -151,6 +155,18 @@ class MIHChannelSession:
                 timers.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await timers
+
+    async def _receive(self) -> bytes:
+        if self.idle_timeout is None:
+            return await self.channel.recv()
+        try:
+            async with asyncio.timeout(self.idle_timeout):
+                return await self.channel.recv()
+        except TimeoutError:
+            self._count("idle-closed")
+            log.info("mih channel idle, closing", extra={"peer": str(self.channel.peer)})
+            await self.channel.close()
+            return b""
 
     async def _timers(self) -> None:
         assert self.udp is not None
@@ -180,7 +196,8 @@ class SecureMIHServer:
     ``keys`` gives the PSK of an identity (:class:`~aaa_fmip.mih.psk.RestKeySource` in production); ``handler``
     is the same ``(frame, PeerInfo) -> frame | None`` the plain :class:`~aaa_fmip.mih.transport.MIHServer`
     takes (the Information Server's ``handle_frame``); DTLS peers are ``PeerInfo("udp", ...)``, TLS peers
-    ``PeerInfo("tcp", ...)``.
+    ``PeerInfo("tcp", ...)``. A channel on which nothing arrives for ``idle_timeout`` seconds is closed (as the
+    plain server closes idle TCP connections).
     """
 
     def __init__(
@@ -191,11 +208,13 @@ class SecureMIHServer:
         *,
         clock: Callable[[], float] = time.monotonic,
         handshake_timeout: float = mihpsk.HANDSHAKE_TIMEOUT,
+        idle_timeout: float = 300.0,
         **udp_options: Any,
     ) -> None:
         self.mihf_id = mihf_id
         self.handler = handler
         self.clock = clock
+        self.idle_timeout = idle_timeout
         self.udp_options = udp_options
         self.psk = mihpsk.PskServer(keys, self._serve, handshake_timeout=handshake_timeout)
         self.counters: dict[str, int] = {}
@@ -241,7 +260,9 @@ class SecureMIHServer:
                 log.exception("mih handler failed", extra={"transport": info.transport})
                 return None
 
-        session = MIHChannelSession(channel, self.mihf_id, answer, clock=self.clock, **self.udp_options)
+        session = MIHChannelSession(
+            channel, self.mihf_id, answer, clock=self.clock, idle_timeout=self.idle_timeout, **self.udp_options
+        )
         try:
             await session.run()
         finally:

@@ -550,3 +550,36 @@ def test_the_mos_reaches_an_https_key_service_through_its_ca_file(
         assert key not in log and key not in "".join(mos.stderr)
     finally:
         service.stop()
+
+
+def test_an_idle_channel_is_closed_and_frees_its_dtls_peer_slot(stack: Stack) -> None:
+    """A node that goes quiet (it moved away without closing) loses its channel after idle_timeout, over DTLS
+    and TLS, so its peer slot is free again; a busy one keeps it."""
+    node = ingest(stack)
+
+    async def scenario() -> None:
+        info = InformationServer(MOS1_ID.encode(), NeighbourTable.from_mapping(_table()), clock=time.monotonic)
+        keys = mihpsk.RestKeySource(stack.service.url, stack.mos1.token, MOS1_ID)
+        server = SecureMIHServer(MOS1_ID.encode(), info.handle_frame, keys, idle_timeout=1.0)
+        await server.start("127.0.0.1", 0)
+        try:
+            for transport in ("udp", "tcp"):
+                client = await open_session(
+                    node.master, MOS1_ID, "127.0.0.1", server.port, transport=transport, node_mihf_id=NODE
+                )
+                try:
+                    for _ in range(4):  # busy for longer than idle_timeout: kept
+                        assert routers(await client.get_information(AP1, timeout=20)) == NEIGHBOUR_ROUTERS
+                        await asyncio.sleep(0.4)
+                    assert not client.channel.closed
+                    async with asyncio.timeout(20):
+                        await client.channel.wait_closed()  # the MoS's close_notify after 1 s of silence
+                    assert server.psk.dtls_peers == 0 and server.psk.registry.open_channels() == []
+                finally:
+                    await client.close()
+            assert server.counters["idle-closed"] == 2
+        finally:
+            await server.close()
+            await keys.aclose()
+
+    asyncio.run(scenario())
