@@ -419,6 +419,8 @@ class DtlsChannel(Channel):
             self._sendto(data)
 
     async def _receive(self) -> bytes | None:
+        if not self._inbox.empty():  # the common case under load: no waiting, no futures
+            return self._inbox.get_nowait()
         closed = asyncio.ensure_future(self._closed.wait())
         getting = asyncio.ensure_future(self._inbox.get())
         try:
