@@ -10,6 +10,12 @@ Fast Binding Updates whose BADF option carries that SPI and authenticator (RFC 5
     send(packet.ipv6_packet())          # or packet.mh with packet.source / destination / home_address
     psk = mn.derive_mih_psk(master, "mos1.example.net")   # DTLS/TLS-PSK with that MoS (aaa_fmip.mih.psk)
 
+The MIH session with that MoS is opened by :func:`aaa_fmip.mih.secure.open_session` (``master`` and the MoS's
+MIHF-ID in; the key derived here, never fetched), which does the IO this module does not::
+
+    session = await open_session(master, "mos1.example.net", host, 4551, transport="udp", node_mihf_id=b"mn1@...")
+    answer = await session.get_information(mih.LinkAddress.mac(current_poa))
+
 MNs whose EAP method exports no EMSK use the RFC 5269 SEND fallback (second half of this module): a signed
 RtSolPr carrying a Handover Key Request, and the decryption of the Handover Key Reply; the key obtained there
 is used with SPI 0::

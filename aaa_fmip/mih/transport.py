@@ -23,12 +23,14 @@ Plugging in a secured channel: the driver never touches MIH frames' security; it
 and a :class:`ByteChannel`, one per UDP peer or TCP connection, made by a :data:`ChannelFactory`. A channel
 turns network octets into protected payloads (``receive``) and payloads into network octets (``send`` followed
 by ``data_to_send``). For UDP each payload is one MIH frame (one datagram); for TCP the payloads are pieces of
-the byte stream that :class:`StreamCore` reassembles. :class:`PlainChannel` is the identity; a DTLS 1.2-PSK
-channel (UDP) or TLS 1.2-PSK channel (TCP) implements the same four methods around python-mbedtls'
-``TLSWrappedBuffer`` (its ``receive_from_network`` / ``peek_outgoing`` / ``consume_outgoing`` / ``read`` /
-``write``), handshake records appearing in ``data_to_send`` with no payload delivered yet. ``closed`` tells the
-driver to drop the peer (e.g. a revoked session): a TCP connection is closed; a UDP peer's channel is discarded
-and a new one made for its next datagram (for DTLS, a new handshake). Nothing above the channel changes.
+the byte stream that :class:`StreamCore` reassembles. :class:`PlainChannel` is the identity. ``closed`` tells
+the driver to drop the peer: a TCP connection is closed; a UDP peer's channel is discarded and a new one made for
+its next datagram. Nothing above the channel changes.
+
+The DTLS/TLS-PSK MoS (:mod:`aaa_fmip.mih.secure`) does not use this seam: a channel here is synchronous, and a
+PSK handshake must wait for the key service between the ClientKeyExchange and mbed TLS's key look-up. There
+:class:`aaa_fmip.mih.psk.PskServer` owns the sockets and handshakes, and the same sans-IO cores run on each
+established channel.
 """
 
 from __future__ import annotations
