@@ -42,6 +42,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Literal
 
 from aaa_fmip import mn
 from aaa_fmip.keys import MihPsk
@@ -121,7 +122,7 @@ async def _open(transport: str, host: str, port: int, key: MihPsk | None) -> Cli
     if transport == "udp":
         return await UdpClient.open(MN, host, port)
     assert key is not None
-    kind = "tcp" if transport == "tls-psk" else "udp"
+    kind: Literal["tcp", "udp"] = "tcp" if transport == "tls-psk" else "udp"
     return await open_session(key, key.mihf_id, host, port, transport=kind, node_mihf_id=MN)
 
 

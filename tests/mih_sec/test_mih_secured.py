@@ -353,7 +353,8 @@ def test_revocation_refuses_handshakes_and_closes_open_channels(stack: Stack, tm
                 async with asyncio.timeout(30):  # the follower polls every second
                     for transport in ("tcp", "udp"):
                         await sessions[("node", transport)].channel.wait_closed()
-                for transport in ("tcp", "udp"):
+                transports: tuple[Literal["tcp", "udp"], ...] = ("tcp", "udp")
+                for transport in transports:
                     with pytest.raises(ConnectionError):
                         await sessions[("node", transport)].get_information(AP1, timeout=10)
                     # the other node's sessions still work
