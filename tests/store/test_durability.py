@@ -243,9 +243,9 @@ def test_the_embedded_store_is_durable_out_of_the_box(embedded_redis: EmbeddedRe
 def test_wait_refuses_an_unreplicated_update_and_accepts_a_replicated_one(
     private_redis: RedisServer, tmp_path: Path, make_store: StoreFactory
 ) -> None:
-    # generous: on a loaded machine a replica's acknowledgement can take tens of milliseconds
-    policy = ReplayDurabilityPolicy(wait_replicas=1, wait_timeout_ms=500)
-    store = make_store(private_redis.url, replay_policy=policy, socket_timeout=2.0)
+    # generous: on a loaded machine a replica's acknowledgement can take hundreds of milliseconds
+    policy = ReplayDurabilityPolicy(wait_replicas=1, wait_timeout_ms=1500)
+    store = make_store(private_redis.url, replay_policy=policy, socket_timeout=3.0)
     with pytest.raises(ReplayNotReplicated) as err:
         store.check_replay(SCOPE, b"ar", 1, b"a", ttl=60)
     assert err.value.reason == "replay-not-replicated"
