@@ -259,8 +259,15 @@ async def connect_dtls(
     return DtlsChannel(engine, identity, (host, port), inbox, sendto, transport.close)
 
 
-async def _dtls_handshake(engine: _Engine, inbox: asyncio.Queue[bytes | None], sendto: Callable[[bytes], None]) -> None:
-    """Drive a DTLS handshake, resending the last flight when the peer stays silent (RFC 6347 §4.2.4)."""
+async def _dtls_handshake(
+    engine: _Engine,
+    inbox: asyncio.Queue[bytes | None],
+    sendto: Callable[[bytes], None],
+    before_feed: Callable[[bytes], Awaitable[None]] | None = None,
+) -> None:
+    """Drive a DTLS handshake, resending the last flight when the peer stays silent (RFC 6347 §4.2.4).
+
+    ``before_feed`` sees each datagram before mbed TLS does (the MoS awaits the node's key there)."""
     while True:
         step = engine.handshake()
         out = engine.take_output()
@@ -285,6 +292,8 @@ async def _dtls_handshake(engine: _Engine, inbox: asyncio.Queue[bytes | None], s
                 timer = min(timer * 2, DTLS_MAX_TIMER)
         if data is None:
             raise ChannelError("the DTLS transport closed during the handshake")
+        if before_feed is not None:
+            await before_feed(data)
         engine.feed(data)
 
 

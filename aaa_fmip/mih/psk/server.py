@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -16,8 +16,6 @@ from mbedtls.exceptions import TLSError
 from aaa_fmip.errors import DecodeError
 from aaa_fmip.mih.psk._engine import (
     _CHUNK,
-    DTLS_INITIAL_TIMER,
-    DTLS_MAX_TIMER,
     HANDSHAKE_TIMEOUT,
     MAX_DTLS_PEERS,
     MAX_HANDSHAKE_BYTES,
@@ -30,7 +28,16 @@ from aaa_fmip.mih.psk._engine import (
     _KeyCache,
     peek_psk_identity,
 )
-from aaa_fmip.mih.psk.channels import Channel, ChannelRegistry, DtlsChannel, Handler, TlsChannel, _nodelay, _write
+from aaa_fmip.mih.psk.channels import (
+    Channel,
+    ChannelRegistry,
+    DtlsChannel,
+    Handler,
+    TlsChannel,
+    _dtls_handshake,
+    _nodelay,
+    _write,
+)
 
 log = logging.getLogger("aaa_fmip.mih.psk")
 
@@ -258,7 +265,7 @@ class _DtlsServerProtocol(asyncio.DatagramProtocol):
 
         try:
             async with asyncio.timeout(server.handshake_timeout):
-                await _dtls_server_handshake(engine, peer.inbox, sendto, identify)
+                await _dtls_handshake(engine, peer.inbox, sendto, identify)
         except (ChannelError, DecodeError, TimeoutError) as exc:
             reason = "timed out" if isinstance(exc, TimeoutError) else str(exc)
             log.info("DTLS-PSK handshake from %s failed: %s", key, reason)
@@ -277,40 +284,6 @@ class _DtlsServerProtocol(asyncio.DatagramProtocol):
 
         channel = DtlsChannel(engine, identity, key, peer.inbox, sendto, release)
         await server._run(channel)
-
-
-async def _dtls_server_handshake(
-    engine: _Engine,
-    inbox: asyncio.Queue[bytes | None],
-    sendto: Callable[[bytes], None],
-    before_feed: Callable[[bytes], Awaitable[None]],
-) -> None:
-    while True:
-        step = engine.handshake()
-        out = engine.take_output()
-        if out:
-            sendto(out)
-        if step == "done":
-            return
-        timer = DTLS_INITIAL_TIMER
-        while True:
-            try:
-                async with asyncio.timeout(timer):
-                    data = await inbox.get()
-                break
-            except TimeoutError:
-                # mbed TLS keeps its own retransmission timer: stepping the handshake after it expired makes
-                # it resend its last flight with fresh record numbers (an identical copy would be discarded
-                # by the peer's replay window, RFC 6347 §4.1.2.6)
-                engine.handshake()
-                again = engine.take_output()
-                if again:
-                    sendto(again)
-                timer = min(timer * 2, DTLS_MAX_TIMER)
-        if data is None:
-            raise ChannelError("the DTLS transport closed during the handshake")
-        await before_feed(data)
-        engine.feed(data)
 
 
 # ------------------------------------------------------------------------------------------ key source
