@@ -266,9 +266,7 @@ def test_refusals(pairs: RouterPairUseCases, who: Caller, peer: Any, local: Any,
     assert info.value.reason == reason  # type: ignore[attr-defined]
 
 
-def test_rotation_hands_out_the_neighbouring_epoch_near_a_boundary(
-    pairs: RouterPairUseCases, clock: Clock
-) -> None:
+def test_rotation_hands_out_the_neighbouring_epoch_near_a_boundary(pairs: RouterPairUseCases, clock: Clock) -> None:
     clock.now = 20_425 * DAY - 60  # a minute before the boundary
     before = pairs.pair_psk(caller(PAR), peer=B1)
     assert (before.epoch, [k.epoch for k in before.keys]) == (20_424, [20_424, 20_425])
