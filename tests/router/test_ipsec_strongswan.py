@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import secrets
 import stat
+import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -151,9 +152,13 @@ def test_the_generated_configs_bring_up_the_ike_sa(deployment: Deployment, peers
     assert result.returncode == 0, result.stdout[-3000:] + par_ike.logs()[-3000:]
     assert par_ike.established("fmip-nar") and nar_ike.established("fmip-par")
     assert "authentication of '2001:db8:2::1' with pre-shared key successful" in result.stdout
-    # the SPD entries of RFC 5568 §10: the trap policies for every MH between the two routers are in the kernel
-    policies = peers.charons[0].swanctl("--list-pols").stdout
-    assert "fmip-nar-mh" in policies and f"{PAR}/128[ipv6-mh]" in policies.replace("mobility-header", "ipv6-mh")
+    # the SPD entries of RFC 5568 §10: trap policies for every MH between the two routers, in the kernel
+    policies = subprocess.run(
+        ["ip", "-n", peers.a_ns, "xfrm", "policy"], capture_output=True, text=True, timeout=20, check=True
+    ).stdout
+    for direction, (src, dst) in (("out", (PAR, NAR)), ("in", (NAR, PAR))):
+        assert f"src {src}/128 dst {dst}/128 proto mobility-header \n\tdir {direction} " in policies, policies
+    assert policies.count("proto esp reqid") >= 2 and "mode transport" in policies
     # and the other way round, on a fresh pair of SAs
     _fresh(peers)
     result = nar_ike.initiate("fmip-par")

@@ -110,9 +110,9 @@ swanctl {{
         return result
 
     def load(self, swanctl_conf: Path) -> None:
-        """Load the connections and secrets of ``swanctl_conf``, replacing every credential loaded before."""
-        self.swanctl("--load-conns", "--file", str(swanctl_conf))
-        self.swanctl("--load-creds", "--clear", "--file", str(swanctl_conf))
+        """``swanctl --load-all`` of ``swanctl_conf``, as an operator reloads it: secrets no longer in the file are
+        unloaded (docs/router.md §9)."""
+        self.swanctl("--load-all", "--file", str(swanctl_conf))
 
     def initiate(self, ike: str, timeout: int = 10) -> subprocess.CompletedProcess[str]:
         return self.swanctl("--initiate", "--ike", ike, "--timeout", str(timeout), check=False, timeout=timeout + 20)
