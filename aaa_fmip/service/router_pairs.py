@@ -79,14 +79,14 @@ def epochs_at(now: float, period: int, overlap: int) -> tuple[int, tuple[int, ..
     if not 0 <= overlap < period / 2:
         raise ValueError("the overlap must be shorter than half the period")
     current = math.floor(now / period)
+    if not 0 <= current < keys.MAX_EPOCH:
+        raise ValueError("the clock is outside the epochs a uint32 can count")
     start = current * period
     epochs = [current]
     if now >= start + period - overlap:
         epochs.append(current + 1)
     elif now < start + overlap and current > 0:
         epochs.insert(0, current - 1)
-    if not 0 <= current <= keys.MAX_EPOCH - 1:
-        raise ValueError("the clock is outside the epochs a uint32 can count")
     return current, tuple(epochs)
 
 
