@@ -8,7 +8,6 @@ import json
 import os
 import shutil
 import struct
-import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,6 +26,7 @@ from aaa_fmip.model import AccessRouter, Caller
 from aaa_fmip.router.ipsec import pair_from_json, render_swanctl
 from aaa_fmip.service.router_pairs import EVENT_ISSUED, RouterPairUseCases, epochs_at
 from aaa_fmip.store.redis import RedisStore
+from tests.crypto.test_kdf_openssl import openssl_kdf
 from tests.support.redis_server import RedisServer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,23 +47,6 @@ ROUTERS = (PAR, NAR, OTHER)
 
 def caller(router: AccessRouter) -> Caller:
     return Caller(router.name, "ar", router)
-
-
-def openssl_kdf(key: bytes, label: bytes, data: bytes, length: int) -> bytes:
-    """RFC 5295 §3.1.2 PRF+ written out again, every block an ``openssl mac`` HMAC-SHA-256."""
-    s = label + b"\x00" + data + struct.pack("!H", length)
-    out, t, n = b"", b"", 1
-    while len(out) < length:
-        t = subprocess.run(
-            ["openssl", "mac", "-digest", "SHA256", "-macopt", f"hexkey:{key.hex()}", "-binary", "HMAC"],
-            input=t + s + bytes((n,)),
-            capture_output=True,
-            check=True,
-            timeout=30,
-        ).stdout
-        out += t
-        n += 1
-    return out[:length]
 
 
 # --- the derivation ----------------------------------------------------------------------------------------
