@@ -31,6 +31,7 @@ def test_both_routers_get_the_same_key_scoped_and_audited(key_service: KeyServic
     pairs = {(e["fields"]["ar"], e["fields"]["peer"]) for e in entries}
     assert {("par", "nar"), ("nar", "par")} <= pairs
     assert not any(k["psk"] in str(entries) for k in a["keys"])
+    assert not any(k["psk"] in key_service.service.logs() for k in a["keys"])
 
 
 @pytest.mark.parametrize(
