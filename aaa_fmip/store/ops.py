@@ -47,6 +47,7 @@ import contextlib
 import dataclasses
 import hashlib
 import math
+import re
 import secrets
 from collections.abc import Callable, Generator, Mapping, Sequence
 from ipaddress import IPv6Address
@@ -112,6 +113,16 @@ DELETE_ATTEMPTS: Final = 5
 EXTERNAL_ID_LIMIT: Final = 256  # sessions returned per external id (e.g. one user's concurrent sessions)
 SEQ_MODULUS: Final = 1 << 16  # the FBU Sequence Number is 16 bits (RFC 5568 §6.2.3)
 
+DEFAULT_PREFIX: Final = "fmip"
+# Braces are excluded because Redis Cluster reads "{...}" in a key name as a hash tag.
+PREFIX_RULE: Final = "1-64 characters of A-Z a-z 0-9 _ . : - (no braces)"
+_PREFIX: Final = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+
+
+def valid_prefix(prefix: str) -> bool:
+    """Whether ``prefix`` may start every key name (:data:`PREFIX_RULE`)."""
+    return _PREFIX.fullmatch(prefix) is not None
+
 
 class StoreOps:
     """The key schema and every operation of the store, for one prefix and KEK ring.
@@ -125,7 +136,7 @@ class StoreOps:
         self,
         kek: KekRing,
         *,
-        prefix: str = "fmip",
+        prefix: str = DEFAULT_PREFIX,
         cluster: bool = False,
         write_timeout: float = 0.5,
         clock: Callable[[], float],

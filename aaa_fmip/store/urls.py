@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, Final, cast
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import redis
@@ -38,6 +38,17 @@ from redis.retry import Retry
 from redis.sentinel import Sentinel
 
 from aaa_fmip.errors import ConfigError
+
+# The URL schemes :func:`connection_for` accepts (store.url; docs/configuration.md).
+SCHEMES: Final = (
+    "redis",
+    "rediss",
+    "unix",
+    "redis+sentinel",
+    "rediss+sentinel",
+    "redis+cluster",
+    "rediss+cluster",
+)
 
 
 @dataclass(frozen=True)
@@ -173,7 +184,7 @@ def connection_for(
         return Connection(connect_cluster, aconnect_cluster, where, None, cluster=True)
 
     raise ConfigError(
-        f"unsupported URL scheme {scheme!r} (use redis, rediss, unix, redis+sentinel or redis+cluster)",
+        f"unsupported URL scheme {scheme!r} (use {', '.join(SCHEMES)})",
         key="store.url",
     )
 
