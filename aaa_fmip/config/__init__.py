@@ -25,7 +25,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from aaa_fmip.api.settings import LimitSettings
 from aaa_fmip.config.callers import AccessRouterSettings, ClientRole, ClientSettings, check_unique_callers
-from aaa_fmip.config.fields import HostPort, Invalid, IPAddress, IPNetwork, Items, parse_host_port, token_sha256
+from aaa_fmip.config.fields import HostPort, Invalid, IPAddress, IPNetwork, Tables, parse_host_port, token_sha256
 from aaa_fmip.config.sections import (
     DEFAULT_ACCOUNTING_LISTEN,
     DEFAULT_DATA_DIR,
@@ -115,8 +115,8 @@ class Settings(BaseSettings):
     server: ServerSettings = Field(default_factory=ServerSettings)
     store: StoreSettings = Field(default_factory=StoreSettings)
     keys: KeysSettings = Field(default_factory=KeysSettings)
-    access_routers: Annotated[tuple[AccessRouterSettings, ...], Items] = ()
-    clients: Annotated[tuple[ClientSettings, ...], Items] = ()
+    access_routers: Annotated[tuple[AccessRouterSettings, ...], Tables] = ()
+    clients: Annotated[tuple[ClientSettings, ...], Tables] = ()
     diameter: DiameterSettings | None = None
     radius: RadiusSettings = Field(default_factory=RadiusSettings)
     send: SendSettings = Field(default_factory=SendSettings)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Final, TypeVar
 
-from pydantic import BeforeValidator, ConfigDict, PlainValidator
+from pydantic import BeforeValidator, ConfigDict, PlainValidator, ValidationInfo
 
 from aaa_fmip.errors import ConfigError
 
@@ -190,6 +190,12 @@ def _items(value: object) -> tuple[object, ...]:
     return tuple(value)
 
 
+def _tables(value: object, info: ValidationInfo) -> tuple[object, ...]:
+    if not isinstance(value, list | tuple):
+        raise Invalid(f"expected an array of tables ([[{info.field_name}]])")
+    return tuple(value)
+
+
 T = TypeVar("T")
 
 
@@ -227,3 +233,4 @@ IP = Annotated[IPAddress, PlainValidator(_ip)]
 Network = Annotated[IPNetwork, PlainValidator(_network)]
 TokenDigest = Annotated[bytes, PlainValidator(_sha256_hex)]
 Items = BeforeValidator(_items)  # a TOML array (or comma-separated text from the environment) as a tuple
+Tables = BeforeValidator(_tables)  # an array of tables ([[name]]) as a tuple

@@ -22,6 +22,7 @@ from aaa_fmip.config.fields import (
     Listen,
     Network,
     OptionalPath,
+    Tables,
     host_port,
     nonempty,
 )
@@ -208,7 +209,7 @@ class DiameterSettings(BaseModel):
     application_id: Annotated[int, Field(ge=1, le=U32)] = DEFAULT_DIAMETER_APPLICATION_ID
     vendor_id: Annotated[int, Field(ge=1, le=U32)] = DEFAULT_VENDOR_ID
     command_code: Annotated[int, Field(ge=1, le=2**24 - 1)] = DEFAULT_DIAMETER_COMMAND_CODE
-    peers: Annotated[tuple[DiameterPeer, ...], Items] = ()
+    peers: Annotated[tuple[DiameterPeer, ...], Tables] = ()
     dictionary: OptionalPath = None  # None: the dictionary shipped in dictionaries/
 
     @model_validator(mode="after")
