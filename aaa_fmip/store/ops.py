@@ -54,7 +54,7 @@ from ipaddress import IPv6Address
 from typing import Any, Final, TypeVar, cast
 
 from aaa_fmip.crypto.wrap import KekRing
-from aaa_fmip.errors import ReplayNotReplicated, StoreError, StoreUnavailable
+from aaa_fmip.errors import ConfigError, ReplayNotReplicated, StoreError, StoreUnavailable
 from aaa_fmip.store import (
     AuditCheck,
     AuditEntry,
@@ -143,6 +143,8 @@ class StoreOps:
     ) -> None:
         if not write_timeout > 0:
             raise ValueError("write_timeout must be positive")
+        if not valid_prefix(prefix):
+            raise ConfigError(f"must be {PREFIX_RULE}", key="store.prefix")
         self.kek = kek
         self.p = prefix
         self.cluster = cluster

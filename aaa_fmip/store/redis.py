@@ -67,18 +67,7 @@ from aaa_fmip.store.durability import (
     node_name,
     topology_of,
 )
-from aaa_fmip.store.ops import (
-    AUDIT_BATCH,
-    DEFAULT_PREFIX,
-    PREFIX_RULE,
-    Command,
-    Op,
-    Pipeline,
-    RedisCall,
-    Script,
-    StoreOps,
-    valid_prefix,
-)
+from aaa_fmip.store.ops import AUDIT_BATCH, Command, Op, Pipeline, RedisCall, Script, StoreOps
 from aaa_fmip.store.urls import ConnectHooks, connection_for
 
 __all__ = ["AUDIT_GENESIS", "AsyncRedisOps", "RedisStore", "canonical_fields", "checkpoint_text"]
@@ -108,7 +97,7 @@ class RedisStore:
         connect: Callable[[], Any],
         kek: KekRing,
         *,
-        prefix: str = DEFAULT_PREFIX,
+        prefix: str = "fmip",
         where: str = "redis",
         on_close: Callable[[], None] | None = None,
         aconnect: Callable[[], Any] | None = None,
@@ -121,8 +110,6 @@ class RedisStore:
         client of the same server (once per event loop); without it :attr:`aio` is None. ``write_timeout``:
         how long after sending an audited write the client gives up on it (its socket timeout); the write
         carries that deadline into Redis. ``cluster`` None: learnt from the client on first use."""
-        if not valid_prefix(prefix):
-            raise ConfigError(f"must be {PREFIX_RULE}", key="store.prefix")
         self._connect = connect
         self._where = where
         self._on_close = on_close
@@ -145,7 +132,7 @@ class RedisStore:
         url: str,
         kek: KekRing,
         *,
-        prefix: str = DEFAULT_PREFIX,
+        prefix: str = "fmip",
         socket_timeout: float = 0.5,
         replay_policy: ReplayDurabilityPolicy | None = None,
         **kw: Any,
