@@ -13,7 +13,6 @@ from pydantic import BaseModel
 
 from aaa_fmip.config import ENV_CONFIG, ENV_PREFIX, DiameterSettings, Settings, load_settings
 from aaa_fmip.config.sources import environment_names
-from aaa_fmip.errors import ConfigError
 
 DOC = (Path(__file__).resolve().parent.parent / "docs" / "configuration.md").read_text(encoding="utf-8")
 BLOCKS: list[str] = re.findall(r"^```toml\n(.*?)^```", DOC, flags=re.MULTILINE | re.DOTALL)
@@ -125,15 +124,3 @@ def test_variables_override_the_reference(tmp_path: Path, name: str, value: str,
     path = tmp_path / "reference.toml"
     path.write_text(reference_text(), encoding="utf-8")
     assert check(load_settings(path, {name: value}))
-
-
-def test_the_kek_and_the_source_are_not_file_settings(tmp_path: Path) -> None:
-    path = tmp_path / "c.toml"
-    path.write_text(f'[keys]\nkek = "{"ab" * 32}"\n')
-    with pytest.raises(ConfigError) as info:
-        load_settings(path, {})
-    assert info.value.key == "keys.kek" and "AAA_FMIP_KEK" in str(info.value) and "ab" * 32 not in str(info.value)
-    path.write_text('source = "/elsewhere.toml"\n')
-    with pytest.raises(ConfigError) as info:
-        load_settings(path, {})
-    assert info.value.key == "source" and "unknown setting" in str(info.value)

@@ -140,10 +140,17 @@ def _optional_name(value: object) -> str:
     return str(value)
 
 
-def _identity(value: object) -> str:
-    if not DIAMETER_IDENTITY.match(_optional_name(value)):
-        raise Invalid("not a valid identity (a fully qualified domain name)")
-    return str(value)
+def fqdn(what: str, *, blank: str = "must not be empty") -> PlainValidator:
+    """A DiameterIdentity or realm (RFC 6733 §4.3.1: a fully qualified domain name)."""
+
+    def check(value: object) -> str:
+        if not _string(value).strip():
+            raise Invalid(blank)
+        if not DIAMETER_IDENTITY.match(str(value)):
+            raise Invalid(f"not a valid {what}")
+        return str(value)
+
+    return PlainValidator(check)
 
 
 def _path(value: object) -> Path | None:
@@ -225,7 +232,7 @@ def nonempty(message: str) -> Callable[[tuple[T, ...]], tuple[T, ...]]:
 Text = Annotated[str, PlainValidator(_string)]
 Name = Annotated[str, PlainValidator(_name)]  # required, not blank
 OptionalName = Annotated[str, PlainValidator(_optional_name)]  # if given, not blank
-Identity = Annotated[str, PlainValidator(_identity)]  # a DiameterIdentity
+Identity = Annotated[str, fqdn("identity (a fully qualified domain name)", blank="must not be empty (omit it instead)")]
 OptionalPath = Annotated[Path | None, PlainValidator(_path)]  # "" → None
 Listen = Annotated[HostPort, PlainValidator(host_port)]
 IPv6 = Annotated[ipaddress.IPv6Address, PlainValidator(_ipv6)]

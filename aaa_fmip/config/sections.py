@@ -13,7 +13,6 @@ from typing import Annotated, Any, Final, Literal
 from pydantic import AfterValidator, BaseModel, Field, PlainValidator, model_validator
 
 from aaa_fmip.config.fields import (
-    DIAMETER_IDENTITY,
     SECTION,
     EnvOnly,
     HostPort,
@@ -23,6 +22,7 @@ from aaa_fmip.config.fields import (
     Network,
     OptionalPath,
     Tables,
+    fqdn,
     host_port,
     nonempty,
 )
@@ -168,20 +168,7 @@ class KeysSettings(BaseModel):
     lifetime_units: LifetimeUnits = "4s"  # unit of the FBU Lifetime field (architecture.md §3)
 
 
-def _fqdn(what: str) -> PlainValidator:
-    def check(value: object) -> str:
-        if not isinstance(value, str):
-            raise Invalid("expected a string")
-        if not value.strip():
-            raise Invalid("must not be empty")
-        if not DIAMETER_IDENTITY.match(value):
-            raise Invalid(f"not a valid {what}")
-        return value
-
-    return PlainValidator(check)
-
-
-DiameterIdentity = Annotated[str, _fqdn("DiameterIdentity (a fully qualified domain name)")]
+DiameterIdentity = Annotated[str, fqdn("DiameterIdentity (a fully qualified domain name)")]
 
 
 def _peer_address(value: object) -> HostPort:
@@ -205,7 +192,7 @@ class DiameterSettings(BaseModel):
 
     listen: Listen = host_port(DEFAULT_DIAMETER_LISTEN)
     origin_host: DiameterIdentity
-    origin_realm: Annotated[str, _fqdn("realm (a domain name)")]
+    origin_realm: Annotated[str, fqdn("realm (a domain name)")]
     application_id: Annotated[int, Field(ge=1, le=U32)] = DEFAULT_DIAMETER_APPLICATION_ID
     vendor_id: Annotated[int, Field(ge=1, le=U32)] = DEFAULT_VENDOR_ID
     command_code: Annotated[int, Field(ge=1, le=2**24 - 1)] = DEFAULT_DIAMETER_COMMAND_CODE
