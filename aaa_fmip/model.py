@@ -9,6 +9,7 @@ from typing import Literal
 from aaa_fmip.crypto.secrets import SecretBytes
 
 Role = Literal["ar", "aaa", "auditor", "admin", "mos"]
+LifetimeUnits = Literal["4s", "seconds"]  # unit of the FBU Lifetime field (architecture.md §3; keys.lifetime_units)
 
 
 @dataclass(frozen=True)

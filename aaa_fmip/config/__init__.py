@@ -51,7 +51,7 @@ from aaa_fmip.config.sections import (
 from aaa_fmip.config.sources import EnvironmentSource, TomlFile, translate
 from aaa_fmip.errors import ConfigError
 from aaa_fmip.keys import DEFAULT_MAX_LIFETIME
-from aaa_fmip.service import LifetimeUnits
+from aaa_fmip.model import LifetimeUnits
 
 __all__ = [
     "DEFAULT_ACCOUNTING_LISTEN",

@@ -30,9 +30,8 @@ from aaa_fmip.crypto.secrets import SecretBytes
 from aaa_fmip.crypto.wrap import Kek, kek_from_env
 from aaa_fmip.errors import CryptoError
 from aaa_fmip.keys import DEFAULT_MAX_LIFETIME
-from aaa_fmip.service import LifetimeUnits
-from aaa_fmip.store.ops import DEFAULT_PREFIX, PREFIX_RULE, valid_prefix
-from aaa_fmip.store.urls import SCHEMES
+from aaa_fmip.model import LifetimeUnits
+from aaa_fmip.store import DEFAULT_PREFIX, PREFIX_RULE, SCHEMES, valid_prefix
 
 ENV_KEK: Final = "AAA_FMIP_KEK"
 U32: Final = 2**32 - 1

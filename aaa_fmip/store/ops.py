@@ -47,7 +47,6 @@ import contextlib
 import dataclasses
 import hashlib
 import math
-import re
 import secrets
 from collections.abc import Callable, Generator, Mapping, Sequence
 from ipaddress import IPv6Address
@@ -56,6 +55,8 @@ from typing import Any, Final, TypeVar, cast
 from aaa_fmip.crypto.wrap import KekRing
 from aaa_fmip.errors import ConfigError, ReplayNotReplicated, StoreError, StoreUnavailable
 from aaa_fmip.store import (
+    DEFAULT_PREFIX,
+    PREFIX_RULE,
     AuditCheck,
     AuditEntry,
     AuditItem,
@@ -64,6 +65,7 @@ from aaa_fmip.store import (
     SendKeyRecord,
     SessionRecord,
     records,
+    valid_prefix,
 )
 from aaa_fmip.store import audit as chain
 from aaa_fmip.store import scripts as lua
@@ -112,16 +114,6 @@ AUDIT_SCAN_LIMIT: Final = 10_000  # entries examined per read_audit call before 
 DELETE_ATTEMPTS: Final = 5
 EXTERNAL_ID_LIMIT: Final = 256  # sessions returned per external id (e.g. one user's concurrent sessions)
 SEQ_MODULUS: Final = 1 << 16  # the FBU Sequence Number is 16 bits (RFC 5568 §6.2.3)
-
-DEFAULT_PREFIX: Final = "fmip"
-# Braces are excluded because Redis Cluster reads "{...}" in a key name as a hash tag.
-PREFIX_RULE: Final = "1-64 characters of A-Z a-z 0-9 _ . : - (no braces)"
-_PREFIX: Final = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
-
-
-def valid_prefix(prefix: str) -> bool:
-    """Whether ``prefix`` may start every key name (:data:`PREFIX_RULE`)."""
-    return _PREFIX.fullmatch(prefix) is not None
 
 
 class StoreOps:

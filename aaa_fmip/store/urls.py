@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Final, cast
+from typing import Any, cast
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import redis
@@ -38,17 +38,7 @@ from redis.retry import Retry
 from redis.sentinel import Sentinel
 
 from aaa_fmip.errors import ConfigError
-
-# The URL schemes :func:`connection_for` accepts (store.url; docs/configuration.md).
-SCHEMES: Final = (
-    "redis",
-    "rediss",
-    "unix",
-    "redis+sentinel",
-    "rediss+sentinel",
-    "redis+cluster",
-    "rediss+cluster",
-)
+from aaa_fmip.store import SCHEMES
 
 
 @dataclass(frozen=True)
