@@ -41,7 +41,6 @@ from aaa_fmip.config.sections import (
     DiameterSettings,
     KeysSettings,
     MinAppendfsync,
-    PeerRole,
     RadiusAccountingSettings,
     RadiusSettings,
     SendSettings,
@@ -51,7 +50,7 @@ from aaa_fmip.config.sections import (
 from aaa_fmip.config.sources import EnvironmentSource, TomlFile, translate
 from aaa_fmip.errors import ConfigError
 from aaa_fmip.keys import DEFAULT_MAX_LIFETIME
-from aaa_fmip.model import LifetimeUnits
+from aaa_fmip.model import LifetimeUnits, PeerRole
 
 __all__ = [
     "DEFAULT_ACCOUNTING_LISTEN",

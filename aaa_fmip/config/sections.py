@@ -30,7 +30,7 @@ from aaa_fmip.crypto.secrets import SecretBytes
 from aaa_fmip.crypto.wrap import Kek, kek_from_env
 from aaa_fmip.errors import CryptoError
 from aaa_fmip.keys import DEFAULT_MAX_LIFETIME
-from aaa_fmip.model import LifetimeUnits
+from aaa_fmip.model import LifetimeUnits, PeerRole
 from aaa_fmip.store import DEFAULT_PREFIX, PREFIX_RULE, SCHEMES, valid_prefix
 
 ENV_KEK: Final = "AAA_FMIP_KEK"
@@ -48,9 +48,6 @@ DIAMETER_PORT: Final = 3868  # RFC 6733 §2.1
 SYSLOG_PORT: Final = 514  # RFC 5426 §3.3
 
 MinAppendfsync = Literal["always", "everysec"]
-# ar: an access router querying for itself; agent: a Diameter relay/proxy forwarding ARs' requests;
-# nas and home-eap-server: the two sides of the EAP agent (RFC 4072) on the DER/DEA path.
-PeerRole = Literal["ar", "agent", "nas", "home-eap-server"]
 
 
 def _existing_file(value: object) -> Path | None:
