@@ -98,3 +98,9 @@ def test_the_kek_and_the_source_are_not_file_settings(tmp_path: Path) -> None:
 def test_keys_name_items_by_index() -> None:
     assert key_of(("access_routers", 1, "addresses", 0)) == "access_routers[1].addresses[0]"
     assert key_of(("radius", "accounting", "secret")) == "radius.accounting.secret"
+
+
+def test_a_variable_does_not_hide_a_file_value_that_is_not_a_table(tmp_path: Path) -> None:
+    assert error("radius = 3\n", {"AAA_FMIP_RADIUS_PUSH_KEYS": "false"}, tmp_path).key == "radius"
+    e = error("[radius]\naccounting = 3\n", {"AAA_FMIP_RADIUS_ACCOUNTING_SECRET": "s"}, tmp_path)
+    assert str(e) == "radius.accounting: expected a table"

@@ -145,7 +145,7 @@ class Settings(BaseSettings):
         path, environment = _INPUTS.get()
         if environment is None:
             environment = EnvironmentSource(settings_cls, os.environ)
-        return init_settings, environment, TomlFile(settings_cls, path)
+        return init_settings, environment, TomlFile(settings_cls, path, environment.origins)
 
     @model_validator(mode="after")
     def _across_sections(self) -> Settings:

@@ -110,19 +110,26 @@ class EnvironmentSource(PydanticBaseSettingsSource):
 
 
 class TomlFile(TomlConfigSettingsSource):
-    """The configuration file; unreadable or invalid TOML is a ConfigError naming ``--config``."""
+    """The configuration file; unreadable or invalid TOML is a ConfigError naming ``--config``. ``origins``: the
+    settings the environment gives, whose tables the file must not have as other values (the environment would
+    silently replace them)."""
 
-    def __init__(self, settings_cls: type[BaseSettings], path: Path | None) -> None:
+    def __init__(self, settings_cls: type[BaseSettings], path: Path | None, origins: Mapping[Path_, str]) -> None:
         if path is not None and not path.is_file():
             self._read_file(path)  # raises, naming why (absent, a directory, ...)
         super().__init__(settings_cls, toml_file=path)
         prefix = str(self.config.get("env_prefix", ""))
         for name, where, field in environment_names(settings_cls, prefix):
             node: Any = self.toml_data
-            for part in where:
-                node = node.get(part) if isinstance(node, dict) else None
-            if node is not None and any(isinstance(m, EnvOnly) for m in field.metadata):
-                raise ConfigError(f"unknown setting (set {name} instead)", key=".".join(where))
+            for depth, part in enumerate(where):
+                if node is not None and not isinstance(node, dict):
+                    if where in origins:
+                        raise ConfigError("expected a table", key=".".join(where[:depth]))
+                    break
+                node = node.get(part) if node is not None else None
+            else:
+                if node is not None and any(isinstance(m, EnvOnly) for m in field.metadata):
+                    raise ConfigError(f"unknown setting (set {name} instead)", key=".".join(where))
 
     def _read_file(self, file_path: Path) -> dict[str, Any]:
         try:
