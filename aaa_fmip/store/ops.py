@@ -55,8 +55,10 @@ from typing import Any, Final, TypeVar, cast
 
 from aaa_fmip.crypto.secrets import SecretBytes
 from aaa_fmip.crypto.wrap import KekRing
-from aaa_fmip.errors import ReplayNotReplicated, StoreError, StoreUnavailable
+from aaa_fmip.errors import ConfigError, ReplayNotReplicated, StoreError, StoreUnavailable
 from aaa_fmip.store import (
+    DEFAULT_PREFIX,
+    PREFIX_RULE,
     AuditCheck,
     AuditEntry,
     AuditItem,
@@ -65,6 +67,7 @@ from aaa_fmip.store import (
     SendKeyRecord,
     SessionRecord,
     records,
+    valid_prefix,
 )
 from aaa_fmip.store import audit as chain
 from aaa_fmip.store import scripts as lua
@@ -127,13 +130,15 @@ class StoreOps:
         self,
         kek: KekRing,
         *,
-        prefix: str = "fmip",
+        prefix: str = DEFAULT_PREFIX,
         cluster: bool = False,
         write_timeout: float = 0.5,
         clock: Callable[[], float],
     ) -> None:
         if not write_timeout > 0:
             raise ValueError("write_timeout must be positive")
+        if not valid_prefix(prefix):
+            raise ConfigError(f"must be {PREFIX_RULE}", key="store.prefix")
         self.kek = kek
         self.p = prefix
         self.cluster = cluster
