@@ -172,6 +172,10 @@ class RouterPairPsk:
     ar_ids: tuple[ipaddress.IPv6Address, ipaddress.IPv6Address]  # in KDF order: the lower address first
 
 
+ROUTER_PAIR_PERIOD: Final = 86_400  # seconds per router-pair key epoch: one day (architecture.md §9)
+ROUTER_PAIR_OVERLAP: Final = 14_400  # seconds either side of an epoch boundary in which both epochs' keys are given
+
+
 def derive_router_pair_psk(
     irk: SecretBytes | bytes, ar_a: ipaddress.IPv6Address, ar_b: ipaddress.IPv6Address, epoch: int
 ) -> RouterPairPsk:

@@ -104,3 +104,11 @@ def test_a_variable_does_not_hide_a_file_value_that_is_not_a_table(tmp_path: Pat
     assert error("radius = 3\n", {"AAA_FMIP_RADIUS_PUSH_KEYS": "false"}, tmp_path).key == "radius"
     e = error("[radius]\naccounting = 3\n", {"AAA_FMIP_RADIUS_ACCOUNTING_SECRET": "s"}, tmp_path)
     assert str(e) == "radius.accounting: expected a table"
+
+
+def test_router_pair_epochs_from_file_and_environment(tmp_path: Path) -> None:
+    s = load_settings(None, {"AAA_FMIP_ROUTER_PAIRS_PERIOD": "3600", "AAA_FMIP_ROUTER_PAIRS_OVERLAP": "600"})
+    assert (s.router_pairs.period, s.router_pairs.overlap) == (3600, 600)
+    assert str(error("[router_pairs]\nperiod = 3600\noverlap = 1800\n", {}, tmp_path)) == (
+        "router_pairs.overlap: must be shorter than half of router_pairs.period (3600)"
+    )

@@ -10,7 +10,6 @@ from pydantic import BaseModel, Field
 
 from aaa_fmip.api.auth import ArCaller, ContextDep
 from aaa_fmip.api.schemas import IPv6, Problem
-from aaa_fmip.service.router_pairs import RouterPairUseCases
 
 router = APIRouter(prefix="/v1")
 
@@ -76,7 +75,7 @@ def router_pair_psk(
         Query(description="Your IKE address, one of your registered addresses (default: the first registered)."),
     ] = None,
 ) -> PairPskOut:
-    use = RouterPairUseCases(ctx.service.store, ctx.service.clock, ctx.callers.routers)
+    use = ctx.router_pairs
     with ctx.metrics.operation(REST, "router_pair_psk"):
         grant = use.pair_psk(caller, peer=peer, local=local)
     return PairPskOut(

@@ -43,6 +43,7 @@ from aaa_fmip.config.sections import (
     MinAppendfsync,
     RadiusAccountingSettings,
     RadiusSettings,
+    RouterPairsSettings,
     SendSettings,
     ServerSettings,
     StoreSettings,
@@ -82,6 +83,7 @@ __all__ = [
     "PeerRole",
     "RadiusAccountingSettings",
     "RadiusSettings",
+    "RouterPairsSettings",
     "SendSettings",
     "ServerSettings",
     "Settings",
@@ -119,6 +121,7 @@ class Settings(BaseSettings):
     diameter: DiameterSettings | None = None
     radius: RadiusSettings = Field(default_factory=RadiusSettings)
     send: SendSettings = Field(default_factory=SendSettings)
+    router_pairs: RouterPairsSettings = Field(default_factory=RouterPairsSettings)
     audit: AuditSettings = Field(default_factory=AuditSettings)
     limits: LimitSettings = Field(default_factory=LimitSettings)
     _source: Path | None = PrivateAttr(default=None)

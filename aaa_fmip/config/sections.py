@@ -29,7 +29,7 @@ from aaa_fmip.config.fields import (
 from aaa_fmip.crypto.secrets import SecretBytes
 from aaa_fmip.crypto.wrap import Kek, kek_from_env
 from aaa_fmip.errors import CryptoError
-from aaa_fmip.keys import DEFAULT_MAX_LIFETIME
+from aaa_fmip.keys import DEFAULT_MAX_LIFETIME, ROUTER_PAIR_OVERLAP, ROUTER_PAIR_PERIOD
 from aaa_fmip.model import LifetimeUnits, PeerRole
 from aaa_fmip.store import DEFAULT_PREFIX, PREFIX_RULE, SCHEMES, valid_prefix
 
@@ -279,6 +279,22 @@ class SendSettings(BaseModel):
     def _ordered(self) -> SendSettings:
         if self.min_key_bits > self.max_key_bits:
             raise Invalid(f"must not exceed send.max_key_bits ({self.max_key_bits})", "min_key_bits")
+        return self
+
+
+class RouterPairsSettings(BaseModel):
+    """``[router_pairs]``: the IKEv2 pre-shared keys for pairs of access routers (docs/router.md §9): a new key every
+    ``period`` seconds; within ``overlap`` seconds of a boundary the neighbouring epoch's key is handed out too."""
+
+    model_config = SECTION
+
+    period: Annotated[int, Field(ge=60, le=U32)] = ROUTER_PAIR_PERIOD
+    overlap: Annotated[int, Field(ge=0, le=U32)] = ROUTER_PAIR_OVERLAP
+
+    @model_validator(mode="after")
+    def _overlap_below_half_a_period(self) -> RouterPairsSettings:
+        if 2 * self.overlap >= self.period:
+            raise Invalid(f"must be shorter than half of router_pairs.period ({self.period})", "overlap")
         return self
 
 

@@ -44,8 +44,8 @@ __all__ = [
 
 IPv6 = ipaddress.IPv6Address
 # Settings as module constants until the settings module takes them (architecture.md §9; docs/router.md).
-DEFAULT_PERIOD: Final = 86_400  # seconds per epoch: one day
-DEFAULT_OVERLAP: Final = 14_400  # seconds either side of a boundary in which both epochs' keys are handed out
+DEFAULT_PERIOD: Final = keys.ROUTER_PAIR_PERIOD
+DEFAULT_OVERLAP: Final = keys.ROUTER_PAIR_OVERLAP
 EVENT_ISSUED: Final = "pair_psk.issued"
 
 
