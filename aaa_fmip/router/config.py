@@ -116,6 +116,7 @@ class NeighbourEntry(_Section):
     nar_lla: str = ""
     local: bool = False
     fast_handover: bool = True
+    assigns_addresses: bool = False  # the NAR assigns NCoAs from per-node prefixes: HI with S=1
 
     def neighbour(self) -> Neighbour:
         return Neighbour(
@@ -125,6 +126,7 @@ class NeighbourEntry(_Section):
             _lla(self.nar_lla),
             local=self.local,
             fast_handover=self.fast_handover,
+            assigns_addresses=self.assigns_addresses,
         )
 
 
