@@ -210,37 +210,41 @@ class Radvd:
 
 
 class Routes:
-    """The node's prefix routed onto its link, through netlink (pyroute2)."""
+    """The node's prefix routed onto its link, through netlink (pyroute2's asyncio socket, opened on first use)."""
 
     def __init__(self) -> None:
-        from pyroute2 import IPRoute
+        self._ipr: Any = None
 
-        self._ipr: Any = IPRoute()
+    async def add(self, prefix: IPv6Network, interface: str) -> bool:
+        return await self._change("replace", prefix, interface)
 
-    def add(self, prefix: IPv6Network, interface: str) -> bool:
-        return self._change("replace", prefix, interface)
+    async def remove(self, prefix: IPv6Network, interface: str) -> bool:
+        return await self._change("del", prefix, interface)
 
-    def remove(self, prefix: IPv6Network, interface: str) -> bool:
-        return self._change("del", prefix, interface)
+    async def _change(self, command: str, prefix: IPv6Network, interface: str) -> bool:
+        from pyroute2 import AsyncIPRoute, NetlinkError
 
-    def _change(self, command: str, prefix: IPv6Network, interface: str) -> bool:
-        from pyroute2 import NetlinkError
-
+        index = socket_index(interface)
+        if index is None:
+            return False  # the link is gone, and its routes with it
         try:
-            index = socket_index(interface)
-            if index is None:
-                return False
-            self._ipr.route(command, dst=str(prefix), oif=index, family=10)
-        except NetlinkError as exc:
+            if self._ipr is None:
+                ipr = AsyncIPRoute(groups=0)  # no multicast groups: nothing to read but our answers
+                await ipr.setup_endpoint()
+                self._ipr = ipr
+            await asyncio.wait_for(self._ipr.route(command, dst=str(prefix), oif=index, family=socket.AF_INET6), 5.0)
+        except (NetlinkError, OSError, TimeoutError) as exc:
             log.warning(
                 "route change failed",
-                extra={"event": "route.failed", "command": command, "prefix": str(prefix), "errno": exc.code},
+                extra={"event": "route.failed", "command": command, "prefix": str(prefix), "error": str(exc)},
             )
             return False
         return True
 
     def close(self) -> None:
-        self._ipr.close()
+        if self._ipr is not None:
+            self._ipr.close()
+            self._ipr = None
 
 
 def socket_index(interface: str) -> int | None:
@@ -277,6 +281,7 @@ class P2PLinks:
         self.clock = clock
         self.link_check = link_check
         self._dirty = asyncio.Event()
+        self._routes: list[tuple[bool, IPv6Network, str]] = []  # (add?, prefix, link), in order
         self._gauges()
 
     def _gauges(self) -> None:
@@ -301,15 +306,13 @@ class P2PLinks:
             self.metrics.prefixes_exhausted.inc()
             log.warning("per-node prefix pool exhausted", extra=fields)
         elif event.kind == "bound" and allocation is not None and allocation.interface is not None:
-            if self.routes is not None:
-                self.routes.add(allocation.prefix, allocation.interface)
+            self._routes.append((True, allocation.prefix, allocation.interface))
             self._dirty.set()
             log.info("per-node prefix bound", extra=fields)
         elif event.kind == "released" and allocation is not None:
             self.metrics.prefixes_released.labels(event.reason or "released").inc()
             if allocation.interface is not None:
-                if self.routes is not None:
-                    self.routes.remove(allocation.prefix, allocation.interface)
+                self._routes.append((False, allocation.prefix, allocation.interface))
                 self._dirty.set()
             log.info("per-node prefix released", extra=fields)
         else:
@@ -317,6 +320,10 @@ class P2PLinks:
         self._gauges()
 
     async def _reconfigure(self) -> None:
+        changes, self._routes = self._routes, []
+        for add, prefix, interface in changes:
+            if self.routes is not None:
+                await (self.routes.add if add else self.routes.remove)(prefix, interface)
         pool = self.core.prefix_pool
         if self.radvd is None or pool is None:
             return
