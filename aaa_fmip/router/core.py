@@ -781,8 +781,8 @@ class RouterCore:
             return [Notice("icmpv6.malformed", {"source": str(source), "field": exc.field, "offset": exc.offset})]
         if isinstance(decoded, icmpv6.RouterSolicitation):
             wanted: type[icmpv6.SourceLinkLayerAddress | icmpv6.TargetLinkLayerAddress] = icmpv6.SourceLinkLayerAddress
-        elif isinstance(decoded, icmpv6.NeighborAdvertisement):
-            wanted = icmpv6.TargetLinkLayerAddress
+        elif isinstance(decoded, icmpv6.NeighborAdvertisement) and not decoded.router:
+            wanted = icmpv6.TargetLinkLayerAddress  # (R=1: a router's NA, e.g. this one's own looped back)
         else:
             return []
         lla = next((o.address for o in decoded.options if isinstance(o, wanted)), None)

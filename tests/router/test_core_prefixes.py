@@ -184,6 +184,12 @@ def test_una_from_an_aggregate_ncoa_gets_ra_with_naack_status_2() -> None:
         if isinstance(e, core.SendIcmpv6)
     ]
     assert pair.nar.receive_icmpv6(NCOA, IPv6Address("ff02::1"), _una(NCOA), 6.0, interface="br0") == []
+    router_na = icmpv6.encode_nd_message(
+        icmpv6.NeighborAdvertisement(NCOA, (icmpv6.TargetLinkLayerAddress(bytes(6)),), router=True),
+        source=NCOA,
+        destination=IPv6Address("ff02::1"),
+    )
+    assert pair.nar.receive_icmpv6(NCOA, IPv6Address("ff02::1"), router_na, 7.0, interface="pnp8") == []
 
 
 def test_rs_binds_the_predicted_prefix_and_a_vanished_link_releases_it() -> None:
