@@ -594,8 +594,10 @@ class RouterCore:
         status = _HACK_TO_FBACK.get(hack.code, FBackStatus.REASON_UNSPECIFIED)
         alternate: IPv6Address | None = None
         effects: list[Effect] = [Notice("hack.received", {"source": str(packet.source), "code": int(hack.code)})]
-        if supplied is not None and hack.code != HAckCode.ACCEPTED_USE_PCOA and not self._ncoa_in_nar_prefix(
-            handover, hack, supplied
+        if (
+            supplied is not None
+            and hack.code != HAckCode.ACCEPTED_USE_PCOA
+            and not self._ncoa_in_nar_prefix(handover, hack, supplied)
         ):
             # RFC 5568 §10: the PAR MUST verify that the NCoA belongs to the NAR's prefix (per-node: the one returned)
             effects.append(Notice("hack.ncoa-outside-prefix", {"source": str(packet.source), "ncoa": str(supplied)}))
@@ -723,7 +725,8 @@ class RouterCore:
             (
                 o.address
                 for o in hi.options
-                if isinstance(o, mhwire.MHIPv6AddressPrefix) and o.option_code == IPAddressPrefixCode.NEW_CARE_OF_ADDRESS
+                if isinstance(o, mhwire.MHIPv6AddressPrefix)
+                and o.option_code == IPAddressPrefixCode.NEW_CARE_OF_ADDRESS
             ),
             None,
         )

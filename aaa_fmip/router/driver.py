@@ -266,9 +266,8 @@ class RouterAgent:
                 self._notice(effect)
             elif isinstance(effect, core.HandoverFinished):
                 self._finished(effect)
-            elif isinstance(effect, core.PrefixEvent):
-                if self.p2p is not None:
-                    self.p2p.handle(effect)
+            elif isinstance(effect, core.PrefixEvent) and self.p2p is not None:
+                self.p2p.handle(effect)
         self._wake.set()
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:

@@ -34,11 +34,6 @@ from aaa_fmip.wire.send import (
 __all__ = [
     "ICMPV6_NEXT_HEADER",
     "NAACK",
-    "NDMessage",
-    "NeighborAdvertisement",
-    "PrefixInformation",
-    "RouterAdvertisement",
-    "RouterSolicitation",
     "CGAOption",
     "FmipSubtype",
     "HandoverKeyAlgorithm",
@@ -51,13 +46,18 @@ __all__ = [
     "LinkLayerAddress",
     "LinkLayerAddressCode",
     "NAACKStatus",
+    "NDMessage",
     "NDOption",
     "NDOptionType",
+    "NeighborAdvertisement",
     "NewRouterPrefix",
     "Nonce",
     "PrRtAdv",
     "PrRtAdvCode",
+    "PrefixInformation",
     "RSASignature",
+    "RouterAdvertisement",
+    "RouterSolicitation",
     "RtSolPr",
     "SourceLinkLayerAddress",
     "TargetLinkLayerAddress",
@@ -226,7 +226,9 @@ class PrefixInformation:
     def decode_body(cls, body: bytes, *, offset: int) -> PrefixInformation:
         if len(body) != 30:
             raise DecodeError(
-                f"option must be 32 octets, got {len(body) + 2}", field="nd.prefix_information.length", offset=offset - 1
+                f"option must be 32 octets, got {len(body) + 2}",
+                field="nd.prefix_information.length",
+                offset=offset - 1,
             )
         r = Reader(body, base=offset)
         prefix_length = r.pull_u8("nd.prefix_information.prefix_length")
@@ -624,6 +626,7 @@ def decode_nd_message(
     target = r.pull_ipv6("nd.na.target")
     options = _decode_options(data, r.offset, 0)
     return NeighborAdvertisement(target, options, bool(flags >> 31 & 1), bool(flags >> 30 & 1), bool(flags >> 29 & 1))
+
 
 _FMIP_HEADER = 8  # Type | Code | Checksum | Subtype | Reserved | Identifier (RFC 5568 §6.1)
 

@@ -31,7 +31,10 @@ def _table(me: str) -> NeighbourTable:
     )
 
 
-def _pair(pool: IPv6Network = IPv6Network("2001:db8:2:100::/56"), **per_node: object) -> Pair:
+POOL = IPv6Network("2001:db8:2:100::/56")
+
+
+def _pair(pool: IPv6Network = POOL, **per_node: object) -> Pair:
     par = core.RouterCore(
         core.RouterParameters(addresses=(PAR,), access_prefixes=(PAR_PREFIX,), neighbours=_table("par")),
         initial_hi_sequence=100,
@@ -86,7 +89,7 @@ def test_hi_retransmission_gets_the_same_hack_and_no_second_prefix() -> None:
     pair.fbu(predictive_fbu(), 0.0)
     hi = pair.wire[0]
     again = pair.nar.receive_mh(ReceivedMh(hi.source, hi.destination, None, hi.mh), 0.05)
-    assert [e for e in again if isinstance(e, core.SendMh)][0].mh == pair.wire[1].mh
+    assert next(e for e in again if isinstance(e, core.SendMh)).mh == pair.wire[1].mh
     assert pair.nar.prefix_pool is not None and len(pair.nar.prefix_pool) == 1
 
 

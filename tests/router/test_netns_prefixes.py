@@ -12,6 +12,7 @@ from radvd's advertisement on its link. The 50-node variant is marked slow.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import select
@@ -304,7 +305,7 @@ def test_predicted_ncoa_is_the_address_slaac_forms_from_radvd(net: PnpNet) -> No
             "mip6.mhipv6ap.opt_code",
             "mip6.mhipv6ap.ipv6_address",
             "mip6.mhipv6ap.ipv6_address_prefix",
-        ],  # fmt: skip
+        ],
     )
     hi = [f for f in backbone if f["mip6.mhtype"] == ["14"]]
     hack = [f for f in backbone if f["mip6.mhtype"] == ["15"]]
@@ -418,9 +419,7 @@ def test_fifty_nodes_at_once_get_fifty_prefixes_and_all_come_back(net: PnpNet) -
         assert formed == predicted, net.nar.logs()[-3000:]
     finally:
         for node in nodes:
-            try:
+            with contextlib.suppress(RuntimeError):
                 net.detach(node)
-            except RuntimeError:
-                pass
     net.wait_metric("aaa_fmip_router_prefixes_allocated", 0, timeout=20.0)
     assert net.metric("aaa_fmip_router_prefixes_free") == POOL.num_addresses >> 64
