@@ -21,8 +21,16 @@ S=1 (or an NCoA that fails the check) the NAR assigns one from the MN's link-lay
 returns it in an MH IPv6 Address/Prefix option (code 2): HAck Code 2 (assigned) or 1 (not valid, use this).
 Code 1 (reactive) HIs skip those checks (§6.2.1.1). HIs from routers outside the neighbour table get 129.
 
+Per-node prefixes (``RouterParameters.per_node``, architecture.md §9, RFC 5568 §5.3): a Code 0 HI takes the
+node's own prefix from a :class:`~aaa_fmip.router.prefixes.PrefixPool` (keyed by the HI's MH-LLA) and returns
+NCoA' (prefix | modified EUI-64) in option 34 code 2 and the prefix in code 4, with HAck Code 2 for S=1 (1 for
+S=0); 130 when the pool is empty. The node's RS or UNA on a per-node link binds its prefix to that link
+(``PrefixEvent`` effects: the driver routes it and has radvd advertise it); a UNA from another NCoA gets an RA
+with NAACK Status 2 (§6.3). Prefixes return to the pool when their link goes (``links_present``), their
+lifetime passes (``handle_timer``) or on ``release_prefix``.
+
 HAck Code → FBack Status at the PAR (§6.2.1.2, §6.2.3): 0 → 0; 1 and 2 → 1 with the NAR's NCoA (128 when it
-supplied none); 3 → 1 with the PCoA; 128/129/130 → the same; anything else → 128. An unsolicited HAck
+supplied none, or one outside the prefix it returned or the NAR's prefix: §10); 3 → 1 with the PCoA; 128/129/130 → the same; anything else → 128. An unsolicited HAck
 (Code 4) naming the PCoA of a completed handover makes the PAR send a fresh HI for it (U=1: the NAR asked to
 buffer); otherwise it is logged and dropped.
 """
@@ -805,8 +813,13 @@ class RouterCore:
         assert bound is not None
         if was != interface:
             effects.append(PrefixEvent("bound", bound))
-        if isinstance(decoded, icmpv6.NeighborAdvertisement) and not decoded.solicited and decoded.target != bound.ncoa:
-            effects += self._naack(bound, decoded.target, interface)
+        if (
+            isinstance(decoded, icmpv6.NeighborAdvertisement)
+            and not decoded.solicited
+            and not decoded.target.is_link_local
+            and decoded.target not in bound.prefix
+        ):
+            effects += self._naack(bound, decoded.target, interface)  # an NCoA the node cannot use here
         return effects
 
     def _naack(self, allocation: Allocation, target: IPv6Address, interface: str) -> list[Effect]:

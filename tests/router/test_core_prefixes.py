@@ -187,6 +187,12 @@ def test_una_from_an_aggregate_ncoa_gets_ra_with_naack_status_2() -> None:
         if isinstance(e, core.SendIcmpv6)
     ]
     assert pair.nar.receive_icmpv6(NCOA, IPv6Address("ff02::1"), _una(NCOA), 6.0, interface="br0") == []
+    link_local = IPv6Address("fe80::ff:fe00:1")  # e.g. the kernel announcing its link-local address: no NAACK
+    assert not [
+        e
+        for e in pair.nar.receive_icmpv6(link_local, IPv6Address("ff02::1"), _una(link_local), 6.5, interface="pnp7")
+        if isinstance(e, core.SendIcmpv6)
+    ]
     router_na = icmpv6.encode_nd_message(
         icmpv6.NeighborAdvertisement(NCOA, (icmpv6.TargetLinkLayerAddress(bytes(6)),), router=True),
         source=NCOA,
