@@ -18,6 +18,9 @@ the file). A minimal file::
     nar_prefix = "2001:db8:2::/64"
     nar_lla = "02:cc:00:00:00:02"
 
+A NAR on point-to-point links adds ``[prefixes]`` (``aggregate``, ``pool``, ``prefix_length``, ``interfaces``)
+to hand every node a prefix of its own, and its neighbours set ``assigns_addresses = true`` on its entry.
+
 docs/router.md describes every field.
 """
 

@@ -7,6 +7,10 @@ from __future__ import annotations
 from dataclasses import replace
 from ipaddress import IPv6Address, IPv6Network
 
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
+
 from aaa_fmip import mn
 from aaa_fmip.router import core
 from aaa_fmip.router.neighbours import Neighbour, NeighbourTable
@@ -230,3 +234,79 @@ def test_a_prefix_whose_node_never_attaches_expires_after_hold() -> None:
     assert (expired.kind, expired.reason) == ("released", "expired")
     assert pair.nar.prefix_pool is not None and len(pair.nar.prefix_pool) == 0
     assert pair.nar.release_prefix(MN_LLA) == []
+
+
+class PerNodeNarMachine(RuleBasedStateMachine):
+    """Random HIs (S=1) from a handful of nodes, retransmitted or not, nodes attaching on links, links going away
+    and the clock moving: only DecodeError-free effects, every HAck is Code 2 with NCoA' inside its own prefix or
+    130 when the pool is empty, no two nodes ever share a prefix, and once every link is gone and the timers have
+    run the pool is full again."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.nar = _pair(IPv6Network("2001:db8:2:100::/62"), hold=5.0, lifetime=20.0).nar  # four /64s
+        self.now = 0.0
+        self.sequence = 0
+        self.links: set[str] = set()
+
+    @rule(node=st.integers(1, 6), again=st.booleans())
+    def hi(self, node: int, again: bool) -> None:
+        if not again or self.sequence == 0:
+            self.sequence += 1
+        lla = bytes((2, 0, 0, 0, 0, node))
+        hi = mhwire.HI(
+            self.sequence,
+            0,
+            (mhwire.MHLinkLayerAddress(2, lla), mhwire.MHIPv6AddressPrefix(2, 128, NCOA)),
+            s_flag=True,
+        )
+        effects = self.nar.receive_mh(
+            ReceivedMh(PAR, NAR, None, mhwire.encode_mh(hi, source=PAR, destination=NAR)), self.now
+        )
+        (sent,) = [e for e in effects if isinstance(e, core.SendMh)]
+        hack = mhwire.decode_mh(sent.mh, source=NAR, destination=PAR)
+        assert isinstance(hack, mhwire.HAck)
+        if hack.code == HAckCode.INSUFFICIENT_RESOURCES:
+            assert self.nar.prefix_pool is not None and self.nar.prefix_pool.free == 0
+            return
+        assert hack.code == HAckCode.ACCEPTED_NCOA_ASSIGNED
+        ncoa, prefix = (o for o in hack.options if isinstance(o, mhwire.MHIPv6AddressPrefix))
+        assert ncoa.address in IPv6Network((prefix.address, prefix.prefix_length))
+
+    @rule(node=st.integers(1, 6))
+    def attach(self, node: int) -> None:
+        lla = bytes((2, 0, 0, 0, 0, node))
+        link = f"pnp{node}"
+        rs = icmpv6.encode_nd_message(
+            icmpv6.RouterSolicitation((icmpv6.SourceLinkLayerAddress(lla),)),
+            source=IPv6Address("fe80::1"),
+            destination=IPv6Address("ff02::2"),
+        )
+        self.nar.receive_icmpv6(IPv6Address("fe80::1"), IPv6Address("ff02::2"), rs, self.now, interface=link)
+        self.links.add(link)
+
+    @rule(node=st.integers(1, 6))
+    def detach(self, node: int) -> None:
+        self.links.discard(f"pnp{node}")
+        self.nar.links_present(self.links, self.now)
+
+    @rule(step=st.floats(0, 8))
+    def tick(self, step: float) -> None:
+        self.now += step
+        self.nar.handle_timer(self.now)
+
+    @invariant()
+    def distinct(self) -> None:
+        assert self.nar.prefix_pool is not None
+        held = self.nar.prefix_pool.allocations()
+        assert len({a.prefix for a in held}) == len(held) <= 4
+        assert all(a.ncoa in a.prefix for a in held)
+
+    def teardown(self) -> None:
+        self.nar.links_present(set(), self.now)
+        self.nar.handle_timer(self.now + 1000)
+        assert self.nar.prefix_pool is not None and self.nar.prefix_pool.free == 4
+
+
+TestPerNodeNar = PerNodeNarMachine.TestCase
+TestPerNodeNar.settings = settings(max_examples=50, stateful_step_count=30, deadline=None)
