@@ -188,12 +188,14 @@ class Radvd:
         deadline = loop.time() + _START_WAIT
         while loop.time() < deadline:
             if self.proc.returncode is not None:
-                raise P2PError(f"radvd exited {self.proc.returncode} at start; see {s.log_path}")
+                code, self.proc = self.proc.returncode, None
+                raise P2PError(f"radvd exited {code} at start; see {s.log_path}")
             with contextlib.suppress(OSError, ValueError):
                 if int(s.pid_path.read_text().strip()) == self.proc.pid:
                     log.info("radvd started", extra={"event": "radvd.started", "pid": self.proc.pid})
                     return
             await asyncio.sleep(0.02)
+        await self.stop()  # not half-started: the next change starts it afresh
         raise P2PError(f"radvd wrote no pid file within {_START_WAIT} s; see {s.log_path}")
 
     async def stop(self) -> None:
@@ -331,7 +333,7 @@ class P2PLinks:
         try:
             await self.radvd.apply(render_radvd_conf(links, self.radvd.settings))
             self.metrics.radvd_reloads.labels("ok").inc()
-        except P2PError as exc:
+        except (P2PError, OSError) as exc:  # e.g. radvd_directory not writable: logged, the agent goes on
             self.metrics.radvd_reloads.labels("error").inc()
             log.error("radvd not updated", extra={"event": "radvd.failed", "error": str(exc)})
 
