@@ -30,9 +30,10 @@ with NAACK Status 2 (§6.3). Prefixes return to the pool when their link goes (`
 lifetime passes (``handle_timer``) or on ``release_prefix``.
 
 HAck Code → FBack Status at the PAR (§6.2.1.2, §6.2.3): 0 → 0; 1 and 2 → 1 with the NAR's NCoA (128 when it
-supplied none, or one outside the prefix it returned or the NAR's prefix: §10); 3 → 1 with the PCoA; 128/129/130 → the same; anything else → 128. An unsolicited HAck
-(Code 4) naming the PCoA of a completed handover makes the PAR send a fresh HI for it (U=1: the NAR asked to
-buffer); otherwise it is logged and dropped.
+supplied none, or one outside the prefix it returned or the NAR's prefix: §10); 3 → 1 with the PCoA;
+128/129/130 → the same; anything else → 128. An unsolicited HAck (Code 4) naming the PCoA of a completed
+handover makes the PAR send a fresh HI for it (U=1: the NAR asked to buffer); otherwise it is logged and
+dropped.
 """
 
 from __future__ import annotations
