@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import shutil
 import subprocess
 from ipaddress import IPv6Address, IPv6Network
@@ -15,6 +16,7 @@ import pytest
 from aaa_fmip.errors import ConfigError
 from aaa_fmip.router.config import load_settings
 from aaa_fmip.router.p2p import P2PError, Radvd, RadvdSettings, render_radvd_conf
+from tests.router._netns import in_netns
 from tests.support.service_proc import run_cli
 
 CONFIG = """
@@ -124,7 +126,13 @@ def test_radvd_started_reloaded_and_stopped(tmp_path: Path) -> None:
         await radvd.apply(render_radvd_conf([], settings))  # no link left: radvd stops
         assert not radvd.running
 
-    asyncio.run(scenario())
+    namespace = "p2p" + secrets.token_hex(4)  # radvd runs in a namespace of its own, not on this host's links
+    subprocess.run(["ip", "netns", "add", namespace], check=True, timeout=20)
+    try:
+        with in_netns(namespace):
+            asyncio.run(scenario())
+    finally:
+        subprocess.run(["ip", "netns", "del", namespace], check=False, timeout=20)
     missing = Radvd(RadvdSettings(tmp_path / "none", binary=str(tmp_path / "no-radvd")))
     with pytest.raises(P2PError, match="cannot run"):
         asyncio.run(missing.apply(render_radvd_conf([("pnp0", IPv6Network("2001:db8:2:100::/64"))], missing.settings)))
