@@ -401,6 +401,7 @@ def test_hack(mh_frames: list[tuple[Any, dict[str, list[str]]]]) -> None:
 def test_per_node_link_nd_messages(pcap_dir: Path) -> None:
     from aaa_fmip.wire.icmpv6 import (
         NAACKStatus,
+        NDMessage,
         NeighborAdvertisement,
         PrefixInformation,
         RouterAdvertisement,
@@ -414,7 +415,7 @@ def test_per_node_link_nd_messages(pcap_dir: Path) -> None:
     ncoa = IPv6Address("2001:db8:2:100::ff:fe00:1")
     all_nodes, all_routers = IPv6Address("ff02::1"), IPv6Address("ff02::2")
     prefix = IPv6Address("2001:db8:2:100::")
-    messages = [
+    messages: list[tuple[NDMessage, IPv6Address, IPv6Address]] = [
         (RouterSolicitation((SourceLinkLayerAddress(mac),)), MN, all_routers),
         (NeighborAdvertisement(NCOA, (TargetLinkLayerAddress(mac),)), NCOA, all_nodes),
         (
