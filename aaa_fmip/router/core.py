@@ -703,8 +703,11 @@ class RouterCore:
             packet.source,
             mhwire.encode_mh(mhwire.HAck(hi.sequence, code, options), source=own, destination=packet.source),
         )
-        self._nar[key] = _NarRecord(hack, now + _NAR_RECORD_LIFETIME)
-        self._schedule(now + _NAR_RECORD_LIFETIME, key)
+        remember = _NAR_RECORD_LIFETIME
+        if options and self.params.per_node is not None and hi.code == HICode.FBU_FROM_PCOA:
+            remember = min(remember, self.params.per_node.hold)  # never repeat a prefix the pool took back
+        self._nar[key] = _NarRecord(hack, now + remember)
+        self._schedule(now + remember, key)
         fields: dict[str, str | int | float | None] = {
             "source": str(packet.source),
             "sequence": hi.sequence,
@@ -858,7 +861,9 @@ class RouterCore:
             if allocation.interface is None:
                 continue
             if allocation.interface in interfaces:
-                self.prefix_pool.renew(allocation.lla, now, self.params.per_node.lifetime)
+                lifetime = self.params.per_node.lifetime
+                if allocation.expires_at - now < lifetime / 2:  # renewed twice per lifetime, not every look
+                    self.prefix_pool.renew(allocation.lla, now, lifetime)
             else:
                 released = self.prefix_pool.release(allocation.lla)
                 effects.append(PrefixEvent("released", released, "link-gone"))

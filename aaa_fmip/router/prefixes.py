@@ -124,6 +124,7 @@ class PrefixPool:
     def __init__(self, config: PrefixPoolConfig) -> None:
         self.config = config
         self._by_lla: dict[bytes, tuple[int, Allocation]] = {}
+        self._by_interface: dict[str, bytes] = {}  # link → the LLA bound there
         self._free: list[int] = []  # released indexes (a heap: the lowest is handed out first)
         self._fresh = 0  # every index from here on has never been handed out
         self._expiry: list[tuple[float, bytes]] = []  # a heap; stale entries are skipped
@@ -150,7 +151,8 @@ class PrefixPool:
         return entry[1] if entry else None
 
     def by_interface(self, interface: str) -> Allocation | None:
-        return next((a for _i, a in self._by_lla.values() if a.interface == interface), None)
+        lla = self._by_interface.get(interface)
+        return self.get(lla) if lla is not None else None
 
     # ---- changes
 
@@ -180,10 +182,14 @@ class PrefixPool:
         entry = self._by_lla.get(lla)
         if entry is None:
             return None
-        for other, (index, allocation) in list(self._by_lla.items()):
-            if other != lla and allocation.interface == interface:
-                self._by_lla[other] = (index, replace(allocation, interface=None))
+        other = self._by_interface.get(interface)
+        if other is not None and other != lla and other in self._by_lla:
+            other_index, other_allocation = self._by_lla[other]
+            self._by_lla[other] = (other_index, replace(other_allocation, interface=None))
         index, allocation = entry
+        if allocation.interface is not None and allocation.interface != interface:
+            self._by_interface.pop(allocation.interface, None)
+        self._by_interface[interface] = lla
         return self._renew((index, replace(allocation, interface=interface)), now + lifetime)
 
     def renew(self, lla: bytes, now: float, lifetime: float) -> Allocation | None:
@@ -195,6 +201,8 @@ class PrefixPool:
         entry = self._by_lla.pop(lla, None)
         if entry is None:
             return None
+        if entry[1].interface is not None and self._by_interface.get(entry[1].interface) == lla:
+            del self._by_interface[entry[1].interface]
         heapq.heappush(self._free, entry[0])
         return entry[1]
 

@@ -142,6 +142,14 @@ class PoolMachine(RuleBasedStateMachine):
         self.model[lla] = (got.prefix, max(self.model.get(lla, (got.prefix, 0.0))[1], self.now + lifetime))
         assert got.expires_at == self.model[lla][1]
 
+    @rule(node=st.integers(0, 6), link=st.integers(0, 3), lifetime=st.floats(0.5, 20))
+    def bind(self, node: int, link: int, lifetime: float) -> None:
+        bound = self.pool.bind(mac(node), f"pnp{link}", self.now, lifetime)
+        assert (bound is not None) == (mac(node) in self.model)
+        if bound is not None:
+            assert bound.interface == f"pnp{link}" and bound.prefix == self.model[mac(node)][0]
+            self.model[mac(node)] = (bound.prefix, self.now + lifetime)
+
     @rule(node=st.integers(0, 6))
     def release(self, node: int) -> None:
         gone = self.pool.release(mac(node))
@@ -164,6 +172,9 @@ class PoolMachine(RuleBasedStateMachine):
         assert all(a.prefix.subnet_of(self.config.pool) and a.prefix.prefixlen == 64 for a in held)
         assert self.pool.free == 4 - len(held)
         assert {a.lla: a.prefix for a in held} == {lla: p for lla, (p, _at) in self.model.items()}
+        links = [a.interface for a in held if a.interface is not None]
+        assert len(links) == len(set(links))  # a link is bound to one node at most
+        assert all(self.pool.by_interface(link) == next(a for a in held if a.interface == link) for link in links)
 
 
 TestPoolMachine = PoolMachine.TestCase
