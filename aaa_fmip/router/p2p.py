@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import re
 import signal
 import socket
@@ -163,8 +164,34 @@ class Radvd:
         if code != 0:
             raise P2PError(f"radvd rejects the generated configuration: {out.strip()[-300:]}")
 
+    def _leftover(self) -> int | None:
+        """The pid of a radvd still running on this configuration (an agent killed before it could stop it):
+        its pid file names it and its command line names our radvd.conf."""
+        try:
+            pid = int(self.settings.pid_path.read_text().strip())
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except (OSError, ValueError):
+            return None
+        config = str(self.settings.config_path).encode()
+        if argv and Path(argv[0].decode(errors="replace")).name == Path(self.settings.binary).name and config in argv:
+            return pid
+        return None
+
+    async def _stop_leftover(self) -> None:
+        pid = self._leftover()
+        if pid is None:
+            return
+        log.warning("stopping a radvd left by an earlier agent", extra={"event": "radvd.leftover", "pid": pid})
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + _STOP_WAIT
+        while _alive(pid) and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+
     async def _start(self) -> None:
         s = self.settings
+        await self._stop_leftover()
         with contextlib.suppress(FileNotFoundError):
             s.pid_path.unlink()  # a stale one from a killed radvd would stop this one starting
         try:
@@ -247,6 +274,15 @@ class Routes:
         if self._ipr is not None:
             self._ipr.close()
             self._ipr = None
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie has exited: only its parent's wait is missing)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[:1] != ["Z"]
 
 
 def socket_index(interface: str) -> int | None:

@@ -125,6 +125,26 @@ def test_radvd_started_reloaded_and_stopped(tmp_path: Path) -> None:
         assert radvd.running and "pnpx1" in settings.config_path.read_text()  # the bad one never replaced it
         await radvd.apply(render_radvd_conf([], settings))  # no link left: radvd stops
         assert not radvd.running
+        # an agent killed without stopping its radvd: the next one stops that radvd before starting its own
+        settings.config_path.write_text(one)
+        leftover = subprocess.Popen(
+            ["radvd", "--nodaemon", "-C", str(settings.config_path), "-p", str(settings.pid_path), "-m", "stderr"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            for _ in range(250):
+                if settings.pid_path.exists() and settings.pid_path.read_text().strip() == str(leftover.pid):
+                    break
+                await asyncio.sleep(0.02)
+            again = Radvd(settings)
+            await again.apply(one)
+            assert leftover.wait(timeout=10) is not None and again.running
+            await again.stop()
+        finally:
+            if leftover.poll() is None:
+                leftover.kill()
+                leftover.wait(timeout=10)
 
     namespace = "p2p" + secrets.token_hex(4)  # radvd runs in a namespace of its own, not on this host's links
     subprocess.run(["ip", "netns", "add", namespace], check=True, timeout=20)
