@@ -143,6 +143,14 @@ def test_par_refuses_a_supplied_ncoa_outside_the_prefix_the_nar_returned() -> No
         assert any(n.event == "hack.ncoa-outside-prefix" for n in fresh.notices)
 
 
+def test_without_the_returned_prefix_the_par_checks_the_aggregate() -> None:
+    pair = _pair(return_prefix=False)
+    pair.fbu(predictive_fbu(), 0.0)
+    assert bytes((34, 18, 4)) not in pair.wire[1].mh  # no option 34 code 4
+    fback = mn.verify_fback(node_key(), pair.to_node[0].mh, par=PAR, destination=PCOA)
+    assert (fback.status, fback.options[0]) == (1, mhwire.AlternateCareOfAddress(NCOA_PRIME))
+
+
 def test_s0_hi_at_a_per_node_nar_gets_hack_1_with_ncoa_prime() -> None:
     pair = _pair()
     pair.par = core.RouterCore(
