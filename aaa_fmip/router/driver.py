@@ -52,7 +52,9 @@ _CMSG_SPACE: Final = socket.CMSG_SPACE(20)
 _HOUSEKEEPING: Final = 10.0  # seconds between cache and replay-state expiry sweeps
 
 # Notices worth a warning: an operator should see them without debug logging.
-_WARN: Final = frozenset({"fbu.rejected", "hi.no-hack", "fbu.unknown-nar", "hack.unknown-router"})
+_WARN: Final = frozenset(
+    {"fbu.rejected", "hi.no-hack", "fbu.unknown-nar", "hack.unknown-router", "hack.ncoa-outside-prefix"}
+)
 _DEBUG: Final = frozenset({"mh.ignored", "prrtadv.sent"})
 
 
