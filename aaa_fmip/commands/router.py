@@ -193,4 +193,5 @@ def _per_node_links(settings: Any, core: Any, metrics: Any) -> Any:
                 router_lifetime=p.router_lifetime,
             )
         )
-    return P2PLinks(core, radvd=radvd, routes=Routes() if p.routes else None, metrics=metrics, clock=time.time)
+    routes = Routes() if p.routes else None
+    return P2PLinks(core, radvd=radvd, routes=routes, metrics=metrics, clock=time.time, state_path=p.state_file)

@@ -131,6 +131,7 @@ class PrefixesSection(_Section):
     radvd_binary: str = "radvd"
     radvd_directory: Path = Path("/run/aaa-fmip/radvd")  # radvd.conf, radvd.pid, radvd.log
     routes: bool = True  # route each node's prefix onto its link (netlink)
+    state_file: Path | None = Path("/var/lib/aaa-fmip/router-prefixes.json")  # the pool across restarts
 
     @model_validator(mode="after")
     def _consistent(self) -> PrefixesSection:

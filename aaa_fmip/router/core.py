@@ -44,7 +44,7 @@ import hashlib
 import heapq
 import itertools
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from ipaddress import IPv6Address, IPv6Network
 from typing import Final, TypeAlias
 
@@ -868,6 +868,22 @@ class RouterCore:
                 released = self.prefix_pool.release(allocation.lla)
                 effects.append(PrefixEvent("released", released, "link-gone"))
         return effects
+
+    def restore_prefixes(self, saved: list[Allocation], interfaces: set[str], now: float) -> list[Effect]:
+        """Per-node prefixes saved before a restart, into the (empty) pool: those whose link is still there are
+        bound again (their lifetime counted from now: the link is there), unbound ones keep their saved expiry,
+        those whose link went meanwhile or whose hold ran out are dropped. None is given to another node."""
+        if self.prefix_pool is None or self.params.per_node is None:
+            return []
+        kept = [
+            replace(a, expires_at=now + self.params.per_node.lifetime) if a.interface is not None else a
+            for a in saved
+            if (a.interface in interfaces if a.interface is not None else a.expires_at > now)
+        ]
+        return [
+            PrefixEvent("bound" if a.interface is not None else "assigned", a, "restored")
+            for a in self.prefix_pool.restore(kept)
+        ]
 
     def release_prefix(self, lla: bytes) -> list[Effect]:
         """End a node's binding explicitly: its prefix goes back to the pool."""

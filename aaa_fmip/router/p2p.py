@@ -14,6 +14,10 @@ is the IO around it:
 * :class:`Routes` puts the node's prefix on its link (``ip -6 route replace PREFIX dev LINK``) through
   pyroute2's netlink, and takes it off when the binding ends.
 
+* :func:`save_state` / :func:`load_state` keep the pool's allocations in a small JSON file across restarts of
+  the agent, so a restarted NAR never hands a node's prefix to another node and re-binds the nodes whose links
+  are still there.
+
 radvd, not the agent, answers Router Solicitations and keeps advertising the prefix; the agent itself only
 sends the one RA that carries NAACK (RFC 5568 §6.3), which radvd cannot.
 """
@@ -22,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import re
@@ -29,14 +34,25 @@ import signal
 import socket
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from ipaddress import IPv6Network
+from ipaddress import IPv6Address, IPv6Network
 from pathlib import Path
 from typing import Any, Final
 
 from aaa_fmip.router.core import Effect, PrefixEvent, RouterCore
 from aaa_fmip.router.metrics import RouterMetrics
+from aaa_fmip.router.prefixes import Allocation
 
-__all__ = ["P2PError", "P2PLinks", "Radvd", "RadvdSettings", "Routes", "present_links", "render_radvd_conf"]
+__all__ = [
+    "P2PError",
+    "P2PLinks",
+    "Radvd",
+    "RadvdSettings",
+    "Routes",
+    "load_state",
+    "present_links",
+    "render_radvd_conf",
+    "save_state",
+]
 
 log = logging.getLogger("aaa_fmip.router")
 
@@ -311,8 +327,10 @@ class P2PLinks:
         metrics: RouterMetrics,
         clock: Callable[[], float],
         link_check: float = 1.0,
+        state_path: Path | None = None,
     ) -> None:
         self.core = core
+        self.state_path = state_path
         self.radvd = radvd
         self.routes = routes
         self.metrics = metrics
@@ -320,6 +338,7 @@ class P2PLinks:
         self.link_check = link_check
         self._dirty = asyncio.Event()
         self._routes: list[tuple[bool, IPv6Network, str]] = []  # (add?, prefix, link), in order
+        self._applied: str | None = None  # the radvd.conf radvd runs with
         self._gauges()
 
     def _gauges(self) -> None:
@@ -351,10 +370,11 @@ class P2PLinks:
             self.metrics.prefixes_released.labels(event.reason or "released").inc()
             if allocation.interface is not None:
                 self._routes.append((False, allocation.prefix, allocation.interface))
-                self._dirty.set()
+            self._dirty.set()
             log.info("per-node prefix released", extra=fields)
         else:
             log.info("per-node prefix assigned", extra=fields)
+            self._dirty.set()  # saved, so that a restart does not hand it to another node
         self._gauges()
 
     async def _reconfigure(self) -> None:
@@ -363,11 +383,22 @@ class P2PLinks:
             if self.routes is not None:
                 await (self.routes.add if add else self.routes.remove)(prefix, interface)
         pool = self.core.prefix_pool
-        if self.radvd is None or pool is None:
+        if pool is None:
+            return
+        if self.state_path is not None:
+            try:
+                save_state(self.state_path, pool.allocations())
+            except OSError as exc:
+                log.error("per-node prefixes not saved", extra={"event": "prefix.save-failed", "error": str(exc)})
+        if self.radvd is None:
             return
         links = [(a.interface, a.prefix) for a in pool.allocations() if a.interface is not None]
+        text = render_radvd_conf(links, self.radvd.settings)
+        if text == self._applied and (self.radvd.running or not links):
+            return  # nothing radvd would advertise differently
         try:
-            await self.radvd.apply(render_radvd_conf(links, self.radvd.settings))
+            await self.radvd.apply(text)
+            self._applied = text
             self.metrics.radvd_reloads.labels("ok").inc()
         except (P2PError, OSError) as exc:  # e.g. radvd_directory not writable: logged, the agent goes on
             self.metrics.radvd_reloads.labels("error").inc()
@@ -376,6 +407,11 @@ class P2PLinks:
     async def run(self, apply: Callable[[list[Effect]], None]) -> None:
         """Until cancelled: radvd follows the bound links (changes coalesced), the links are checked."""
         loop = asyncio.get_running_loop()
+        if self.state_path is not None:
+            saved = load_state(self.state_path)
+            if saved:
+                apply(self.core.restore_prefixes(saved, present_links(), self.clock()))
+                log.info("per-node prefixes restored", extra={"event": "prefix.restored", "saved": len(saved)})
         next_check = loop.time()
         while True:
             with contextlib.suppress(TimeoutError):
@@ -389,7 +425,55 @@ class P2PLinks:
                 next_check = loop.time() + self.link_check
 
     async def close(self) -> None:
+        pool = self.core.prefix_pool
+        if self.state_path is not None and pool is not None:
+            with contextlib.suppress(OSError):
+                save_state(self.state_path, pool.allocations())
         if self.radvd is not None:
             await self.radvd.stop()
         if self.routes is not None:
             self.routes.close()
+
+
+_STATE_VERSION: Final = 1
+
+
+def save_state(path: Path, allocations: Iterable[Allocation]) -> None:
+    """The pool's allocations as JSON (written to a temporary file, then renamed over the old one)."""
+    entries = [
+        {
+            "lla": a.lla.hex(":"),
+            "prefix": str(a.prefix),
+            "interface": a.interface,
+            "expires_at": round(a.expires_at, 3),
+        }
+        for a in allocations
+    ]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(path.suffix + ".tmp")
+    temporary.write_text(json.dumps({"version": _STATE_VERSION, "allocations": entries}), encoding="utf-8")
+    temporary.replace(path)
+
+
+def load_state(path: Path) -> list[Allocation]:
+    """What :func:`save_state` wrote; an absent file is an empty list, an unreadable one too (logged)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if data.get("version") != _STATE_VERSION:
+            raise ValueError(f"version {data.get('version')!r}")
+        return [
+            Allocation(
+                bytes.fromhex(str(e["lla"]).replace(":", "")),
+                IPv6Network(str(e["prefix"])),
+                IPv6Address("::"),  # recomputed by the pool
+                float(e["expires_at"]),
+                str(e["interface"]) if e.get("interface") is not None else None,
+            )
+            for e in data["allocations"]
+        ]
+    except FileNotFoundError:
+        return []
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        log.warning("per-node prefix state unreadable: starting empty", extra={"event": "prefix.state-unreadable",
+                                                                               "error": type(exc).__name__})  # fmt: skip
+        return []

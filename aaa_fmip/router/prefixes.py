@@ -18,6 +18,7 @@ No library offers this (it is a few dictionaries and a heap), so it is written h
 from __future__ import annotations
 
 import heapq
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from ipaddress import IPv6Address, IPv6Network
 from typing import Final
@@ -226,6 +227,37 @@ class PrefixPool:
                 return at
             heapq.heappop(self._expiry)
         return None
+
+    def restore(self, saved: Iterable[Allocation]) -> list[Allocation]:
+        """Take back the allocations saved before a restart (same node, same prefix, same link), so that no other
+        node is given their prefixes; only into an empty pool (at start). Left out: those that do not fit this
+        pool (another pool or length now), a node or prefix or link that is already taken, an LLA without an
+        EUI-64 form. The restored ones, NCoA' recomputed."""
+        if self._by_lla:
+            raise ValueError("restore into an empty pool only")
+        used: set[int] = set()
+        restored: list[Allocation] = []
+        for allocation in saved:
+            prefix = allocation.prefix
+            if prefix.prefixlen != self.config.prefix_length or not prefix.subnet_of(self.config.pool):
+                continue
+            try:
+                ncoa = ncoa_for(prefix, allocation.lla)
+            except ValueError:
+                continue
+            index = (int(prefix.network_address) - int(self.config.pool.network_address)) >> (128 - prefix.prefixlen)
+            if index in used or allocation.lla in self._by_lla or allocation.interface in self._by_interface:
+                continue
+            used.add(index)
+            allocation = replace(allocation, ncoa=ncoa)
+            self._by_lla[allocation.lla] = (index, allocation)
+            if allocation.interface is not None:
+                self._by_interface[allocation.interface] = allocation.lla
+            heapq.heappush(self._expiry, (allocation.expires_at, allocation.lla))
+            restored.append(allocation)
+        self._fresh = max(used) + 1 if used else 0
+        self._free = [i for i in range(self._fresh) if i not in used]  # sorted: already a heap
+        return restored
 
     def _renew(self, entry: tuple[int, Allocation], expires_at: float) -> Allocation:
         index, allocation = entry

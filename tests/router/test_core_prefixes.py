@@ -256,11 +256,14 @@ class PerNodeNarMachine(RuleBasedStateMachine):
         self.now = 0.0
         self.sequence = 0
         self.links: set[str] = set()
+        self.answers: dict[int, bytes] = {}
+        self.sent_at = -1.0
 
     @rule(node=st.integers(1, 6), again=st.booleans())
     def hi(self, node: int, again: bool) -> None:
-        if not again or self.sequence == 0:
-            self.sequence += 1
+        if not again or self.sequence == 0 or self.now != self.sent_at:
+            self.sequence += 1  # (a retransmission comes within the same instant here; see the NAR record's hold)
+        self.sent_at = self.now
         lla = bytes((2, 0, 0, 0, 0, node))
         hi = mhwire.HI(
             self.sequence,
@@ -272,6 +275,11 @@ class PerNodeNarMachine(RuleBasedStateMachine):
             ReceivedMh(PAR, NAR, None, mhwire.encode_mh(hi, source=PAR, destination=NAR)), self.now
         )
         (sent,) = [e for e in effects if isinstance(e, core.SendMh)]
+        if self.answers.get(self.sequence, sent.mh) != sent.mh:
+            raise AssertionError("a repeated HI got another HAck")
+        if self.sequence in self.answers:
+            return  # a retransmission: the same octets as before, whatever the pool holds now
+        self.answers[self.sequence] = sent.mh
         hack = mhwire.decode_mh(sent.mh, source=NAR, destination=PAR)
         assert isinstance(hack, mhwire.HAck)
         if hack.code == HAckCode.INSUFFICIENT_RESOURCES:
@@ -318,3 +326,27 @@ class PerNodeNarMachine(RuleBasedStateMachine):
 
 TestPerNodeNar = PerNodeNarMachine.TestCase
 TestPerNodeNar.settings = settings(max_examples=50, stateful_step_count=30, deadline=None)
+
+
+def test_restored_prefixes_are_bound_again_or_dropped() -> None:
+    before = _pair(hold=5.0)
+    before.fbu(predictive_fbu(), 0.0)  # MN_LLA: assigned, not attached
+    rs = icmpv6.encode_nd_message(
+        icmpv6.RouterSolicitation((icmpv6.SourceLinkLayerAddress(bytes.fromhex("020000000002")),)),
+        source=IPv6Address("fe80::2"),
+        destination=IPv6Address("ff02::2"),
+    )
+    before.nar.receive_icmpv6(IPv6Address("fe80::2"), IPv6Address("ff02::2"), rs, 1.0, interface="pnp2")
+    rs3 = rs.replace(bytes.fromhex("020000000002"), bytes.fromhex("020000000003"))
+    before.nar.receive_icmpv6(IPv6Address("fe80::3"), IPv6Address("ff02::2"), rs3, 1.0, interface="pnp3")
+    assert before.nar.prefix_pool is not None
+    saved = before.nar.prefix_pool.allocations()
+    after = _pair(hold=5.0)
+    events = after.nar.restore_prefixes(saved, {"pnp2", "br0"}, 3.0)  # pnp3 went while the agent was away
+    assert sorted((e.kind, e.allocation.lla[-1] if e.allocation else 0) for e in events) == [
+        ("assigned", 1),
+        ("bound", 2),
+    ]
+    assert after.nar.prefix_pool is not None and len(after.nar.prefix_pool) == 2
+    late = _pair(hold=5.0)
+    assert [e.allocation.lla[-1] for e in late.nar.restore_prefixes(saved, set(), 10.0) if e.allocation] == []

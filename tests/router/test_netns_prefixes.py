@@ -89,6 +89,7 @@ pool = "{POOL}"
 interfaces = ["pnp*"]
 hold = 60
 radvd_directory = "{workdir / "radvd"}"
+state_file = "{workdir / "prefixes.json"}"
 
 [[neighbours]]
 ap = "{NAR_AP}"
@@ -273,6 +274,18 @@ def net(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> 
         topo.down()
 
 
+def _radvd_running(directory: Path, timeout: float = 10.0) -> bool:
+    """Whether a radvd runs on ``directory``/radvd.conf (its pid file names it, its command line the file)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError, ValueError):
+            pid = int((directory / "radvd.pid").read_text().strip())
+            if str(directory / "radvd.conf").encode() in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0"):
+                return True
+        time.sleep(0.05)
+    return False
+
+
 def _in_pool(address: IPv6Address) -> IPv6Network:
     assert address in POOL, f"{address} is not from the pool {POOL}"
     return IPv6Network(f"{address}/64", strict=False)
@@ -335,8 +348,28 @@ def test_predicted_ncoa_is_the_address_slaac_forms_from_radvd(net: PnpNet) -> No
         receiver.close()
     assert net.metric("aaa_fmip_router_prefixes_allocated") == 1
 
+    # the NAR agent restarts: the node keeps its prefix (from the state file), radvd advertises it again, and
+    # the next node gets another one
+    net.nar.stop()
+    assert "pnp1" in (net.workdir / "prefixes.json").read_text()
+    net.nar.start()
+    net.wait_metric("aaa_fmip_router_prefixes_allocated", 1)
+    assert _radvd_running(net.workdir / "radvd"), net.nar.logs()[-3000:]  # started again for the restored link
+    assert f"prefix {prefix} {{" in (net.workdir / "radvd" / "radvd.conf").read_text()
+    other = net.new_node(3)
+    net.node.drain()
+    net.node.send_fbu(net.fbu(other))
+    other_fback = net.fbacks([other])[other.index]
+    other_ncoa = next(o.address for o in other_fback.options if isinstance(o, mhwire.AlternateCareOfAddress))
+    assert _in_pool(other_ncoa) != prefix
+
     # the binding ends with the link: the prefix goes back, the route and the radvd stanza go
     net.detach(node)
+    net.wait_metric("aaa_fmip_router_prefixes_allocated", 1)  # node 3's, held until it attaches or hold ends
+    assert net.metric("aaa_fmip_router_prefixes_free") == 255
+    net.attach(other)
+    assert net.slaac([other]).get(other.index) == other_ncoa
+    net.detach(other)
     net.wait_metric("aaa_fmip_router_prefixes_allocated", 0)
     assert net.metric("aaa_fmip_router_prefixes_free") == 256
     assert "pnp1" not in (net.workdir / "radvd" / "radvd.conf").read_text()
@@ -355,6 +388,7 @@ def _recv_naack(sock: socket.socket, timeout: float = 5.0) -> bytes | None:
 
 def test_reactive_una_gets_ra_with_naack_status_2(net: PnpNet) -> None:
     node = net.new_node(2)
+    baseline = net.metric("aaa_fmip_router_prefixes_allocated")  # e.g. a node announced but not attached yet
     net.attach(node)
     capture = Capture(net.topo, net.topo.nar, f"pnp{node.index}", net.workdir / "pnp-una.pcap")
     with in_netns(net.topo.mn):
@@ -394,12 +428,13 @@ def test_reactive_una_gets_ra_with_naack_status_2(net: PnpNet) -> None:
     # and the node's kernel forms exactly that address on its link
     assert net.slaac([node]).get(node.index) == supplied
     net.detach(node)
-    net.wait_metric("aaa_fmip_router_prefixes_allocated", 0)
+    net.wait_metric("aaa_fmip_router_prefixes_allocated", baseline)
 
 
 @pytest.mark.slow
 def test_fifty_nodes_at_once_get_fifty_prefixes_and_all_come_back(net: PnpNet) -> None:
     nodes = [net.new_node(100 + i) for i in range(50)]
+    baseline = net.metric("aaa_fmip_router_prefixes_allocated")  # held by earlier tests' nodes, if any
     packets = [net.fbu(node) for node in nodes]
     net.node.drain()
     started = time.monotonic()
@@ -414,7 +449,7 @@ def test_fifty_nodes_at_once_get_fifty_prefixes_and_all_come_back(net: PnpNet) -
         predicted[index] = next(o.address for o in fback.options if isinstance(o, mhwire.AlternateCareOfAddress))
     prefixes = {_in_pool(a) for a in predicted.values()}
     assert len(prefixes) == 50
-    assert net.metric("aaa_fmip_router_prefixes_allocated") == 50
+    assert net.metric("aaa_fmip_router_prefixes_allocated") == baseline + 50
     try:
         for node in nodes:
             net.attach(node)
@@ -427,5 +462,5 @@ def test_fifty_nodes_at_once_get_fifty_prefixes_and_all_come_back(net: PnpNet) -
         for node in nodes:
             with contextlib.suppress(RuntimeError):
                 net.detach(node)
-    net.wait_metric("aaa_fmip_router_prefixes_allocated", 0, timeout=20.0)
-    assert net.metric("aaa_fmip_router_prefixes_free") == POOL.num_addresses >> 64
+    net.wait_metric("aaa_fmip_router_prefixes_allocated", baseline, timeout=20.0)
+    assert net.metric("aaa_fmip_router_prefixes_free") == (POOL.num_addresses >> 64) - baseline

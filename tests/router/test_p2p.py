@@ -156,3 +156,25 @@ def test_radvd_started_reloaded_and_stopped(tmp_path: Path) -> None:
     missing = Radvd(RadvdSettings(tmp_path / "none", binary=str(tmp_path / "no-radvd")))
     with pytest.raises(P2PError, match="cannot run"):
         asyncio.run(missing.apply(render_radvd_conf([("pnp0", IPv6Network("2001:db8:2:100::/64"))], missing.settings)))
+
+
+def test_state_file_round_trip_and_damage(tmp_path: Path) -> None:
+    from aaa_fmip.router.p2p import load_state, save_state
+    from aaa_fmip.router.prefixes import PrefixPool, PrefixPoolConfig
+
+    pool = PrefixPool(PrefixPoolConfig(IPv6Network("2001:db8:2::/48"), IPv6Network("2001:db8:2:100::/56")))
+    pool.allocate(bytes.fromhex("020000000001"), 0.0, 60)
+    pool.allocate(bytes.fromhex("020000000002"), 0.0, 60)
+    pool.bind(bytes.fromhex("020000000002"), "pnp2", 1.0, 600)
+    path = tmp_path / "state" / "prefixes.json"
+    assert load_state(path) == []  # none yet
+    save_state(path, pool.allocations())
+    loaded = load_state(path)
+    assert [(a.lla, a.prefix, a.interface, a.expires_at) for a in loaded] == [
+        (a.lla, a.prefix, a.interface, a.expires_at) for a in pool.allocations()
+    ]
+    restored = PrefixPool(pool.config)
+    assert restored.restore(load_state(path)) == pool.allocations()  # NCoA' recomputed to the same
+    for damage in ("{", '{"version": 9, "allocations": []}', '{"version": 1, "allocations": [{"lla": "zz"}]}'):
+        path.write_text(damage)
+        assert load_state(path) == []

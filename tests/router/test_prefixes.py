@@ -3,6 +3,7 @@ exhaustion; the NCoA' it predicts is the modified EUI-64 address SLAAC forms (RF
 
 from __future__ import annotations
 
+from dataclasses import replace
 from ipaddress import IPv6Address, IPv6Network
 
 import pytest
@@ -191,3 +192,27 @@ def test_distinct_nodes_get_distinct_prefixes_and_all_come_back(nodes: list[int]
     for n in nodes:
         pool.release(mac(n))
     assert len(pool) == 0 and pool.free == pool.size
+
+
+def test_restore_after_a_restart_keeps_every_held_prefix_from_other_nodes() -> None:
+    config = PrefixPoolConfig(AGGREGATE, IPv6Network("2001:db8:2:100::/61"))  # eight /64s
+    before = PrefixPool(config)
+    for n in range(6):
+        before.allocate(mac(n), 0.0, 100)
+    before.release(mac(1))
+    before.release(mac(3))
+    before.bind(mac(4), "pnp4", 0.0, 100)
+    saved = before.allocations()
+    foreign = replace(saved[0], lla=mac(50), prefix=IPv6Network("2001:db8:9::/64"))  # another pool now
+    twice = replace(saved[0], lla=mac(51))  # a prefix listed twice: the first holder keeps it
+    after = PrefixPool(config)
+    restored = after.restore([*saved, foreign, twice])
+    assert {a.lla for a in restored} == {mac(0), mac(2), mac(4), mac(5)}
+    assert after.by_interface("pnp4") == after.get(mac(4)) and after.get(mac(4)).ncoa == before.get(mac(4)).ncoa  # type: ignore[union-attr]
+    held = {a.prefix for a in restored}
+    fresh = [after.allocate(mac(60 + n), 1.0, 100).prefix for n in range(4)]
+    assert not held & set(fresh) and len(set(fresh)) == 4  # the two released and the two never used
+    with pytest.raises(PoolExhausted):
+        after.allocate(mac(70), 1.0, 100)
+    with pytest.raises(ValueError, match="empty"):
+        after.restore(saved)
