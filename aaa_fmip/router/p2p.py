@@ -474,6 +474,6 @@ def load_state(path: Path) -> list[Allocation]:
     except FileNotFoundError:
         return []
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-        log.warning("per-node prefix state unreadable: starting empty", extra={"event": "prefix.state-unreadable",
-                                                                               "error": type(exc).__name__})  # fmt: skip
+        fields = {"event": "prefix.state-unreadable", "error": type(exc).__name__}
+        log.warning("per-node prefix state unreadable: starting empty", extra=fields)
         return []

@@ -337,16 +337,21 @@ def test_restored_prefixes_are_bound_again_or_dropped() -> None:
         destination=IPv6Address("ff02::2"),
     )
     before.nar.receive_icmpv6(IPv6Address("fe80::2"), IPv6Address("ff02::2"), rs, 1.0, interface="pnp2")
-    rs3 = rs.replace(bytes.fromhex("020000000002"), bytes.fromhex("020000000003"))
+    rs3 = icmpv6.encode_nd_message(
+        icmpv6.RouterSolicitation((icmpv6.SourceLinkLayerAddress(bytes.fromhex("020000000003")),)),
+        source=IPv6Address("fe80::3"),
+        destination=IPv6Address("ff02::2"),
+    )
     before.nar.receive_icmpv6(IPv6Address("fe80::3"), IPv6Address("ff02::2"), rs3, 1.0, interface="pnp3")
     assert before.nar.prefix_pool is not None
     saved = before.nar.prefix_pool.allocations()
+    assert sorted(a.interface or "" for a in saved) == ["", "pnp2", "pnp3"]
     after = _pair(hold=5.0)
-    events = after.nar.restore_prefixes(saved, {"pnp2", "br0"}, 3.0)  # pnp3 went while the agent was away
+    events = _events(after, after.nar.restore_prefixes(saved, {"pnp2", "br0"}, 3.0))  # pnp3 went meanwhile
     assert sorted((e.kind, e.allocation.lla[-1] if e.allocation else 0) for e in events) == [
         ("assigned", 1),
         ("bound", 2),
     ]
     assert after.nar.prefix_pool is not None and len(after.nar.prefix_pool) == 2
     late = _pair(hold=5.0)
-    assert [e.allocation.lla[-1] for e in late.nar.restore_prefixes(saved, set(), 10.0) if e.allocation] == []
+    assert late.nar.restore_prefixes(saved, set(), 10.0) == []  # no link left, and the hold ran out
