@@ -870,7 +870,7 @@ class RouterCore:
         return effects
 
     def restore_prefixes(self, saved: list[Allocation], interfaces: set[str], now: float) -> list[Effect]:
-        """Per-node prefixes saved before a restart, into the (empty) pool: those whose link is still there are
+        """Per-node prefixes saved before a restart, back into the pool: those whose link is still there are
         bound again (their lifetime counted from now: the link is there), unbound ones keep their saved expiry,
         those whose link went meanwhile or whose hold ran out are dropped. None is given to another node."""
         if self.prefix_pool is None or self.params.per_node is None:

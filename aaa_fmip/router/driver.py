@@ -153,6 +153,8 @@ class RouterAgent:
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
+        if self.p2p is not None:
+            self.p2p.restore(self._apply)  # per-node prefixes held before a restart, before any HI or RS
         if self.sockets is None:
             self.sockets = RawSockets.open(per_node_links=self.p2p is not None)
         s = self.sockets

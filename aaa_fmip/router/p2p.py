@@ -339,6 +339,7 @@ class P2PLinks:
         self._dirty = asyncio.Event()
         self._routes: list[tuple[bool, IPv6Network, str]] = []  # (add?, prefix, link), in order
         self._applied: str | None = None  # the radvd.conf radvd runs with
+        self._restored = False
         self._gauges()
 
     def _gauges(self) -> None:
@@ -404,14 +405,21 @@ class P2PLinks:
             self.metrics.radvd_reloads.labels("error").inc()
             log.error("radvd not updated", extra={"event": "radvd.failed", "error": str(exc)})
 
+    def restore(self, apply: Callable[[list[Effect]], None]) -> None:
+        """Once, at start: the allocations of the state file back into the pool (before any HI or RS is read,
+        so that no node is given a prefix another one still holds)."""
+        if self._restored or self.state_path is None:
+            return
+        self._restored = True
+        saved = load_state(self.state_path)
+        if saved:
+            apply(self.core.restore_prefixes(saved, present_links(), self.clock()))
+            log.info("per-node prefixes restored", extra={"event": "prefix.restored", "saved": len(saved)})
+
     async def run(self, apply: Callable[[list[Effect]], None]) -> None:
         """Until cancelled: radvd follows the bound links (changes coalesced), the links are checked."""
         loop = asyncio.get_running_loop()
-        if self.state_path is not None:
-            saved = load_state(self.state_path)
-            if saved:
-                apply(self.core.restore_prefixes(saved, present_links(), self.clock()))
-                log.info("per-node prefixes restored", extra={"event": "prefix.restored", "saved": len(saved)})
+        self.restore(apply)  # normally done already, before the sockets are read (RouterAgent.run)
         next_check = loop.time()
         while True:
             with contextlib.suppress(TimeoutError):

@@ -230,12 +230,10 @@ class PrefixPool:
 
     def restore(self, saved: Iterable[Allocation]) -> list[Allocation]:
         """Take back the allocations saved before a restart (same node, same prefix, same link), so that no other
-        node is given their prefixes; only into an empty pool (at start). Left out: those that do not fit this
-        pool (another pool or length now), a node or prefix or link that is already taken, an LLA without an
-        EUI-64 form. The restored ones, NCoA' recomputed."""
-        if self._by_lla:
-            raise ValueError("restore into an empty pool only")
-        used: set[int] = set()
+        node is given their prefixes (at start, before anything else is allocated). Left out: those that do
+        not fit this pool (another pool or length now), a node or prefix or link that is already taken, an LLA
+        without an EUI-64 form. The restored ones, NCoA' recomputed."""
+        used: set[int] = {index for index, _allocation in self._by_lla.values()}
         restored: list[Allocation] = []
         for allocation in saved:
             prefix = allocation.prefix
@@ -255,7 +253,7 @@ class PrefixPool:
                 self._by_interface[allocation.interface] = allocation.lla
             heapq.heappush(self._expiry, (allocation.expires_at, allocation.lla))
             restored.append(allocation)
-        self._fresh = max(used) + 1 if used else 0
+        self._fresh = max(self._fresh, max(used) + 1 if used else 0)
         self._free = [i for i in range(self._fresh) if i not in used]  # sorted: already a heap
         return restored
 

@@ -214,5 +214,4 @@ def test_restore_after_a_restart_keeps_every_held_prefix_from_other_nodes() -> N
     assert not held & set(fresh) and len(set(fresh)) == 4  # the two released and the two never used
     with pytest.raises(PoolExhausted):
         after.allocate(mac(70), 1.0, 100)
-    with pytest.raises(ValueError, match="empty"):
-        after.restore(saved)
+    assert after.restore(saved) == []  # all taken already: nothing twice
