@@ -234,12 +234,14 @@ class Radvd:
                 code, self.proc = self.proc.returncode, None
                 raise P2PError(f"radvd exited {code} at start; see {s.log_path}")
             with contextlib.suppress(OSError, ValueError):
-                if int(s.pid_path.read_text().strip()) == self.proc.pid:
+                # ready once it has written its pid file and catches SIGHUP: a reload signalled before that
+                # would end it (SIGHUP's default action)
+                if int(s.pid_path.read_text().strip()) == self.proc.pid and _catches_sighup(self.proc.pid):
                     log.info("radvd started", extra={"event": "radvd.started", "pid": self.proc.pid})
                     return
             await asyncio.sleep(0.02)
         await self.stop()  # not half-started: the next change starts it afresh
-        raise P2PError(f"radvd wrote no pid file within {_START_WAIT} s; see {s.log_path}")
+        raise P2PError(f"radvd was not ready within {_START_WAIT} s; see {s.log_path}")
 
     async def stop(self) -> None:
         proc, self.proc = self.proc, None
@@ -290,6 +292,14 @@ class Routes:
         if self._ipr is not None:
             self._ipr.close()
             self._ipr = None
+
+
+def _catches_sighup(pid: int) -> bool:
+    """Whether ``pid`` has a SIGHUP handler (the SigCgt mask of /proc/PID/status, bit 0 for signal 1)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("SigCgt:"):
+            return bool(int(line.split()[1], 16) & 1 << (signal.SIGHUP - 1))
+    return False
 
 
 def _alive(pid: int) -> bool:
