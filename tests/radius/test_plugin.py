@@ -112,7 +112,23 @@ def test_post_auth_stores_the_session_and_pushes_the_routers_key(runtime: Runtim
     token = bytes.fromhex(values["Class"][2:]).decode().split(":", 1)[1]
     assert f"radius-class:{token}" in record.external_ids
     assert plugin.counts == {"sessions_stored": 1, "keys_pushed": 1}
-    assert emsk.hex() not in log.text() and hk.hk.hex() not in log.text()
+    text = log.text()
+    assert "session stored: HMK-Name " + master.hmk_name.hex() in text  # debug lines are captured too
+    assert emsk.hex() not in text and hk.hk.hex() not in text and master.hmk.reveal().hex() not in text
+    plugin.close()
+
+
+def test_an_unusable_emsk_is_counted_and_logged_without_a_value(runtime: Runtime, log: Log) -> None:
+    plugin = _plugin(runtime.service, routers=runtime.callers.routers)
+    short = secrets.token_bytes(40)  # RFC 5247 §2.1: an EMSK has at least 64 octets
+    sid = b"\x0d" + secrets.token_bytes(64)
+    for _ in range(3):
+        assert plugin.post_auth(_request(emsk=short, sid=sid, source="127.0.0.1")) == ()
+    assert plugin.flush(5)
+    assert plugin.counts == {"ingest_error": 3}
+    errors = [m for level, m in log.lines if level == "error"]
+    assert errors == ["aaa_fmip: ingest failed: InvalidRequest: EMSK must be 64..256 octets, got 40"], log.text()
+    assert short.hex() not in log.text() and sid.hex() not in log.text()
     plugin.close()
 
 
