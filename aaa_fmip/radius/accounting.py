@@ -20,7 +20,9 @@ from addresses outside ``radius.accounting.clients`` and requests whose Request 
 or Message-Authenticator (RFC 3579 §3.2) does not verify with the shared secret are dropped and logged,
 without an answer. An Accounting-Response is sent only once the request has been acted on (RFC 2866 §4.1:
 "MUST NOT transmit any Accounting-Response reply if it is unable to successfully record"); a Stop that could
-not be processed (store down) is left unanswered so that the NAS retransmits it.
+not be processed (store down) is left unanswered so that the NAS retransmits it. What it did is counted in the
+runtime's Prometheus metrics (``aaa_fmip_radius_events_total{interface="radius-accounting"}``, with the
+FreeRADIUS module's names where the event is the same: ``accounting_stop``, ``sessions_revoked``, ...).
 """
 
 from __future__ import annotations
