@@ -174,6 +174,7 @@ class Metrics:
             namespace=NAMESPACE,
             registry=self.registry,
         )
+        self._radius_children: dict[tuple[str, str], Counter] = {}
         info = InfoMetricFamily(f"{NAMESPACE}_build", "Version of the running aaa-fmip.")
         info.add_metric([], {"version": __version__})
         self.registry.register(_Static([info]))
@@ -208,7 +209,10 @@ class Metrics:
 
     def count_radius(self, interface: str, event: str, amount: int = 1) -> None:
         """One more ``event`` (a name from a bounded set, never a value) of a RADIUS ``interface``."""
-        self.radius_events.labels(interface, event).inc(amount)
+        child = self._radius_children.get((interface, event))
+        if child is None:  # the FreeRADIUS module counts in every request: look each label pair up once
+            child = self._radius_children[interface, event] = self.radius_events.labels(interface, event)
+        child.inc(amount)
 
     def radius_counts(self, interface: str) -> dict[str, int]:
         """The RADIUS events of ``interface`` counted so far, by name (those never seen are absent)."""
