@@ -42,6 +42,53 @@ class Caller:
 
 
 @dataclass(frozen=True)
+class EapKeys:
+    """Home domain: the EMSK an EAP method exported (RFC 5247 §2.1) and that method's EAP Session-Id (§1.4)."""
+
+    emsk: SecretBytes = field(repr=False)
+    eap_session_id: bytes
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.emsk, SecretBytes) or not isinstance(self.eap_session_id, bytes):
+            raise TypeError("EapKeys takes the EMSK as SecretBytes and the EAP Session-Id as bytes")
+
+
+@dataclass(frozen=True)
+class VisitedKeys:
+    """Visited domain: the DSRK delivered to this domain (RFC 5295 §4) and the EMSKName it belongs to (§3.2)."""
+
+    dsrk: SecretBytes = field(repr=False)
+    emsk_name: bytes
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.dsrk, SecretBytes) or not isinstance(self.emsk_name, bytes):
+            raise TypeError("VisitedKeys takes the DSRK as SecretBytes and the EMSKName as bytes")
+
+
+SessionKeys = EapKeys | VisitedKeys
+
+
+@dataclass(frozen=True)
+class SessionRequest:
+    """One session to ingest, from whichever adapter authenticated it (``POST /v1/sessions``, the RADIUS
+    module's post-auth, the Diameter EAP agent): the root key it is derived from and what identifies it.
+
+    ``keys`` is either the home domain's EMSK and EAP Session-Id or a visited domain's DSRK and EMSKName, never
+    a mix of the two nor half of one. The root key is used once, to derive the HMK (architecture.md §2), and
+    never stored; ``repr`` never shows it.
+    """
+
+    user_name: str
+    keys: SessionKeys
+    calling_station_id: str | None = None  # the MN's MAC as the NAS sent it (normalised when stored)
+    nas_identifier: str | None = None  # the NAS the session came through (Accounting-On/Off revokes by it)
+    lifetime: int | None = None  # seconds (Session-Timeout, Key-Lifetime), capped by keys.max_lifetime
+    external_ids: tuple[str, ...] = ()  # names the adapter revokes by later (a RADIUS Class, a Diameter session)
+    # (an access router, one of its addresses): also derive that router's HK, for the AAA server to push
+    push_to: tuple[Caller, ipaddress.IPv6Address] | None = None
+
+
+@dataclass(frozen=True)
 class SessionInfo:
     """What ingest returns: public identifiers of the stored session."""
 
