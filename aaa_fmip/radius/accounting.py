@@ -297,7 +297,8 @@ class AccountingListener(asyncio.DatagramProtocol):
 
 class ListenerThread:
     """An :class:`AccountingListener` on its own event loop in a daemon thread, for processes that are not
-    asyncio-based (``aaa-fmip serve`` starts one when ``[radius.accounting]`` is configured)."""
+    asyncio-based, such as a program embedding the listener beside blocking code (``aaa-fmip radius-accounting``
+    runs the listener on its own event loop instead; ``aaa-fmip serve`` does not start one)."""
 
     def __init__(self, listener: AccountingListener, host: str, port: int) -> None:
         self.listener = listener
