@@ -137,3 +137,20 @@ class FbuRejected:
 
 
 FbuVerdict = FbuAccepted | FbuRejected
+
+
+@dataclass(frozen=True)
+class NasIdentity:
+    """Who sent the request: the NAS's own claims and, when the site policy recorded it, the source address."""
+
+    nas_identifier: str | None = None
+    nas_ip_address: ipaddress.IPv4Address | None = None
+    nas_ipv6_address: ipaddress.IPv6Address | None = None
+    source_address: ipaddress.IPv4Address | ipaddress.IPv6Address | None = None
+
+    def label(self) -> str | None:
+        """What ingest records as the NAS: NAS-Identifier, else the NAS address."""
+        if self.nas_identifier:
+            return self.nas_identifier
+        address = self.nas_ipv6_address or self.nas_ip_address or self.source_address
+        return str(address) if address is not None else None

@@ -36,8 +36,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Protocol, cast
 
 from aaa_fmip.metrics import Metrics
-from aaa_fmip.model import Caller
-from aaa_fmip.radius.attributes import AccountingInput, NasIdentity
+from aaa_fmip.model import Caller, NasIdentity
+from aaa_fmip.radius.attributes import AccountingInput
 from aaa_fmip.service import nas_external_id
 
 EXTERNAL_ID_PREFIX: Final = "radius-class:"

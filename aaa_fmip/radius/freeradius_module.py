@@ -183,7 +183,7 @@ def _build() -> tuple[Runtime, FreeRadiusPlugin]:
         plugin = FreeRadiusPlugin(
             runtime.service,
             metrics=runtime.metrics,
-            routers=runtime.callers.routers,
+            callers=runtime.callers,
             push_keys=settings.radius.push_keys,
             store_timeout=settings.radius.store_timeout,
             write_behind=settings.radius.write_behind,

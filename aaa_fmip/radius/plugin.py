@@ -41,17 +41,16 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from typing import Final, Protocol
 
+from aaa_fmip.callers import CallerRegistry, RouterMatch, describe_nas
 from aaa_fmip.errors import DecodeError
 from aaa_fmip.logging import RATE_KEY
 from aaa_fmip.metrics import Metrics
-from aaa_fmip.model import AccessRouter, Caller, EapKeys, HandoverKeyGrant, SessionRequest
+from aaa_fmip.model import Caller, EapKeys, HandoverKeyGrant, NasIdentity, SessionRequest
 from aaa_fmip.radius.accounting import EXTERNAL_ID_PREFIX, ServicePort, accounting_kind, revoke_for_accounting
 from aaa_fmip.radius.attributes import (
-    NasIdentity,
     PostAuthInput,
     class_value,
     parse_accounting,
@@ -83,79 +82,6 @@ class PluginService(ServicePort, Protocol):
 # ------------------------------------------------------------------------------------------ router matching
 
 
-@dataclass(frozen=True)
-class RouterMatch:
-    router: AccessRouter | None
-    reason: str  # why none matched, for the operator's log (identifiers and addresses only)
-    misconfigured: bool = False  # a router seems meant for this NAS but is not matched (or several are)
-
-
-def _shown(text: str) -> str:
-    """A NAS's own string, quoted and cut short for a log line (it is the NAS's claim, not ours)."""
-    return repr(text[:64])
-
-
-def describe_nas(nas: NasIdentity) -> str:
-    """The NAS as a request showed it: its source address (when the site policy recorded it), the addresses it
-    claims, its NAS-Identifier."""
-    parts = [
-        f"source address {nas.source_address}"
-        if nas.source_address is not None
-        else "source address not recorded (aaa_fmip_nas_source policy not run)"
-    ]
-    if nas.nas_ip_address is not None:
-        parts.append(f"NAS-IP-Address {nas.nas_ip_address}")
-    if nas.nas_ipv6_address is not None:
-        parts.append(f"NAS-IPv6-Address {nas.nas_ipv6_address}")
-    parts.append(f"NAS-Identifier {_shown(nas.nas_identifier)}" if nas.nas_identifier else "no NAS-Identifier")
-    return ", ".join(parts)
-
-
-def match_router(routers: Iterable[AccessRouter], nas: NasIdentity) -> RouterMatch:
-    """The registered access router that sent this request, if exactly one fits.
-
-    A router with ``nas_address`` is matched by address: the packet's source address when the site policy
-    recorded it (authenticated by the RADIUS shared secret of that client), else NAS-IP(v6)-Address. A router
-    with only ``nas_identifier`` is matched by NAS-Identifier, which is the NAS's own claim (docs/freeradius.md).
-    When none or several match, ``reason`` says why, in the terms of the configuration.
-    """
-    routers = tuple(routers)
-    claimed = {a for a in (nas.nas_ip_address, nas.nas_ipv6_address) if a is not None}
-    by_address = {nas.source_address} if nas.source_address is not None else claimed
-    found: list[AccessRouter] = []
-    for router in routers:
-        if router.nas_address is not None:
-            if router.nas_address in by_address:
-                found.append(router)
-        elif router.nas_identifier is not None and router.nas_identifier == nas.nas_identifier:
-            found.append(router)
-    if len(found) == 1:
-        return RouterMatch(found[0], "")
-    if found:
-        names = ", ".join(r.name for r in found)
-        return RouterMatch(None, f"it matches {len(found)} access routers ({names}); give each its own", True)
-    if not routers:
-        return RouterMatch(None, "no [[access_routers]] are configured")
-    what = "source address" if nas.source_address is not None else "NAS-IP-Address / NAS-IPv6-Address"
-    shown = ", ".join(sorted(str(a) for a in by_address)) or "none"
-    reason = (
-        f"no access router has nas_address = {shown} or (without nas_address) a nas_identifier equal to its "
-        f"NAS-Identifier; a router with nas_address is matched by the packet's {what} only, never by NAS-Identifier"
-    )
-    # The usual slip: the router names this NAS-Identifier but is matched by an address this NAS does not use.
-    meant = [
-        r
-        for r in routers
-        if r.nas_address is not None and nas.nas_identifier and r.nas_identifier == nas.nas_identifier
-    ]
-    for router in meant:
-        reason += (
-            f"; router {router.name} has nas_identifier {_shown(router.nas_identifier or '')} but "
-            f"nas_address = {router.nas_address}, so only requests from {router.nas_address} match it"
-        )
-    return RouterMatch(None, reason, bool(meant))
-
-
 # -------------------------------------------------------------------------------------------------- plugin
 
 
@@ -167,7 +93,7 @@ class FreeRadiusPlugin:
         service: PluginService,
         *,
         metrics: Metrics,
-        routers: Iterable[AccessRouter] = (),
+        callers: CallerRegistry,
         push_keys: bool = True,
         store_timeout: float = 0.3,
         workers: int = 8,
@@ -176,7 +102,8 @@ class FreeRadiusPlugin:
         write_behind_nice: int = 0,
     ) -> None:
         self.service = service
-        self.routers = tuple(routers)
+        self.callers = callers
+        self.routers = callers.routers
         self.push_keys = push_keys
         self.store_timeout = store_timeout
         self.write_behind = write_behind
@@ -254,7 +181,7 @@ class FreeRadiusPlugin:
             if match is None:
                 if len(self._matches) >= _MATCH_CACHE_SIZE:
                     self._matches.clear()
-                match = self._matches[request.nas] = match_router(self.routers, request.nas)
+                match = self._matches[request.nas] = self.callers.match_nas(request.nas)
             if match.router is None:
                 if request.nas not in self._explained:
                     self._explain_no_push(request.nas, match)

@@ -18,12 +18,12 @@ import pytest
 
 from aaa_fmip import mn
 from aaa_fmip.bootstrap import Runtime
+from aaa_fmip.callers import CallerRegistry, describe_nas, match_router
 from aaa_fmip.errors import StoreUnavailable
 from aaa_fmip.logging import RATE_KEY
 from aaa_fmip.metrics import Metrics
-from aaa_fmip.model import AccessRouter, Caller
-from aaa_fmip.radius.attributes import NasIdentity
-from aaa_fmip.radius.plugin import FreeRadiusPlugin, PluginService, describe_nas, match_router
+from aaa_fmip.model import AccessRouter, Caller, NasIdentity
+from aaa_fmip.radius.plugin import FreeRadiusPlugin, PluginService
 from aaa_fmip.radius.pool import BehindWriters
 from aaa_fmip.radius.radlog import RadlogHandler, RadlogLevels, install, uninstall
 from aaa_fmip.service import HandoverKeyService, PreparedSession
@@ -59,6 +59,7 @@ def log() -> Iterator[Log]:
 
 
 def _plugin(service: PluginService, **kwargs: Any) -> FreeRadiusPlugin:
+    kwargs.setdefault("callers", CallerRegistry((), ()))
     return FreeRadiusPlugin(service, metrics=Metrics(), **kwargs)
 
 
@@ -94,7 +95,7 @@ def _keys() -> tuple[bytes, bytes]:
 
 
 def test_post_auth_stores_the_session_and_pushes_the_routers_key(runtime: Runtime, log: Log) -> None:
-    plugin = _plugin(runtime.service, routers=runtime.callers.routers)
+    plugin = _plugin(runtime.service, callers=runtime.callers)
     emsk, sid = _keys()
     pairs = plugin.post_auth(_request(emsk=emsk, sid=sid, source="127.0.0.1"))
     assert plugin.flush(5)  # the session is written behind the reply
@@ -119,7 +120,7 @@ def test_post_auth_stores_the_session_and_pushes_the_routers_key(runtime: Runtim
 
 
 def test_an_unusable_emsk_is_counted_and_logged_without_a_value(runtime: Runtime, log: Log) -> None:
-    plugin = _plugin(runtime.service, routers=runtime.callers.routers)
+    plugin = _plugin(runtime.service, callers=runtime.callers)
     short = secrets.token_bytes(40)  # RFC 5247 §2.1: an EMSK has at least 64 octets
     sid = b"\x0d" + secrets.token_bytes(64)
     for _ in range(3):
@@ -140,7 +141,7 @@ def test_an_unusable_emsk_is_counted_and_logged_without_a_value(runtime: Runtime
     ],
 )
 def test_no_push_for_a_nas_that_is_not_the_router(runtime: Runtime, nas: dict[str, str]) -> None:
-    plugin = _plugin(runtime.service, routers=runtime.callers.routers)
+    plugin = _plugin(runtime.service, callers=runtime.callers)
     emsk, sid = _keys()
     pairs = plugin.post_auth(_request(emsk=emsk, sid=sid, **nas))
     assert [n for n, _, _ in pairs] == ["Class"]
@@ -148,7 +149,7 @@ def test_no_push_for_a_nas_that_is_not_the_router(runtime: Runtime, nas: dict[st
 
 
 def test_why_no_key_was_pushed_is_logged_once_per_nas(runtime: Runtime, log: Log) -> None:
-    plugin = _plugin(runtime.service, routers=runtime.callers.routers)
+    plugin = _plugin(runtime.service, callers=runtime.callers)
     # ar1 has nas_address 127.0.0.1 and NAS-Identifier ar1.fmip.test; this NAS sends from elsewhere with that name.
     for _ in range(3):
         emsk, sid = _keys()
@@ -177,7 +178,7 @@ def test_why_no_key_was_pushed_is_logged_once_per_nas(runtime: Runtime, log: Log
 
 
 def test_push_disabled(runtime: Runtime) -> None:
-    plugin = _plugin(runtime.service, routers=runtime.callers.routers, push_keys=False)
+    plugin = _plugin(runtime.service, callers=runtime.callers, push_keys=False)
     emsk, sid = _keys()
     assert [n for n, _, _ in plugin.post_auth(_request(emsk=emsk, sid=sid))] == ["Class"]
     plugin.close()
@@ -454,7 +455,7 @@ def test_close_lets_pending_writes_finish_within_its_bound(log: Log) -> None:
 
 
 def test_close_flushes_the_writes_behind(runtime: Runtime) -> None:
-    plugin = _plugin(runtime.service, routers=runtime.callers.routers)
+    plugin = _plugin(runtime.service, callers=runtime.callers)
     names = []
     for _ in range(10):
         emsk, sid = _keys()
@@ -525,7 +526,7 @@ def test_no_emsk_is_audited(runtime: Runtime) -> None:
 
 
 def test_parallel_post_auth_and_accounting(runtime: Runtime) -> None:
-    plugin = _plugin(runtime.service, routers=runtime.callers.routers, store_timeout=5, workers=8)
+    plugin = _plugin(runtime.service, callers=runtime.callers, store_timeout=5, workers=8)
     results: dict[bytes, tuple[Any, ...]] = {}
     lock = threading.Lock()
 
