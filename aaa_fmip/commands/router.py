@@ -68,6 +68,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"neighbours: {len(settings.neighbours)}")
         print(f"keys: {settings.keys.mode}; service: {settings.service.url or '(none)'}")
         print(f"replay state: {r.replay_state}")
+        dp = settings.dataplane
+        limits = f"buffer {dp.buffer_packets} packets / {dp.buffer_seconds} s"
+        print(f"data plane: {f'on ({dp.mode}), {limits}' if dp.enable else 'off'}")
         return 0
     return asyncio.run(_serve(settings))
 
@@ -145,6 +148,18 @@ async def _serve(settings: Any) -> int:
         on_fetch=lambda kind, seconds, result: metrics.fetch_seconds.labels(kind, result).observe(seconds),
     )
     core = RouterCore(params, initial_hi_sequence=secrets.randbelow(0x10000))
+    dataplane = None
+    if settings.dataplane.enable:
+        from aaa_fmip.router.dataplane import DataPlane
+        from aaa_fmip.router.dataplane_driver import DataPlaneAgent, DataPlaneMetrics
+
+        dp = settings.dataplane
+        dataplane = DataPlaneAgent(
+            DataPlane(params.addresses[0], dp.limits()),
+            tun_name=dp.tun_name,
+            mode=dp.mode,
+            metrics=DataPlaneMetrics(metrics.registry),
+        )
     agent = RouterAgent(
         core,
         verifier,
@@ -152,6 +167,7 @@ async def _serve(settings: Any) -> int:
         prefetch=settings.keys.prefetch,
         service=service,
         report_verdicts=settings.keys.report_verdicts,
+        dataplane=dataplane,
     )
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -160,6 +176,9 @@ async def _serve(settings: Any) -> int:
         await agent.run()
     except PermissionError:
         print("aaa-fmip: the router agent needs CAP_NET_RAW (raw sockets): run it as root or grant it", file=sys.stderr)
+        return 1
+    except FileNotFoundError as exc:  # /dev/net/tun
+        print(f"aaa-fmip: the data plane needs a TUN device: {exc}", file=sys.stderr)
         return 1
     finally:
         journal.close()

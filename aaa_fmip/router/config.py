@@ -32,6 +32,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from aaa_fmip.errors import ConfigError
 from aaa_fmip.router.core import HI_INITIAL_TIMEOUT, HI_RETRIES, RouterParameters
+from aaa_fmip.router.dataplane import DataPlaneLimits
 from aaa_fmip.router.neighbours import Neighbour, NeighbourTable, normalise_ap_id
 
 __all__ = ["ENV_PREFIX", "RouterSettings", "load_settings"]
@@ -109,6 +110,30 @@ class LogSection(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
 
+class DataPlaneSection(_Section):
+    """The handover data plane (docs/router.md "Data plane"): forwarding at the PAR, buffering at the NAR."""
+
+    enable: bool = False  # needs CAP_NET_ADMIN and /dev/net/tun (userspace) or ip6tnl (kernel)
+    mode: Literal["auto", "userspace", "kernel"] = "auto"  # auto: kernel ip6tnl where the kernel has it
+    tun_name: str = Field(default="fmip0", min_length=1, max_length=15)  # the PAR's capture device
+    buffer_packets: int = Field(default=1000, ge=0)  # per node, at the NAR
+    total_buffer_packets: int = Field(default=20_000, ge=0)  # all nodes together
+    buffer_seconds: float = Field(default=2.0, gt=0, le=60)  # longest a packet waits for its node
+    drain_burst: int = Field(default=5, ge=1)  # RFC 5568 §5.4: back to back when the node attaches
+    drain_factor: float = Field(default=2.0, ge=0)  # then this multiple of the arrival rate (0: all at once)
+    nar_lifetime: float = Field(default=30.0, gt=0)  # seconds a NAR binding lives after its HI / last packet
+
+    def limits(self) -> DataPlaneLimits:
+        return DataPlaneLimits(
+            buffer_packets=self.buffer_packets,
+            total_buffer_packets=self.total_buffer_packets,
+            buffer_seconds=self.buffer_seconds,
+            drain_burst=self.drain_burst,
+            drain_factor=self.drain_factor,
+            nar_lifetime=self.nar_lifetime,
+        )
+
+
 class NeighbourEntry(_Section):
     ap: str
     nar_address: IPv6Address
@@ -137,6 +162,7 @@ class RouterSettings(BaseSettings):
     diameter: DiameterSection = Field(default_factory=DiameterSection)
     metrics: MetricsSection = Field(default_factory=MetricsSection)
     log: LogSection = Field(default_factory=LogSection)
+    dataplane: DataPlaneSection = Field(default_factory=DataPlaneSection)
     neighbours: list[NeighbourEntry] = Field(default_factory=list)
 
     def parameters(self, *, link_local: IPv6Address | None = None, lla: bytes = b"") -> RouterParameters:

@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from ipaddress import IPv6Address
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from aaa_fmip.errors import DecodeError
 from aaa_fmip.radius.ar import PushedHandoverKey
@@ -37,7 +37,7 @@ from aaa_fmip.router.metrics import RouterMetrics
 from aaa_fmip.router.verify import FbuVerdict, ReceivedMh
 from aaa_fmip.wire import ipv6 as ipv6wire
 
-__all__ = ["RawSockets", "RouterAgent", "interface_addresses"]
+__all__ = ["DataPlaneHook", "RawSockets", "RouterAgent", "interface_addresses"]
 
 log = logging.getLogger("aaa_fmip.router")
 
@@ -78,6 +78,15 @@ def interface_addresses(name: str) -> tuple[IPv6Address | None, bytes]:
     with contextlib.suppress(OSError, ValueError), open(f"/sys/class/net/{name}/address", encoding="ascii") as f:
         mac = bytes.fromhex(f.read().strip().replace(":", ""))
     return link_local, mac
+
+
+class DataPlaneHook(Protocol):
+    """The handover data plane (aaa_fmip.router.dataplane_driver.DataPlaneAgent): told every core effect."""
+
+    def open(self) -> None: ...
+    def observe(self, effect: core.Effect) -> None: ...
+    async def run(self) -> None: ...
+    def close(self) -> None: ...
 
 
 @dataclass
@@ -125,6 +134,7 @@ class RouterAgent:
         feed_wait: float = 4.0,
         report_verdicts: bool = True,
         max_buffered_verdicts: int = 10_000,
+        dataplane: DataPlaneHook | None = None,
     ) -> None:
         self.core = router
         self.verifier = verifier
@@ -137,6 +147,7 @@ class RouterAgent:
         self.feed_wait = feed_wait
         self.report_verdicts = report_verdicts and service is not None and verifier.mode == "local"
         self.max_buffered_verdicts = max_buffered_verdicts
+        self.dataplane = dataplane
         self._verdicts: list[dict[str, Any]] = []
         self._wake = asyncio.Event()
         self._stopped = asyncio.Event()
@@ -149,6 +160,12 @@ class RouterAgent:
         if self.sockets is None:
             self.sockets = RawSockets.open()
         s = self.sockets
+        if self.dataplane is not None:
+            try:
+                self.dataplane.open()
+            except BaseException:
+                s.close()
+                raise
         loop.add_reader(s.mh.fileno(), self._readable, s.mh, False)
         loop.add_reader(s.dstopts.fileno(), self._readable, s.dstopts, True)
         loop.add_reader(s.icmp.fileno(), self._icmp_readable)
@@ -161,6 +178,8 @@ class RouterAgent:
             background.append(asyncio.create_task(self._follow_revocations()))
         if self.report_verdicts:
             background.append(asyncio.create_task(self._report_loop()))
+        if self.dataplane is not None:
+            background.append(asyncio.create_task(self.dataplane.run()))
         try:
             await self._stopped.wait()
         finally:
@@ -174,6 +193,8 @@ class RouterAgent:
             for task in list(self._tasks):
                 task.cancel()
             s.close()
+            if self.dataplane is not None:
+                self.dataplane.close()
             log.info("router agent stopped")
 
     def stop(self) -> None:
@@ -243,6 +264,8 @@ class RouterAgent:
 
     def _apply(self, effects: list[core.Effect]) -> None:
         for effect in effects:
+            if self.dataplane is not None:
+                self.dataplane.observe(effect)
             if isinstance(effect, core.SendMh):
                 self._send_mh(effect)
             elif isinstance(effect, core.SendIcmpv6):

@@ -1,0 +1,293 @@
+"""The sans-IO data plane (aaa_fmip.router.dataplane): forwarding, buffering, flushing and drops, time passed in."""
+
+from __future__ import annotations
+
+import contextlib
+from ipaddress import IPv6Address
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from aaa_fmip.errors import DecodeError
+from aaa_fmip.router.core import HandoverFinished, HiAccepted, Notice
+from aaa_fmip.router.dataplane import (
+    AddCapture,
+    DataPlane,
+    DataPlaneEffect,
+    DataPlaneLimits,
+    Deliver,
+    Dropped,
+    Encapsulate,
+    RemoveCapture,
+)
+from aaa_fmip.wire import na as nawire
+from aaa_fmip.wire.icmpv6 import TargetLinkLayerAddress
+
+PAR = IPv6Address("2001:db8:1::1")
+NAR = IPv6Address("2001:db8:2::1")
+PCOA = IPv6Address("2001:db8:1::1:0:0:7")
+NCOA = IPv6Address("2001:db8:2::1:0:0:7")
+MAC = bytes.fromhex("020000000001")
+CN = IPv6Address("2001:db8:cc::2")
+
+
+def packet(seq: int, destination: IPv6Address = PCOA) -> bytes:
+    payload = seq.to_bytes(4, "big")
+    return (
+        bytes((0x60, 0, 0, 0))
+        + len(payload).to_bytes(2, "big")
+        + bytes((17, 63))
+        + CN.packed
+        + destination.packed
+        + payload
+    )
+
+
+def finished(status: int | None = 0, lifetime: int = 40, pcoa: IPv6Address = PCOA) -> HandoverFinished:
+    return HandoverFinished("accepted", status, 7, 1, pcoa, NCOA, NAR, 1, 0.01, lifetime)
+
+
+def hi(buffer: bool = True, reactive: bool = False, mn_lla: bytes | None = MAC, par: IPv6Address = PAR) -> HiAccepted:
+    return HiAccepted(par, PCOA, NCOA, mn_lla, buffer, reactive)
+
+
+def without_notices(effects: list[DataPlaneEffect]) -> list[DataPlaneEffect]:
+    return [e for e in effects if not isinstance(e, Notice)]
+
+
+def delivered(effects: list[DataPlaneEffect]) -> list[int]:
+    return [int.from_bytes(e.packet[-4:], "big") for e in effects if isinstance(e, Deliver)]
+
+
+# --- PAR ---------------------------------------------------------------------------------------------------------
+
+
+def test_par_captures_after_an_accepted_fback_and_tunnels_to_the_nar() -> None:
+    plane = DataPlane(PAR)
+    assert without_notices(plane.captured(packet(1), 0.0)) == [Dropped("no-binding")]
+    assert without_notices(plane.handover_finished(finished(), 1.0)) == [AddCapture(PCOA)]
+    assert plane.captured(packet(2), 1.5) == [Encapsulate(PAR, NAR, packet(2))]
+    assert plane.captured(packet(3, destination=NCOA), 1.5) == [Dropped("no-binding")]
+    assert plane.captured(b"\x45" + bytes(39), 1.5) == [Dropped("malformed")]
+
+
+@pytest.mark.parametrize("status", [None, 128, 129, 130])
+def test_par_does_not_forward_for_a_rejected_fbu(status: int | None) -> None:
+    plane = DataPlane(PAR)
+    assert plane.handover_finished(finished(status=status), 1.0) == []
+    assert plane.par_bindings() == {}
+
+
+def test_par_binding_ends_with_its_lifetime_and_the_capture_goes() -> None:
+    plane = DataPlane(PAR)
+    plane.handover_finished(finished(lifetime=40), 0.0)
+    assert plane.next_deadline() == 40.0
+    assert without_notices(plane.handle_timer(39.9)) == []
+    assert without_notices(plane.handle_timer(40.0)) == [RemoveCapture(PCOA)]
+    assert plane.par_bindings() == {} and plane.next_deadline() is None
+    assert plane.captured(packet(1), 40.1) == [Dropped("no-binding")]
+
+
+def test_par_a_later_fbu_extends_and_lifetime_zero_ends() -> None:
+    plane = DataPlane(PAR)
+    plane.handover_finished(finished(lifetime=40), 0.0)
+    assert without_notices(plane.handover_finished(finished(lifetime=40), 30.0)) == []  # no second route
+    assert plane.next_deadline() == 70.0
+    assert without_notices(plane.handover_finished(finished(lifetime=0), 31.0)) == [RemoveCapture(PCOA)]  # §5.6
+    assert plane.par_bindings() == {}
+
+
+def test_close_removes_every_capture_and_drops_the_buffers() -> None:
+    plane = DataPlane(PAR)
+    plane.handover_finished(finished(), 0.0)
+    plane.hi_accepted(HiAccepted(NAR, IPv6Address("2001:db8:9::1"), NCOA, MAC, True, False), 0.0)
+    plane.tunnelled(NAR, packet(1, IPv6Address("2001:db8:9::1")), 0.1)
+    effects = without_notices(plane.close())
+    assert RemoveCapture(PCOA) in effects and Dropped("binding-ended", 1) in effects
+    assert plane.buffered == 0 and plane.next_deadline() is None
+
+
+# --- NAR ---------------------------------------------------------------------------------------------------------
+
+
+def test_nar_without_buffering_delivers_at_once() -> None:
+    plane = DataPlane(NAR)
+    plane.hi_accepted(hi(buffer=False), 0.0)
+    assert plane.tunnelled(PAR, packet(1), 0.1) == [Deliver(MAC, NCOA, None, packet(1))]
+
+
+def test_nar_takes_tunnelled_packets_only_from_the_par_of_the_hi_and_only_for_its_pcoa() -> None:
+    plane = DataPlane(NAR)
+    assert plane.tunnelled(PAR, packet(1), 0.0) == [Dropped("no-binding")]
+    plane.hi_accepted(hi(buffer=False), 0.0)
+    assert plane.tunnelled(IPv6Address("2001:db8:66::1"), packet(1), 0.1) == [Dropped("not-neighbour")]
+    assert plane.tunnelled(PAR, packet(1, IPv6Address("2001:db8:1::99")), 0.1) == [Dropped("no-binding")]
+    assert plane.tunnelled(PAR, b"\x60" + bytes(10), 0.1) == [Dropped("malformed")]
+
+
+def test_nar_buffers_until_the_una_then_flushes_in_order() -> None:
+    plane = DataPlane(NAR, DataPlaneLimits(drain_factor=0))
+    plane.hi_accepted(hi(buffer=True), 0.0)
+    for seq in range(10):
+        assert plane.tunnelled(PAR, packet(seq), 0.1 + seq * 0.001) == []
+    assert plane.buffered == 10
+    effects = plane.node_attached(NCOA, MAC, 4, 0.2)
+    assert delivered(effects) == list(range(10))
+    assert all(e.interface == 4 for e in effects if isinstance(e, Deliver))
+    assert plane.buffered == 0
+    assert delivered(plane.tunnelled(PAR, packet(10), 0.3)) == [10]  # attached, empty queue: straight through
+
+
+def test_flush_is_a_burst_of_five_then_paced_and_keeps_the_order() -> None:
+    plane = DataPlane(NAR)  # drain_burst 5, drain_factor 2
+    plane.hi_accepted(hi(buffer=True), 0.0)
+    for seq in range(21):  # 1 packet per ms: 20 ms span, 1000/s
+        plane.tunnelled(PAR, packet(seq), 1.0 + seq * 0.001)
+    assert delivered(plane.node_attached(NCOA, MAC, 4, 1.1)) == [0, 1, 2, 3, 4]
+    assert plane.next_deadline() == pytest.approx(1.1005)  # paced at 2000/s
+    # a packet arriving while the backlog drains joins its tail
+    assert plane.tunnelled(PAR, packet(21), 1.1001) == []
+    assert delivered(plane.handle_timer(1.1005)) == [5]
+    assert delivered(plane.handle_timer(1.1025)) == [6, 7, 8, 9]  # a late timer catches up (due at .1010-.1025)
+    rest = delivered(plane.handle_timer(2.0))
+    assert rest == list(range(10, 22))
+    assert plane.buffered == 0 and plane.next_deadline() == pytest.approx(1.1001 + 30.0)
+
+
+def test_buffer_is_bounded_in_packets_and_counts_the_drops() -> None:
+    plane = DataPlane(NAR, DataPlaneLimits(buffer_packets=3, drain_factor=0))
+    plane.hi_accepted(hi(buffer=True), 0.0)
+    results = [plane.tunnelled(PAR, packet(seq), 0.1) for seq in range(5)]
+    assert results == [[], [], [], [Dropped("buffer-full")], [Dropped("buffer-full")]]
+    assert delivered(plane.node_attached(NCOA, MAC, 1, 0.2)) == [0, 1, 2]
+
+
+def test_buffer_total_bound_across_nodes() -> None:
+    plane = DataPlane(NAR, DataPlaneLimits(total_buffer_packets=2))
+    plane.hi_accepted(hi(buffer=True), 0.0)
+    other = IPv6Address("2001:db8:1::1:0:0:8")
+    plane.hi_accepted(HiAccepted(PAR, other, IPv6Address("2001:db8:2::8"), MAC, True, False), 0.0)
+    assert plane.tunnelled(PAR, packet(1), 0.1) == []
+    assert plane.tunnelled(PAR, packet(2, other), 0.1) == []
+    assert plane.tunnelled(PAR, packet(3, other), 0.1) == [Dropped("buffer-full")]
+
+
+def test_buffered_packets_expire_after_buffer_seconds() -> None:
+    plane = DataPlane(NAR, DataPlaneLimits(buffer_seconds=2.0))
+    plane.hi_accepted(hi(buffer=True), 0.0)
+    plane.tunnelled(PAR, packet(1), 1.0)
+    plane.tunnelled(PAR, packet(2), 1.5)
+    assert plane.next_deadline() == 3.0
+    assert plane.handle_timer(3.0) == [Dropped("buffer-expired", 1)]
+    assert plane.buffered == 1
+    assert delivered(plane.node_attached(NCOA, MAC, 1, 3.4)) == [2]
+
+
+def test_nar_binding_ends_and_drops_what_it_held() -> None:
+    plane = DataPlane(NAR, DataPlaneLimits(nar_lifetime=5.0, buffer_seconds=60))
+    plane.hi_accepted(hi(buffer=True), 0.0)
+    plane.tunnelled(PAR, packet(1), 1.0)  # traffic keeps it alive: now until 6.0
+    assert Dropped("binding-ended", 1) in plane.handle_timer(6.0)
+    assert plane.nar_bindings() == {} and plane.buffered == 0
+
+
+def test_una_from_another_link_layer_address_does_not_flush() -> None:
+    plane = DataPlane(NAR, DataPlaneLimits(drain_factor=0))
+    plane.hi_accepted(hi(buffer=True), 0.0)
+    plane.tunnelled(PAR, packet(1), 0.1)
+    effects = plane.node_attached(NCOA, bytes.fromhex("02000000beef"), 1, 0.2)
+    assert delivered(effects) == [] and [e.event for e in effects if isinstance(e, Notice)] == [
+        "dataplane.una-lla-mismatch"
+    ]
+    assert delivered(plane.node_attached(NCOA, MAC, 1, 0.3)) == [1]
+
+
+def test_reactive_hi_means_attached_and_an_earlier_una_is_remembered() -> None:
+    plane = DataPlane(NAR)
+    plane.node_attached(NCOA, MAC, 9, 0.0)  # the node's UNA came before the HI (reactive mode)
+    plane.hi_accepted(hi(buffer=True, reactive=True, mn_lla=None), 0.5)
+    assert plane.tunnelled(PAR, packet(1), 0.6) == [Deliver(MAC, NCOA, 9, packet(1))]
+
+
+def test_without_any_link_layer_address_packets_are_dropped_counted() -> None:
+    plane = DataPlane(NAR)
+    plane.hi_accepted(hi(buffer=False, mn_lla=None), 0.0)
+    assert plane.tunnelled(PAR, packet(1), 0.1) == [Dropped("no-lla")]
+
+
+def test_observe_takes_only_the_forwarding_effects() -> None:
+    plane = DataPlane(PAR)
+    assert plane.observe(Notice("hi.answered"), 0.0) == []
+    assert AddCapture(PCOA) in plane.observe(finished(), 0.0)
+    assert plane.observe(hi(), 0.0) != []
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["packet", "una", "tick"]), st.floats(min_value=0.0, max_value=0.05)),
+        max_size=120,
+    ),
+    st.integers(min_value=0, max_value=20),
+)
+def test_property_buffered_packets_leave_once_in_order_or_are_counted(
+    steps: list[tuple[str, float]], capacity: int
+) -> None:
+    """Whatever the interleaving: every tunnelled packet is delivered once, in order, or counted as dropped."""
+    plane = DataPlane(NAR, DataPlaneLimits(buffer_packets=capacity, buffer_seconds=1.0))
+    plane.hi_accepted(hi(buffer=True), 0.0)
+    now, sent, out, dropped = 0.0, 0, [], 0
+    for kind, dt in steps:
+        now += dt
+        if kind == "packet":
+            effects = plane.tunnelled(PAR, packet(sent), now)
+            sent += 1
+        elif kind == "una":
+            effects = plane.node_attached(NCOA, MAC, 1, now)
+        else:
+            effects = plane.handle_timer(now)
+        out += delivered(effects)
+        dropped += sum(e.count for e in effects if isinstance(e, Dropped))
+    for effect in plane.close():
+        dropped += effect.count if isinstance(effect, Dropped) else 0
+    assert out == sorted(out) and len(set(out)) == len(out)
+    assert len(out) + dropped == sent
+    assert plane.buffered == 0
+
+
+def test_limits_are_checked() -> None:
+    with pytest.raises(ValueError):
+        DataPlaneLimits(buffer_seconds=0)
+    with pytest.raises(ValueError):
+        DataPlaneLimits(drain_burst=0)
+
+
+# --- the UNA codec (RFC 4861 §4.4, RFC 5568 §6.3) -----------------------------------------------------------------
+
+
+def test_una_round_trip_and_bytes() -> None:
+    una = nawire.NeighborAdvertisement(NCOA, options=(TargetLinkLayerAddress(MAC),))
+    data = nawire.encode_na(una, source=NCOA, destination=IPv6Address("ff02::1"))
+    assert data[0] == 136 and data[1] == 0 and data[4] == 0 and data[8:24] == NCOA.packed
+    assert data[24:32] == bytes((2, 1)) + MAC  # Target LLA option, length 1 (8 octets)
+    decoded = nawire.decode_na(data, source=NCOA, destination=IPv6Address("ff02::1"))
+    assert decoded == una and decoded.unsolicited_for_fmip and decoded.target_lla == MAC
+    flagged = nawire.NeighborAdvertisement(NCOA, router=True, solicited=True, override=True)
+    assert nawire.encode_na(flagged, source=NCOA, destination=NAR)[4] == 0xE0
+    assert not nawire.decode_na(nawire.encode_na(flagged, source=NCOA, destination=NAR)).unsolicited_for_fmip
+
+
+def test_una_bad_checksum_and_garbage_raise_decode_error() -> None:
+    data = bytearray(nawire.encode_na(nawire.NeighborAdvertisement(NCOA), source=NCOA, destination=NAR))
+    data[10] ^= 1
+    with pytest.raises(DecodeError):
+        nawire.decode_na(bytes(data), source=NCOA, destination=NAR)
+    with pytest.raises(DecodeError):
+        nawire.decode_na(bytes((135,)) + bytes(23))  # a Neighbor Solicitation
+
+
+@given(st.binary(max_size=64))
+def test_na_decoder_raises_only_decode_error(data: bytes) -> None:
+    with contextlib.suppress(DecodeError):
+        nawire.decode_na(data)
