@@ -173,6 +173,7 @@ class DataPlane:
         self._nar: dict[IPv6Address, _NarBinding] = {}  # by PCoA (the inner destination)
         self._unas: dict[IPv6Address, tuple[bytes | None, int | None, float]] = {}  # NCoA → (LLA, ifindex, at)
         self._buffered = 0
+        self.enqueued = 0  # packets ever put in a NAR buffer (a counter for metrics)
 
     # ---- bookkeeping
 
@@ -298,6 +299,7 @@ class DataPlane:
             return [Dropped("buffer-full")]
         binding.queue.append((now, packet))
         self._buffered += 1
+        self.enqueued += 1
         return []
 
     def _deliver(self, binding: _NarBinding, packet: bytes) -> list[DataPlaneEffect]:

@@ -117,6 +117,41 @@ def kernel_has_ip6tnl(ipr: Any) -> bool:
     return True
 
 
+class _Netlink:
+    """pyroute2's IPRoute on a thread of its own: the synchronous IPRoute of pyroute2 0.9 runs an event loop of
+    its own and cannot be made inside a running one. Calls are few (a route per handover) and short, so the
+    asyncio loop waits for each; that also keeps them in order."""
+
+    def __init__(self) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="netlink")
+        self._ipr: Any = None
+        try:
+            self._ipr = self.call(self._make)
+        except BaseException:
+            self._pool.shutdown(wait=False)
+            raise
+
+    @staticmethod
+    def _make() -> Any:
+        from pyroute2 import IPRoute
+
+        return IPRoute()
+
+    def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        return self._pool.submit(fn, *args, **kwargs).result(timeout=10)
+
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        method = getattr(self._ipr, name)
+        return lambda *args, **kwargs: self.call(method, *args, **kwargs)
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.call(self._ipr.close)
+        self._pool.shutdown(wait=True)
+
+
 def _open_tun(name: str) -> tuple[int, str]:
     """A non-persistent TUN device (it goes away with the descriptor): (fd, the name the kernel gave it)."""
     fd = os.open("/dev/net/tun", os.O_RDWR)
@@ -156,17 +191,17 @@ class DataPlaneAgent:
         self._routes: dict[IPv6Address, int] = {}  # PCoA → oif of its capture route
         self._kernel_tunnels: dict[IPv6Address, int] = {}  # NAR → ip6tnl ifindex
         self._ifnames: dict[int, str] = {}
+        self._route_oif: dict[IPv6Address, int] = {}  # NCoA → the interface of the route to it (node not seen yet)
         self._wake = asyncio.Event()
         self._planned: float | None = None
+        self._enqueued = 0
         self._readers: list[int] = []
 
     # ---- lifecycle
 
     def open(self) -> None:
         """Set up sockets, the TUN device and netlink; raises OSError (permissions) or ConfigError."""
-        from pyroute2 import IPRoute
-
-        self._ipr = IPRoute()
+        self._ipr = _Netlink()
         try:
             available = kernel_has_ip6tnl(self._ipr) if self.mode != "userspace" else False
             if self.mode == "kernel" and not available:
@@ -330,6 +365,9 @@ class DataPlaneAgent:
             elif isinstance(effect, core.Notice):
                 log.info(effect.event, extra={"event": effect.event, **effect.fields})
         self.metrics.buffered.set(self.plane.buffered)
+        if self.plane.enqueued > self._enqueued:
+            self.metrics.packets.labels("buffered").inc(self.plane.enqueued - self._enqueued)
+            self._enqueued = self.plane.enqueued
         self.metrics.bindings.labels("par").set(len(self.plane.par_bindings()))
         self.metrics.bindings.labels("nar").set(len(self.plane.nar_bindings()))
         deadline = self.plane.next_deadline()
@@ -363,10 +401,15 @@ class DataPlaneAgent:
 
     def _interface_name(self, ifindex: int | None, ncoa: IPv6Address) -> str | None:
         if ifindex is None:
+            ifindex = self._route_oif.get(ncoa)
+        if ifindex is None:
             try:
                 ifindex = int(self._ipr.route("get", dst=str(ncoa))[0].get_attr("RTA_OIF"))
             except Exception:
                 return None
+            if len(self._route_oif) > 4096:
+                self._route_oif.clear()
+            self._route_oif[ncoa] = ifindex
         name = self._ifnames.get(ifindex)
         if name is None:
             try:
