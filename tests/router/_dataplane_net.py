@@ -36,7 +36,7 @@ from typing import Any
 from aaa_fmip import mn
 from aaa_fmip.wire import na as nawire
 from aaa_fmip.wire.icmpv6 import TargetLinkLayerAddress
-from tests.router._netns import NAR, PAR, Agent, MobileNode, NsService, Topology, in_netns, router_config
+from tests.router._netns import NAR, PAR, Agent, Capture, MobileNode, NsService, Topology, in_netns, router_config
 from tests.router._stream import summarise
 from tests.support.service_proc import Credential, clean_env, random_kek, render_config
 
@@ -218,8 +218,15 @@ class Lab:
 
     # ---- one measured handover
 
-    def run(self, mode: str, *, count: int = 2000, rate: float = 1000.0, lifetime: int = 40) -> dict[str, Any]:
-        """One stream of ``count`` packets across one handover in ``mode``; the summary of what arrived."""
+    @staticmethod
+    def _stream(ns: str, *args: str) -> list[str]:
+        return ["ip", "netns", "exec", ns, sys.executable, "-m", "tests.router._stream", *args]
+
+    def run(
+        self, mode: str, *, count: int = 2000, rate: float = 1000.0, lifetime: int = 40, capture: Path | None = None
+    ) -> dict[str, Any]:
+        """One stream of ``count`` packets across one handover in ``mode``; the summary of what arrived.
+        ``capture``: also write what crossed the backbone (the tunnel) to this pcap."""
         if mode not in MODES:
             raise ValueError(f"mode is one of {', '.join(MODES)}")
         self.set_buffering(mode == "predictive-buffered")
@@ -227,20 +234,21 @@ class Lab:
         out = self.workdir / f"arrivals-{mode}-{self._index}.json"
         port = str(PORT + self._index)
         recv = subprocess.Popen(
-            ["ip", "netns", "exec", self.topo.mn, sys.executable, "-m", "tests.router._stream"]
-            + ["recv", "--port", port, "--out", str(out)],
+            self._stream(self.topo.mn, "recv", "--port", port, "--out", str(out)),
             stdout=subprocess.PIPE,
             env=clean_env(),
             text=True,
         )
         sender: subprocess.Popen[str] | None = None
+        dumpcap = Capture(self.topo, self.topo.par, "bb", capture) if capture is not None else None
         try:
             assert recv.stdout is not None
             if recv.stdout.readline().strip() != "ready":
                 raise RuntimeError("the receiver did not start")
             sender = subprocess.Popen(
-                ["ip", "netns", "exec", self.cn, sys.executable, "-m", "tests.router._stream", "send"]
-                + ["--to", str(pcoa), "--port", port, "--count", str(count), "--rate", str(rate)],
+                self._stream(
+                    self.cn, "send", "--to", str(pcoa), "--port", port, "--count", str(count), "--rate", str(rate)
+                ),
                 stdout=subprocess.PIPE,
                 env=clean_env(),
                 text=True,
@@ -265,6 +273,8 @@ class Lab:
             if sender is not None and sender.poll() is None:
                 sender.kill()
                 sender.wait(timeout=10)
+            if dumpcap is not None:
+                dumpcap.stop()
             recv.send_signal(signal.SIGTERM)
             try:
                 recv.wait(timeout=15)

@@ -11,6 +11,8 @@ into packets lost, the longest gap and the largest delay.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import itertools
 import json
 import select
 import signal
@@ -37,10 +39,8 @@ def send(to: str, port: int, count: int, rate: float) -> dict[str, Any]:
         last = time.monotonic()
         if seq == 0:
             first = last
-        try:
+        with contextlib.suppress(OSError):  # e.g. no route for a moment: the packet counts as lost
             sock.sendto(struct.pack(_FORMAT, seq, last) + bytes(52), (to, port))
-        except OSError:
-            pass  # e.g. no route for a moment: the packet counts as lost
     return {"count": count, "first": first, "last": last}
 
 
@@ -88,7 +88,7 @@ def summarise(sender: dict[str, Any], arrivals: Sequence[Sequence[float]]) -> di
             reordered += 1
         highest = max(highest, s)
     times = sorted(float(a[2]) for a in arrivals)
-    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
     if times:
         gaps.append(max(0.0, float(sender["last"]) - times[-1]))
         gaps.append(max(0.0, times[0] - float(sender["first"])))
