@@ -158,6 +158,8 @@ async def _serve(settings: Any) -> int:
             DataPlane(params.addresses[0], dp.limits()),
             tun_name=dp.tun_name,
             mode=dp.mode,
+            route_table=dp.route_table,
+            rule_priority=dp.rule_priority,
             metrics=DataPlaneMetrics(metrics.registry),
         )
     agent = RouterAgent(

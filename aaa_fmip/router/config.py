@@ -116,12 +116,21 @@ class DataPlaneSection(_Section):
     enable: bool = False  # needs CAP_NET_ADMIN and /dev/net/tun (userspace) or ip6tnl (kernel)
     mode: Literal["auto", "userspace", "kernel"] = "auto"  # auto: kernel ip6tnl where the kernel has it
     tun_name: str = Field(default="fmip0", min_length=1, max_length=15)  # the PAR's capture device
+    route_table: int = Field(default=5568, ge=1, le=0xFFFFFFFF)  # capture routes live here (not 253-255)
+    rule_priority: int = Field(default=5568, ge=1, le=32764)  # this and the next: the two policy rules
     buffer_packets: int = Field(default=1000, ge=0)  # per node, at the NAR
     total_buffer_packets: int = Field(default=20_000, ge=0)  # all nodes together
     buffer_seconds: float = Field(default=2.0, gt=0, le=60)  # longest a packet waits for its node
     drain_burst: int = Field(default=5, ge=1)  # RFC 5568 §5.4: back to back when the node attaches
     drain_factor: float = Field(default=2.0, ge=0)  # then this multiple of the arrival rate (0: all at once)
     nar_lifetime: float = Field(default=30.0, gt=0)  # seconds a NAR binding lives after its HI / last packet
+
+    @field_validator("route_table")
+    @classmethod
+    def _own_table(cls, value: int) -> int:
+        if value in (253, 254, 255):
+            raise ValueError("route_table must not be the default, main or local table")
+        return value
 
     def limits(self) -> DataPlaneLimits:
         return DataPlaneLimits(

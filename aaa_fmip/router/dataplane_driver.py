@@ -3,10 +3,16 @@
 Every decision is :class:`aaa_fmip.router.dataplane.DataPlane`'s; this adapter only moves packets and time.
 
 * **Capture (PAR).** A TUN device (``[dataplane] tun_name``, IFF_TUN | IFF_NO_PI) and, per binding, a host
-  route ``PCoA/128 dev <tun>`` (pyroute2). The kernel forwards the PCoA's packets into it (decrementing the Hop
-  Limit, RFC 8200 §3); the adapter reads them. The TUN device is not persistent: it lives as long as this
-  process holds its file descriptor, and the kernel removes it and every route through it when the process
-  ends, however it ends, so no capture can outlive the agent.
+  route ``PCoA/128 dev <tun>`` (pyroute2) in a routing table of its own (``route_table``), looked up for
+  forwarded packets only: two policy rules (``rule_priority`` and the next) send what this router sends itself
+  (``iif lo``) to the main table first and everything else to the capture table. So the capture can be in place
+  *before* the FBack leaves (RFC 5568 §3.1: the node may leave the link the moment it has the FBack) while the
+  FBack itself, addressed to the PCoA, still goes out on the access link. The kernel forwards the PCoA's
+  packets into the TUN (decrementing the Hop Limit, RFC 8200 §3); the adapter reads them. The TUN device is
+  not persistent: it lives as long as this process holds its file descriptor, and the kernel removes it and
+  every route through it when the process ends, however it ends, so no capture can outlive the agent. The two
+  rules are removed on close; after a crash they stay (pointing at an empty table) until the next start
+  replaces them.
 * **Tunnel (RFC 2473).** A raw IPv6 socket for Next Header 41: the kernel writes the outer header (source =
   the PAR's address, set per datagram with ``IPV6_PKTINFO``; destination = the NAR), the payload is the inner
   packet unchanged. The NAR's raw socket for 41 receives the inner packet and the outer source. The TUN's MTU
@@ -72,6 +78,7 @@ _LINK_MTU: Final = 1500
 _KERNEL_TUNNEL_PREFIX: Final = "fmipt"
 _CMSG_SPACE: Final = socket.CMSG_SPACE(20) + socket.CMSG_SPACE(4)
 _EOPNOTSUPP: Final = 95
+_MAIN_TABLE: Final = 254  # RT_TABLE_MAIN
 
 
 class DataPlaneMetrics:
@@ -173,12 +180,17 @@ class DataPlaneAgent:
         *,
         tun_name: str = "fmip0",
         mode: Literal["auto", "userspace", "kernel"] = "auto",
+        route_table: int = 5568,
+        rule_priority: int = 5568,
         metrics: DataPlaneMetrics | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.plane = plane
         self.tun_name = tun_name
         self.mode = mode
+        self.route_table = route_table
+        self.rule_priority = rule_priority
+        self._rules = False
         self.metrics = metrics or DataPlaneMetrics(CollectorRegistry())
         self.clock = clock
         self.kernel_tunnels = False
@@ -208,6 +220,7 @@ class DataPlaneAgent:
                 raise ConfigError("this kernel has no ip6tnl tunnels", key="dataplane.mode")
             self.kernel_tunnels = available
             self._delete_stale_tunnels()
+            self._install_rules()
             self._raw = socket.socket(socket.AF_INET6, socket.SOCK_RAW, IPPROTO_IPV6_IN_IPV6)
             self._packet = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, 0)
             self._icmp = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
@@ -254,6 +267,9 @@ class DataPlaneAgent:
         self._readers = []
         for pcoa in list(self._routes):
             self._remove_route(pcoa)
+        if self._ipr is not None and self._rules:
+            self._delete_rules()
+            self._rules = False
         if self._ipr is not None:
             for index in self._kernel_tunnels.values():
                 with contextlib.suppress(Exception):
@@ -427,7 +443,9 @@ class DataPlaneAgent:
                 return
             oif = self._kernel_tunnel(nar)
         try:
-            self._ipr.route("replace", dst=str(pcoa), dst_len=128, family=socket.AF_INET6, oif=oif)
+            self._ipr.route(
+                "replace", dst=str(pcoa), dst_len=128, family=socket.AF_INET6, oif=oif, table=self.route_table
+            )
         except Exception as exc:
             log.warning(
                 "capture route not added", extra={"event": "dataplane.error", "pcoa": str(pcoa), "error": str(exc)}
@@ -440,7 +458,7 @@ class DataPlaneAgent:
         if oif is None or self._ipr is None:
             return
         with contextlib.suppress(Exception):  # gone already when its device went
-            self._ipr.route("del", dst=str(pcoa), dst_len=128, family=socket.AF_INET6, oif=oif)
+            self._ipr.route("del", dst=str(pcoa), dst_len=128, family=socket.AF_INET6, oif=oif, table=self.route_table)
 
     def _kernel_tunnel(self, nar: IPv6Address) -> int:
         """The ip6tnl device to ``nar`` (RFC 2473 ip6ip6), made on first use. Untested here (no ip6tnl)."""
@@ -459,6 +477,22 @@ class DataPlaneAgent:
             self._ipr.link("set", index=index, state="up")
             self._kernel_tunnels[nar] = index
         return index
+
+    def _install_rules(self) -> None:
+        """``iif lo lookup main`` then ``lookup <route_table>``: only forwarded packets meet a capture route."""
+        self._delete_rules()  # an earlier run's, if it ended without closing
+        self._ipr.rule("add", family=socket.AF_INET6, priority=self.rule_priority, iifname="lo", table=_MAIN_TABLE)
+        self._rules = True
+        self._ipr.rule("add", family=socket.AF_INET6, priority=self.rule_priority + 1, table=self.route_table)
+
+    def _delete_rules(self) -> None:
+        for priority in (self.rule_priority, self.rule_priority + 1):
+            for rule in self._ipr.get_rules(family=socket.AF_INET6):
+                if rule.get_attr("FRA_PRIORITY") == priority:
+                    with contextlib.suppress(Exception):
+                        self._ipr.rule(
+                            "del", family=socket.AF_INET6, priority=priority, table=rule.get_attr("FRA_TABLE")
+                        )
 
     def _delete_stale_tunnels(self) -> None:
         """ip6tnl devices of an earlier run that ended without closing (kernel mode only)."""

@@ -263,9 +263,10 @@ class RouterAgent:
     # ---- effects
 
     def _apply(self, effects: list[core.Effect]) -> None:
-        for effect in effects:
-            if self.dataplane is not None:
+        if self.dataplane is not None:
+            for effect in effects:  # first: forwarding is in place before the FBack leaves (RFC 5568 §3.1)
                 self.dataplane.observe(effect)
+        for effect in effects:
             if isinstance(effect, core.SendMh):
                 self._send_mh(effect)
             elif isinstance(effect, core.SendIcmpv6):

@@ -284,7 +284,12 @@ class Lab:
             self.back_to_par()
         arrivals = json.loads(out.read_text(encoding="utf-8")) if out.exists() else []
         summary = summarise(sender_summary, arrivals)
+        first = float(sender_summary["first"])
+        seen = {int(a[0]) for a in arrivals}
         summary.update(
+            lost_sent_at_ms=[round(i / rate * 1000, 1) for i in range(count) if i not in seen][:20],
+            left_at_ms=round((left - first) * 1000, 1),
+            arrived_at_ms=round((arrived - first) * 1000, 1),
             mode=mode,
             fback_status=status,
             switch_ms=round((arrived - left) * 1000, 1),

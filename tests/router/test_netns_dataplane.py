@@ -48,7 +48,12 @@ def _metric(text: str, name: str, **labels: str) -> float:
 
 
 def _capture_routes(lab: Lab) -> str:
-    return lab.topo.run_in(lab.topo.par, ["ip", "-6", "route", "show", "dev", "fmip0"]).stdout
+    return lab.topo.run_in(lab.topo.par, ["ip", "-6", "route", "show", "table", "5568"]).stdout
+
+
+def _rules(lab: Lab) -> list[str]:
+    text = lab.topo.run_in(lab.topo.par, ["ip", "-6", "rule", "show"]).stdout
+    return [line for line in text.splitlines() if line.startswith(("5568:", "5569:"))]
 
 
 def _wait(predicate: object, timeout: float) -> bool:
@@ -120,5 +125,10 @@ def test_no_tun_device_or_route_outlives_the_agent(lab: Lab, how: signal.Signals
         links = lab.topo.run_in(lab.topo.par, ["ip", "link", "show"]).stdout
         routes = lab.topo.run_in(lab.topo.par, ["ip", "-6", "route", "show", "table", "all"]).stdout
         assert "fmip0" not in links and str(pcoa) not in routes
+        # the policy rules go with a clean stop; after a crash they stay, pointing at an empty table
+        assert _rules(lab) == (
+            [] if how == signal.SIGTERM else ["5568:\tfrom all iif lo lookup main", "5569:\tfrom all lookup 5568"]
+        )
     finally:
         lab.par.start()
+    assert len(_rules(lab)) == 2  # a fresh start replaces them, never adds more
