@@ -233,7 +233,9 @@ class DataPlane:
             "lifetime": done.lifetime,
         }
         notice = Notice("dataplane.par-bound", fields)
-        return [notice] if existing is not None else [AddCapture(pcoa), notice]
+        if existing is not None and existing.nar == done.nar:
+            return [notice]
+        return [AddCapture(pcoa), notice]  # again for another NAR: a kernel tunnel's route changes with it
 
     def hi_accepted(self, hi: HiAccepted, now: float) -> list[DataPlaneEffect]:
         """NAR: an HI was accepted: take tunnelled packets for its PCoA from its PAR."""

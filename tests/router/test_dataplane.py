@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import contextlib
 from ipaddress import IPv6Address
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aaa_fmip.errors import DecodeError
+from aaa_fmip.errors import ConfigError, DecodeError
+from aaa_fmip.router import core
+from aaa_fmip.router.config import load_settings
 from aaa_fmip.router.core import HandoverFinished, HiAccepted, Notice
 from aaa_fmip.router.dataplane import (
     AddCapture,
@@ -21,8 +24,15 @@ from aaa_fmip.router.dataplane import (
     Encapsulate,
     RemoveCapture,
 )
+from aaa_fmip.router.verify import ReceivedMh
 from aaa_fmip.wire import na as nawire
 from aaa_fmip.wire.icmpv6 import TargetLinkLayerAddress
+from tests.router._pair import MN_LLA, Pair, make_core, predictive_fbu, reactive_fbu
+from tests.router._pair import NAR as PAIR_NAR
+from tests.router._pair import NCOA as PAIR_NCOA
+from tests.router._pair import PAR as PAIR_PAR
+from tests.router._pair import PCOA as PAIR_PCOA
+from tests.support.service_proc import run_cli
 
 PAR = IPv6Address("2001:db8:1::1")
 NAR = IPv6Address("2001:db8:2::1")
@@ -291,3 +301,104 @@ def test_una_bad_checksum_and_garbage_raise_decode_error() -> None:
 def test_na_decoder_raises_only_decode_error(data: bytes) -> None:
     with contextlib.suppress(DecodeError):
         nawire.decode_na(data)
+
+
+# --- the router core feeds the data plane ------------------------------------------------------------------------
+
+
+def _nar_effects(pair: Pair) -> list[core.Effect]:
+    """Record what the NAR core answers (Pair passes only MH on)."""
+    seen: list[core.Effect] = []
+    receive = pair.nar.receive_mh
+
+    def recording(packet: ReceivedMh, now: float) -> list[core.Effect]:
+        effects = receive(packet, now)
+        seen.extend(effects)
+        return effects
+
+    pair.nar.receive_mh = recording  # type: ignore[method-assign]
+    return seen
+
+
+def test_a_predictive_handover_with_u_drives_both_data_planes_end_to_end() -> None:
+    pair = Pair(par=make_core("par", request_buffering=True))
+    seen = _nar_effects(pair)
+    pair.fbu(predictive_fbu(sequence=9), now=1.0)
+    [accepted] = [e for e in seen if isinstance(e, core.HiAccepted)]
+    assert accepted == core.HiAccepted(PAIR_PAR, PAIR_PCOA, PAIR_NCOA, MN_LLA, True, False)
+    [done] = pair.finished
+    assert done.lifetime == 60  # the lifetime granted in the FBack: how long the PAR forwards
+    par, nar = DataPlane(PAIR_PAR), DataPlane(PAIR_NAR)
+    assert AddCapture(PAIR_PCOA) in par.observe(done, 1.0)
+    nar.observe(accepted, 1.0)
+    [tunnel] = par.captured(packet(1, PAIR_PCOA), 1.1)
+    assert isinstance(tunnel, Encapsulate) and (tunnel.source, tunnel.destination) == (PAIR_PAR, PAIR_NAR)
+    assert nar.tunnelled(tunnel.source, tunnel.packet, 1.1) == []  # buffered: the node is not there yet
+    assert nar.node_attached(PAIR_NCOA, MN_LLA, 3, 1.2)[-1] == Deliver(MN_LLA, PAIR_NCOA, 3, packet(1, PAIR_PCOA))
+
+
+def test_a_reactive_hi_is_accepted_as_attached_and_a_refused_hi_opens_nothing() -> None:
+    pair = Pair()
+    seen = _nar_effects(pair)
+    pair.fbu(reactive_fbu(sequence=3), now=1.0)
+    [accepted] = [e for e in seen if isinstance(e, core.HiAccepted)]
+    assert accepted.reactive and not accepted.buffer and accepted.pcoa == PAIR_PCOA
+    refused = Pair(nar=make_core("nar", access_prefixes=()))  # no access prefixes: HAck 128
+    seen = _nar_effects(refused)
+    refused.fbu(predictive_fbu(), now=1.0)
+    assert not [e for e in seen if isinstance(e, core.HiAccepted)]
+    assert [d.status for d in refused.finished] == [128]
+
+
+# --- [dataplane] in the router configuration ----------------------------------------------------------------------
+
+CONFIG = """
+[router]
+addresses = ["2001:db8:1::1"]
+replay_state = "{state}"
+"""
+
+
+def test_dataplane_settings_defaults_file_and_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "router.toml"
+    path.write_text(CONFIG.format(state=tmp_path / "replay"), encoding="utf-8")
+    assert load_settings(path).dataplane.enable is False  # off unless asked for
+    path.write_text(
+        CONFIG.format(state=tmp_path / "replay") + "[dataplane]\nenable = true\nbuffer_packets = 50\n", encoding="utf-8"
+    )
+    monkeypatch.setenv("AAA_FMIP_ROUTER_DATAPLANE__BUFFER_SECONDS", "0.5")
+    settings = load_settings(path)
+    assert settings.dataplane.enable and settings.dataplane.mode == "auto"
+    assert settings.dataplane.limits() == DataPlaneLimits(buffer_packets=50, buffer_seconds=0.5)
+    result = run_cli("router", "--config", str(path), "--check")
+    assert result.returncode == 0, result.stderr
+    assert (
+        "data plane: on (auto), buffer 50 packets / 2.0 s" in result.stdout
+    )  # run_cli drops the test's AAA_FMIP_* environment
+
+
+@pytest.mark.parametrize(
+    ("line", "key"),
+    [
+        ("route_table = 254", "dataplane.route_table"),
+        ("buffer_seconds = 0", "dataplane.buffer_seconds"),
+        ('mode = "magic"', "dataplane.mode"),
+        ("tun_name = 'a-name-longer-than-15'", "dataplane.tun_name"),
+        ("buffers = 3", "dataplane.buffers"),
+    ],
+)
+def test_bad_dataplane_settings_name_the_field(tmp_path: Path, line: str, key: str) -> None:
+    path = tmp_path / "router.toml"
+    path.write_text(CONFIG.format(state=tmp_path / "replay") + f"[dataplane]\n{line}\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        load_settings(path)
+    assert info.value.key == key
+
+
+def test_par_a_later_fbu_to_another_nar_moves_the_tunnel() -> None:
+    plane = DataPlane(PAR)
+    plane.handover_finished(finished(), 0.0)
+    other = IPv6Address("2001:db8:3::1")
+    moved = HandoverFinished("accepted", 0, 7, 2, PCOA, IPv6Address("2001:db8:3::7"), other, 1, 0.01, 40)
+    assert without_notices(plane.handover_finished(moved, 5.0)) == [AddCapture(PCOA)]
+    assert plane.captured(packet(1), 5.1) == [Encapsulate(PAR, other, packet(1))]
