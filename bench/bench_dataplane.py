@@ -70,7 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for mode in modes:
         rows = [r for r in runs if r["mode"] == mode]
         cells = "   ".join(
-            f"{r['lost']:>5} / {r['longest_gap_ms']:>7.1f} ms / {r['max_delay_ms']:>6.1f} ms" for r in rows
+            f"{r['lost']:>5} / {_ms(r['longest_gap_ms'], 7)} ms / {_ms(r['max_delay_ms'], 6)} ms" for r in rows
         )
         print(f"  {mode:<20} {cells}")
     if args.json is not None:
@@ -78,10 +78,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def _ms(value: float | None, width: int) -> str:
+    return f"{value:>{width}.1f}" if value is not None else f"{'-':>{width}}"  # None: nothing arrived
+
+
 def _row(r: dict[str, Any]) -> str:
     return (
-        f"run {r['run']} {r['mode']:<20} lost {r['lost']:>5}/{r['sent']}  gap {r['longest_gap_ms']:>7.1f} ms  "
-        f"max delay {r['max_delay_ms']:>6.1f} ms  dup {r['duplicates']}  reordered {r['reordered']}  "
+        f"run {r['run']} {r['mode']:<20} lost {r['lost']:>5}/{r['sent']}  gap {_ms(r['longest_gap_ms'], 7)} ms  "
+        f"max delay {_ms(r['max_delay_ms'], 6)} ms  dup {r['duplicates']}  reordered {r['reordered']}  "
         f"switch {r['switch_ms']:.1f} ms  signalling {r['signalling_ms']:.1f} ms  FBack {r['fback_status']}"
     )
 

@@ -177,10 +177,14 @@ async def _serve(settings: Any) -> int:
     try:
         await agent.run()
     except PermissionError:
-        print("aaa-fmip: the router agent needs CAP_NET_RAW (raw sockets): run it as root or grant it", file=sys.stderr)
+        needs = "CAP_NET_RAW (raw sockets)" + (" and CAP_NET_ADMIN (the data plane)" if dataplane else "")
+        print(f"aaa-fmip: the router agent needs {needs}: run it as root or grant it", file=sys.stderr)
         return 1
-    except FileNotFoundError as exc:  # /dev/net/tun
-        print(f"aaa-fmip: the data plane needs a TUN device: {exc}", file=sys.stderr)
+    except OSError as exc:
+        if dataplane is None:
+            raise
+        # the data plane's TUN device (absent /dev/net/tun, a name in use), routes or rules
+        print(f"aaa-fmip: the data plane could not be set up: {exc}", file=sys.stderr)
         return 1
     finally:
         journal.close()

@@ -15,8 +15,10 @@ removed when it ends (:class:`RemoveCapture`).
 
 NAR: an accepted HI (HAck code < 128) creates a binding for the PCoA it names, scoped to the PAR that sent it:
 tunnelled packets from any other source, or for a PCoA no HI named, are dropped (the NAR is no open relay).
-The decapsulated packet still carries the PCoA as its destination; the NAR delivers it to the node on its link
-(:class:`Deliver`: to the node's link-layer address from the HI's MN-LLA option, or the UNA's Target LLA).
+The decapsulated packet still carries the PCoA as its destination; the NAR forwards it to the node on its link
+(:class:`Deliver`: to the node's link-layer address from the HI's MN-LLA option, or the UNA's Target LLA),
+decrementing its Hop Limit as for any hop (RFC 2473 §3.2: the exit point forwards the original packet; one
+that would leave with Hop Limit 0 is dropped, counted as ``hop-limit``).
 
 Buffering (HI U=1, RFC 5568 §6.2.1.1): until the node is attached the NAR queues what arrives, bounded by
 packets per node, packets in all, and seconds a packet may wait; what does not fit or waits too long is
@@ -121,7 +123,7 @@ class Deliver:
 @dataclass(frozen=True)
 class Dropped:
     """Packets dropped, by reason: ``no-binding``, ``not-neighbour``, ``malformed``, ``buffer-full``,
-    ``buffer-expired``, ``binding-ended``, ``no-lla``."""
+    ``buffer-expired``, ``binding-ended``, ``no-lla``, ``hop-limit``."""
 
     reason: str
     count: int = 1
@@ -289,6 +291,9 @@ class DataPlane:
             return [Dropped("no-binding")]
         if binding.par != source:
             return [Dropped("not-neighbour")]
+        if packet[7] <= 1:  # RFC 8200 §3: a router decrements the Hop Limit and drops at zero
+            return [Dropped("hop-limit")]
+        packet = packet[:7] + bytes((packet[7] - 1,)) + packet[8:]
         binding.expires = max(binding.expires, now + self.limits.nar_lifetime)
         if binding.attached and not binding.queue:
             return self._deliver(binding, packet)

@@ -213,14 +213,14 @@ class DataPlaneAgent:
 
     def open(self) -> None:
         """Set up sockets, the TUN device and netlink; raises OSError (permissions) or ConfigError."""
+        from pyroute2.netlink.exceptions import NetlinkError
+
         self._ipr = _Netlink()
         try:
             available = kernel_has_ip6tnl(self._ipr) if self.mode != "userspace" else False
             if self.mode == "kernel" and not available:
                 raise ConfigError("this kernel has no ip6tnl tunnels", key="dataplane.mode")
             self.kernel_tunnels = available
-            self._delete_stale_tunnels()
-            self._install_rules()
             self._raw = socket.socket(socket.AF_INET6, socket.SOCK_RAW, IPPROTO_IPV6_IN_IPV6)
             self._packet = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, 0)
             self._icmp = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
@@ -242,6 +242,14 @@ class DataPlaneAgent:
                     f.write("1")
                 self._tun_index = self._ipr.link_lookup(ifname=self.tun_name)[0]
                 self._ipr.link("set", index=self._tun_index, mtu=_LINK_MTU - TUNNEL_OVERHEAD, state="up")
+            # after the TUN device, which only one process can hold: a second agent in this namespace fails
+            # above, before it could touch the first one's rules
+            self._delete_stale_tunnels()
+            self._install_rules()
+        except NetlinkError as exc:
+            self.close()
+            kind = PermissionError if exc.code == 1 else OSError  # EPERM: no CAP_NET_ADMIN
+            raise kind(exc.code, f"netlink: {exc}") from None
         except BaseException:
             self.close()
             raise

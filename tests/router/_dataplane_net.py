@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import json
 import secrets
+import select
 import signal
 import socket
 import struct
@@ -253,6 +254,9 @@ class Lab:
                 env=clean_env(),
                 text=True,
             )
+            assert sender.stdout is not None
+            if not select.select([sender.stdout], [], [], 30)[0] or sender.stdout.readline().strip() != "started":
+                raise RuntimeError("the sender did not start")
             time.sleep(min(0.5, count / rate / 4))  # the stream flows to the node on the PAR's link
             status: int | None = None
             started = time.monotonic()

@@ -1,6 +1,6 @@
 """A steady UDP stream for the data-plane measurements: run in a namespace as a process of its own.
 
-    python -m tests.router._stream send --to ADDR --port P --count N --rate R    (prints a JSON summary)
+    python -m tests.router._stream send --to ADDR --port P --count N --rate R    ("started", then a JSON summary)
     python -m tests.router._stream recv --port P --out FILE                        (until SIGTERM; "ready" first)
 
 Each datagram carries its sequence number and the sender's CLOCK_MONOTONIC time (one clock for every namespace
@@ -41,6 +41,8 @@ def send(to: str, port: int, count: int, rate: float) -> dict[str, Any]:
             first = last
         with contextlib.suppress(OSError):  # e.g. no route for a moment: the packet counts as lost
             sock.sendto(struct.pack(_FORMAT, seq, last) + bytes(52), (to, port))
+        if seq == 0:
+            print("started", flush=True)  # the harness times the handover from here
     return {"count": count, "first": first, "last": last}
 
 

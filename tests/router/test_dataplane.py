@@ -54,6 +54,11 @@ def packet(seq: int, destination: IPv6Address = PCOA) -> bytes:
     )
 
 
+def hop(p: bytes) -> bytes:
+    """``p`` as the NAR forwards it: Hop Limit one less."""
+    return p[:7] + bytes((p[7] - 1,)) + p[8:]
+
+
 def finished(status: int | None = 0, lifetime: int = 40, pcoa: IPv6Address = PCOA) -> HandoverFinished:
     return HandoverFinished("accepted", status, 7, 1, pcoa, NCOA, NAR, 1, 0.01, lifetime)
 
@@ -124,7 +129,9 @@ def test_close_removes_every_capture_and_drops_the_buffers() -> None:
 def test_nar_without_buffering_delivers_at_once() -> None:
     plane = DataPlane(NAR)
     plane.hi_accepted(hi(buffer=False), 0.0)
-    assert plane.tunnelled(PAR, packet(1), 0.1) == [Deliver(MAC, NCOA, None, packet(1))]
+    assert plane.tunnelled(PAR, packet(1), 0.1) == [Deliver(MAC, NCOA, None, hop(packet(1)))]
+    expiring = packet(2)[:7] + b"\x01" + packet(2)[8:]
+    assert plane.tunnelled(PAR, expiring, 0.1) == [Dropped("hop-limit")]
 
 
 def test_nar_takes_tunnelled_packets_only_from_the_par_of_the_hi_and_only_for_its_pcoa() -> None:
@@ -217,7 +224,7 @@ def test_reactive_hi_means_attached_and_an_earlier_una_is_remembered() -> None:
     plane = DataPlane(NAR)
     plane.node_attached(NCOA, MAC, 9, 0.0)  # the node's UNA came before the HI (reactive mode)
     plane.hi_accepted(hi(buffer=True, reactive=True, mn_lla=None), 0.5)
-    assert plane.tunnelled(PAR, packet(1), 0.6) == [Deliver(MAC, NCOA, 9, packet(1))]
+    assert plane.tunnelled(PAR, packet(1), 0.6) == [Deliver(MAC, NCOA, 9, hop(packet(1)))]
 
 
 def test_without_any_link_layer_address_packets_are_dropped_counted() -> None:
@@ -334,7 +341,7 @@ def test_a_predictive_handover_with_u_drives_both_data_planes_end_to_end() -> No
     [tunnel] = par.captured(packet(1, PAIR_PCOA), 1.1)
     assert isinstance(tunnel, Encapsulate) and (tunnel.source, tunnel.destination) == (PAIR_PAR, PAIR_NAR)
     assert nar.tunnelled(tunnel.source, tunnel.packet, 1.1) == []  # buffered: the node is not there yet
-    assert nar.node_attached(PAIR_NCOA, MN_LLA, 3, 1.2)[-1] == Deliver(MN_LLA, PAIR_NCOA, 3, packet(1, PAIR_PCOA))
+    assert nar.node_attached(PAIR_NCOA, MN_LLA, 3, 1.2)[-1] == Deliver(MN_LLA, PAIR_NCOA, 3, hop(packet(1, PAIR_PCOA)))
 
 
 def test_a_reactive_hi_is_accepted_as_attached_and_a_refused_hi_opens_nothing() -> None:

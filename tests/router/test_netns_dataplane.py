@@ -24,6 +24,7 @@ from tests.router._dataplane_net import Lab
 from tests.router._netns import METRICS_PORT, NAR, PAR
 from tests.support.pcap import tshark_fields
 from tests.support.redis_server import RedisServer
+from tests.support.service_proc import cli_command
 
 pytestmark = [
     pytest.mark.slow,
@@ -132,3 +133,18 @@ def test_no_tun_device_or_route_outlives_the_agent(lab: Lab, how: signal.Signals
     finally:
         lab.par.start()
     assert len(_rules(lab)) == 2  # a fresh start replaces them, never adds more
+
+
+def test_a_second_agent_fails_cleanly_and_leaves_the_first_ones_rules(lab: Lab) -> None:
+    assert lab.par is not None
+    before = _rules(lab)
+    assert len(before) == 2
+    env = {**lab.par.env, "AAA_FMIP_ROUTER_METRICS__LISTEN": "", "AAA_FMIP_ROUTER_LOG__LEVEL": "INFO"}
+    result = lab.topo.run_in(
+        lab.topo.par,
+        ["env", *(f"{k}={v}" for k, v in env.items()), *cli_command("router", "--config", str(lab.par.config))],
+        timeout=60,
+    )
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert "the data plane could not be set up" in result.stderr and "Traceback" not in result.stderr
+    assert _rules(lab) == before
