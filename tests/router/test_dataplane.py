@@ -409,3 +409,24 @@ def test_par_a_later_fbu_to_another_nar_moves_the_tunnel() -> None:
     moved = HandoverFinished("accepted", 0, 7, 2, PCOA, IPv6Address("2001:db8:3::7"), other, 1, 0.01, 40)
     assert without_notices(plane.handover_finished(moved, 5.0)) == [AddCapture(PCOA)]
     assert plane.captured(packet(1), 5.1) == [Encapsulate(PAR, other, packet(1))]
+
+
+@given(
+    st.binary(min_size=16, max_size=16),
+    st.booleans(),
+    st.booleans(),
+    st.booleans(),
+    st.lists(st.binary(min_size=6, max_size=6), max_size=2),
+)
+def test_na_round_trip(target: bytes, router: bool, solicited: bool, override: bool, llas: list[bytes]) -> None:
+    address = IPv6Address(target)
+    if address.is_multicast:
+        address = NCOA
+    na = nawire.NeighborAdvertisement(
+        address, router, solicited, override, tuple(TargetLinkLayerAddress(a) for a in llas)
+    )
+    data = nawire.encode_na(na, source=NCOA, destination=NAR)
+    assert nawire.decode_na(data, source=NCOA, destination=NAR) == na
+    for cut in range(len(data)):
+        with contextlib.suppress(DecodeError):
+            nawire.decode_na(data[:cut])

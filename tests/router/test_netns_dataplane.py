@@ -21,7 +21,7 @@ from ipaddress import IPv6Address
 import pytest
 
 from tests.router._dataplane_net import Lab
-from tests.router._netns import METRICS_PORT, NAR, PAR
+from tests.router._netns import METRICS_PORT, NAR, PAR, Capture
 from tests.support.pcap import tshark_fields
 from tests.support.redis_server import RedisServer
 from tests.support.service_proc import cli_command
@@ -90,7 +90,12 @@ def test_packet_loss_across_a_handover_off_predictive_buffered_reactive(lab: Lab
 
 def test_the_tunnel_is_ipv6_in_ipv6_from_the_par_to_the_nar(lab: Lab) -> None:
     pcap = lab.workdir / "backbone-tunnel.pcap"
-    result = lab.run("predictive-buffered", count=400, capture=pcap)
+    access = Capture(lab.topo, lab.topo.nar, "br0", lab.workdir / "nar-access.pcap")
+    try:
+        result = lab.run("predictive-buffered", count=400, capture=pcap)
+    finally:
+        time.sleep(1.2)  # dumpcap hands packets over in blocks (1 s timeout)
+        access.stop()
     assert result["lost"] == 0, result
     frames = tshark_fields(pcap, ["ipv6.src", "ipv6.dst", "ipv6.nxt", "udp.dstport"], display_filter="ipv6.nxt == 41")
     assert frames, "no IPv6-in-IPv6 packet crossed the backbone"
@@ -101,6 +106,15 @@ def test_the_tunnel_is_ipv6_in_ipv6_from_the_par_to_the_nar(lab: Lab) -> None:
         assert [IPv6Address(a) for a in frame["ipv6.dst"]] == [NAR, pcoa]
         assert frame["ipv6.nxt"][0] == "41" and frame["ipv6.nxt"][1] == "17"
     assert len(frames) >= 100  # the stream went through it from the FBack on
+    # the node's UNA as tshark reads it (RFC 5568 §6.3: R=S=O=0, Target = NCoA, its MAC in the Target LLA)
+    fields = ["icmpv6.checksum.status", "icmpv6.nd.na.flag.r", "icmpv6.nd.na.flag.s", "icmpv6.nd.na.flag.o"]
+    fields += ["icmpv6.nd.na.target_address", "icmpv6.opt.linkaddr", "ipv6.hlim"]
+    ncoa = IPv6Address(pcoa.packed[:2] + b"\x0d\xb8\x00\x02" + pcoa.packed[6:])
+    [una] = tshark_fields(access.path, fields, display_filter=f"icmpv6.nd.na.target_address == {ncoa}")
+    assert una["icmpv6.checksum.status"] == ["1"] and una["ipv6.hlim"] == ["255"]
+    assert (una["icmpv6.nd.na.flag.r"], una["icmpv6.nd.na.flag.s"], una["icmpv6.nd.na.flag.o"]) == (["0"], ["0"], ["0"])
+    assert [IPv6Address(a) for a in una["icmpv6.nd.na.target_address"]] == [ncoa]
+    assert una["icmpv6.opt.linkaddr"] == ["02:00:00:00:00:01"]
 
 
 def test_the_capture_route_goes_when_the_binding_ends(lab: Lab) -> None:
