@@ -98,7 +98,7 @@ def test_the_tunnel_is_ipv6_in_ipv6_from_the_par_to_the_nar(lab: Lab) -> None:
         access.stop()
     assert result["lost"] == 0, result
     frames = tshark_fields(pcap, ["ipv6.src", "ipv6.dst", "ipv6.nxt", "udp.dstport"], display_filter="ipv6.nxt == 41")
-    assert frames, "no IPv6-in-IPv6 packet crossed the backbone"
+    assert frames, f"no IPv6-in-IPv6 packet crossed the backbone: {result}"
     pcoa = IPv6Address(result["pcoa"])
     for frame in frames:
         # RFC 2473: outer header PAR → NAR with Next Header 41, the inner packet unchanged (to the PCoA)
@@ -110,7 +110,9 @@ def test_the_tunnel_is_ipv6_in_ipv6_from_the_par_to_the_nar(lab: Lab) -> None:
     fields = ["icmpv6.checksum.status", "icmpv6.nd.na.flag.r", "icmpv6.nd.na.flag.s", "icmpv6.nd.na.flag.o"]
     fields += ["icmpv6.nd.na.target_address", "icmpv6.opt.linkaddr", "ipv6.hlim"]
     ncoa = IPv6Address(pcoa.packed[:2] + b"\x0d\xb8\x00\x02" + pcoa.packed[6:])
-    [una] = tshark_fields(access.path, fields, display_filter=f"icmpv6.nd.na.target_address == {ncoa}")
+    unas = tshark_fields(access.path, fields, display_filter=f"icmpv6.nd.na.target_address == {ncoa}")
+    assert len(unas) == 1, unas
+    una = unas[0]
     assert una["icmpv6.checksum.status"] == ["1"] and una["ipv6.hlim"] == ["255"]
     assert (una["icmpv6.nd.na.flag.r"], una["icmpv6.nd.na.flag.s"], una["icmpv6.nd.na.flag.o"]) == (["0"], ["0"], ["0"])
     assert [IPv6Address(a) for a in una["icmpv6.nd.na.target_address"]] == [ncoa]
