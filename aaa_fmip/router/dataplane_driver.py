@@ -79,6 +79,9 @@ _KERNEL_TUNNEL_PREFIX: Final = "fmipt"
 _CMSG_SPACE: Final = socket.CMSG_SPACE(20) + socket.CMSG_SPACE(4)
 _EOPNOTSUPP: Final = 95
 _MAIN_TABLE: Final = 254  # RT_TABLE_MAIN
+_SO_RCVBUFFORCE: Final = 33  # <asm-generic/socket.h>
+_RECEIVE_BUFFER: Final = 4 << 20  # octets: a few thousand tunnelled packets while the agent is busy
+_TUN_QUEUE: Final = 5000  # packets the kernel may queue for the agent in the TUN device (the default is 500)
 
 
 class DataPlaneMetrics:
@@ -159,6 +162,15 @@ class _Netlink:
         self._pool.shutdown(wait=True)
 
 
+def _large_receive_buffer(sock: socket.socket) -> None:
+    """``_RECEIVE_BUFFER`` octets: SO_RCVBUFFORCE (CAP_NET_ADMIN, which the data plane has), else as much as
+    net.core.rmem_max allows."""
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, _SO_RCVBUFFORCE, _RECEIVE_BUFFER)
+    except OSError:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _RECEIVE_BUFFER)
+
+
 def _open_tun(name: str) -> tuple[int, str]:
     """A non-persistent TUN device (it goes away with the descriptor): (fd, the name the kernel gave it)."""
     fd = os.open("/dev/net/tun", os.O_RDWR)
@@ -232,6 +244,7 @@ class DataPlaneAgent:
             self._icmp.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVHOPLIMIT, 1)
             for s in (self._raw, self._packet, self._icmp):
                 s.setblocking(False)
+            _large_receive_buffer(self._raw)  # a burst while the loop is busy elsewhere must not overflow it
             if not self.kernel_tunnels:
                 self._tun_fd, self.tun_name = _open_tun(self.tun_name)
                 # no link-local address on the TUN: nothing of the router's own (MLD) goes into the capture
@@ -241,7 +254,9 @@ class DataPlaneAgent:
                 ):
                     f.write("1")
                 self._tun_index = self._ipr.link_lookup(ifname=self.tun_name)[0]
-                self._ipr.link("set", index=self._tun_index, mtu=_LINK_MTU - TUNNEL_OVERHEAD, state="up")
+                self._ipr.link(
+                    "set", index=self._tun_index, mtu=_LINK_MTU - TUNNEL_OVERHEAD, txqlen=_TUN_QUEUE, state="up"
+                )
             # after the TUN device, which only one process can hold: a second agent in this namespace fails
             # above, before it could touch the first one's rules
             self._delete_stale_tunnels()

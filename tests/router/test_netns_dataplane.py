@@ -48,6 +48,18 @@ def _metric(text: str, name: str, **labels: str) -> float:
     return float(match.group(1)) if match else 0.0
 
 
+def _drops(lab: Lab) -> list[str]:
+    """The data plane's drop counters of both agents (for failure messages)."""
+    lines = []
+    for agent in (lab.par, lab.nar):
+        if agent is not None and agent.proc is not None:
+            text = agent.metrics(METRICS_PORT)
+            lines += [
+                f"{agent.ns}: {line}" for line in text.splitlines() if line.startswith("aaa_fmip_router_dataplane")
+            ]
+    return lines
+
+
 def _capture_routes(lab: Lab) -> str:
     return lab.topo.run_in(lab.topo.par, ["ip", "-6", "route", "show", "table", "5568"]).stdout
 
@@ -74,7 +86,7 @@ def test_packet_loss_across_a_handover_off_predictive_buffered_reactive(lab: Lab
     assert off["lost"] > 0 and off["last_received"] < last, off
     # predictive with buffering: the NAR held what came while the node moved, and flushed it in order
     assert buffered["fback_status"] == 0
-    assert (buffered["lost"], buffered["duplicates"], buffered["reordered"]) == (0, 0, 0), buffered
+    assert (buffered["lost"], buffered["duplicates"], buffered["reordered"]) == (0, 0, 0), (buffered, _drops(lab))
     # without buffering (and reactive) packets are lost around the move only; the tunnel carries the rest
     for result in (predictive, reactive):
         assert result["fback_status"] == 0 and result["last_received"] == last, result
@@ -96,7 +108,7 @@ def test_the_tunnel_is_ipv6_in_ipv6_from_the_par_to_the_nar(lab: Lab) -> None:
     finally:
         time.sleep(1.2)  # dumpcap hands packets over in blocks (1 s timeout)
         access.stop()
-    assert result["lost"] == 0, result
+    assert result["lost"] == 0, (result, _drops(lab))
     frames = tshark_fields(pcap, ["ipv6.src", "ipv6.dst", "ipv6.nxt", "udp.dstport"], display_filter="ipv6.nxt == 41")
     assert frames, f"no IPv6-in-IPv6 packet crossed the backbone: {result}"
     pcoa = IPv6Address(result["pcoa"])
