@@ -18,7 +18,9 @@ tunnelled packets from any other source, or for a PCoA no HI named, are dropped 
 The decapsulated packet still carries the PCoA as its destination; the NAR forwards it to the node on its link
 (:class:`Deliver`: to the node's link-layer address from the HI's MN-LLA option, or the UNA's Target LLA),
 decrementing its Hop Limit as for any hop (RFC 2473 §3.2: the exit point forwards the original packet; one
-that would leave with Hop Limit 0 is dropped, counted as ``hop-limit``).
+that would leave with Hop Limit 0 is dropped, counted as ``hop-limit``). RFC 5568 §3.1 ends the tunnel at the
+NCoA instead; ending it at the NAR spares the node a tunnel endpoint and the NAR a proxy neighbour entry
+(docs/router.md §8).
 
 Buffering (HI U=1, RFC 5568 §6.2.1.1): until the node is attached the NAR queues what arrives, bounded by
 packets per node, packets in all, and seconds a packet may wait; what does not fit or waits too long is
