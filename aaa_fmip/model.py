@@ -9,6 +9,10 @@ from typing import Literal
 from aaa_fmip.crypto.secrets import SecretBytes
 
 Role = Literal["ar", "aaa", "auditor", "admin", "mos"]
+LifetimeUnits = Literal["4s", "seconds"]  # unit of the FBU Lifetime field (architecture.md §3; keys.lifetime_units)
+# A Diameter peer's role. ar: an access router querying for itself; agent: a relay/proxy forwarding ARs' requests;
+# nas and home-eap-server: the two sides of the EAP agent (RFC 4072) on the DER/DEA path.
+PeerRole = Literal["ar", "agent", "nas", "home-eap-server"]
 
 
 @dataclass(frozen=True)

@@ -49,6 +49,9 @@ def register(sub: Any) -> None:
     )
     parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="overrides [log] level")
     parser.set_defaults(func=run)
+    from aaa_fmip.commands import router_ipsec
+
+    router_ipsec.register(parser.add_subparsers(title="other actions", metavar="ACTION"))
 
 
 def run(args: argparse.Namespace) -> int:

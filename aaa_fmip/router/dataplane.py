@@ -20,7 +20,7 @@ The decapsulated packet still carries the PCoA as its destination; the NAR forwa
 decrementing its Hop Limit as for any hop (RFC 2473 §3.2: the exit point forwards the original packet; one
 that would leave with Hop Limit 0 is dropped, counted as ``hop-limit``). RFC 5568 §3.1 ends the tunnel at the
 NCoA instead; ending it at the NAR spares the node a tunnel endpoint and the NAR a proxy neighbour entry
-(docs/router.md §8).
+(docs/router.md §10).
 
 Buffering (HI U=1, RFC 5568 §6.2.1.1): until the node is attached the NAR queues what arrives, bounded by
 packets per node, packets in all, and seconds a packet may wait; what does not fit or waits too long is

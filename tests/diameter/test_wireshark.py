@@ -55,6 +55,7 @@ def capture(redis_server: RedisServer, dictionary: DiameterDictionary) -> Iterat
                     assert ar1.verify_fbu(ar_address=PAR1, source=PCOA, mh=fbu).accepted
                 # The client's stop ends with DPR/DPA (RFC 6733 §5.4): once both are captured, so is the rest.
                 cap.wait_for("diameter.cmd.code == 282", 2)
+                cap.wait_for("diameter.cmd.code == 257", 2)  # and the CER/CEA that opened the connection
         finally:
             stack.stop()
         yield cap.path, stack.port
