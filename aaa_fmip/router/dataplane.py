@@ -276,6 +276,8 @@ class DataPlane:
         destination = _destination(packet)
         if destination is None:
             return [Dropped("malformed")]
+        if destination.is_multicast:
+            return []  # the kernel's own MLD reports on the capture device: not a node's packet
         binding = self._par.get(destination)
         if binding is None or binding.expires <= now:
             return [Dropped("no-binding")]

@@ -293,6 +293,7 @@ class Lab:
         summary.update(
             lost_sent_at_ms=[round(i / rate * 1000, 1) for i in range(count) if i not in seen][:20],
             left_at_ms=round((left - first) * 1000, 1),
+            stream_seconds=round(float(sender_summary["last"]) - first, 3),  # the rate the sender kept
             arrived_at_ms=round((arrived - first) * 1000, 1),
             mode=mode,
             fback_status=status,

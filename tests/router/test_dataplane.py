@@ -85,6 +85,7 @@ def test_par_captures_after_an_accepted_fback_and_tunnels_to_the_nar() -> None:
     assert plane.captured(packet(2), 1.5) == [Encapsulate(PAR, NAR, packet(2))]
     assert plane.captured(packet(3, destination=NCOA), 1.5) == [Dropped("no-binding")]
     assert plane.captured(b"\x45" + bytes(39), 1.5) == [Dropped("malformed")]
+    assert plane.captured(packet(4, destination=IPv6Address("ff02::16")), 1.5) == []  # the kernel's MLD
 
 
 @pytest.mark.parametrize("status", [None, 128, 129, 130])

@@ -95,9 +95,11 @@ def test_packet_loss_across_a_handover_off_predictive_buffered_reactive(lab: Lab
     nar = lab.nar.metrics(METRICS_PORT) if lab.nar else ""
     assert _metric(nar, "aaa_fmip_router_dataplane_packets_total", action="buffered") > 0
     assert _metric(nar, "aaa_fmip_router_dataplane_packets_total", action="delivered") > 0
-    assert _metric(nar, "aaa_fmip_router_dataplane_drops_total", reason="buffer-full") == 0
+    for reason in ("buffer-full", "buffer-expired", "no-binding", "not-neighbour", "malformed"):
+        assert _metric(nar, "aaa_fmip_router_dataplane_drops_total", reason=reason) == 0, _drops(lab)
     par = lab.par.metrics(METRICS_PORT) if lab.par else ""
     assert _metric(par, "aaa_fmip_router_dataplane_packets_total", action="tunnelled") > 0
+    assert _metric(par, "aaa_fmip_router_dataplane_drops_total", reason="no-binding") == 0, _drops(lab)
 
 
 def test_the_tunnel_is_ipv6_in_ipv6_from_the_par_to_the_nar(lab: Lab) -> None:
