@@ -13,15 +13,18 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 import signal
+import subprocess
 import time
 from collections.abc import Iterator
 from ipaddress import IPv6Address
 
 import pytest
 
+from aaa_fmip.router.dataplane_driver import kernel_has_ip6tnl
 from tests.router._dataplane_net import Lab
-from tests.router._netns import METRICS_PORT, NAR, PAR, Capture
+from tests.router._netns import METRICS_PORT, NAR, PAR, Capture, in_netns
 from tests.support.pcap import tshark_fields
 from tests.support.redis_server import RedisServer
 from tests.support.service_proc import cli_command
@@ -178,3 +181,29 @@ def test_a_second_agent_fails_cleanly_and_leaves_the_first_ones_rules(lab: Lab) 
     assert result.returncode == 1, result.stderr[-2000:]
     assert "the data plane could not be set up" in result.stderr and "Traceback" not in result.stderr
     assert _rules(lab) == before
+
+
+def test_ip6tnl_detection_agrees_with_iproute2() -> None:
+    """``mode = "auto"`` asks the kernel the way iproute2 does; both must give the same answer (here: no ip6tnl)."""
+    ns = "dp" + secrets.token_hex(4)
+    subprocess.run(["ip", "netns", "add", ns], check=True, timeout=20)
+    try:
+        made = subprocess.run(
+            ["ip", "-n", ns, "link", "add", "t0", "type", "ip6tnl", "local", "::1", "remote", "::1"],
+            capture_output=True,
+            timeout=20,
+            check=False,
+        )
+        with in_netns(ns):
+            from pyroute2 import IPRoute
+
+            ipr = IPRoute()
+            try:
+                if made.returncode == 0:
+                    ipr.link("del", ifname="t0")
+                assert kernel_has_ip6tnl(ipr) is (made.returncode == 0)
+                assert not ipr.link_lookup(ifname="fmiptprobe")  # the probe leaves nothing behind
+            finally:
+                ipr.close()
+    finally:
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=20, check=False)
