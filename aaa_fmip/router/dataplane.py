@@ -250,6 +250,8 @@ class DataPlane:
             existing.expires = binding.expires
             existing.buffering = existing.buffering or hi.buffer
             existing.mn_lla = existing.mn_lla or hi.mn_lla
+            if hi.reactive and not existing.attached:  # the node's FBU came through this router: it is here
+                return self._attach(existing, None, None, now)
             return []
         effects: list[DataPlaneEffect] = []
         if existing is not None:

@@ -431,3 +431,12 @@ def test_na_round_trip(target: bytes, router: bool, solicited: bool, override: b
     for cut in range(len(data)):
         with contextlib.suppress(DecodeError):
             nawire.decode_na(data[:cut])
+
+
+def test_a_reactive_hi_for_a_buffering_binding_flushes_it() -> None:
+    """The node sent its FBU again from the new link (no UNA seen): HI Code 1 for the same move means it is here."""
+    plane = DataPlane(NAR, DataPlaneLimits(drain_factor=0))
+    plane.hi_accepted(hi(buffer=True), 0.0)
+    plane.tunnelled(PAR, packet(1), 0.1)
+    assert delivered(plane.hi_accepted(hi(buffer=True, reactive=True), 0.2)) == [1]
+    assert plane.hi_accepted(hi(buffer=True, reactive=True), 0.3) == []  # and only once
