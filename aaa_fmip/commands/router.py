@@ -74,6 +74,9 @@ def run(args: argparse.Namespace) -> int:
         if settings.prefixes.aggregate is not None:
             p = settings.prefixes
             print(f"per-node prefixes: /{p.prefix_length} from {p.pool or p.aggregate} on {', '.join(p.interfaces)}")
+        dp = settings.dataplane
+        limits = f"buffer {dp.buffer_packets} packets / {dp.buffer_seconds} s"
+        print(f"data plane: {f'on ({dp.mode}), {limits}' if dp.enable else 'off'}")
         return 0
     return asyncio.run(_serve(settings))
 
@@ -152,6 +155,20 @@ async def _serve(settings: Any) -> int:
     )
     core = RouterCore(params, initial_hi_sequence=secrets.randbelow(0x10000))
     p2p = _per_node_links(settings, core, metrics)
+    dataplane = None
+    if settings.dataplane.enable:
+        from aaa_fmip.router.dataplane import DataPlane
+        from aaa_fmip.router.dataplane_driver import DataPlaneAgent, DataPlaneMetrics
+
+        dp = settings.dataplane
+        dataplane = DataPlaneAgent(
+            DataPlane(params.addresses[0], dp.limits()),
+            tun_name=dp.tun_name,
+            mode=dp.mode,
+            route_table=dp.route_table,
+            rule_priority=dp.rule_priority,
+            metrics=DataPlaneMetrics(metrics.registry),
+        )
     agent = RouterAgent(
         core,
         verifier,
@@ -160,6 +177,7 @@ async def _serve(settings: Any) -> int:
         service=service,
         report_verdicts=settings.keys.report_verdicts,
         p2p=p2p,
+        dataplane=dataplane,
     )
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -167,7 +185,14 @@ async def _serve(settings: Any) -> int:
     try:
         await agent.run()
     except PermissionError:
-        print("aaa-fmip: the router agent needs CAP_NET_RAW (raw sockets): run it as root or grant it", file=sys.stderr)
+        needs = "CAP_NET_RAW (raw sockets)" + (" and CAP_NET_ADMIN (the data plane)" if dataplane else "")
+        print(f"aaa-fmip: the router agent needs {needs}: run it as root or grant it", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        if dataplane is None:
+            raise
+        # the data plane's TUN device (absent /dev/net/tun, a name in use), routes or rules
+        print(f"aaa-fmip: the data plane could not be set up: {exc}", file=sys.stderr)
         return 1
     finally:
         journal.close()

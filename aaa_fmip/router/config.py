@@ -35,6 +35,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from aaa_fmip.errors import ConfigError
 from aaa_fmip.router.core import HI_INITIAL_TIMEOUT, HI_RETRIES, RouterParameters
+from aaa_fmip.router.dataplane import DataPlaneLimits
 from aaa_fmip.router.neighbours import Neighbour, NeighbourTable, normalise_ap_id
 from aaa_fmip.router.prefixes import PerNodePrefixes, PrefixPoolConfig
 
@@ -160,6 +161,39 @@ class PrefixesSection(_Section):
         )
 
 
+class DataPlaneSection(_Section):
+    """The handover data plane (docs/router.md "Data plane"): forwarding at the PAR, buffering at the NAR."""
+
+    enable: bool = False  # needs CAP_NET_ADMIN and /dev/net/tun (userspace) or ip6tnl (kernel)
+    mode: Literal["auto", "userspace", "kernel"] = "auto"  # auto: kernel ip6tnl where the kernel has it
+    tun_name: str = Field(default="fmip0", min_length=1, max_length=15)  # the PAR's capture device
+    route_table: int = Field(default=5568, ge=1, le=0xFFFFFFFF)  # capture routes live here (not 253-255)
+    rule_priority: int = Field(default=5568, ge=1, le=32764)  # this and the next: the two policy rules
+    buffer_packets: int = Field(default=1000, ge=0)  # per node, at the NAR
+    total_buffer_packets: int = Field(default=20_000, ge=0)  # all nodes together
+    buffer_seconds: float = Field(default=2.0, gt=0, le=60)  # longest a packet waits for its node
+    drain_burst: int = Field(default=5, ge=1)  # RFC 5568 §5.4: back to back when the node attaches
+    drain_factor: float = Field(default=2.0, ge=0)  # then this multiple of the arrival rate (0: all at once)
+    nar_lifetime: float = Field(default=30.0, gt=0)  # seconds a NAR binding lives after its HI / last packet
+
+    @field_validator("route_table")
+    @classmethod
+    def _own_table(cls, value: int) -> int:
+        if value in (253, 254, 255):
+            raise ValueError("route_table must not be the default, main or local table")
+        return value
+
+    def limits(self) -> DataPlaneLimits:
+        return DataPlaneLimits(
+            buffer_packets=self.buffer_packets,
+            total_buffer_packets=self.total_buffer_packets,
+            buffer_seconds=self.buffer_seconds,
+            drain_burst=self.drain_burst,
+            drain_factor=self.drain_factor,
+            nar_lifetime=self.nar_lifetime,
+        )
+
+
 class NeighbourEntry(_Section):
     ap: str
     nar_address: IPv6Address
@@ -191,6 +225,7 @@ class RouterSettings(BaseSettings):
     metrics: MetricsSection = Field(default_factory=MetricsSection)
     log: LogSection = Field(default_factory=LogSection)
     prefixes: PrefixesSection = Field(default_factory=PrefixesSection)
+    dataplane: DataPlaneSection = Field(default_factory=DataPlaneSection)
     neighbours: list[NeighbourEntry] = Field(default_factory=list)
 
     def parameters(self, *, link_local: IPv6Address | None = None, lla: bytes = b"") -> RouterParameters:

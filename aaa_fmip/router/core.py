@@ -64,6 +64,7 @@ __all__ = [
     "HI_RETRIES",
     "Effect",
     "HandoverFinished",
+    "HiAccepted",
     "LocalProtocolError",
     "Notice",
     "Prefetch",
@@ -146,6 +147,7 @@ class HandoverFinished:
     nar: IPv6Address | None
     hi_transmissions: int
     duration: float  # seconds from FBU to FBack
+    lifetime: int = 0  # seconds granted in the FBack (RFC 5568 §6.2.3): how long the PAR forwards for the PCoA
 
 
 @dataclass(frozen=True)
@@ -160,7 +162,20 @@ class PrefixEvent:
     reason: str = ""
 
 
-Effect: TypeAlias = SendMh | SendIcmpv6 | VerifyFbu | Prefetch | Notice | HandoverFinished | PrefixEvent
+@dataclass(frozen=True)
+class HiAccepted:
+    """NAR: an HI was accepted (HAck Code < 128): the data plane takes tunnelled packets for ``pcoa`` from
+    ``par`` (aaa_fmip.router.dataplane). ``buffer``: the HI's U flag; ``reactive``: Code 1, the node is here."""
+
+    par: IPv6Address
+    pcoa: IPv6Address
+    ncoa: IPv6Address
+    mn_lla: bytes | None
+    buffer: bool
+    reactive: bool
+
+
+Effect: TypeAlias = SendMh | SendIcmpv6 | VerifyFbu | Prefetch | Notice | HandoverFinished | PrefixEvent | HiAccepted
 
 
 # --- configuration -----------------------------------------------------------------------------------------------
@@ -565,6 +580,7 @@ class RouterCore:
                 handover.nar,
                 handover.hi_sent,
                 now - handover.started,
+                lifetime,
             )
         )
         return effects
@@ -715,7 +731,7 @@ class RouterCore:
             "hack_code": int(code),
             "ncoa": str(ncoa) if ncoa else None,
         }
-        return [*effects, Notice("hi.answered", fields), hack]
+        return [*effects, Notice("hi.answered", fields), hack, *self._hi_accepted(packet, hi, code, ncoa)]
 
     def _hi_per_node(
         self, packet: ReceivedMh, hi: mhwire.HI, now: float
@@ -891,6 +907,27 @@ class RouterCore:
             return []
         released = self.prefix_pool.release(lla)
         return [PrefixEvent("released", released, "released")] if released is not None else []
+
+    @staticmethod
+    def _hi_accepted(packet: ReceivedMh, hi: mhwire.HI, code: int, assigned: IPv6Address | None) -> list[Effect]:
+        """The data plane's part of an accepted HI (RFC 5568 §5.4): which PCoA, NCoA and node, whether to buffer."""
+        if code >= HAckCode.NOT_ACCEPTED:
+            return []
+        addresses: dict[int, IPv6Address] = {}
+        mn_lla: bytes | None = None
+        for option in hi.options:
+            if isinstance(option, mhwire.MHIPv6AddressPrefix):
+                addresses.setdefault(option.option_code, option.address)
+            elif (
+                isinstance(option, mhwire.MHLinkLayerAddress) and option.option_code == LinkLayerAddressCode.MOBILE_NODE
+            ):
+                mn_lla = option.address
+        pcoa = addresses.get(IPAddressPrefixCode.OLD_CARE_OF_ADDRESS)
+        ncoa = assigned or addresses.get(IPAddressPrefixCode.NEW_CARE_OF_ADDRESS)
+        if pcoa is None or ncoa is None:
+            return []
+        reactive = hi.code == HICode.FBU_NOT_FROM_PCOA
+        return [HiAccepted(packet.source, pcoa, ncoa, mn_lla, hi.u_flag, reactive)]
 
     def _hi_decision(self, packet: ReceivedMh, hi: mhwire.HI) -> tuple[int, IPv6Address | None]:
         """HAck Code and the NCoA to return (§6.2.1.2)."""

@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from ipaddress import IPv6Address
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from aaa_fmip.errors import DecodeError
 from aaa_fmip.radius.ar import PushedHandoverKey
@@ -38,7 +38,7 @@ from aaa_fmip.router.p2p import P2PLinks
 from aaa_fmip.router.verify import FbuVerdict, ReceivedMh
 from aaa_fmip.wire import ipv6 as ipv6wire
 
-__all__ = ["RawSockets", "RouterAgent", "interface_addresses"]
+__all__ = ["DataPlaneHook", "RawSockets", "RouterAgent", "interface_addresses"]
 
 log = logging.getLogger("aaa_fmip.router")
 
@@ -82,6 +82,15 @@ def interface_addresses(name: str) -> tuple[IPv6Address | None, bytes]:
     with contextlib.suppress(OSError, ValueError), open(f"/sys/class/net/{name}/address", encoding="ascii") as f:
         mac = bytes.fromhex(f.read().strip().replace(":", ""))
     return link_local, mac
+
+
+class DataPlaneHook(Protocol):
+    """The handover data plane (aaa_fmip.router.dataplane_driver.DataPlaneAgent): told every core effect."""
+
+    def open(self) -> None: ...
+    def observe(self, effect: core.Effect) -> None: ...
+    async def run(self) -> None: ...
+    def close(self) -> None: ...
 
 
 @dataclass
@@ -131,6 +140,7 @@ class RouterAgent:
         report_verdicts: bool = True,
         max_buffered_verdicts: int = 10_000,
         p2p: P2PLinks | None = None,
+        dataplane: DataPlaneHook | None = None,
     ) -> None:
         self.core = router
         self.verifier = verifier
@@ -144,6 +154,7 @@ class RouterAgent:
         self.report_verdicts = report_verdicts and service is not None and verifier.mode == "local"
         self.max_buffered_verdicts = max_buffered_verdicts
         self.p2p = p2p
+        self.dataplane = dataplane
         self._verdicts: list[dict[str, Any]] = []
         self._wake = asyncio.Event()
         self._stopped = asyncio.Event()
@@ -158,6 +169,12 @@ class RouterAgent:
         if self.sockets is None:
             self.sockets = RawSockets.open(per_node_links=self.p2p is not None)
         s = self.sockets
+        if self.dataplane is not None:
+            try:
+                self.dataplane.open()
+            except BaseException:
+                s.close()
+                raise
         loop.add_reader(s.mh.fileno(), self._readable, s.mh, False)
         loop.add_reader(s.dstopts.fileno(), self._readable, s.dstopts, True)
         loop.add_reader(s.icmp.fileno(), self._icmp_readable)
@@ -172,6 +189,8 @@ class RouterAgent:
             background.append(asyncio.create_task(self._report_loop()))
         if self.p2p is not None:
             background.append(asyncio.create_task(self.p2p.run(self._apply)))
+        if self.dataplane is not None:
+            background.append(asyncio.create_task(self.dataplane.run()))
         try:
             await self._stopped.wait()
         finally:
@@ -188,6 +207,8 @@ class RouterAgent:
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(self.p2p.close(), 10.0)
             s.close()
+            if self.dataplane is not None:
+                self.dataplane.close()
             log.info("router agent stopped")
 
     def stop(self) -> None:
@@ -256,6 +277,9 @@ class RouterAgent:
     # ---- effects
 
     def _apply(self, effects: list[core.Effect]) -> None:
+        if self.dataplane is not None:
+            for effect in effects:  # first: forwarding is in place before the FBack leaves (RFC 5568 §3.1)
+                self.dataplane.observe(effect)
         for effect in effects:
             if isinstance(effect, core.SendMh):
                 self._send_mh(effect)
