@@ -29,7 +29,7 @@ Every decision is :class:`aaa_fmip.router.dataplane.DataPlane`'s; this adapter o
   came in on, else the interface of the kernel's route to the NCoA. No route or neighbour entry is installed
   on the NAR, so nothing is left behind there either.
 * **UNA (NAR).** A raw ICMPv6 socket filtered to type 136: Neighbor Advertisements with Hop Limit 255
-  (RFC 4861 §7.1.2) are decoded (:mod:`aaa_fmip.wire.na`) and reported as the node's arrival.
+  (RFC 4861 §7.1.2) are decoded (:func:`aaa_fmip.wire.icmpv6.decode_nd_message`) and reported as the node's arrival.
 
 Needs CAP_NET_ADMIN (TUN, routes) and CAP_NET_RAW (raw and packet sockets).
 """
@@ -61,7 +61,7 @@ from aaa_fmip.router.dataplane import (
     Encapsulate,
     RemoveCapture,
 )
-from aaa_fmip.wire import na as nawire
+from aaa_fmip.wire import icmpv6
 
 __all__ = ["DataPlaneAgent", "DataPlaneMetrics", "kernel_has_ip6tnl"]
 
@@ -237,7 +237,7 @@ class DataPlaneAgent:
             self._packet = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, 0)
             self._icmp = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
             blocked = [0xFFFFFFFF] * 8  # RFC 3542 §3.2: a set bit blocks the type
-            t = nawire.NEIGHBOR_ADVERTISEMENT
+            t = icmpv6.Icmpv6Type.NEIGHBOR_ADVERTISEMENT
             blocked[t >> 5] &= ~(1 << (t & 31))
             self._icmp.setsockopt(socket.IPPROTO_ICMPV6, ICMP6_FILTER, struct.pack("@8I", *blocked))
             self._icmp.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVPKTINFO, 1)
@@ -379,10 +379,12 @@ class DataPlaneAgent:
                 continue
             source = IPv6Address(peer[0].split("%")[0])
             try:
-                na = nawire.decode_na(data, source=source, destination=destination)
+                na = icmpv6.decode_nd_message(data, source=source, destination=destination)
             except DecodeError:
                 self.metrics.drops.labels("malformed-na").inc()
                 continue
+            if not isinstance(na, icmpv6.NeighborAdvertisement):
+                continue  # the socket's filter passes NAs only
             if na.solicited or na.router:
                 continue  # an answer to someone's solicitation, or a router: not a node announcing itself
             self._apply(self.plane.node_attached(na.target, na.target_lla, ifindex, self.clock()))

@@ -556,6 +556,16 @@ class NeighborAdvertisement:
     solicited: bool = False  # S
     override: bool = False  # O
 
+    @property
+    def target_lla(self) -> bytes | None:
+        """The Target Link-Layer Address option's address (RFC 4861 §4.6.1), if present."""
+        return next((o.address for o in self.options if isinstance(o, TargetLinkLayerAddress)), None)
+
+    @property
+    def unsolicited_for_fmip(self) -> bool:
+        """R, S and O all clear: RFC 5568 §6.3's UNA."""
+        return not (self.router or self.solicited or self.override)
+
 
 NDMessage: TypeAlias = RouterSolicitation | RouterAdvertisement | NeighborAdvertisement
 

@@ -35,8 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from aaa_fmip import mn
-from aaa_fmip.wire import na as nawire
-from aaa_fmip.wire.icmpv6 import TargetLinkLayerAddress
+from aaa_fmip.wire.icmpv6 import NeighborAdvertisement, TargetLinkLayerAddress, encode_nd_message
 from tests.router._netns import NAR, PAR, Agent, Capture, MobileNode, NsService, Topology, in_netns, router_config
 from tests.router._stream import summarise
 from tests.support.service_proc import Credential, clean_env, random_kek, render_config
@@ -182,8 +181,8 @@ class Lab:
         with in_netns(self.topo.mn):
             ifindex = socket.if_nametoindex("wnar")
         all_nodes = IPv6Address("ff02::1")
-        una = nawire.encode_na(
-            nawire.NeighborAdvertisement(ncoa, options=(TargetLinkLayerAddress(MN_MAC),)),
+        una = encode_nd_message(
+            NeighborAdvertisement(ncoa, options=(TargetLinkLayerAddress(MN_MAC),)),
             source=ncoa,
             destination=all_nodes,
         )
