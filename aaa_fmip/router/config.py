@@ -31,8 +31,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from aaa_fmip.config.sources import TomlFile
 from aaa_fmip.errors import ConfigError
 from aaa_fmip.router.core import HI_INITIAL_TIMEOUT, HI_RETRIES, RouterParameters
 from aaa_fmip.router.dataplane import DataPlaneLimits
@@ -264,7 +265,8 @@ def load_settings(path: Path | None, **overrides: Any) -> RouterSettings:
         ) -> tuple[PydanticBaseSettingsSource, ...]:
             sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
             if path is not None:
-                sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+                # Unreadable or invalid TOML: a ConfigError naming --config (not a ValueError below).
+                sources.append(TomlFile(settings_cls, path, {}))
             return tuple(sources)
 
     try:

@@ -71,3 +71,13 @@ def test_cli_check_and_help(tmp_path: Path) -> None:
     assert missing.returncode == 2 and "configuration error" in missing.stderr
     helped = run_cli("router", "--help")
     assert "RFC 5568" in helped.stdout and "AAA_FMIP_ROUTER_" in helped.stdout
+
+
+def test_invalid_toml_is_reported_under_config(tmp_path: Path) -> None:
+    """A file that is not TOML names ``--config``, not a setting the file never reached."""
+    with pytest.raises(ConfigError) as info:
+        load_settings(_write(tmp_path, CONFIG.replace("[service]", "[service")))
+    assert info.value.key == "--config" and "invalid TOML" in str(info.value)
+    result = run_cli("router", "--config", str(_write(tmp_path, "[router\n")), "--check")
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and "--config" in result.stderr and "neighbours" not in result.stderr
