@@ -14,14 +14,12 @@ comma-separated. Arrays of tables (``access_routers``, ``clients``, ``diameter.p
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
-from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Final
 
-from pydantic import Field, PrivateAttr, ValidationError, model_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic import Field, PrivateAttr, model_validator
+from pydantic_settings import SettingsConfigDict
 
 from aaa_fmip.api.settings import LimitSettings
 from aaa_fmip.config.callers import AccessRouterSettings, ClientRole, ClientSettings, check_unique_callers
@@ -48,7 +46,7 @@ from aaa_fmip.config.sections import (
     ServerSettings,
     StoreSettings,
 )
-from aaa_fmip.config.sources import EnvironmentSource, TomlFile, translate
+from aaa_fmip.config.sources import FileSettings, load
 from aaa_fmip.errors import ConfigError
 from aaa_fmip.keys import DEFAULT_MAX_LIFETIME
 from aaa_fmip.model import LifetimeUnits, PeerRole
@@ -97,11 +95,8 @@ __all__ = [
 ENV_PREFIX: Final = "AAA_FMIP_"
 ENV_CONFIG: Final = "AAA_FMIP_CONFIG"
 
-# What load_settings reads: the file (None: none) and the environment (None: os.environ).
-_INPUTS: ContextVar[tuple[Path | None, EnvironmentSource | None]] = ContextVar("_INPUTS", default=(None, None))
 
-
-class Settings(BaseSettings):
+class Settings(FileSettings):
     """The whole configuration; build it with :func:`load_settings`."""
 
     model_config = SettingsConfigDict(
@@ -136,20 +131,6 @@ class Settings(BaseSettings):
         server = self.server.model_copy(update={"listen": parse_host_port(listen, key="--listen")})
         return self.model_copy(update={"server": server})
 
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        path, environment = _INPUTS.get()
-        if environment is None:
-            environment = EnvironmentSource(settings_cls, os.environ)
-        return init_settings, environment, TomlFile(settings_cls, path, environment.origins)
-
     @model_validator(mode="after")
     def _across_sections(self) -> Settings:
         check_unique_callers(self.access_routers, self.clients)
@@ -180,13 +161,6 @@ def resolve_config_path(cli_value: str | Path | None, env: Mapping[str, str]) ->
 
 def load_settings(path: Path | None, env: Mapping[str, str]) -> Settings:
     """Read ``path`` (None → no file), overlay ``env``, validate; raises ConfigError naming the key."""
-    environment = EnvironmentSource(Settings, env)  # raises on a misspelt variable before the file is read
-    token = _INPUTS.set((path, environment))
-    try:
-        settings = Settings()
-    except ValidationError as exc:
-        raise translate(exc, Settings, environment.origins) from None
-    finally:
-        _INPUTS.reset(token)
+    settings = load(Settings, path, env)
     settings._source = path
     return settings

@@ -6,15 +6,23 @@ Sources, highest precedence first: the environment (:class:`EnvironmentSource`),
 (``AAA_FMIP_RADIUS_ACCOUNTING_SECRET``) while field names contain ``_`` too, because lists are given
 comma-separated, and because an error must name the variable a bad value came from. Its table of variables is
 derived from the models, so a field added to a section is settable from the environment with no other change.
+The settings class says how its variables are spelt: ``env_prefix``, and ``env_nested_delimiter`` between the
+levels (``_`` when unset; the router agent's ``AAA_FMIP_ROUTER_SERVICE__TOKEN`` uses ``__``).
+
+:class:`FileSettings` is the base of every command's settings (``aaa-fmip serve``, ``router``, ``mih``) and
+:func:`load` the one way to build them: sources wired as above, every error one :class:`ConfigError`.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import tomllib
 import types
 from collections.abc import Iterator, Mapping
+from contextvars import ContextVar
 from pathlib import Path
-from typing import Any, Union, get_args, get_origin
+from typing import Any, TypeVar, Union, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
@@ -47,17 +55,25 @@ def _model(annotation: Any) -> type[BaseModel] | None:
     return annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
 
 
-def environment_names(model: type[BaseModel], prefix: str, path: Path_ = ()) -> Iterator[tuple[str, Path_, FieldInfo]]:
-    """Every scalar field that a variable may set: ``PREFIX<SECTION>_<KEY>`` (nested tables joined with ``_``),
-    or the name in its :class:`EnvOnly` mark. Arrays of tables come from the file only."""
+def environment_names(
+    model: type[BaseModel], prefix: str, path: Path_ = (), *, nested: str = "_"
+) -> Iterator[tuple[str, Path_, FieldInfo]]:
+    """Every scalar field that a variable may set: ``PREFIX<SECTION><nested><KEY>`` (nested tables joined with
+    ``nested``), or the name in its :class:`EnvOnly` mark. Arrays of tables come from the file only."""
     for name, field in model.model_fields.items():
         sub = _model(field.annotation)
         if sub is not None:
             if get_origin(_unwrap(field.annotation)) is not tuple:
-                yield from environment_names(sub, prefix, (*path, name))
+                yield from environment_names(sub, prefix, (*path, name), nested=nested)
             continue
         alias = next((m.name for m in field.metadata if isinstance(m, EnvOnly)), None)
-        yield alias or prefix + "_".join((*path, name)).upper(), (*path, name), field
+        yield alias or prefix + nested.join((*path, name)).upper(), (*path, name), field
+
+
+def _spelling(settings_cls: type[BaseSettings]) -> tuple[str, str]:
+    """(prefix, delimiter between levels) of a settings class's variables."""
+    config = settings_cls.model_config
+    return str(config.get("env_prefix") or ""), str(config.get("env_nested_delimiter") or "_")
 
 
 def _convert(field: FieldInfo, text: str) -> object:
@@ -75,6 +91,13 @@ def _convert(field: FieldInfo, text: str) -> object:
     except ValueError:
         return text
     if get_origin(base) is tuple:
+        if text.lstrip().startswith("[") and text.rstrip().endswith("]"):
+            try:  # a JSON array (pydantic-settings' own spelling of a list), still accepted
+                items = json.loads(text)
+            except ValueError:
+                items = None
+            if isinstance(items, list):
+                return items
         return [part.strip() for part in text.split(",") if part.strip()]
     return text
 
@@ -85,9 +108,9 @@ class EnvironmentSource(PydanticBaseSettingsSource):
 
     def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
         super().__init__(settings_cls)
-        prefix = str(self.config.get("env_prefix", ""))
-        known = {name: (path, field) for name, path, field in environment_names(settings_cls, prefix)}
-        sections = tuple(f"{prefix}{path[0].upper()}_" for path, _ in known.values() if len(path) > 1)
+        prefix, nested = _spelling(settings_cls)
+        known = {name: (path, field) for name, path, field in environment_names(settings_cls, prefix, nested=nested)}
+        sections = tuple(f"{prefix}{path[0].upper()}{nested}" for path, _ in known.values() if len(path) > 1)
         self.origins: dict[Path_, str] = {}
         self.values: dict[str, Any] = {}
         for name, text in environ.items():
@@ -118,8 +141,8 @@ class TomlFile(TomlConfigSettingsSource):
         if path is not None and not path.is_file():
             self._read_file(path)  # raises, naming why (absent, a directory, ...)
         super().__init__(settings_cls, toml_file=path)
-        prefix = str(self.config.get("env_prefix", ""))
-        for name, where, field in environment_names(settings_cls, prefix):
+        prefix, nested = _spelling(settings_cls)
+        for name, where, field in environment_names(settings_cls, prefix, nested=nested):
             node: Any = self.toml_data
             for depth, part in enumerate(where):
                 if node is not None and not isinstance(node, dict):
@@ -132,16 +155,59 @@ class TomlFile(TomlConfigSettingsSource):
                     raise ConfigError(f"unknown setting (set {name} instead)", key=".".join(where))
 
     def _read_file(self, file_path: Path) -> dict[str, Any]:
-        try:
-            raw = file_path.read_bytes()
-        except OSError as exc:
-            raise ConfigError(f"cannot read {file_path}: {exc.strerror or exc}", key="--config") from None
-        try:
-            return tomllib.loads(raw.decode("utf-8"))
-        except UnicodeDecodeError:
-            raise ConfigError(f"{file_path} is not UTF-8 text", key="--config") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{file_path}: invalid TOML: {exc}", key="--config") from None
+        return read_toml(file_path)
+
+
+def read_toml(path: Path, *, key: str = "--config") -> dict[str, Any]:
+    """A TOML file as a dict; unreadable, not UTF-8 or invalid TOML is a ConfigError naming ``key``."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror or exc}", key=key) from None
+    try:
+        return tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path} is not UTF-8 text", key=key) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}", key=key) from None
+
+
+# What load() reads: the file (None: none) and the environment (None: os.environ).
+_INPUTS: ContextVar[tuple[Path | None, EnvironmentSource | None]] = ContextVar("_INPUTS", default=(None, None))
+
+
+class FileSettings(BaseSettings):
+    """Settings read from one TOML file with environment variables over it; build them with :func:`load`."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        path, environment = _INPUTS.get()
+        if environment is None:
+            environment = EnvironmentSource(settings_cls, os.environ)
+        return init_settings, environment, TomlFile(settings_cls, path, environment.origins)
+
+
+S = TypeVar("S", bound=FileSettings)
+
+
+def load(settings_cls: type[S], path: Path | None, env: Mapping[str, str]) -> S:
+    """``settings_cls`` from ``path`` (None: no file) with ``env`` over it, validated; a ConfigError naming the
+    key (or the variable) at fault otherwise."""
+    environment = EnvironmentSource(settings_cls, env)  # raises on a misspelt variable before the file is read
+    token = _INPUTS.set((path, environment))
+    try:
+        return settings_cls()
+    except ValidationError as exc:
+        raise translate(exc, settings_cls, environment.origins) from None
+    finally:
+        _INPUTS.reset(token)
 
 
 # ------------------------------------------------------------------------------------------ error translation
