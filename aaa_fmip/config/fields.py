@@ -167,6 +167,42 @@ def _ipv6(value: object) -> ipaddress.IPv6Address:
     raise Invalid("not an IPv6 address")
 
 
+def _optional_ipv6(value: object) -> ipaddress.IPv6Address | None:
+    return None if value is None else _ipv6(value)
+
+
+def _ipv6_prefix(value: object) -> ipaddress.IPv6Network:
+    if isinstance(value, str):
+        try:
+            return ipaddress.IPv6Network(value)
+        except ValueError:
+            pass
+    raise Invalid("not an IPv6 prefix (prefix/length, no host bits set)")
+
+
+def _optional_ipv6_prefix(value: object) -> ipaddress.IPv6Network | None:
+    return None if value is None else _ipv6_prefix(value)
+
+
+def _file_path(value: object) -> Path:
+    text = _string(value).strip()
+    if not text:
+        raise Invalid("must not be empty")
+    return Path(text)
+
+
+def _link_address(value: object) -> bytes:
+    """A 6-octet link-layer address (IEEE 802 MAC): ``02:00:00:00:00:01``, with ``-``, or bare hex."""
+    text = _string(value)
+    try:
+        raw = bytes.fromhex(text.replace(":", "").replace("-", ""))
+    except ValueError:
+        raw = b""
+    if len(raw) != 6:
+        raise Invalid("not a 6-octet link-layer address")
+    return raw
+
+
 def _ip(value: object) -> IPAddress:
     if isinstance(value, str):
         try:
@@ -236,6 +272,11 @@ Identity = Annotated[str, fqdn("identity (a fully qualified domain name)", blank
 OptionalPath = Annotated[Path | None, PlainValidator(_path)]  # "" → None
 Listen = Annotated[HostPort, PlainValidator(host_port)]
 IPv6 = Annotated[ipaddress.IPv6Address, PlainValidator(_ipv6)]
+OptionalIPv6 = Annotated[ipaddress.IPv6Address | None, PlainValidator(_optional_ipv6)]
+IPv6Prefix = Annotated[ipaddress.IPv6Network, PlainValidator(_ipv6_prefix)]  # host bits must be clear
+OptionalIPv6Prefix = Annotated[ipaddress.IPv6Network | None, PlainValidator(_optional_ipv6_prefix)]
+FilePath = Annotated[Path, PlainValidator(_file_path)]  # required, not blank
+LinkAddress = Annotated[bytes, PlainValidator(_link_address)]
 IP = Annotated[IPAddress, PlainValidator(_ip)]
 Network = Annotated[IPNetwork, PlainValidator(_network)]
 TokenDigest = Annotated[bytes, PlainValidator(_sha256_hex)]

@@ -1,8 +1,10 @@
 """Settings of the access-router agent: a TOML file, overridden by ``AAA_FMIP_ROUTER_*`` environment variables.
 
-pydantic-settings reads both; nested fields use ``__`` in variable names, e.g.
-``AAA_FMIP_ROUTER_SERVICE__TOKEN`` sets ``[service] token`` (the usual way to keep the bearer token out of
-the file). A minimal file::
+The shared configuration machinery of :mod:`aaa_fmip.config` reads both (its TOML source, its environment
+source, its strict field types and its one-line errors naming the key, e.g. ``neighbours[0].ap``). Nested
+fields use ``__`` in variable names, e.g. ``AAA_FMIP_ROUTER_SERVICE__TOKEN`` sets ``[service] token`` (the
+usual way to keep the bearer token out of the file); a list is given comma-separated (or as a JSON array).
+A minimal file::
 
     [router]
     addresses = ["2001:db8:1::1"]            # AR-IDs: the addresses nodes send FBUs to
@@ -26,14 +28,30 @@ docs/router.md describes every field.
 
 from __future__ import annotations
 
-from ipaddress import IPv6Address, IPv6Network
+import os
+from collections.abc import Mapping
+from ipaddress import IPv6Address
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic import AfterValidator, BaseModel, Field, SecretStr, model_validator
+from pydantic_settings import SettingsConfigDict
 
-from aaa_fmip.config.sources import TomlFile
+from aaa_fmip.config.fields import (
+    SECTION,
+    FilePath,
+    Invalid,
+    IPv6,
+    IPv6Prefix,
+    Items,
+    OptionalIPv6,
+    OptionalIPv6Prefix,
+    OptionalPath,
+    Tables,
+    Text,
+    nonempty,
+)
+from aaa_fmip.config.sources import FileSettings, load
 from aaa_fmip.errors import ConfigError
 from aaa_fmip.router.core import HI_INITIAL_TIMEOUT, HI_RETRIES, RouterParameters
 from aaa_fmip.router.dataplane import DataPlaneLimits
@@ -49,32 +67,59 @@ def _lla(value: str) -> bytes:
     return normalise_ap_id(value) if value else b""
 
 
+def _link_layer(value: str) -> str:
+    """An AP identifier or link-layer address in hex (``02:bb:..``, ``02-bb-..``, ``02bb..``); empty: none."""
+    try:
+        _lla(value)
+    except ValueError:
+        raise Invalid("not a link-layer address in hex (02:bb:00:00:00:01)") from None
+    return value
+
+
+def _required_link_layer(value: str) -> str:
+    if not value.strip():
+        raise Invalid("must not be empty")
+    return _link_layer(value)
+
+
+def _global(addresses: tuple[IPv6Address, ...]) -> tuple[IPv6Address, ...]:
+    for i, address in enumerate(addresses):
+        if address.is_link_local or address.is_multicast or address.is_unspecified:
+            raise Invalid("not a global unicast address", i)
+    return addresses
+
+
+def _own_table(value: int) -> int:
+    if value in (253, 254, 255):
+        raise Invalid("must not be the default, main or local table")
+    return value
+
+
+LinkLayer = Annotated[Text, AfterValidator(_link_layer)]
+ApId = Annotated[Text, AfterValidator(_required_link_layer)]
+Names = Annotated[tuple[Text, ...], Items]
+
+
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = SECTION
 
 
 class RouterSection(_Section):
-    addresses: list[IPv6Address] = Field(min_length=1)
-    access_prefixes: list[IPv6Network] = Field(default_factory=list)
-    access_interfaces: list[str] = Field(default_factory=list)
-    link_local: IPv6Address | None = None  # default: the access interface's fe80:: address
-    lla: str = ""  # default: the access interface's MAC
+    addresses: Annotated[
+        tuple[IPv6, ...], Items, AfterValidator(nonempty("at least one address")), AfterValidator(_global)
+    ]
+    access_prefixes: Annotated[tuple[IPv6Prefix, ...], Items] = ()
+    access_interfaces: Names = ()
+    link_local: OptionalIPv6 = None  # default: the access interface's fe80:: address
+    lla: LinkLayer = ""  # default: the access interface's MAC
     hi_retries: int = Field(default=HI_RETRIES, ge=0, le=10)
     hi_initial_timeout: float = Field(default=HI_INITIAL_TIMEOUT, gt=0, le=10)
     assigned_addressing: bool = False
     request_buffering: bool = False
     lifetime_unit: Literal[1, 4] = 4
-    replay_state: Path = Path("/var/lib/aaa-fmip/router-replay.journal")
+    replay_state: FilePath = Path("/var/lib/aaa-fmip/router-replay.journal")
     replay_fsync: bool = False
     max_handovers: int = Field(default=4096, ge=1)
-
-    @field_validator("addresses")
-    @classmethod
-    def _global(cls, value: list[IPv6Address]) -> list[IPv6Address]:
-        for address in value:
-            if address.is_link_local or address.is_multicast or address.is_unspecified:
-                raise ValueError(f"{address} is not a global unicast address")
-        return value
 
 
 class KeysSection(_Section):
@@ -86,21 +131,21 @@ class KeysSection(_Section):
 
 
 class ServiceSection(_Section):
-    url: str = ""  # empty: no key service (only pushed keys; unknown SPIs get FBack 128)
+    url: Text = ""  # empty: no key service (only pushed keys; unknown SPIs get FBack 128)
     token: SecretStr = SecretStr("")
     timeout: float = Field(default=0.5, gt=0, le=30)  # seconds per call: bounds what a service outage costs a handover
-    ca_file: Path | None = None
+    ca_file: OptionalPath = None
 
 
 class DiameterSection(_Section):
     """The Handover-Key application's peer (``[keys] source = "diameter"``); docs/diameter.md."""
 
-    origin_host: str = ""  # this router's Diameter identity (the service's [[diameter.peers]] identity)
-    origin_realm: str = ""
-    peer: str = ""  # the key service's (or a relay's) Diameter identity
-    host: str = ""  # its IP address
+    origin_host: Text = ""  # this router's Diameter identity (the service's [[diameter.peers]] identity)
+    origin_realm: Text = ""
+    peer: Text = ""  # the key service's (or a relay's) Diameter identity
+    host: Text = ""  # its IP address
     port: int = Field(default=3868, ge=1, le=65535)
-    destination_realm: str = ""  # default: origin_realm
+    destination_realm: Text = ""  # default: origin_realm
     application_id: int | None = None
     vendor_id: int | None = None
     command_code: int | None = None
@@ -108,7 +153,7 @@ class DiameterSection(_Section):
 
 
 class MetricsSection(_Section):
-    listen: str = ""  # host:port for Prometheus; empty: no metrics endpoint
+    listen: Text = ""  # host:port for Prometheus; empty: no metrics endpoint
 
 
 class LogSection(_Section):
@@ -119,10 +164,12 @@ class PrefixesSection(_Section):
     """Per-node prefixes on point-to-point links, as NAR (docs/router.md "Per-node prefixes"). Off unless
     ``aggregate`` is set."""
 
-    aggregate: IPv6Network | None = None  # what neighbours advertise for this NAR in PrRtAdv (their nar_prefix)
-    pool: IPv6Network | None = None  # where per-node prefixes come from; default: the aggregate
+    aggregate: OptionalIPv6Prefix = None  # what neighbours advertise for this NAR in PrRtAdv (their nar_prefix)
+    pool: OptionalIPv6Prefix = None  # where per-node prefixes come from; default: the aggregate
     prefix_length: int = Field(default=64, ge=1, le=64)  # each node's prefix
-    interfaces: list[str] = Field(default_factory=lambda: ["pnp*"], min_length=1)  # per-node links (shell patterns)
+    interfaces: Annotated[Names, AfterValidator(nonempty("at least one interface pattern"))] = (
+        "pnp*",
+    )  # per-node links (shell patterns)
     hold: float = Field(default=60.0, gt=0)  # seconds a prefix given in a HAck waits for its node to attach
     lifetime: float = Field(default=600.0, gt=0)  # seconds a bound prefix outlives its link's last sighting
     valid_lifetime: int = Field(default=86_400, ge=1, le=0xFFFFFFFF)  # PIO, seconds
@@ -130,21 +177,21 @@ class PrefixesSection(_Section):
     router_lifetime: int = Field(default=1_800, ge=12, le=9_000)  # RA Router Lifetime, seconds
     return_prefix: bool = True  # the node's prefix in the HAck too (MH option 34 code 4)
     radvd: bool = True  # run radvd to advertise each node's prefix on its link
-    radvd_binary: str = "radvd"
-    radvd_directory: Path = Path("/run/aaa-fmip/radvd")  # radvd.conf, radvd.pid, radvd.log
+    radvd_binary: Text = "radvd"
+    radvd_directory: FilePath = Path("/run/aaa-fmip/radvd")  # radvd.conf, radvd.pid, radvd.log
     routes: bool = True  # route each node's prefix onto its link (netlink)
-    state_file: Path | None = Path("/var/lib/aaa-fmip/router-prefixes.json")  # the pool across restarts
+    state_file: OptionalPath = Path("/var/lib/aaa-fmip/router-prefixes.json")  # the pool across restarts ("": none)
 
     @model_validator(mode="after")
     def _consistent(self) -> PrefixesSection:
         if self.aggregate is None:
             if self.pool is not None:
-                raise ValueError("a pool needs its aggregate")
+                raise Invalid("a pool needs its aggregate", "pool")
             return self
         try:
             self.per_node()
         except ValueError as exc:
-            raise ValueError(str(exc)) from None
+            raise Invalid(str(exc)) from None
         return self
 
     def per_node(self) -> PerNodePrefixes | None:
@@ -168,7 +215,9 @@ class DataPlaneSection(_Section):
     enable: bool = False  # needs CAP_NET_ADMIN and /dev/net/tun (userspace) or ip6tnl (kernel)
     mode: Literal["auto", "userspace", "kernel"] = "auto"  # auto: kernel ip6tnl where the kernel has it
     tun_name: str = Field(default="fmip0", min_length=1, max_length=15)  # the PAR's capture device
-    route_table: int = Field(default=5568, ge=1, le=0xFFFFFFFF)  # capture routes live here (not 253-255)
+    route_table: Annotated[int, Field(ge=1, le=0xFFFFFFFF), AfterValidator(_own_table)] = (
+        5568  # capture routes live here (not 253-255)
+    )
     rule_priority: int = Field(default=5568, ge=1, le=32764)  # this and the next: the two policy rules
     buffer_packets: int = Field(default=1000, ge=0)  # per node, at the NAR
     total_buffer_packets: int = Field(default=20_000, ge=0)  # all nodes together
@@ -176,13 +225,6 @@ class DataPlaneSection(_Section):
     drain_burst: int = Field(default=5, ge=1)  # RFC 5568 §5.4: back to back when the node attaches
     drain_factor: float = Field(default=2.0, ge=0)  # then this multiple of the arrival rate (0: all at once)
     nar_lifetime: float = Field(default=30.0, gt=0)  # seconds a NAR binding lives after its HI / last packet
-
-    @field_validator("route_table")
-    @classmethod
-    def _own_table(cls, value: int) -> int:
-        if value in (253, 254, 255):
-            raise ValueError("route_table must not be the default, main or local table")
-        return value
 
     def limits(self) -> DataPlaneLimits:
         return DataPlaneLimits(
@@ -196,10 +238,10 @@ class DataPlaneSection(_Section):
 
 
 class NeighbourEntry(_Section):
-    ap: str
-    nar_address: IPv6Address
-    nar_prefix: IPv6Network
-    nar_lla: str = ""
+    ap: ApId
+    nar_address: IPv6
+    nar_prefix: IPv6Prefix
+    nar_lla: LinkLayer = ""
     local: bool = False
     fast_handover: bool = True
     assigns_addresses: bool = False  # the NAR assigns NCoAs from per-node prefixes: HI with S=1
@@ -216,8 +258,18 @@ class NeighbourEntry(_Section):
         )
 
 
-class RouterSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid")
+class RouterSettings(FileSettings):
+    """The agent's whole configuration; build it with :func:`load_settings`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
+        strict=True,
+        frozen=True,
+        hide_input_in_errors=True,
+        arbitrary_types_allowed=True,
+    )
 
     router: RouterSection
     keys: KeysSection = Field(default_factory=KeysSection)
@@ -227,7 +279,20 @@ class RouterSettings(BaseSettings):
     log: LogSection = Field(default_factory=LogSection)
     prefixes: PrefixesSection = Field(default_factory=PrefixesSection)
     dataplane: DataPlaneSection = Field(default_factory=DataPlaneSection)
-    neighbours: list[NeighbourEntry] = Field(default_factory=list)
+    neighbours: Annotated[tuple[NeighbourEntry, ...], Tables] = ()
+
+    @model_validator(mode="after")
+    def _across_sections(self) -> RouterSettings:
+        seen: set[bytes] = set()
+        for i, entry in enumerate(self.neighbours):
+            ap = normalise_ap_id(entry.ap)
+            if ap in seen:
+                raise Invalid("this access point is listed twice", "neighbours", i, "ap")
+            seen.add(ap)
+        d = self.diameter
+        if self.keys.source == "diameter" and not (d.origin_host and d.origin_realm and d.peer and d.host):
+            raise Invalid("source diameter needs origin_host, origin_realm, peer and host", "diameter")
+        return self
 
     def parameters(self, *, link_local: IPv6Address | None = None, lla: bytes = b"") -> RouterParameters:
         r = self.router
@@ -248,37 +313,9 @@ class RouterSettings(BaseSettings):
         )
 
 
-def load_settings(path: Path | None, **overrides: Any) -> RouterSettings:
-    """Settings from ``path`` (TOML), environment variables over it; ConfigError naming the field at fault."""
+def load_settings(path: Path | None, env: Mapping[str, str] | None = None) -> RouterSettings:
+    """Settings from ``path`` (TOML), ``AAA_FMIP_ROUTER_*`` variables of ``env`` (default: the process's) over
+    it; a ConfigError naming the key at fault (``neighbours[0].ap``, or the variable it came from)."""
     if path is not None and not path.is_file():
         raise ConfigError(f"no configuration file at {path}", key="--config")
-
-    class _FromFile(RouterSettings):
-        @classmethod
-        def settings_customise_sources(
-            cls,
-            settings_cls: type[BaseSettings],
-            init_settings: PydanticBaseSettingsSource,
-            env_settings: PydanticBaseSettingsSource,
-            dotenv_settings: PydanticBaseSettingsSource,
-            file_secret_settings: PydanticBaseSettingsSource,
-        ) -> tuple[PydanticBaseSettingsSource, ...]:
-            sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-            if path is not None:
-                # Unreadable or invalid TOML: a ConfigError naming --config (not a ValueError below).
-                sources.append(TomlFile(settings_cls, path, {}))
-            return tuple(sources)
-
-    try:
-        settings = _FromFile(**overrides)
-        NeighbourTable(n.neighbour() for n in settings.neighbours)  # duplicate APs, bad MACs
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        key = ".".join(str(p) for p in first["loc"])
-        raise ConfigError(str(first["msg"]), key=key) from None
-    except ValueError as exc:
-        raise ConfigError(str(exc), key="neighbours") from None
-    d = settings.diameter
-    if settings.keys.source == "diameter" and not (d.origin_host and d.origin_realm and d.peer and d.host):
-        raise ConfigError("source diameter needs origin_host, origin_realm, peer and host", key="diameter")
-    return settings
+    return load(RouterSettings, path, os.environ if env is None else env)

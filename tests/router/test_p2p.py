@@ -62,7 +62,7 @@ def test_prefixes_section(tmp_path: Path) -> None:
     ("change", "message"),
     [
         (('pool = "2001:db8:2:100::/56"', 'pool = "2001:db8:3::/56"'), "not inside"),
-        (("hold = 30", "prefix_length = 72"), "less than or equal to 64"),
+        (("hold = 30", "prefix_length = 72"), "must be in 1..64"),
         (("hold = 30", "prefix_length = 40"), "between"),
         (('aggregate = "2001:db8:2::/48"', ""), "needs its aggregate"),
     ],
