@@ -16,6 +16,10 @@ File format (TOML)::
     neighbours = ["ap2"]                     # names of PoAs a node here may hand over to
 
 Neighbour lists are taken as written (directed); ``symmetric = true`` at the top level adds the reverse edges.
+
+The file is checked by strict models on the shared configuration machinery (:mod:`aaa_fmip.config`): unknown
+keys, wrong types and unknown neighbours are one :class:`ConfigError` naming the key (``poa[2].link_address``,
+``poa[0].neighbours[1]``).
 """
 
 from __future__ import annotations
@@ -25,11 +29,22 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv6Address, IPv6Network
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
+from pydantic import BaseModel, ValidationError, model_validator
+
+from aaa_fmip.config.fields import SECTION, Invalid, IPv6, IPv6Prefix, Items, LinkAddress, Name, Tables
+from aaa_fmip.config.sources import read_toml, translate
 from aaa_fmip.errors import ConfigError
 
-__all__ = ["NeighbourTable", "PointOfAttachment", "load_neighbour_table", "parse_link_address"]
+__all__ = [
+    "NeighbourTable",
+    "PoaEntry",
+    "PointOfAttachment",
+    "check_poas",
+    "load_neighbour_table",
+    "parse_link_address",
+]
 
 
 def parse_link_address(text: str, *, key: str) -> bytes:
@@ -85,50 +100,12 @@ class NeighbourTable:
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> NeighbourTable:
-        unknown_top = set(data) - {"poa", "symmetric"}
-        if unknown_top:
-            raise ConfigError(f"unknown keys {sorted(unknown_top)}", key="neighbours")
-        entries = data.get("poa", [])
-        if not isinstance(entries, list):
-            raise ConfigError("must be an array of tables ([[poa]])", key="poa")
-        poas: list[PointOfAttachment] = []
-        edges: dict[str, tuple[str, ...]] = {}
-        for index, entry in enumerate(entries):
-            key = f"poa[{index}]"
-            if not isinstance(entry, dict):
-                raise ConfigError("must be a table", key=key)
-            unknown = set(entry) - {"name", "link_address", "router", "prefix", "router_link_address", "neighbours"}
-            if unknown:
-                raise ConfigError(f"unknown keys {sorted(unknown)}", key=key)
-            try:
-                name = str(entry["name"])
-                router = IPv6Address(entry["router"])
-                prefix = IPv6Network(entry["prefix"])
-                link = parse_link_address(str(entry["link_address"]), key=f"{key}.link_address")
-            except KeyError as exc:
-                raise ConfigError(f"{exc.args[0]} is required", key=key) from None
-            except ValueError as exc:  # AddressValueError and NetmaskValueError are ValueErrors
-                raise ConfigError(str(exc), key=key) from None
-            router_link = entry.get("router_link_address")
-            poas.append(
-                PointOfAttachment(
-                    name,
-                    link,
-                    router,
-                    prefix,
-                    None if router_link is None else parse_link_address(str(router_link), key=f"{key}.router_link"),
-                )
-            )
-            neighbours = entry.get("neighbours", [])
-            if not isinstance(neighbours, Sequence) or isinstance(neighbours, str):
-                raise ConfigError("must be a list of PoA names", key=f"{key}.neighbours")
-            edges[name] = tuple(str(n) for n in neighbours)
-        if data.get("symmetric", False):
-            for name, neighbours in list(edges.items()):
-                for other in neighbours:
-                    if other in edges and name not in edges[other]:
-                        edges[other] = (*edges[other], name)
-        return cls(tuple(poas), edges)
+        """The table of a parsed TOML document (``[[poa]]`` tables, ``symmetric``); ConfigError naming the key."""
+        try:
+            model = NeighbourFile.model_validate(dict(data))
+        except ValidationError as exc:
+            raise translate(exc, NeighbourFile, {}) from None
+        return model.table()
 
     @classmethod
     def from_toml(cls, text: str) -> NeighbourTable:
@@ -139,9 +116,63 @@ class NeighbourTable:
         return cls.from_mapping(data)
 
 
-def load_neighbour_table(path: Path) -> NeighbourTable:
-    try:
-        text = path.read_text("utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read {path}: {exc.strerror}", key="neighbours") from None
-    return NeighbourTable.from_toml(text)
+def load_neighbour_table(path: Path, *, key: str = "neighbours") -> NeighbourTable:
+    """The table in ``path``; a file that cannot be read or is not TOML is a ConfigError naming ``key``."""
+    return NeighbourTable.from_mapping(read_toml(path, key=key))
+
+
+class PoaEntry(BaseModel):
+    """One ``[[poa]]`` table."""
+
+    model_config = SECTION
+
+    name: Name  # unique
+    link_address: LinkAddress
+    router: IPv6
+    prefix: IPv6Prefix
+    router_link_address: LinkAddress | None = None
+    neighbours: Annotated[tuple[Name, ...], Items] = ()
+
+    def point_of_attachment(self) -> PointOfAttachment:
+        return PointOfAttachment(self.name, self.link_address, self.router, self.prefix, self.router_link_address)
+
+
+def check_poas(poas: Sequence[PoaEntry]) -> None:
+    """Names and link addresses unique, every neighbour a PoA of the table; :class:`Invalid` at ``poa[i]...``."""
+    names = [p.name for p in poas]
+    for i, poa in enumerate(poas):
+        if poa.name in names[:i]:
+            raise Invalid("PoA names must be unique", "poa", i, "name")
+        if any(p.link_address == poa.link_address for p in poas[:i]):
+            raise Invalid("PoA link addresses must be unique", "poa", i, "link_address")
+    for i, poa in enumerate(poas):
+        for j, other in enumerate(poa.neighbours):
+            if other not in names:
+                raise Invalid(f"unknown PoA {other!r}", "poa", i, "neighbours", j)
+
+
+def build_table(poas: Sequence[PoaEntry], symmetric: bool) -> NeighbourTable:
+    edges = {p.name: p.neighbours for p in poas}
+    if symmetric:
+        for name, neighbours in list(edges.items()):
+            for other in neighbours:
+                if other in edges and name not in edges[other]:
+                    edges[other] = (*edges[other], name)
+    return NeighbourTable(tuple(p.point_of_attachment() for p in poas), edges)
+
+
+class NeighbourFile(BaseModel):
+    """A neighbour table on its own: ``[[poa]]`` tables and ``symmetric``."""
+
+    model_config = SECTION
+
+    poa: Annotated[tuple[PoaEntry, ...], Tables] = ()
+    symmetric: bool = False
+
+    @model_validator(mode="after")
+    def _consistent(self) -> NeighbourFile:
+        check_poas(self.poa)
+        return self
+
+    def table(self) -> NeighbourTable:
+        return build_table(self.poa, self.symmetric)

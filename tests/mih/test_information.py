@@ -87,14 +87,21 @@ def test_neighbour_table_from_toml() -> None:
 @pytest.mark.parametrize(
     ("text", "key"),
     [
-        (TABLE.replace('"ap3"]', '"ap9"]'), "poa.ap1.neighbours"),
-        (TABLE.replace('name = "ap3"', 'name = "ap2"'), "poa.name"),
-        (TABLE.replace("02-00-00-00-00-03", "02:00:00:00:00:02"), "poa.link_address"),
+        (TABLE.replace('"ap3"]', '"ap9"]'), "poa[0].neighbours[1]"),
+        (TABLE.replace('name = "ap3"', 'name = "ap2"'), "poa[2].name"),
+        (TABLE.replace("02-00-00-00-00-03", "02:00:00:00:00:02"), "poa[2].link_address"),
         (TABLE.replace("02-00-00-00-00-03", "zz"), "poa[2].link_address"),
-        (TABLE.replace('prefix = "2001:db8:3::/64"', 'prefix = "2001:db8:3::1/64"'), "poa[2]"),
-        (TABLE.replace('router = "2001:db8:3::1"', ""), "poa[2]"),
-        (TABLE + "\n[[poa]]\nname='x'\nspeed=3\n", "poa[3]"),
-        ("colour = 1\n" + TABLE, "neighbours"),
+        (TABLE.replace('prefix = "2001:db8:3::/64"', 'prefix = "2001:db8:3::1/64"'), "poa[2].prefix"),
+        (TABLE.replace('router = "2001:db8:3::1"', ""), "poa[2].router"),
+        (TABLE + "\n[[poa]]\nname='x'\nspeed=3\n", "poa[3].link_address"),
+        (
+            TABLE + "\n[[poa]]\nname='x'\nlink_address='02:00:00:00:00:09'\nrouter='2001:db8:9::1'\n"
+            "prefix='2001:db8:9::/64'\nspeed=3\n",
+            "poa[3].speed",
+        ),
+        (TABLE.replace('name = "ap2"', "name = 2"), "poa[1].name"),  # strict: a name is a string
+        (TABLE.replace('["ap1"]', '"ap1"'), "poa[1].neighbours"),
+        ("colour = 1\n" + TABLE, "colour"),
         ("[[poa]\n", "neighbours"),
     ],
 )
