@@ -26,6 +26,9 @@ The configuration is one TOML file (``--config``)::
 
     [[poa]]
     ...                                # see aaa_fmip.mih.neighbours / docs/mih.md
+
+The file is read and checked by :mod:`aaa_fmip.mih.config` (strict models on the shared configuration
+machinery); this command reads the files and variables it names and assembles the server.
 """
 
 from __future__ import annotations
@@ -33,45 +36,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import ipaddress
 import logging
 import os
 import signal
 import time
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aaa_fmip.config import parse_host_port
+from aaa_fmip.config.fields import HostPort, parse_host_port
 from aaa_fmip.errors import AaaFmipError, ConfigError
 from aaa_fmip.logging import configure_logging
+from aaa_fmip.mih.config import MIH_PORT, MosSettings, PskSection, load_settings
 
 log = logging.getLogger("aaa_fmip.mih")
-
-_KEYS = {
-    "mihf_id",
-    "listen",
-    "neighbours",
-    "valid_time_interval",
-    "max_udp_payload",
-    "udp_rate",
-    "udp_burst",
-    "psk",
-    "publish",
-}
-_PUBLISH_KEYS = {"domain", "host", "addresses", "ttl"}
-_PSK_KEYS = {
-    "service_url",
-    "token_file",
-    "token_env",
-    "ca_file",
-    "tls_verify",
-    "audit_token_file",
-    "audit_token_env",
-    "revocation_poll",
-    "key_timeout",
-}
 
 
 def register(sub: Any) -> None:
@@ -139,13 +117,6 @@ def register(sub: Any) -> None:
     parser.set_defaults(func=run)
 
 
-def _int(section: dict[str, Any], key: str, default: int, low: int, high: int, *, table: str = "mih") -> int:
-    value = section.get(key, default)
-    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-        raise ConfigError(f"must be an integer from {low} to {high}", key=f"{table}.{key}")
-    return value
-
-
 @dataclass(frozen=True)
 class PskSettings:
     """The [mih.psk] table: where the MoS gets its keys, and how it learns of revocations."""
@@ -158,28 +129,19 @@ class PskSettings:
     key_timeout: float = 5.0
 
 
-def _secret(section: dict[str, Any], base: Path, prefix: str, *, required: bool) -> str | None:
-    """A token from ``<prefix>_file`` (relative to the configuration file) or ``<prefix>_env``."""
-    file_key, env_key = f"{prefix}_file", f"{prefix}_env"
-    if file_key in section and env_key in section:
-        raise ConfigError(f"give {file_key} or {env_key}, not both", key=f"mih.psk.{file_key}")
-    if file_key in section:
-        name = section[file_key]
-        if not isinstance(name, str):
-            raise ConfigError("must be a file name", key=f"mih.psk.{file_key}")
+def _secret(psk: PskSection, base: Path, prefix: str) -> str | None:
+    """A token from ``<prefix>_file`` (relative to the configuration file) or the variable ``<prefix>_env``."""
+    file_name: str | None = getattr(psk, f"{prefix}_file")
+    env_name: str | None = getattr(psk, f"{prefix}_env")
+    if file_name is not None:
+        where = f"mih.psk.{prefix}_file"
         try:
-            value = (base / name).read_text("utf-8").strip()
+            value = (base / file_name).read_text("utf-8").strip()
         except OSError as exc:
-            raise ConfigError(f"cannot read {base / name}: {exc.strerror}", key=f"mih.psk.{file_key}") from None
-        where = f"mih.psk.{file_key}"
-    elif env_key in section:
-        name = section[env_key]
-        if not isinstance(name, str) or not name:
-            raise ConfigError("must be an environment variable name", key=f"mih.psk.{env_key}")
-        value = os.environ.get(name, "").strip()
-        where = f"mih.psk.{env_key}"
-    elif required:
-        raise ConfigError(f"required: {file_key} or {env_key}", key=f"mih.psk.{file_key}")
+            raise ConfigError(f"cannot read {base / file_name}: {exc.strerror}", key=where) from None
+    elif env_name is not None:
+        where = f"mih.psk.{prefix}_env"
+        value = os.environ.get(env_name, "").strip()
     else:
         return None
     if not value or any(c.isspace() for c in value) or not value.isprintable():
@@ -187,35 +149,24 @@ def _secret(section: dict[str, Any], base: Path, prefix: str, *, required: bool)
     return value
 
 
-def _psk_settings(section: Any, base: Path) -> PskSettings:
-    if not isinstance(section, dict):
-        raise ConfigError("must be a table", key="mih.psk")
-    unknown = set(section) - _PSK_KEYS
-    if unknown:
-        raise ConfigError(f"unknown keys {sorted(unknown)}", key="mih.psk")
-    url = section.get("service_url")
-    if not isinstance(url, str) or not url.startswith(("https://", "http://")):
-        raise ConfigError("required: the key service's https:// URL", key="mih.psk.service_url")
+def _psk_settings(psk: PskSection, base: Path) -> PskSettings:
     verify: bool | str = True
-    if "ca_file" in section:
-        ca = section["ca_file"]
-        if not isinstance(ca, str) or not (base / ca).is_file():
-            raise ConfigError(f"not a readable file: {ca!r}", key="mih.psk.ca_file")
-        verify = str(base / ca)
-    tls_verify = section.get("tls_verify", True)
-    if not isinstance(tls_verify, bool):
-        raise ConfigError("must be true or false", key="mih.psk.tls_verify")
-    if not tls_verify:
+    if psk.ca_file is not None:
+        if not (base / psk.ca_file).is_file():
+            raise ConfigError(f"not a readable file: {psk.ca_file!r}", key="mih.psk.ca_file")
+        verify = str(base / psk.ca_file)
+    if not psk.tls_verify:
         verify = False
-    token = _secret(section, base, "token", required=True)
-    assert token is not None
+    token = _secret(psk, base, "token")
+    if token is None:  # the model requires token_file or token_env
+        raise ConfigError("required: token_file or token_env", key="mih.psk.token_file")
     return PskSettings(
-        service_url=url.rstrip("/"),
+        service_url=psk.service_url,
         token=token,
         verify=verify,
-        audit_token=_secret(section, base, "audit_token", required=False),
-        revocation_poll=float(_int(section, "revocation_poll", 5, 1, 3600, table="mih.psk")),
-        key_timeout=float(_int(section, "key_timeout", 5, 1, 60, table="mih.psk")),
+        audit_token=_secret(psk, base, "audit_token"),
+        revocation_poll=float(psk.revocation_poll),
+        key_timeout=float(psk.key_timeout),
     )
 
 
@@ -225,36 +176,26 @@ def load(path: Path, listen_override: str | None) -> tuple[Any, Any, dict[str, A
     return info, listen, options
 
 
+def _listen(settings: MosSettings, listen_override: str | None) -> HostPort:
+    if listen_override:
+        return parse_host_port(listen_override, key="--listen", default_port=MIH_PORT)
+    return settings.mih.listen
+
+
 def load_all(path: Path, listen_override: str | None) -> tuple[Any, Any, dict[str, Any], PskSettings | None]:
     """(information server, listen address, server options, [mih.psk] settings or None) from the file."""
     from aaa_fmip.mih.information import InformationServer
-    from aaa_fmip.mih.neighbours import NeighbourTable, load_neighbour_table
+    from aaa_fmip.mih.neighbours import load_neighbour_table
 
-    try:
-        data = tomllib.loads(path.read_text("utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"cannot read {path}: {exc.strerror}", key="--config") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(str(exc), key="--config") from None
-    section = data.get("mih")
-    if not isinstance(section, dict):
-        raise ConfigError("the [mih] table is required", key="mih")
-    unknown = set(section) - _KEYS
-    if unknown:
-        raise ConfigError(f"unknown keys {sorted(unknown)}", key="mih")
-    mihf_id = section.get("mihf_id")
-    if not isinstance(mihf_id, str) or not 1 <= len(mihf_id.encode()) <= 253:
-        raise ConfigError("required: an FQDN or NAI of 1 to 253 octets", key="mih.mihf_id")
-    listen = parse_host_port(listen_override or section.get("listen", "[::]:4551"), key="mih.listen", default_port=4551)
-    neighbours = section.get("neighbours")
-    if neighbours is not None:
-        if not isinstance(neighbours, str):
-            raise ConfigError("must be a file name", key="mih.neighbours")
-        table = load_neighbour_table(path.parent / neighbours)
+    settings = load_settings(path)
+    mih = settings.mih
+    listen = _listen(settings, listen_override)
+    if mih.neighbours is not None:
+        table = load_neighbour_table(path.parent / mih.neighbours, key="mih.neighbours")
     else:
-        table = NeighbourTable.from_mapping({k: v for k, v in data.items() if k in ("poa", "symmetric")})
-    max_udp = _int(section, "max_udp_payload", 1232, 64, 65507)
-    psk = _psk_settings(section["psk"], path.parent) if "psk" in section else None
+        table = settings.table()
+    max_udp = mih.max_udp_payload
+    psk = _psk_settings(mih.psk, path.parent) if mih.psk is not None else None
     if psk is not None:
         from aaa_fmip.mih.secure import DTLS_OVERHEAD
 
@@ -262,17 +203,13 @@ def load_all(path: Path, listen_override: str | None) -> tuple[Any, Any, dict[st
         if max_udp < 64:
             raise ConfigError(f"too small for a DTLS record of {DTLS_OVERHEAD} octets", key="mih.max_udp_payload")
     info = InformationServer(
-        mihf_id.encode(),
+        mih.mihf_id.encode(),
         table,
         clock=time.monotonic,
-        valid_time_interval=_int(section, "valid_time_interval", 3600, 0, 2**32 - 1),
+        valid_time_interval=mih.valid_time_interval,
         udp_limit=max_udp,
     )
-    options = {
-        "max_datagram": max_udp,
-        "rate": float(_int(section, "udp_rate", 1000, 1, 10**7)),
-        "burst": float(_int(section, "udp_burst", 1000, 1, 10**7)),
-    }
+    options = {"max_datagram": max_udp, "rate": float(mih.udp_rate), "burst": float(mih.udp_burst)}
     return info, listen, options, psk
 
 
@@ -280,29 +217,17 @@ def publication(path: Path, listen_override: str | None) -> Any:
     """The :class:`~aaa_fmip.mih.publish.MosPublication` of [mih.publish] (port from mih.listen)."""
     from aaa_fmip.mih.publish import MosPublication
 
-    data = tomllib.loads(path.read_text("utf-8"))
-    section = data["mih"]
-    table = section.get("publish")
-    if not isinstance(table, dict):
+    settings = load_settings(path)
+    table = settings.mih.publish
+    if table is None:
         raise ConfigError("--publish needs a [mih.publish] table (domain, addresses)", key="mih.publish")
-    unknown = set(table) - _PUBLISH_KEYS
-    if unknown:
-        raise ConfigError(f"unknown keys {sorted(unknown)}", key="mih.publish")
-    addresses = table.get("addresses")
-    if not isinstance(addresses, list) or not addresses or not all(isinstance(a, str) for a in addresses):
-        raise ConfigError("required: a list of IP addresses", key="mih.publish.addresses")
-    try:
-        parsed = tuple(ipaddress.ip_address(a) for a in addresses)
-    except ValueError as exc:
-        raise ConfigError(str(exc), key="mih.publish.addresses") from None
-    listen = parse_host_port(listen_override or section.get("listen", "[::]:4551"), key="mih.listen", default_port=4551)
     try:
         return MosPublication(
-            domain=str(table.get("domain", "")),
-            host=str(table.get("host", section["mihf_id"])),
-            addresses=parsed,
-            port=listen.port,
-            ttl=_int(table, "ttl", 3600, 0, 2**31 - 1, table="mih.publish"),
+            domain=table.domain,
+            host=table.host or settings.mih.mihf_id,
+            addresses=table.addresses,
+            port=_listen(settings, listen_override).port,
+            ttl=table.ttl,
         )
     except ValueError as exc:
         raise ConfigError(str(exc), key="mih.publish") from None

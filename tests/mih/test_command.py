@@ -61,11 +61,14 @@ def test_check(tmp_path: Path, capsys: pytest.CaptureFixture[str], separate: boo
     ("text", "message"),
     [
         ("[mih]\n", "mih.mihf_id"),
-        ('[mih]\nmihf_id = "m"\ncolour = 2\n', "unknown keys"),
+        ('[mih]\nmihf_id = "m"\ncolour = 2\n', "mih.colour: unknown setting"),
+        ('[mih]\nmihf_id = "m"\nvalid_time_interval = "60"\n', "mih.valid_time_interval: expected an integer"),
+        ('[mih]\nmihf_id = "m"\n[[poa]]\nname = "a"\n', "poa[0].link_address: required"),
+        ('[mih]\nmihf_id = "m"\nneighbours = "poas.toml"\n', "mih.neighbours: cannot read"),
         ('[mih]\nmihf_id = "m"\nmax_udp_payload = 10\n', "mih.max_udp_payload"),
         ('[mih]\nmihf_id = "m"\nlisten = "nowhere:port"\n', "mih.listen"),
         ('[mih]\nmihf_id = "m"\nneighbours = "missing.toml"\n', "cannot read"),
-        ("[[poa]]\n", "the [mih] table is required"),
+        ("[[poa]]\n", "mih: required"),
         ("[mih\n", "--config"),
     ],
 )
@@ -75,6 +78,13 @@ def test_configuration_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert main(["mih", "--config", str(config), "--check"]) == 2
     err = capsys.readouterr().err
     assert "configuration error" in err and message in err and "Traceback" not in err
+    assert err.strip().count("\n") == 0  # one line
+
+
+def test_listen_override_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = str(write_config(tmp_path))
+    assert main(["mih", "--config", config, "--listen", "[::1", "--check"]) == 2
+    assert "configuration error: --listen: " in capsys.readouterr().err
 
 
 def test_help_explains_the_configuration(capsys: pytest.CaptureFixture[str]) -> None:

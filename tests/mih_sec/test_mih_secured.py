@@ -395,7 +395,8 @@ def test_revocation_refuses_handshakes_and_closes_open_channels(stack: Stack, tm
         ('service_url = "https://aaa.example.net"\ntoken_env = "AAA_FMIP_TEST_UNSET"\n', "mih.psk.token_env"),
         ('service_url = "https://aaa.example.net"\ntoken_file = "t"\nca_file = "nope.pem"\n', "mih.psk.ca_file"),
         ('service_url = "https://aaa.example.net"\ntoken_file = "t"\nrevocation_poll = 0\n', "revocation_poll"),
-        ('service_url = "https://aaa.example.net"\ntoken_file = "t"\ncolour = 1\n', "unknown keys"),
+        ('service_url = "https://aaa.example.net"\ntoken_file = "t"\ncolour = 1\n', "mih.psk.colour: unknown setting"),
+        ('service_url = "https://aaa.example.net"\ntoken_file = "t"\ntls_verify = "no"\n', "mih.psk.tls_verify"),
     ],
 )
 def test_psk_configuration_errors(
