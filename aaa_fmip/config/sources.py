@@ -22,7 +22,7 @@ import types
 from collections.abc import Iterator, Mapping
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any, TypeVar, Union, get_args, get_origin
+from typing import Any, Literal, TypeVar, Union, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
@@ -84,7 +84,7 @@ def _convert(field: FieldInfo, text: str) -> object:
         if base is bool:
             lowered = text.strip().lower()
             return True if lowered in _TRUE else False if lowered in _FALSE else text
-        if base is int:
+        if base is int or (get_origin(base) is Literal and all(type(a) is int for a in get_args(base))):
             return int(text.strip(), 0)
         if base is float:
             return float(text)

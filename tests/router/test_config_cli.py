@@ -123,6 +123,7 @@ def test_environment_values_and_names(tmp_path: Path) -> None:
     }
     settings = load_settings(path, env)
     assert settings.router.hi_retries == 5 and len(settings.router.addresses) == 2
+    assert load_settings(path, {"AAA_FMIP_ROUTER_ROUTER__LIFETIME_UNIT": "1"}).router.lifetime_unit == 1
     json_list = load_settings(path, {"AAA_FMIP_ROUTER_ROUTER__ADDRESSES": '["2001:db8:1::3"]'})
     assert json_list.router.addresses == (IPv6Address("2001:db8:1::3"),)
     with pytest.raises(ConfigError) as info:
