@@ -10,6 +10,9 @@ Environment overrides (:mod:`.sources`): ``AAA_FMIP_<SECTION>_<KEY>`` (upper cas
 ``_``), e.g. ``AAA_FMIP_STORE_URL``, ``AAA_FMIP_RADIUS_ACCOUNTING_SECRET``; they win over the file.
 ``AAA_FMIP_KEK`` carries the key-encryption key itself (hex) and wins over ``keys.kek_file``. Lists are given
 comma-separated. Arrays of tables (``access_routers``, ``clients``, ``diameter.peers``) come from the file only.
+
+The same machinery (:class:`~.sources.FileSettings`, :func:`~.sources.load`, the field types of :mod:`.fields`)
+reads the router agent's settings (:mod:`aaa_fmip.router.config`) and the MoS's (:mod:`aaa_fmip.mih.config`).
 """
 
 from __future__ import annotations
