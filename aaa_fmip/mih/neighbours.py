@@ -43,19 +43,7 @@ __all__ = [
     "PointOfAttachment",
     "check_poas",
     "load_neighbour_table",
-    "parse_link_address",
 ]
-
-
-def parse_link_address(text: str, *, key: str) -> bytes:
-    """``02:00:00:00:00:01`` (or with ``-``, or bare hex) as 6 octets."""
-    try:
-        raw = bytes.fromhex(text.replace(":", "").replace("-", ""))
-    except ValueError:
-        raw = b""
-    if len(raw) != 6:
-        raise ConfigError(f"{text!r} is not a 6-octet link-layer address", key=key)
-    return raw
 
 
 @dataclass(frozen=True)
