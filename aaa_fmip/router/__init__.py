@@ -5,7 +5,10 @@ Every router is both the previous access router (PAR) for nodes leaving its link
 
 * :mod:`~aaa_fmip.router.neighbours`: the neighbour table and the PrRtAdv it answers an RtSolPr with.
 * :mod:`~aaa_fmip.router.core`: the sans-IO PAR and NAR state machines. Events in (received datagrams,
-  verdicts, the time), effects out (datagrams to send, the next timer deadline, notices).
+  verdicts, the time), effects out (datagrams to send, the next timer deadline, notices). Its parts:
+  :mod:`~aaa_fmip.router.effects` (effects, parameters, shared state), :mod:`~aaa_fmip.router.par` and
+  :mod:`~aaa_fmip.router.par_handover` (PAR side), :mod:`~aaa_fmip.router.nar` (NAR side),
+  :mod:`~aaa_fmip.router.pernode` (per-node prefixes and point-to-point ND).
 * :mod:`~aaa_fmip.router.verify`: local FBU verification (parse, BADF, replay) and the replay state that
   survives a restart.
 * :mod:`~aaa_fmip.router.keycache`: the handover keys this router holds and where they come from (pushed,
