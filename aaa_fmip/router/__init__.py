@@ -13,6 +13,11 @@ Every router is both the previous access router (PAR) for nodes leaving its link
   survives a restart.
 * :mod:`~aaa_fmip.router.keycache`: the handover keys this router holds and where they come from (pushed,
   prefetched by link-layer address, fetched by SPI, or verify-as-a-service).
-* :mod:`~aaa_fmip.router.driver`: the asyncio driver on raw sockets; :mod:`~aaa_fmip.router.config` its
-  settings. ``aaa-fmip router --config FILE`` runs it.
+* :mod:`~aaa_fmip.router.driver`: the asyncio driver on raw sockets (:mod:`~aaa_fmip.router.raw_sockets`),
+  with the verdict reports and revocation feed (:mod:`~aaa_fmip.router.service_feeds`) and the notices it logs
+  (:mod:`~aaa_fmip.router.notices`); :mod:`~aaa_fmip.router.config` its settings. ``aaa-fmip router --config
+  FILE`` runs it.
+* :mod:`~aaa_fmip.router.p2p`: per-node point-to-point links (routes, link checks, the state file) and
+  :mod:`~aaa_fmip.router.radvd` (radvd's configuration and process); :mod:`~aaa_fmip.router.dataplane` and
+  :mod:`~aaa_fmip.router.dataplane_driver`: the handover data plane.
 """
