@@ -159,7 +159,7 @@ class RouterParameters:
 @dataclass
 class SharedState:
     """The router's own parameters and the state both of its sides use: the HI Sequence Number (the PAR's HIs and
-    the NAR's unsolicited HAcks count from one counter, RFC 5568 §6.2.1) and the link-layer addresses learnt
+    the NAR's unsolicited HAcks count from one counter) and the link-layer addresses learnt
     from RtSolPr and FBU (by the node's address), which the PAR puts in its HIs."""
 
     params: RouterParameters
