@@ -167,6 +167,20 @@ def _destination(packet: bytes) -> IPv6Address | None:
     return IPv6Address(packet[24:40])
 
 
+def _deliver(binding: _NarBinding, packet: bytes) -> list[DataPlaneEffect]:
+    """The packet to the node on its link, by its link-layer address (dropped when the NAR knows none)."""
+    if not binding.mn_lla:
+        return [Dropped("no-lla")]
+    return [Deliver(binding.mn_lla, binding.ncoa, binding.interface, packet)]
+
+
+def _drain_interval(queue: deque[tuple[float, bytes]], factor: float) -> float:
+    """Seconds between the paced packets of a backlog: its arrival rate times ``factor`` (0: all at once)."""
+    span = queue[-1][0] - queue[0][0]
+    rate = (len(queue) - 1) / span if span > 0 and len(queue) > 1 else 0.0
+    return 1.0 / (rate * factor) if rate > 0 and factor > 0 else 0.0
+
+
 class DataPlane:
     """Forwarding and buffering state of one router (module docstring)."""
 
@@ -302,9 +316,9 @@ class DataPlane:
         packet = packet[:7] + bytes((packet[7] - 1,)) + packet[8:]
         binding.expires = max(binding.expires, now + self.limits.nar_lifetime)
         if binding.attached and not binding.queue:
-            return self._deliver(binding, packet)
+            return _deliver(binding, packet)
         if not binding.attached and not binding.buffering:
-            return self._deliver(binding, packet)  # no buffering asked for: the node may not be there yet
+            return _deliver(binding, packet)  # no buffering asked for: the node may not be there yet
         return self._enqueue(binding, packet, now)
 
     def _enqueue(self, binding: _NarBinding, packet: bytes, now: float) -> list[DataPlaneEffect]:
@@ -314,11 +328,6 @@ class DataPlane:
         self._buffered += 1
         self.enqueued += 1
         return []
-
-    def _deliver(self, binding: _NarBinding, packet: bytes) -> list[DataPlaneEffect]:
-        if not binding.mn_lla:
-            return [Dropped("no-lla")]
-        return [Deliver(binding.mn_lla, binding.ncoa, binding.interface, packet)]
 
     # ---- NAR: the node arrives
 
@@ -360,11 +369,7 @@ class DataPlane:
             }
             effects.append(Notice("dataplane.node-attached", fields))
         if binding.queue and binding.next_release is None:
-            queue = binding.queue
-            span = queue[-1][0] - queue[0][0]
-            rate = (len(queue) - 1) / span if span > 0 and len(queue) > 1 else 0.0
-            factor = self.limits.drain_factor
-            binding.interval = 1.0 / (rate * factor) if rate > 0 and factor > 0 else 0.0
+            binding.interval = _drain_interval(binding.queue, self.limits.drain_factor)
             effects += self._release(binding, self.limits.drain_burst, now)
         return effects
 
@@ -373,7 +378,7 @@ class DataPlane:
         while binding.queue and (count > 0 or binding.interval == 0.0):
             _arrived, packet = binding.queue.popleft()
             self._buffered -= 1
-            effects += self._deliver(binding, packet)
+            effects += _deliver(binding, packet)
             count -= 1
         binding.next_release = now + binding.interval if binding.queue else None
         return effects

@@ -1,6 +1,7 @@
 """The data plane's IO: capture at the PAR, IPv6-in-IPv6 between the routers, delivery and UNAs at the NAR.
 
 Every decision is :class:`aaa_fmip.router.dataplane.DataPlane`'s; this adapter only moves packets and time.
+Its netlink side (capture routes, policy rules, kernel tunnels) is :mod:`~aaa_fmip.router.dataplane_netlink`.
 
 * **Capture (PAR).** A TUN device (``[dataplane] tun_name``, IFF_TUN | IFF_NO_PI) and, per binding, a host
   route ``PCoA/128 dev <tun>`` (pyroute2) in a routing table of its own (``route_table``), looked up for
@@ -46,7 +47,7 @@ import struct
 import time
 from collections.abc import Callable
 from ipaddress import IPv6Address
-from typing import Any, Final, Literal
+from typing import Final, Literal
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
@@ -61,6 +62,7 @@ from aaa_fmip.router.dataplane import (
     Encapsulate,
     RemoveCapture,
 )
+from aaa_fmip.router.dataplane_netlink import IPPROTO_IPV6_IN_IPV6, Forwarding, Netlink, kernel_has_ip6tnl
 from aaa_fmip.wire import icmpv6
 
 __all__ = ["DataPlaneAgent", "DataPlaneMetrics", "kernel_has_ip6tnl"]
@@ -70,15 +72,11 @@ log = logging.getLogger("aaa_fmip.router")
 TUNSETIFF: Final = 0x400454CA  # <linux/if_tun.h>
 IFF_TUN: Final = 0x0001
 IFF_NO_PI: Final = 0x1000
-IPPROTO_IPV6_IN_IPV6: Final = 41  # RFC 2473 §3: Next Header 41
 ETH_P_IPV6: Final = 0x86DD
 ICMP6_FILTER: Final = 1
 TUNNEL_OVERHEAD: Final = 40  # RFC 2473 §7.1: the outer IPv6 header
 _LINK_MTU: Final = 1500
-_KERNEL_TUNNEL_PREFIX: Final = "fmipt"
 _CMSG_SPACE: Final = socket.CMSG_SPACE(20) + socket.CMSG_SPACE(4)
-_EOPNOTSUPP: Final = 95
-_MAIN_TABLE: Final = 254  # RT_TABLE_MAIN
 _SO_RCVBUFFORCE: Final = 33  # <asm-generic/socket.h>
 _RECEIVE_BUFFER: Final = 4 << 20  # octets: a few thousand tunnelled packets while the agent is busy
 _TUN_QUEUE: Final = 5000  # packets the kernel may queue for the agent in the TUN device (the default is 500)
@@ -109,57 +107,6 @@ class DataPlaneMetrics:
             ["role"],
             registry=registry,
         )
-
-
-def kernel_has_ip6tnl(ipr: Any) -> bool:
-    """Whether this kernel makes ip6tnl devices (created and deleted once; EOPNOTSUPP: it has none)."""
-    from pyroute2.netlink.exceptions import NetlinkError
-
-    name = f"{_KERNEL_TUNNEL_PREFIX}probe"
-    try:
-        ipr.link("add", ifname=name, kind="ip6tnl", ip6tnl_local="::1", ip6tnl_remote="::1", ip6tnl_proto=41)
-    except NetlinkError as exc:
-        if exc.code == _EOPNOTSUPP:
-            return False
-        raise
-    with contextlib.suppress(NetlinkError):
-        ipr.link("del", ifname=name)
-    return True
-
-
-class _Netlink:
-    """pyroute2's IPRoute on a thread of its own: the synchronous IPRoute of pyroute2 0.9 runs an event loop of
-    its own and cannot be made inside a running one. Calls are few (a route per handover) and short, so the
-    asyncio loop waits for each; that also keeps them in order."""
-
-    def __init__(self) -> None:
-        from concurrent.futures import ThreadPoolExecutor
-
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="netlink")
-        self._ipr: Any = None
-        try:
-            self._ipr = self.call(self._make)
-        except BaseException:
-            self._pool.shutdown(wait=False)
-            raise
-
-    @staticmethod
-    def _make() -> Any:
-        from pyroute2 import IPRoute
-
-        return IPRoute()
-
-    def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        return self._pool.submit(fn, *args, **kwargs).result(timeout=10)
-
-    def __getattr__(self, name: str) -> Callable[..., Any]:
-        method = getattr(self._ipr, name)
-        return lambda *args, **kwargs: self.call(method, *args, **kwargs)
-
-    def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self.call(self._ipr.close)
-        self._pool.shutdown(wait=True)
 
 
 def _large_receive_buffer(sock: socket.socket) -> None:
@@ -202,20 +149,14 @@ class DataPlaneAgent:
         self.mode = mode
         self.route_table = route_table
         self.rule_priority = rule_priority
-        self._rules = False
         self.metrics = metrics or DataPlaneMetrics(CollectorRegistry())
         self.clock = clock
         self.kernel_tunnels = False
-        self._ipr: Any = None
+        self._forwarding: Forwarding | None = None
         self._tun_fd: int | None = None
-        self._tun_index = 0
         self._raw: socket.socket | None = None
         self._packet: socket.socket | None = None
         self._icmp: socket.socket | None = None
-        self._routes: dict[IPv6Address, int] = {}  # PCoA → oif of its capture route
-        self._kernel_tunnels: dict[IPv6Address, int] = {}  # NAR → ip6tnl ifindex
-        self._ifnames: dict[int, str] = {}
-        self._route_oif: dict[IPv6Address, int] = {}  # NCoA → the interface of the route to it (node not seen yet)
         self._wake = asyncio.Event()
         self._planned: float | None = None
         self._enqueued = 0
@@ -227,12 +168,15 @@ class DataPlaneAgent:
         """Set up sockets, the TUN device and netlink; raises OSError (permissions) or ConfigError."""
         from pyroute2.netlink.exceptions import NetlinkError
 
-        self._ipr = _Netlink()
+        forwarding = Forwarding(
+            Netlink(), route_table=self.route_table, rule_priority=self.rule_priority, local=self.plane.address
+        )
+        self._forwarding = forwarding
         try:
-            available = kernel_has_ip6tnl(self._ipr) if self.mode != "userspace" else False
+            available = kernel_has_ip6tnl(forwarding.ipr) if self.mode != "userspace" else False
             if self.mode == "kernel" and not available:
                 raise ConfigError("this kernel has no ip6tnl tunnels", key="dataplane.mode")
-            self.kernel_tunnels = available
+            self.kernel_tunnels = forwarding.kernel_tunnels = available
             self._raw = socket.socket(socket.AF_INET6, socket.SOCK_RAW, IPPROTO_IPV6_IN_IPV6)
             self._packet = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, 0)
             self._icmp = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
@@ -253,14 +197,14 @@ class DataPlaneAgent:
                     open(f"/proc/sys/net/ipv6/conf/{self.tun_name}/addr_gen_mode", "w", encoding="ascii") as f,
                 ):
                     f.write("1")
-                self._tun_index = self._ipr.link_lookup(ifname=self.tun_name)[0]
-                self._ipr.link(
-                    "set", index=self._tun_index, mtu=_LINK_MTU - TUNNEL_OVERHEAD, txqlen=_TUN_QUEUE, state="up"
+                forwarding.tun_index = forwarding.ipr.link_lookup(ifname=self.tun_name)[0]
+                forwarding.ipr.link(
+                    "set", index=forwarding.tun_index, mtu=_LINK_MTU - TUNNEL_OVERHEAD, txqlen=_TUN_QUEUE, state="up"
                 )
             # after the TUN device, which only one process can hold: a second agent in this namespace fails
             # above, before it could touch the first one's rules
-            self._delete_stale_tunnels()
-            self._install_rules()
+            forwarding.delete_stale_tunnels()
+            forwarding.install_rules()
         except NetlinkError as exc:
             self.close()
             kind = PermissionError if exc.code == 1 else OSError  # EPERM: no CAP_NET_ADMIN
@@ -288,16 +232,9 @@ class DataPlaneAgent:
             if loop is not None:
                 loop.remove_reader(fd)
         self._readers = []
-        for pcoa in list(self._routes):
-            self._remove_route(pcoa)
-        if self._ipr is not None and self._rules:
-            self._delete_rules()
-            self._rules = False
-        if self._ipr is not None:
-            for index in self._kernel_tunnels.values():
-                with contextlib.suppress(Exception):
-                    self._ipr.link("del", index=index)
-            self._kernel_tunnels.clear()
+        if self._forwarding is not None:
+            self._forwarding.close()  # capture routes, rules, kernel tunnels; netlink closed
+            self._forwarding = None
         for s in (self._raw, self._packet, self._icmp):
             if s is not None:
                 s.close()
@@ -305,9 +242,6 @@ class DataPlaneAgent:
         if self._tun_fd is not None:
             os.close(self._tun_fd)  # the kernel deletes the device and the routes through it
             self._tun_fd = None
-        if self._ipr is not None:
-            self._ipr.close()
-            self._ipr = None
         self.metrics.buffered.set(0)
 
     async def run(self) -> None:
@@ -400,9 +334,12 @@ class DataPlaneAgent:
             elif isinstance(effect, Dropped):
                 self.metrics.drops.labels(effect.reason).inc(effect.count)
             elif isinstance(effect, AddCapture):
-                self._add_route(effect.pcoa)
+                if self._forwarding is not None:
+                    nar = self.plane.par_bindings().get(effect.pcoa) if self.kernel_tunnels else None
+                    self._forwarding.add_capture(effect.pcoa, nar)
             elif isinstance(effect, RemoveCapture):
-                self._remove_route(effect.pcoa)
+                if self._forwarding is not None:
+                    self._forwarding.remove_capture(effect.pcoa)
             elif isinstance(effect, core.Notice):
                 log.info(effect.event, extra={"event": effect.event, **effect.fields})
         self.metrics.buffered.set(self.plane.buffered)
@@ -427,8 +364,8 @@ class DataPlaneAgent:
         self.metrics.packets.labels("tunnelled").inc()
 
     def _deliver(self, effect: Deliver) -> None:
-        assert self._packet is not None
-        name = self._interface_name(effect.interface, effect.ncoa)
+        assert self._packet is not None and self._forwarding is not None
+        name = self._forwarding.interface_name(effect.interface, effect.ncoa)
         if name is None:
             self.metrics.drops.labels("no-route").inc()
             return
@@ -439,92 +376,3 @@ class DataPlaneAgent:
             log.debug("delivery failed", extra={"event": "dataplane.error", "errno": exc.errno})
             return
         self.metrics.packets.labels("delivered").inc()
-
-    def _interface_name(self, ifindex: int | None, ncoa: IPv6Address) -> str | None:
-        if ifindex is None:
-            ifindex = self._route_oif.get(ncoa)
-        if ifindex is None:
-            try:
-                ifindex = int(self._ipr.route("get", dst=str(ncoa))[0].get_attr("RTA_OIF"))
-            except Exception:
-                return None
-            if len(self._route_oif) > 4096:
-                self._route_oif.clear()
-            self._route_oif[ncoa] = ifindex
-        name = self._ifnames.get(ifindex)
-        if name is None:
-            try:
-                name = socket.if_indextoname(ifindex)
-            except OSError:
-                return None
-            self._ifnames[ifindex] = name
-        return name
-
-    def _add_route(self, pcoa: IPv6Address) -> None:
-        oif = self._tun_index
-        if self.kernel_tunnels:
-            nar = self.plane.par_bindings().get(pcoa)
-            if nar is None:
-                return
-            oif = self._kernel_tunnel(nar)
-        try:
-            self._ipr.route(
-                "replace", dst=str(pcoa), dst_len=128, family=socket.AF_INET6, oif=oif, table=self.route_table
-            )
-        except Exception as exc:
-            log.warning(
-                "capture route not added", extra={"event": "dataplane.error", "pcoa": str(pcoa), "error": str(exc)}
-            )
-            return
-        self._routes[pcoa] = oif
-
-    def _remove_route(self, pcoa: IPv6Address) -> None:
-        oif = self._routes.pop(pcoa, None)
-        if oif is None or self._ipr is None:
-            return
-        with contextlib.suppress(Exception):  # gone already when its device went
-            self._ipr.route("del", dst=str(pcoa), dst_len=128, family=socket.AF_INET6, oif=oif, table=self.route_table)
-
-    def _kernel_tunnel(self, nar: IPv6Address) -> int:
-        """The ip6tnl device to ``nar`` (RFC 2473 ip6ip6), made on first use. Untested here (no ip6tnl)."""
-        index = self._kernel_tunnels.get(nar)
-        if index is None:
-            name = f"{_KERNEL_TUNNEL_PREFIX}{len(self._kernel_tunnels)}"
-            self._ipr.link(
-                "add",
-                ifname=name,
-                kind="ip6tnl",
-                ip6tnl_local=str(self.plane.address),
-                ip6tnl_remote=str(nar),
-                ip6tnl_proto=IPPROTO_IPV6_IN_IPV6,
-            )
-            index = int(self._ipr.link_lookup(ifname=name)[0])
-            self._ipr.link("set", index=index, state="up")
-            self._kernel_tunnels[nar] = index
-        return index
-
-    def _install_rules(self) -> None:
-        """``iif lo lookup main`` then ``lookup <route_table>``: only forwarded packets meet a capture route."""
-        self._delete_rules()  # an earlier run's, if it ended without closing
-        self._ipr.rule("add", family=socket.AF_INET6, priority=self.rule_priority, iifname="lo", table=_MAIN_TABLE)
-        self._rules = True
-        self._ipr.rule("add", family=socket.AF_INET6, priority=self.rule_priority + 1, table=self.route_table)
-
-    def _delete_rules(self) -> None:
-        for priority in (self.rule_priority, self.rule_priority + 1):
-            for rule in self._ipr.get_rules(family=socket.AF_INET6):
-                if rule.get_attr("FRA_PRIORITY") == priority:
-                    with contextlib.suppress(Exception):
-                        self._ipr.rule(
-                            "del", family=socket.AF_INET6, priority=priority, table=rule.get_attr("FRA_TABLE")
-                        )
-
-    def _delete_stale_tunnels(self) -> None:
-        """ip6tnl devices of an earlier run that ended without closing (kernel mode only)."""
-        if not self.kernel_tunnels:
-            return
-        for link in self._ipr.get_links():
-            name = str(link.get_attr("IFLA_IFNAME") or "")
-            if name.startswith(_KERNEL_TUNNEL_PREFIX):
-                with contextlib.suppress(Exception):
-                    self._ipr.link("del", index=link["index"])

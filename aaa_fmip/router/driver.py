@@ -1,17 +1,8 @@
 """The asyncio driver of the access-router agent: raw sockets in, :class:`RouterCore` events, effects out.
 
-Sockets (architecture.md §8; facts checked on a kernel without ``CONFIG_IPV6_MIP6``):
-
-* **MH with a Home Address option** (every RFC-conformant FBU): such a kernel drops the packet before any
-  protocol-135 socket sees it (answering Parameter Problem), but a raw socket for protocol 60 (Destination
-  Options) receives a copy first: extension headers and all, without the IPv6 header. The driver puts the
-  addresses (from ``recvmsg`` and ``IPV6_PKTINFO``) back in front and parses the chain itself
-  (:func:`aaa_fmip.wire.ipv6.parse_ipv6_packet`); the MH checksum is then checked with the home address as the
-  pseudo-header source (architecture §3).
-* **MH without it** (HI, HAck, a reactive FBU sent without the option): a raw protocol-135 socket, on which
-  the kernel checks the checksum (``IPV6_CHECKSUM`` offset 4). The same socket sends every MH; the kernel fills
-  the checksum. The source address is chosen per datagram with ``IPV6_PKTINFO``.
-* **ICMPv6** (RtSolPr in, PrRtAdv out): a raw ICMPv6 socket filtered to type 154, Hop Limit 255 on send.
+The sockets and what the kernel does with them: :mod:`~aaa_fmip.router.raw_sockets`. The verdict reports and
+the revocation feed: :mod:`~aaa_fmip.router.service_feeds`; logging and counting the core's notices:
+:mod:`~aaa_fmip.router.notices`.
 
 The driver only moves bytes and time; every decision is the core's (:mod:`aaa_fmip.router.core`).
 """
@@ -22,10 +13,8 @@ import asyncio
 import contextlib
 import logging
 import socket
-import struct
 import time
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
 from ipaddress import IPv6Address
 from typing import Any, Final, Protocol
 
@@ -34,54 +23,24 @@ from aaa_fmip.radius.ar import PushedHandoverKey
 from aaa_fmip.router import core
 from aaa_fmip.router.keycache import HandoverKeyCache, KeyServiceError, KeyUnknown, RestKeyService, Verifier
 from aaa_fmip.router.metrics import RouterMetrics
+from aaa_fmip.router.notices import log_finished, log_notice
 from aaa_fmip.router.p2p import P2PLinks
+from aaa_fmip.router.raw_sockets import (
+    FMIPV6_ICMP_TYPE,
+    P2P_ND_TYPES,
+    RawSockets,
+    drain,
+    interface_addresses,
+    mh_from_dstopts,
+)
+from aaa_fmip.router.service_feeds import RevocationFeed, VerdictReporter
 from aaa_fmip.router.verify import FbuVerdict, ReceivedMh
-from aaa_fmip.wire import ipv6 as ipv6wire
 
 __all__ = ["DataPlaneHook", "RawSockets", "RouterAgent", "interface_addresses"]
 
 log = logging.getLogger("aaa_fmip.router")
 
-IPPROTO_MH: Final = 135
-IPPROTO_DSTOPTS: Final = 60
-IPV6_CHECKSUM: Final = 7  # <netinet/in.h>; RFC 3542 §3.1
-ICMP6_FILTER: Final = 1  # <netinet/icmp6.h>, level IPPROTO_ICMPV6
-FMIPV6_ICMP_TYPE: Final = 154  # RFC 5568 §6.1
-P2P_ND_TYPES: Final = (133, 136)  # RS and NA (the UNA) of nodes on per-node links (RFC 5568 §6.3)
-_CMSG_SPACE: Final = socket.CMSG_SPACE(20)
 _HOUSEKEEPING: Final = 10.0  # seconds between cache and replay-state expiry sweeps
-
-# Notices worth a warning: an operator should see them without debug logging.
-_WARN: Final = frozenset(
-    {"fbu.rejected", "hi.no-hack", "fbu.unknown-nar", "hack.unknown-router", "hack.ncoa-outside-prefix"}
-)
-_DEBUG: Final = frozenset({"mh.ignored", "prrtadv.sent"})
-
-
-def _pktinfo(address: IPv6Address, ifindex: int = 0) -> tuple[int, int, bytes]:
-    return socket.IPPROTO_IPV6, socket.IPV6_PKTINFO, address.packed + struct.pack("@I", ifindex)
-
-
-def _destination(ancillary: list[tuple[int, int, bytes]]) -> tuple[IPv6Address | None, int]:
-    for level, kind, data in ancillary:
-        if level == socket.IPPROTO_IPV6 and kind == socket.IPV6_PKTINFO and len(data) >= 20:
-            return IPv6Address(data[:16]), struct.unpack("@I", data[16:20])[0]
-    return None, 0
-
-
-def interface_addresses(name: str) -> tuple[IPv6Address | None, bytes]:
-    """The fe80:: address and the MAC of interface ``name`` (from /proc and /sys; empty when absent)."""
-    link_local = None
-    with contextlib.suppress(OSError), open("/proc/net/if_inet6", encoding="ascii") as f:
-        for line in f:
-            fields = line.split()
-            if len(fields) >= 6 and fields[5] == name and fields[0].startswith("fe80"):
-                link_local = IPv6Address(bytes.fromhex(fields[0]))
-                break
-    mac = b""
-    with contextlib.suppress(OSError, ValueError), open(f"/sys/class/net/{name}/address", encoding="ascii") as f:
-        mac = bytes.fromhex(f.read().strip().replace(":", ""))
-    return link_local, mac
 
 
 class DataPlaneHook(Protocol):
@@ -91,36 +50,6 @@ class DataPlaneHook(Protocol):
     def observe(self, effect: core.Effect) -> None: ...
     async def run(self) -> None: ...
     def close(self) -> None: ...
-
-
-@dataclass
-class RawSockets:
-    """The three raw sockets, non-blocking (needs CAP_NET_RAW)."""
-
-    mh: socket.socket
-    dstopts: socket.socket
-    icmp: socket.socket
-
-    @classmethod
-    def open(cls, *, per_node_links: bool = False) -> RawSockets:
-        mh = socket.socket(socket.AF_INET6, socket.SOCK_RAW, IPPROTO_MH)
-        mh.setsockopt(socket.IPPROTO_IPV6, IPV6_CHECKSUM, 4)  # RFC 6275 §6.1.1: checksum at MH offset 4
-        dstopts = socket.socket(socket.AF_INET6, socket.SOCK_RAW, IPPROTO_DSTOPTS)
-        icmp = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
-        blocked = [0xFFFFFFFF] * 8  # a set bit blocks the type (RFC 3542 §3.2, Linux layout)
-        for kind in (FMIPV6_ICMP_TYPE, *(P2P_ND_TYPES if per_node_links else ())):
-            blocked[kind >> 5] &= ~(1 << (kind & 31))
-        icmp.setsockopt(socket.IPPROTO_ICMPV6, ICMP6_FILTER, struct.pack("@8I", *blocked))
-        icmp.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, 255)  # RFC 5568 §6.1
-        icmp.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, 255)
-        for s in (mh, dstopts, icmp):
-            s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVPKTINFO, 1)
-            s.setblocking(False)
-        return cls(mh, dstopts, icmp)
-
-    def close(self) -> None:
-        for s in (self.mh, self.dstopts, self.icmp):
-            s.close()
 
 
 class RouterAgent:
@@ -155,7 +84,11 @@ class RouterAgent:
         self.max_buffered_verdicts = max_buffered_verdicts
         self.p2p = p2p
         self.dataplane = dataplane
-        self._verdicts: list[dict[str, Any]] = []
+        self.verdicts = (
+            VerdictReporter(service, self.metrics, clock, max_buffered_verdicts)
+            if self.report_verdicts and service is not None
+            else None
+        )
         self._wake = asyncio.Event()
         self._stopped = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -184,9 +117,10 @@ class RouterAgent:
         )
         background = [asyncio.create_task(self._timers())]
         if self.service is not None and self.verifier.mode == "local":
-            background.append(asyncio.create_task(self._follow_revocations()))
-        if self.report_verdicts:
-            background.append(asyncio.create_task(self._report_loop()))
+            feed = RevocationFeed(self.service, self.cache, self.metrics, self.feed_wait)
+            background.append(asyncio.create_task(feed.run()))
+        if self.verdicts is not None:
+            background.append(asyncio.create_task(self.verdicts.run()))
         if self.p2p is not None:
             background.append(asyncio.create_task(self.p2p.run(self._apply)))
         if self.dataplane is not None:
@@ -196,9 +130,9 @@ class RouterAgent:
         finally:
             for task in background:
                 task.cancel()
-            if self._verdicts:
+            if self.verdicts is not None and len(self.verdicts):
                 with contextlib.suppress(Exception):
-                    await asyncio.wait_for(self._flush_verdicts(), 2.0)
+                    await asyncio.wait_for(self.verdicts.flush(), 2.0)
             for fd in (s.mh.fileno(), s.dstopts.fileno(), s.icmp.fileno()):
                 loop.remove_reader(fd)
             for task in list(self._tasks):
@@ -222,57 +156,28 @@ class RouterAgent:
     # ---- receive
 
     def _readable(self, sock: socket.socket, via_dstopts: bool) -> None:
-        for _ in range(64):  # drain a burst, then let other work in
-            try:
-                data, ancillary, _flags, peer = sock.recvmsg(65535, _CMSG_SPACE)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as exc:
-                log.warning("receive failed", extra={"errno": exc.errno})
-                return
-            destination, _ifindex = _destination(ancillary)
-            if destination is None:
-                continue
-            source = IPv6Address(peer[0].split("%")[0])
+        for datagram in drain(sock):
+            packet: ReceivedMh | None = ReceivedMh(datagram.source, datagram.destination, None, datagram.data)
             if via_dstopts:
-                packet = self._from_dstopts(source, destination, data)
-                if packet is None:
+                try:
+                    packet = mh_from_dstopts(datagram.source, datagram.destination, datagram.data)
+                except DecodeError as exc:
+                    self.metrics.malformed.labels(exc.field).inc()
                     continue
-            else:
-                packet = ReceivedMh(source, destination, None, data)
-            self._apply(self.core.receive_mh(packet, self.clock()))
-
-    def _from_dstopts(self, source: IPv6Address, destination: IPv6Address, data: bytes) -> ReceivedMh | None:
-        """An MH with a Home Address option, from the Destination Options copy; None for anything else (MH
-        without the option arrives on the protocol-135 socket)."""
-        header = bytes((0x60, 0, 0, 0)) + len(data).to_bytes(2, "big") + bytes((IPPROTO_DSTOPTS, 64))
-        try:
-            parsed = ipv6wire.parse_ipv6_packet(header + source.packed + destination.packed + data)
-        except DecodeError as exc:
-            self.metrics.malformed.labels(exc.field).inc()
-            return None
-        if parsed.upper_next_header != IPPROTO_MH or parsed.home_address is None:
-            return None
-        return ReceivedMh(source, destination, parsed.home_address, parsed.payload)
+            if packet is not None:
+                self._apply(self.core.receive_mh(packet, self.clock()))
 
     def _icmp_readable(self) -> None:
         assert self.sockets is not None
-        for _ in range(64):
-            try:
-                data, ancillary, _flags, peer = self.sockets.icmp.recvmsg(65535, _CMSG_SPACE)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as exc:
-                log.warning("receive failed", extra={"errno": exc.errno})
-                return
-            destination, ifindex = _destination(ancillary)
-            if destination is None or not data or data[0] not in (FMIPV6_ICMP_TYPE, *P2P_ND_TYPES):
+        for datagram in drain(self.sockets.icmp):
+            data = datagram.data
+            if not data or data[0] not in (FMIPV6_ICMP_TYPE, *P2P_ND_TYPES):
                 continue
-            source = IPv6Address(peer[0].split("%")[0])
             interface = None
             with contextlib.suppress(OSError):
-                interface = socket.if_indextoname(ifindex)
-            self._apply(self.core.receive_icmpv6(source, destination, data, self.clock(), interface=interface))
+                interface = socket.if_indextoname(datagram.ifindex)
+            now = self.clock()
+            self._apply(self.core.receive_icmpv6(datagram.source, datagram.destination, data, now, interface=interface))
 
     # ---- effects
 
@@ -291,9 +196,9 @@ class RouterAgent:
                 if self.prefetch:
                     self._spawn(self._prefetch(effect.mn_lla))
             elif isinstance(effect, core.Notice):
-                self._notice(effect)
+                log_notice(self.metrics, effect)
             elif isinstance(effect, core.HandoverFinished):
-                self._finished(effect)
+                log_finished(self.metrics, effect)
             elif isinstance(effect, core.PrefixEvent) and self.p2p is not None:
                 self.p2p.handle(effect)
         self._wake.set()
@@ -309,21 +214,14 @@ class RouterAgent:
             self._spawn(self._sign_and_send(effect))
             return
         try:
-            self.sockets.mh.sendmsg([effect.mh], [_pktinfo(effect.source)], 0, (str(effect.destination), 0))
+            self.sockets.send_mh(effect.source, effect.destination, effect.mh)
         except OSError as exc:
             log.warning("MH send failed", extra={"destination": str(effect.destination), "errno": exc.errno})
 
     def _send_icmpv6(self, effect: core.SendIcmpv6) -> None:
         assert self.sockets is not None
-        ifindex = 0
-        if effect.interface:
-            with contextlib.suppress(OSError):
-                ifindex = socket.if_nametoindex(effect.interface)
-        scope = ifindex if (effect.destination.is_link_local or effect.destination.is_multicast) else 0
         try:
-            self.sockets.icmp.sendmsg(
-                [effect.message], [_pktinfo(effect.source, ifindex)], 0, (str(effect.destination), 0, 0, scope)
-            )
+            self.sockets.send_icmpv6(effect.source, effect.destination, effect.message, effect.interface)
         except OSError as exc:
             log.warning("ICMPv6 send failed", extra={"destination": str(effect.destination), "errno": exc.errno})
 
@@ -363,109 +261,15 @@ class RouterAgent:
         self.metrics.verify_seconds.labels(path).observe(time.perf_counter() - started)
         self.metrics.verdicts.labels(verdict.outcome, verdict.reason or "").inc()
         self.metrics.keys_held.set(len(self.cache))
-        if self.report_verdicts:
-            self._queue_verdict(effect, verdict)
+        if self.verdicts is not None:
+            self.verdicts.queue(effect.fbu, verdict)
         self._apply(self.core.fbu_verified(effect.token, verdict, self.clock()))
-
-    # ---- audit: verdicts made here are reported to the service in batches
-
-    def _queue_verdict(self, effect: core.VerifyFbu, verdict: FbuVerdict) -> None:
-        if len(self._verdicts) >= self.max_buffered_verdicts:
-            self.metrics.verdict_reports.labels("dropped").inc()  # bounded: a long outage never blocks handovers
-            return
-        self._verdicts.append(
-            {
-                "ar_address": str(effect.fbu.packet.destination),
-                "spi": verdict.spi,
-                "sequence": verdict.sequence,
-                "outcome": verdict.outcome,
-                "reason": verdict.reason,
-                "at": round(self.clock(), 3),
-            }
-        )
-
-    async def _flush_verdicts(self) -> None:
-        assert self.service is not None
-        while self._verdicts:
-            batch = self._verdicts[:1000]
-            await self.service.report_verdicts(batch)
-            del self._verdicts[: len(batch)]
-            self.metrics.verdict_reports.labels("sent").inc(len(batch))
-
-    async def _report_loop(self, interval: float = 1.0) -> None:
-        backoff = interval
-        while True:
-            await asyncio.sleep(backoff)
-            try:
-                await self._flush_verdicts()
-                backoff = interval
-            except (KeyServiceError, KeyUnknown):
-                self.metrics.verdict_reports.labels("failed").inc()
-                backoff = min(backoff * 2, 30.0)
-
-    # ---- revocation feed
-
-    async def _follow_revocations(self) -> None:
-        """Long-poll GET /v1/revocations and drop the keys it names (the feed starts at the beginning of the
-        service's audit stream and catches up without waiting)."""
-        assert self.service is not None
-        cursor: str | None = None
-        more = True
-        backoff = 0.5
-        while True:
-            try:
-                items, cursor, more = await self.service.revocations(cursor, wait=0.0 if more else self.feed_wait)
-                backoff = 0.5
-            except KeyServiceError:
-                self.metrics.feed_errors.inc()
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 2.0)  # short: after an outage, revocations must flow again at once
-                continue
-            for spi, names in items:
-                dropped = sum(self.cache.remove(spi=spi, hk_name=name) for name in names)
-                if dropped:
-                    self.metrics.keys_revoked.inc(dropped)
-                    self.metrics.keys_held.set(len(self.cache))
-                    log.info("key revoked", extra={"event": "key.revoked", "spi": spi, "keys": dropped})
 
     async def _prefetch(self, mn_lla: bytes) -> None:
         fetched = await self.verifier.prefetch(mn_lla, self.core.params.addresses)
         self.metrics.keys_held.set(len(self.cache))
         if fetched:
             log.info("key prefetched", extra={"event": "key.prefetched", "mn_lla": mn_lla.hex(":"), "keys": fetched})
-
-    def _notice(self, notice: core.Notice) -> None:
-        level = logging.WARNING if notice.event in _WARN else logging.DEBUG if notice.event in _DEBUG else logging.INFO
-        fields = dict(notice.fields)
-        if notice.event == "fbu.rejected" and fields.get("reason") == "key-unavailable":
-            fields["hint"] = "no key for this SPI and the key service did not answer; the node gets FBack 128"
-        if notice.event == "hi.retransmit":
-            self.metrics.hi_retransmissions.inc()
-        elif notice.event == "hi.answered":
-            self.metrics.hi_answered.labels(str(fields.get("hack_code"))).inc()
-        elif notice.event in ("mh.malformed", "icmpv6.malformed"):
-            self.metrics.malformed.labels(str(fields.get("field"))).inc()
-        log.log(level, notice.event, extra={"event": notice.event, **fields})
-
-    def _finished(self, done: core.HandoverFinished) -> None:
-        self.metrics.handovers.labels(done.outcome).inc()
-        if done.status is not None:
-            self.metrics.handover_seconds.observe(done.duration)
-        log.info(
-            "handover finished",
-            extra={
-                "event": "handover.finished",
-                "outcome": done.outcome,
-                "status": done.status,
-                "spi": done.spi,
-                "sequence": done.sequence,
-                "pcoa": str(done.pcoa),
-                "ncoa": str(done.ncoa),
-                "nar": str(done.nar) if done.nar else None,
-                "hi_transmissions": done.hi_transmissions,
-                "ms": round(done.duration * 1000, 3),
-            },
-        )
 
     # ---- timers
 

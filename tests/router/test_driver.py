@@ -65,13 +65,14 @@ def test_verdict_reports_are_bounded_and_kept_through_an_outage(tmp_path: Path) 
                 received = ReceivedMh(packet.source, packet.destination, packet.home_address, packet.mh)
                 [verify] = [e for e in par.receive_mh(received, 1.0) if isinstance(e, core.VerifyFbu)]
                 await agent._verify(verify)  # the handover goes on: an HI each time
+            assert agent.verdicts is not None
             try:
-                await agent._flush_verdicts()
+                await agent.verdicts.flush()
             except Exception as exc:
                 assert type(exc).__name__ == "KeyServiceError"
             registry = agent.metrics.registry
             dropped = registry.get_sample_value("aaa_fmip_router_verdict_reports_total", {"result": "dropped"})
             sent = registry.get_sample_value("aaa_fmip_router_verdict_reports_total", {"result": "sent"})
-            return len(agent._verdicts), dropped or 0.0, sent or 0.0
+            return len(agent.verdicts), dropped or 0.0, sent or 0.0
 
     assert asyncio.run(go()) == (2, 1.0, 0.0)  # two kept for the next try, the third counted as dropped
