@@ -142,6 +142,12 @@ class StoreOps:
         # (replicas, timeout ms): an accepted replay update waits for that many replicas (store/durability.py)
         self.replay_wait: tuple[int, int] | None = None
 
+    @property
+    def verify_audits_inline(self) -> bool:
+        """Whether :meth:`verify_commit` writes the verdict's audit entry itself (no slots, no WAIT), so that
+        it must run in this process's turn for the audit chain."""
+        return not self.cluster and self.replay_wait is None
+
     # --- key names ---------------------------------------------------------------------------------------
 
     def session_key(self, hmk_name: bytes) -> str:
@@ -302,6 +308,10 @@ class StoreOps:
         return records.decode_session(hmk_name, raw, self.session_key(hmk_name), self.kek)
 
     def _sessions_of(self, index_key: str, limit: int) -> Op[list[SessionRecord]]:
+        found = yield from self._sessions_with_digest(index_key, limit)
+        return [rec for rec, _ in found]
+
+    def _sessions_with_digest(self, index_key: str, limit: int) -> Op[list[tuple[SessionRecord, str]]]:
         """Live sessions named by a sorted-set index, longest-lived first: one round trip (the index and the
         records in one script); on a Cluster, where the records live in other slots, the live members and then
         one pipeline of GETs. Members whose record is gone are skipped and dropped from the index."""
@@ -318,7 +328,7 @@ class StoreOps:
             if pairs:
                 raws = yield Pipeline(tuple(Command(("GET", self._member_key(m))) for m, _ in pairs))
             triples = [(m, s, _b(r)) for (m, s), r in zip(pairs, raws, strict=True)]
-        found: list[SessionRecord] = []
+        found: list[tuple[SessionRecord, str]] = []
         stale: list[tuple[bytes, bytes]] = []
         for member, score, raw in triples:
             if member is None or score is None:
@@ -327,7 +337,7 @@ class StoreOps:
             if name is None or raw is None:
                 stale.append((member, score))
                 continue
-            found.append(self.decode_session(name, raw))
+            found.append((self.decode_session(name, raw), hashlib.sha1(raw).hexdigest()))  # noqa: S324 - identity
         if stale:
             yield Pipeline(tuple(Script(lua.INDEX_DROP, (index_key,), (m, s)) for m, s in stale))
         return found
@@ -341,6 +351,14 @@ class StoreOps:
             return []
         found = yield from self._sessions_of(self.spi_key(spi), limit)
         return [r for r in found if r.spi == spi]
+
+    def find_by_spi_with_digest(self, spi: int, *, limit: int = 8) -> Op[list[tuple[SessionRecord, str]]]:
+        """:meth:`find_by_spi`, each record with the SHA-1 (hex) of its stored value: what
+        :meth:`verify_commit` checks to know the record is still the one read (not revoked, not replaced)."""
+        if limit <= 0:
+            return []
+        found = yield from self._sessions_with_digest(self.spi_key(spi), limit)
+        return [(r, d) for r, d in found if r.spi == spi]
 
     def find_by_calling_station(self, mac: str) -> Op[SessionRecord | None]:
         """The latest live session of this calling station (MAC, as normalised by the caller)."""
@@ -478,6 +496,87 @@ class StoreOps:
                 "it is not accepted"
             )
         return outcome
+
+    def verify_commit(
+        self,
+        *,
+        record_key: str,
+        digest: str,
+        scope: bytes,
+        ar_id: bytes,
+        sequence: int,
+        authenticator: bytes,
+        ttl: int,
+        entries: Mapping[ReplayOutcome, AuditItem],
+    ) -> Op[tuple[ReplayOutcome | None, bool]]:
+        """The commit of an FBU verification (architecture.md §3): that the record at ``record_key`` is still the
+        one whose key verified the authenticator (its stored value has SHA-1 ``digest``; ``""``: not checked),
+        the replay check of :meth:`check_replay`, and the verdict's audit entry (``entries[verdict]``).
+
+        Where there are no hash slots and no WAIT is configured, all of it is one script (one round trip, one
+        atomic step, chained onto the audit head this process last wrote: retried when another writer moved it).
+        On a Cluster (the audit stream lives in another slot) or with ``replay_wait``, liveness and replay are
+        one script in the record's slot and the entry is left to the caller: the second value returned is
+        whether the entry was written. ``(None, False)``: the record was revoked or replaced since it was read;
+        nothing was written. The caller holds this process's turn for the audit chain when the entry is
+        written here."""
+        _check_name(scope, what="scope")
+        if not ar_id:
+            raise ValueError("ar_id must not be empty")
+        if not 0 <= sequence < SEQ_MODULUS:
+            raise ValueError("sequence must be a 16-bit unsigned integer")
+        if ttl <= 0:
+            raise ValueError("ttl must be positive")
+        ah = hashlib.sha256(authenticator).hexdigest()
+        replay_keys = (self.replay_prefix(scope) + ar_id.hex(), self.replay_ars_key(scope))
+        wait = self.replay_wait
+        replay_args: tuple[Arg, ...] = (sequence, ah, ttl * 1000, ar_id.hex(), "0" if wait is None else "1")
+        if self.cluster or wait is not None:
+            script = Script(lua.VERIFY_SLOT, (record_key, *replay_keys), (digest, *replay_args))
+            acks: int | None = None
+            if wait is None:
+                reply = yield script
+            else:  # WAIT right behind the script on its connection (store/durability.py)
+                reply, acks_reply = yield Pipeline((script, Command(("WAIT", *wait))), node_key=record_key)
+                acks = int(acks_reply)
+            outcome = _verify_outcome(reply)
+            if outcome not in (None, "replay") and wait is not None and acks is not None and acks < wait[0]:
+                raise ReplayNotReplicated(
+                    f"the FBU's replay update was acknowledged by {acks} of {wait[0]} replica(s) in time; "
+                    "it is not accepted"
+                )
+            return outcome, False
+        pending = {verdict: chain.pending([item]) for verdict, item in entries.items()}
+        order: tuple[ReplayOutcome, ...] = ("accepted", "retransmission", "replay")
+        head = self.chain.head_hint
+        if head is None:
+            head = chain.parse_head((yield Command(("GET", self.audit_head_key()))))
+        for _ in range(AUDIT_APPEND_ATTEMPTS):
+            per_verdict: list[Arg] = []
+            heads: dict[str, tuple[int, str]] = {}
+            for verdict in order:
+                args, new_head, chained = self.chain.append_args(pending[verdict], head)
+                per_verdict += [args[0], new_head]
+                heads[verdict] = (chained[0][0], chained[0][2])
+            at = yield from self.server_deadline(None)
+            reply = yield Script(
+                lua.VERIFY_AUDITED,
+                (self.audit_head_key(), self.audit_stream_key(), record_key, *replay_keys),
+                (at, chain.head_value(head), digest, *replay_args, *per_verdict),
+            )
+            if not isinstance(reply, list) or not reply or not isinstance(reply[0], int):
+                raise StoreError("unexpected FBU-verification reply from Redis")
+            if reply[0] == -1:
+                raise StoreUnavailable("the FBU verification reached Redis after its deadline; nothing was written")
+            if reply[0] == 0 and len(reply) == 2:
+                self.chain.head_hint = None
+                head = chain.parse_head(reply[1])
+                continue
+            outcome = _verify_outcome(reply[:2])
+            if outcome is not None:
+                self.chain.head_hint = heads[outcome]
+            return outcome, outcome is not None
+        raise StoreError(f"audit append lost {AUDIT_APPEND_ATTEMPTS} races in a row; try again")
 
     def remember_nonce(self, scope: bytes, nonce: bytes, *, ttl: int) -> Op[bool]:
         """True the first time (scope, nonce) is seen within ``ttl`` seconds, False afterwards (SEND replay)."""
@@ -758,6 +857,18 @@ def _time_reply(reply: object) -> float:
     if isinstance(reply, list | tuple) and len(reply) == 2:
         return int(reply[0]) + int(reply[1]) / 1e6
     raise StoreError("unexpected reply from Redis to TIME")
+
+
+def _verify_outcome(reply: object) -> ReplayOutcome | None:
+    """The verdict of a VERIFY_* script reply; None when the record was stale."""
+    if isinstance(reply, list) and reply == [3]:
+        return None
+    if not isinstance(reply, list) or len(reply) < 2 or reply[0] != 1:
+        raise StoreError("unexpected FBU-verification reply from Redis")
+    out = reply[1]
+    if out not in (b"accepted", b"retransmission", b"replay"):
+        raise StoreError("unexpected replay-check reply from Redis")
+    return cast(ReplayOutcome, out.decode())
 
 
 def _check_name(name: bytes, *, what: str = "hmk_name") -> None:

@@ -299,23 +299,28 @@ class RedisStore:
         """Check durability when due (first use, a new connection, retrying a refusal); refuse if not durable."""
         monitor.gate(time.monotonic(), self.check_durability)
 
-    def run_replay(self, op: Op[T], what: str = "check_replay") -> T:
+    def run_replay(self, op: Op[T], what: str = "check_replay", *, turn: bool = False) -> T:
         """:meth:`run` for an operation that checks and advances FBU replay state: with a replay policy, the
         store's durability is checked first when due (StoreNotDurable), and again when the connection was
-        renewed while ``op`` ran (a restarted or failed-over server answered: the verdict waits for its check)."""
+        renewed while ``op`` ran (a restarted or failed-over server answered: the verdict waits for its check).
+        ``turn``: ``op`` writes audit entries, so it runs in this process's turn for the audit chain."""
         monitor = self.durability
         if monitor is None:
-            return self.run(op, what)
+            return self._run_in_turn(op, what) if turn else self.run(op, what)
         self._replay_gate(monitor)
         seen = monitor.connections
         try:
-            result = self.run(op, what)
+            result = self._run_in_turn(op, what) if turn else self.run(op, what)
         except StoreUnavailable:
             monitor.note_connection()  # whatever answers next is examined before it is trusted
             raise
         if monitor.connections != seen:
             self._replay_gate(monitor)
         return result
+
+    def _run_in_turn(self, op: Op[T], what: str) -> T:
+        with self._audit_lock:
+            return self.run(op, what)
 
     def close(self) -> None:
         """Release the connections. Idempotent."""
@@ -486,6 +491,7 @@ class _LoopState:
     audit_task: asyncio.Task[None] | None = None
     ready: bool = False  # a Cluster client has learnt the topology
     ready_lock: asyncio.Lock = dataclasses.field(default_factory=asyncio.Lock)
+    chain_lock: asyncio.Lock = dataclasses.field(default_factory=asyncio.Lock)  # this loop's turn for the chain
 
 
 class AsyncRedisOps:
@@ -567,25 +573,31 @@ class AsyncRedisOps:
     async def get_send_key_by_cga(self, cga: IPv6Address) -> SendKeyRecord | None:
         return await self.arun(self.ops.get_send_key_by_cga(cga), "get_send_key_by_cga")
 
-    async def arun_replay(self, op: Op[T], what: str = "check_replay") -> T:
-        """:meth:`RedisStore.run_replay` on this loop (a due durability check runs in a worker thread)."""
+    async def arun_replay(self, op: Op[T], what: str = "check_replay", *, turn: bool = False) -> T:
+        """:meth:`RedisStore.run_replay` on this loop (a due durability check runs in a worker thread);
+        ``turn``: in this loop's turn for the audit chain (shared with the group commit)."""
         store = self._store
         monitor = store.durability
         if monitor is None:
-            return await self.arun(op, what)
+            return await (self._arun_in_turn(op, what) if turn else self.arun(op, what))
         if monitor.check_due(time.monotonic()):  # rare: first use, after a reconnect, retrying a refusal
             await asyncio.to_thread(store._replay_gate, monitor)
         elif not monitor.allows_replay:
             raise StoreNotDurable(NOT_DURABLE)
         seen = monitor.connections
         try:
-            result = await self.arun(op, what)
+            result = await (self._arun_in_turn(op, what) if turn else self.arun(op, what))
         except StoreUnavailable:
             monitor.note_connection()
             raise
         if monitor.connections != seen:
             await asyncio.to_thread(store._replay_gate, monitor)
         return result
+
+    async def _arun_in_turn(self, op: Op[T], what: str) -> T:
+        state = self._loop_state()
+        async with state.chain_lock:
+            return await self.arun(op, what)
 
     async def check_replay(
         self, scope: bytes, ar_id: bytes, sequence: int, authenticator: bytes, *, ttl: int
@@ -614,7 +626,8 @@ class AsyncRedisOps:
                 count += len(group[0])
             batch = [item for items, _ in groups for item in items]
             try:
-                await self.arun(self.ops.append_audits(batch), "append_audit")
+                async with state.chain_lock:
+                    await self.arun(self.ops.append_audits(batch), "append_audit")
             except Exception as exc:  # every entry of the batch failed with it (StoreUnavailable, ...)
                 for _, done in groups:
                     if not done.done():
