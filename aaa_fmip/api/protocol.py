@@ -78,6 +78,10 @@ def protocol_class(
     return _h11_class(limits, metrics, max_connections)
 
 
+class _MalformedRequest(Exception):
+    pass
+
+
 def _refuse(transport: Any, metrics: Metrics, max_connections: int) -> None:
     metrics.count_rejected("connection-limit")
     log.warning("connection refused: at the connection limit", extra={"limit": max_connections})
@@ -122,6 +126,12 @@ def _httptools_class(limits: LimitSettings, metrics: Metrics, max_connections: i
 
         def on_headers_complete(self) -> None:
             self._disarm_head_timer()
+            # As strict as h11 where llhttp is lenient: HTTP/1.0 or 1.1 only, and an HTTP/1.1 request carries
+            # exactly one Host header (RFC 9112 §3.2). Raising here makes the parser fail: a 400 problem.
+            version = self.parser.get_http_version()
+            hosts = sum(1 for name, _ in self.headers if name == b"host")
+            if version not in ("1.0", "1.1") or hosts > 1 or (version == "1.1" and hosts != 1):
+                raise _MalformedRequest
             super().on_headers_complete()
 
         def connection_lost(self, exc: Exception | None) -> None:

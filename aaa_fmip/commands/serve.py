@@ -13,6 +13,7 @@ import contextlib
 import functools
 import gc
 import importlib
+import importlib.util
 import ipaddress
 import logging
 import os
@@ -78,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
 def serve(settings: Settings) -> int:
     """Run until SIGTERM/SIGINT; returns the exit status."""
     from aaa_fmip.api.app import create_app
-    from aaa_fmip.api.protocol import protocol_class
+    from aaa_fmip.api.protocol import httptools_available, protocol_class
     from aaa_fmip.bootstrap import api_context, build_runtime, check_store_at_start
 
     runtime = build_runtime(settings)
@@ -97,6 +98,7 @@ def serve(settings: Settings) -> int:
             access_log=False,  # the app logs one access line per request itself, without query strings
             timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
             timeout_keep_alive=settings.limits.keep_alive_timeout,
+            loop=event_loop(),
             http=protocol_class(settings.limits, runtime.metrics, max_connections),
             server_header=False,
             proxy_headers=False,
@@ -112,6 +114,8 @@ def serve(settings: Settings) -> int:
                 "max_requests_in_flight": settings.limits.max_requests_in_flight,
                 "header_timeout_s": settings.limits.header_timeout,
                 "rate_limit": settings.limits.rate_limit,
+                "event_loop": event_loop(),
+                "http_parser": "httptools" if httptools_available() else "h11",
             },
         )
         # What is loaded now (FastAPI, pydantic, redis-py, cryptography, the app: some 90,000 objects) lives as
@@ -131,6 +135,11 @@ def serve(settings: Settings) -> int:
             except Exception as exc:
                 log.error("listener did not stop cleanly", extra={"listener": name, "error": type(exc).__name__})
         runtime.close()
+
+
+def event_loop() -> str:
+    """uvloop where it is installed (``uvicorn[standard]``), else asyncio's own loop: uvicorn's "auto", named."""
+    return "uvloop" if importlib.util.find_spec("uvloop") is not None else "asyncio"
 
 
 def raise_open_file_limit() -> int:
