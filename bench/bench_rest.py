@@ -94,6 +94,31 @@ def process_cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / _clock_ticks()  # utime, stime (proc(5) fields 14, 15)
 
 
+def tree_cpu_seconds(pid: int) -> float | None:
+    """CPU seconds of ``pid`` and of every live process below it (a service with several workers)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(ppid, []).append(int(entry.name))
+    total, todo = 0.0, [pid]
+    while todo:
+        current = todo.pop()
+        cpu = process_cpu_seconds(current)
+        if cpu is None:
+            if current == pid:
+                return None
+            continue
+        total += cpu
+        todo += children.get(current, [])
+    return total
+
+
 def _clean_env(extra: dict[str, str]) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AAA_FMIP_")}
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
@@ -142,7 +167,7 @@ class ServerProcess:
         return self.proc.pid
 
     def cpu_seconds(self) -> float | None:
-        return None if self.proc is None else process_cpu_seconds(self.proc.pid)
+        return None if self.proc is None else tree_cpu_seconds(self.proc.pid)
 
     def stop(self, timeout: float = 20.0) -> None:
         proc, self.proc = self.proc, None
@@ -672,6 +697,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="the service's --log-level (default info, as deployed: one access line per request)",
     )
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON to FILE ('-' for stdout)")
+    parser.add_argument(
+        "--loadgen",
+        choices=["python", "wrk"],
+        default="python",
+        help="python: the asyncio generator of bench/loadgen.py (closed and open loop); wrk: wrk, alternating "
+        "baseline and service per round, closed loop with --connections and one connection (default python)",
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="wrk: rounds of baseline/service (default 3)")
+    parser.add_argument("--seconds", type=float, default=8.0, help="wrk: seconds per run (default 8)")
+    parser.add_argument(
+        "--workers", type=int, default=None, help="worker processes of the service and the baseline (default: theirs)"
+    )
     args = parser.parse_args(argv)
     for name in ("requests", "connections", "open_connections", "sessions"):
         if getattr(args, name) < 1:
@@ -688,7 +725,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 @contextlib.contextmanager
 def deployment(
-    workdir: Path, log_level: str
+    workdir: Path, log_level: str, workers: int | None = None
 ) -> Iterator[tuple[RedisServer, ServerProcess, ServerProcess, dict[str, str]]]:
     redis = RedisServer(workdir / "redis")
     redis.start()
@@ -711,6 +748,7 @@ def deployment(
                 f"{HOST}:{service_port}",
                 "--log-level",
                 log_level,
+                *([] if workers is None else ["--workers", str(workers)]),
             ],
             workdir / "service",
             service_port,
@@ -719,7 +757,15 @@ def deployment(
         baseline_port = free_port()
         baseline = ServerProcess(
             "baseline",
-            ["-m", "bench.baseline_app", "--listen", f"{HOST}:{baseline_port}", "--redis-url", redis.url],
+            [
+                "-m",
+                "bench.baseline_app",
+                "--listen",
+                f"{HOST}:{baseline_port}",
+                "--redis-url",
+                redis.url,
+                *([] if workers is None else ["--workers", str(workers)]),
+            ],
             workdir / "baseline",
             baseline_port,
             {},
@@ -827,6 +873,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"redis-server {info['redis_server']}; {pkgs}",
         flush=True,
     )
+    if args.loadgen == "wrk":
+        return main_wrk(args, info)
     phases: list[Phase] = []
     failure: BenchFailed | None = None
     try:
@@ -857,6 +905,239 @@ def main(argv: Sequence[str] | None = None) -> int:
             "parameters": {k: v for k, v in vars(args).items() if k != "json"},
             "phases": [p.row() for p in phases],
             "targets": summary,
+            "failed": None if failure is None else {"phase": str(failure), "outcomes": failure.outcomes},
+        }
+        text = json.dumps(doc, indent=2)
+        if args.json == "-":
+            print(text)
+        else:
+            Path(args.json).write_text(text + "\n")
+    return 0 if failure is None else 1
+
+
+# ------------------------------------------------------------------------------------------------- wrk
+
+
+@dataclass
+class WrkRun:
+    round: int
+    load: str  # "closed" | "one connection"
+    target: str  # "baseline" | "fbu-verify"
+    result: loadgen.WrkResult
+    server_cpu_ms: float | None
+    redis_cpu_ms: float | None
+    loadavg: tuple[float, float, float]
+
+    def row(self) -> dict[str, Any]:
+        r = self.result
+        return {
+            "round": self.round,
+            "load": self.load,
+            "target": self.target,
+            "requests": r.requests,
+            "throughput": round(r.throughput, 1),
+            "p50_ms": round(r.p50 * 1000, 3),
+            "p99_ms": round(r.p99 * 1000, 3),
+            "p999_ms": round(r.p999 * 1000, 3),
+            "server_cpu_ms_per_request": _round(self.server_cpu_ms),
+            "redis_cpu_ms_per_request": _round(self.redis_cpu_ms),
+            "loadavg_1m": self.loadavg[0],
+            "good": r.good,
+        }
+
+
+def _wrk_run(
+    args: argparse.Namespace,
+    workdir: Path,
+    redis: RedisServer,
+    server: ServerProcess,
+    *,
+    target: str,
+    bodies: Sequence[bytes],
+    headers: Sequence[tuple[str, str]],
+    connections: int,
+    seconds: float,
+    label: tuple[int, str],
+) -> WrkRun:
+    fbu = target == "fbu-verify"
+    loadavg = os.getloadavg()
+    before = (server.cpu_seconds(), None if redis.proc is None else process_cpu_seconds(redis.proc.pid))
+    result = loadgen.run_wrk(
+        HOST,
+        server.port,
+        bodies=bodies,
+        method="POST" if fbu else "GET",
+        path="/v1/fbu/verify" if fbu else "/baseline",
+        headers=headers,
+        expect='"verdict":"accepted"' if fbu else '"status":"ok"',
+        connections=connections,
+        threads=min(2, connections),
+        seconds=seconds,
+        workdir=workdir / "wrk",
+        timeout=args.timeout,
+        repeat=not fbu,
+    )
+    after = (server.cpu_seconds(), None if redis.proc is None else process_cpu_seconds(redis.proc.pid))
+    run = WrkRun(
+        label[0],
+        label[1],
+        target,
+        result,
+        _per_request(before[0], after[0], result.requests),
+        _per_request(before[1], after[1], result.requests),
+        loadavg,
+    )
+    r = result
+    print(
+        f"  round {label[0]} {label[1]:<14} {target:<10} {r.throughput:8,.0f}/s  p50 {r.p50 * 1000:6.3f} ms  "
+        f"p99 {r.p99 * 1000:6.3f} ms  server CPU {_fmt(run.server_cpu_ms or 0, 3)} ms/req  "
+        f"redis CPU {_fmt(run.redis_cpu_ms or 0, 3)} ms/req  load {loadavg[0]:.2f}",
+        flush=True,
+    )
+    if not r.clean:
+        print(f"bench_rest: {server.name} log, last problems:\n{server.log_problems()}", file=sys.stderr)
+        raise BenchFailed(
+            f"{target} {label[1]} round {label[0]}",
+            {"good": r.good, "bad": r.bad, "socket errors": r.socket_errors, "ran out of requests": r.exhausted},
+        )
+    return run
+
+
+def _median(values: Sequence[float]) -> float:
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+
+def wrk_summary(runs: Sequence[WrkRun]) -> dict[str, Any]:
+    """Medians per (load, target) and the ratios of the issue's targets (service over baseline)."""
+    out: dict[str, Any] = {}
+    for load in ("closed", "one connection"):
+        med: dict[str, dict[str, float]] = {}
+        for target in ("baseline", "fbu-verify"):
+            rs = [r for r in runs if r.load == load and r.target == target]
+            if not rs:
+                continue
+            med[target] = {
+                "throughput": _median([r.result.throughput for r in rs]),
+                "p50_ms": _median([r.result.p50 * 1000 for r in rs]),
+                "p99_ms": _median([r.result.p99 * 1000 for r in rs]),
+                "server_cpu_ms": _median([r.server_cpu_ms or 0.0 for r in rs]),
+                "redis_cpu_ms": _median([r.redis_cpu_ms or 0.0 for r in rs]),
+            }
+        if len(med) == 2:
+            b, f = med["baseline"], med["fbu-verify"]
+            med["ratio"] = {
+                "throughput": f["throughput"] / b["throughput"],
+                "p50": f["p50_ms"] / b["p50_ms"],
+                "p99": f["p99_ms"] / b["p99_ms"],
+                "server_cpu": f["server_cpu_ms"] / b["server_cpu_ms"] if b["server_cpu_ms"] else float("nan"),
+            }
+        out[load] = med
+    return out
+
+
+def measure_wrk(args: argparse.Namespace, workdir: Path, runs: list[WrkRun]) -> None:
+    with deployment(workdir, args.log_level, args.workers) as (redis, service, baseline, tokens):
+        runner = Runner(args, redis)
+        nodes, ingested = ingest(runner, service, tokens["aaa"], args.sessions, min(args.connections, 8))
+        print(f"  ingested {len(nodes)} sessions ({ingested.result.throughput:,.0f}/s)", flush=True)
+        factory = FbuFactory(nodes, service.port, tokens["ar"])
+        fbu_headers = (("Authorization", f"Bearer {tokens['ar']}"), ("Content-Type", "application/json"))
+
+        def fbu_bodies(count: int) -> list[bytes]:
+            return [request.split(b"\r\n\r\n", 1)[1] for request in factory.batch(count).requests]
+
+        # warm-up (not reported), which also sizes the FBU batches: twice what the service answered per second
+        warm = min(3.0, args.seconds)
+        _wrk_run(
+            args,
+            workdir,
+            redis,
+            baseline,
+            target="baseline",
+            bodies=[b""],
+            headers=(),
+            connections=args.connections,
+            seconds=warm,
+            label=(0, "closed"),
+        )
+        first = _wrk_run(
+            args,
+            workdir,
+            redis,
+            service,
+            target="fbu-verify",
+            bodies=fbu_bodies(20_000),
+            headers=fbu_headers,
+            connections=args.connections,
+            seconds=warm,
+            label=(0, "closed"),
+        )
+        per_run = max(2000, math.ceil(first.result.throughput * args.seconds * 2))
+        for rnd in range(1, args.rounds + 1):
+            for load, conns in (("closed", args.connections), ("one connection", 1)):
+                runs.append(
+                    _wrk_run(
+                        args,
+                        workdir,
+                        redis,
+                        baseline,
+                        target="baseline",
+                        bodies=[b""],
+                        headers=(),
+                        connections=conns,
+                        seconds=args.seconds,
+                        label=(rnd, load),
+                    )
+                )
+                bodies = fbu_bodies(per_run)
+                runs.append(
+                    _wrk_run(
+                        args,
+                        workdir,
+                        redis,
+                        service,
+                        target="fbu-verify",
+                        bodies=bodies,
+                        headers=fbu_headers,
+                        connections=conns,
+                        seconds=args.seconds,
+                        label=(rnd, load),
+                    )
+                )
+
+
+def main_wrk(args: argparse.Namespace, info: dict[str, Any]) -> int:
+    runs: list[WrkRun] = []
+    failure: BenchFailed | None = None
+    try:
+        with tempfile.TemporaryDirectory(prefix="aaa-fmip-bench-") as tmp:
+            measure_wrk(args, Path(tmp), runs)
+    except BenchFailed as exc:
+        failure = exc
+    except RuntimeError as exc:
+        failure = BenchFailed(str(exc))
+    summary = wrk_summary(runs)
+    for load, med in summary.items():
+        ratio = med.get("ratio")
+        if ratio:
+            print(
+                f"medians, {load}: baseline {med['baseline']['throughput']:,.0f}/s vs fbu {med['fbu-verify']['throughput']:,.0f}/s"  # noqa: E501
+                f" = {ratio['throughput']:.2f}x; p50 {ratio['p50']:.2f}x, p99 {ratio['p99']:.2f}x, server CPU "
+                f"{med['baseline']['server_cpu_ms']:.3f} vs {med['fbu-verify']['server_cpu_ms']:.3f} ms = "
+                f"{ratio['server_cpu']:.2f}x"
+            )
+    if failure is not None:
+        counts = ", ".join(f"{k}: {v}" for k, v in failure.outcomes.items())
+        print(f"bench_rest: FAILED in {failure}" + (f" ({counts})" if counts else ""), file=sys.stderr)
+    if args.json:
+        doc = {
+            "benchmark": "bench_rest (wrk)",
+            "machine": info,
+            "parameters": {k: v for k, v in vars(args).items() if k != "json"},
+            "runs": [r.row() for r in runs],
+            "medians": summary,
             "failed": None if failure is None else {"phase": str(failure), "outcomes": failure.outcomes},
         }
         text = json.dumps(doc, indent=2)
