@@ -191,3 +191,45 @@ def test_badf_input_of_a_decoded_message_is_badf_input() -> None:
     with pytest.raises(DecodeError):
         mhwire.badf_input_of(unauthenticated, mhwire.decode_mh(unauthenticated))
     assert mn  # the mobile node's builder is what fbu_for uses
+
+
+def test_verifications_committed_together_keep_one_entry_each_and_a_linear_chain(
+    redis_server: RedisServer, ring: KekRing, prefix: str
+) -> None:
+    """Many verifications on one event loop go to Redis together (chained speculatively on "accepted"); a
+    retransmission, a replay and a revoked session among them make the rest of the batch go again."""
+    store = RedisStore.from_url(redis_server.url, ring, prefix=prefix)
+    service = HandoverKeyService(store, clock=Clock())
+    try:
+        nodes = [new_mn() for _ in range(6)]
+        infos = [
+            service.ingest_session(AAA, user_name=f"u{i}", emsk=e, eap_session_id=s) for i, (e, s) in enumerate(nodes)
+        ]
+        for emsk, sid in nodes:  # cache every session
+            assert service.verify_fbu(AR1, source=PCOA, destination=PAR1, mh=fbu_for(emsk, sid, PAR1, 1)).valid
+        service.revoke_session(AAA, infos[5].hmk_name)
+        plan: list[tuple[int, int, str]] = []  # (node, sequence, expected verdict or reason)
+        for seq in (2, 3):
+            plan += [(n, seq, "accepted") for n in range(5)]
+        plan.insert(3, (0, 1, "replay"))  # an old sequence of node 0: its 2 is in the same batch, earlier
+        plan.insert(7, (1, 2, "retransmission"))
+        plan.append((5, 2, "revoked"))
+        fbus = {(n, q): fbu_for(*nodes[n], PAR1, q) for n, q, _ in plan}
+
+        async def all_at_once() -> list[FbuVerdict]:
+            calls = [service.verify_fbu_async(AR1, source=PCOA, destination=PAR1, mh=fbus[(n, q)]) for n, q, _ in plan]
+            out = await asyncio.gather(*calls)
+            aio = store.aio
+            assert aio is not None
+            await aio.aclose()
+            return list(out)
+
+        verdicts = asyncio.run(all_at_once())
+        assert [v.verdict if v.valid else v.reason for v in verdicts] == [want for _, _, want in plan]
+        entries, _ = service.read_audit(AUDITOR, limit=1000)
+        fbu_entries = [e for e in entries if e.event.startswith("fbu.")]
+        assert len(fbu_entries) == 6 + len(plan)  # one entry per verification, no more, no fewer
+        assert [e.n for e in entries] == list(range(1, len(entries) + 1))
+        assert service.verify_audit(AUDITOR).ok
+    finally:
+        store.close()

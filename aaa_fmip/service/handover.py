@@ -13,7 +13,7 @@ from aaa_fmip.service._access import IPv6, UseCase, audit_item, require_router
 from aaa_fmip.service.cache import Candidate, SessionCache
 from aaa_fmip.service.sessions import grant_of, hk_issued, normalise_calling_station_id
 from aaa_fmip.store import AuditItem, ReplayOutcome, SessionRecord
-from aaa_fmip.store.ops import Op
+from aaa_fmip.store.ops import Op, VerifyCommit
 from aaa_fmip.wire import mh as mhwire
 
 # How many SPI collisions we try before giving up (architecture.md §3: "try each candidate, bounded").
@@ -102,8 +102,7 @@ class HandoverUseCases(UseCase):
             if isinstance(match, FbuRejected):
                 store.append_audits([_entry(fbu, match, now)])
                 return match
-            inline = store.ops.verify_audits_inline
-            outcome, audited = store.run_replay(self._commit(fbu, match, now), turn=inline)
+            outcome, audited = store.commit_verify(self._commit(fbu, match, now))
             if outcome is None:  # revoked or replaced since it was read: read again
                 self.session_cache.evict(fbu.auth.spi)
                 match = None
@@ -140,8 +139,7 @@ class HandoverUseCases(UseCase):
             if isinstance(match, FbuRejected):
                 await aio.append_audits([_entry(fbu, match, now)])
                 return match
-            inline = self.store.ops.verify_audits_inline
-            outcome, audited = await aio.arun_replay(self._commit(fbu, match, now), turn=inline)
+            outcome, audited = await aio.commit_verify(self._commit(fbu, match, now))
             if outcome is None:
                 self.session_cache.evict(fbu.auth.spi)
                 match = None
@@ -212,7 +210,7 @@ class HandoverUseCases(UseCase):
                 return _Match(ops.session_key(rec.hmk_name), c.digest, rec.hmk_name, rec.expires_at)
         return reject("bad-authenticator")
 
-    def _commit(self, fbu: _Fbu, match: _Match, now: float) -> Op[tuple[ReplayOutcome | None, bool]]:
+    def _commit(self, fbu: _Fbu, match: _Match, now: float) -> VerifyCommit:
         remaining = max(1, int(match.expires_at - now))
         accepted = FbuAccepted("accepted", fbu.auth.spi, fbu.message.sequence, fbu.ncoa, 0)
         entries: dict[ReplayOutcome, AuditItem] = {
@@ -220,7 +218,7 @@ class HandoverUseCases(UseCase):
             "retransmission": _entry(fbu, dataclasses.replace(accepted, verdict="retransmission"), now),
             "replay": _entry(fbu, FbuRejected("replay", fbu.auth.spi, fbu.message.sequence), now),
         }
-        return self.store.ops.verify_commit(
+        return VerifyCommit(
             record_key=match.record_key,
             digest=match.digest,
             scope=match.scope,

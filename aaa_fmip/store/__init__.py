@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Literal, Protocol, TypeVar
 from aaa_fmip.crypto.secrets import SecretBytes
 
 if TYPE_CHECKING:
-    from aaa_fmip.store.ops import Op, StoreOps
+    from aaa_fmip.store.ops import CommitResult, Op, StoreOps, VerifyCommit
 
 T = TypeVar("T")
 AuditItem = tuple[str, Mapping[str, str | int | None], float]  # event, fields, at
@@ -98,6 +98,8 @@ class AsyncStore(Protocol):
 
     async def append_audits(self, entries: Sequence[AuditItem]) -> list[AuditEntry]: ...
 
+    async def commit_verify(self, commit: VerifyCommit) -> CommitResult: ...
+
     async def aclose(self) -> None: ...
 
 
@@ -115,6 +117,8 @@ class Store(Protocol):
     def run(self, op: Op[T], what: str = ...) -> T: ...
 
     def run_replay(self, op: Op[T], what: str = ..., *, turn: bool = ...) -> T: ...
+
+    def commit_verify(self, commit: VerifyCommit) -> CommitResult: ...
 
     def ping(self) -> None: ...
 

@@ -67,7 +67,17 @@ from aaa_fmip.store.durability import (
     node_name,
     topology_of,
 )
-from aaa_fmip.store.ops import AUDIT_BATCH, Command, Op, Pipeline, RedisCall, Script, StoreOps
+from aaa_fmip.store.ops import (
+    AUDIT_BATCH,
+    Command,
+    CommitResult,
+    Op,
+    Pipeline,
+    RedisCall,
+    Script,
+    StoreOps,
+    VerifyCommit,
+)
 from aaa_fmip.store.urls import ConnectHooks, connection_for
 
 __all__ = ["AUDIT_GENESIS", "AsyncRedisOps", "RedisStore", "canonical_fields", "checkpoint_text"]
@@ -318,6 +328,10 @@ class RedisStore:
             self._replay_gate(monitor)
         return result
 
+    def commit_verify(self, commit: VerifyCommit) -> CommitResult:
+        """:meth:`StoreOps.verify_commit`, in this process's turn for the audit chain when the entry goes with it."""
+        return self.run_replay(self.ops.verify_commit(commit), "verify_fbu", turn=self.ops.verify_audits_inline)
+
     def _run_in_turn(self, op: Op[T], what: str) -> T:
         with self._audit_lock:
             return self.run(op, what)
@@ -492,6 +506,10 @@ class _LoopState:
     ready: bool = False  # a Cluster client has learnt the topology
     ready_lock: asyncio.Lock = dataclasses.field(default_factory=asyncio.Lock)
     chain_lock: asyncio.Lock = dataclasses.field(default_factory=asyncio.Lock)  # this loop's turn for the chain
+    verify_queue: collections.deque[tuple[VerifyCommit, asyncio.Future[CommitResult]]] = dataclasses.field(
+        default_factory=collections.deque
+    )
+    verify_task: asyncio.Task[None] | None = None
 
 
 class AsyncRedisOps:
@@ -593,6 +611,39 @@ class AsyncRedisOps:
         if monitor.connections != seen:
             await asyncio.to_thread(store._replay_gate, monitor)
         return result
+
+    async def commit_verify(self, commit: VerifyCommit) -> CommitResult:
+        """:meth:`StoreOps.verify_commit` on this loop. Where the audit entry goes with it (no slots, no WAIT),
+        the verifications waiting for this loop's turn for the chain are committed together, pipelined in one
+        round trip (:meth:`StoreOps.verify_commit_many`); elsewhere each runs on its own."""
+        if not self.ops.verify_audits_inline:
+            return await self.arun_replay(self.ops.verify_commit(commit), "verify_fbu")
+        state = self._loop_state()
+        done: asyncio.Future[CommitResult] = state.loop.create_future()
+        state.verify_queue.append((commit, done))
+        if state.verify_task is None or state.verify_task.done():
+            state.verify_task = state.loop.create_task(self._drain_verifies(state))
+        return await done
+
+    async def _drain_verifies(self, state: _LoopState) -> None:
+        while state.verify_queue:
+            batch = [state.verify_queue.popleft() for _ in range(min(AUDIT_BATCH, len(state.verify_queue)))]
+            try:
+                async with state.chain_lock:
+                    op = self.ops.verify_commit_many([commit for commit, _ in batch])
+                    results = await self.arun_replay(op, "verify_fbu")
+            except Exception as exc:  # every verification of the batch failed with it (StoreUnavailable, ...)
+                for _, done in batch:
+                    if not done.done():
+                        done.set_exception(exc)
+                continue
+            for (_, done), result in zip(batch, results, strict=True):
+                if done.done():
+                    continue
+                if isinstance(result, BaseException):
+                    done.set_exception(result)
+                else:
+                    done.set_result(result)
 
     async def _arun_in_turn(self, op: Op[T], what: str) -> T:
         state = self._loop_state()
