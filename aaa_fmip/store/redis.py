@@ -619,6 +619,13 @@ class AsyncRedisOps:
         if not self.ops.verify_audits_inline:
             return await self.arun_replay(self.ops.verify_commit(commit), "verify_fbu")
         state = self._loop_state()
+        if not state.verify_queue and not state.chain_lock.locked():
+            # nobody waits for the turn: commit in this task (no hand-off); those arriving meanwhile queue up
+            async with state.chain_lock:
+                (result,) = await self.arun_replay(self.ops.verify_commit_many([commit]), "verify_fbu")
+            if isinstance(result, BaseException):
+                raise result
+            return result
         done: asyncio.Future[CommitResult] = state.loop.create_future()
         state.verify_queue.append((commit, done))
         if state.verify_task is None or state.verify_task.done():
