@@ -1037,7 +1037,7 @@ def wrk_summary(runs: Sequence[WrkRun]) -> dict[str, Any]:
     return out
 
 
-def measure_wrk(args: argparse.Namespace, workdir: Path, runs: list[WrkRun]) -> None:
+def measure_wrk(args: argparse.Namespace, workdir: Path, runs: list[WrkRun], extra: dict[str, Any]) -> None:
     with deployment(workdir, args.log_level, args.workers) as (redis, service, baseline, tokens):
         runner = Runner(args, redis)
         nodes, ingested = ingest(runner, service, tokens["aaa"], args.sessions, min(args.connections, 8))
@@ -1106,14 +1106,81 @@ def measure_wrk(args: argparse.Namespace, workdir: Path, runs: list[WrkRun]) -> 
                         label=(rnd, load),
                     )
                 )
+        revocation = revocation_latency(service, tokens, nodes[-min(200, len(nodes)) :])
+        extra["revocation"] = revocation
+        print(f"  revocation -> first rejected FBU: {revocation}", flush=True)
+
+
+def _fbu_json(node: MobileNode) -> bytes:
+    assert node.hk is not None
+    sequence = node.next_sequence
+    node.next_sequence += 1
+    mh = mn.build_fbu(
+        node.hk, sequence=sequence, lifetime_seconds=FBU_LIFETIME_SECONDS, pcoa=node.pcoa, ncoa=node.ncoa, par=PAR
+    )
+    return json.dumps({"source": str(node.pcoa), "destination": str(PAR), "mh": mh.hex()}).encode()
+
+
+def revocation_latency(service: ServerProcess, tokens: dict[str, str], nodes: Sequence[MobileNode]) -> dict[str, Any]:
+    """For each node: an FBU (accepted: the session is now cached by the worker that answered), then the
+    revocation through ``POST /v1/sessions/revoke`` on another connection, then FBUs until one is rejected. The
+    time from the revocation's answer to the first rejected FBU's answer, and how many FBUs were accepted in
+    between (it must be none)."""
+    fbu_conn = http.client.HTTPConnection(HOST, service.port, timeout=10)
+    aaa_conn = http.client.HTTPConnection(HOST, service.port, timeout=10)
+    fbu_headers = {"Authorization": f"Bearer {tokens['ar']}", "Content-Type": "application/json"}
+    aaa_headers = {"Authorization": f"Bearer {tokens['aaa']}", "Content-Type": "application/json"}
+
+    def verify(node: MobileNode) -> dict[str, Any]:
+        fbu_conn.request("POST", "/v1/fbu/verify", body=_fbu_json(node), headers=fbu_headers)
+        answer = fbu_conn.getresponse()
+        out: dict[str, Any] = json.loads(answer.read())
+        return out
+
+    waits: list[float] = []
+    accepted_after = 0
+    try:
+        for node in nodes:
+            if verify(node).get("verdict") != "accepted":
+                raise BenchFailed("revocation: an FBU before the revocation was not accepted")
+            mac = "02-00-" + "-".join(f"{b:02x}" for b in node.index.to_bytes(4, "big"))
+            aaa_conn.request(
+                "POST", "/v1/sessions/revoke", body=json.dumps({"calling_station_id": mac}), headers=aaa_headers
+            )
+            answer = aaa_conn.getresponse()
+            body = json.loads(answer.read())
+            revoked_at = time.perf_counter()
+            if answer.status != 200 or body.get("revoked") != 1:
+                raise BenchFailed(f"revocation: answer {answer.status} {body}")
+            for _ in range(100):
+                verdict = verify(node)
+                if verdict.get("valid") is False and verdict.get("reason") == "revoked":
+                    waits.append(time.perf_counter() - revoked_at)
+                    break
+                accepted_after += 1
+            else:
+                raise BenchFailed("revocation: 100 FBUs after the revocation were not rejected")
+    finally:
+        fbu_conn.close()
+        aaa_conn.close()
+    return {
+        "revocations": len(waits),
+        "accepted_after_revocation": accepted_after,
+        "first_rejection_after_ms": {
+            "p50": round(loadgen.percentile(waits, 50) * 1000, 3),
+            "p99": round(loadgen.percentile(waits, 99) * 1000, 3),
+            "max": round(max(waits) * 1000, 3),
+        },
+    }
 
 
 def main_wrk(args: argparse.Namespace, info: dict[str, Any]) -> int:
     runs: list[WrkRun] = []
+    extra: dict[str, Any] = {}
     failure: BenchFailed | None = None
     try:
         with tempfile.TemporaryDirectory(prefix="aaa-fmip-bench-") as tmp:
-            measure_wrk(args, Path(tmp), runs)
+            measure_wrk(args, Path(tmp), runs, extra)
     except BenchFailed as exc:
         failure = exc
     except RuntimeError as exc:
@@ -1138,6 +1205,7 @@ def main_wrk(args: argparse.Namespace, info: dict[str, Any]) -> int:
             "parameters": {k: v for k, v in vars(args).items() if k != "json"},
             "runs": [r.row() for r in runs],
             "medians": summary,
+            **extra,
             "failed": None if failure is None else {"phase": str(failure), "outcomes": failure.outcomes},
         }
         text = json.dumps(doc, indent=2)
