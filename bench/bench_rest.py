@@ -239,6 +239,44 @@ token_sha256 = "{_sha(aaa_token)}"
 """
 
 
+class ClusterRedis:
+    """A 3-node Redis Cluster (tests/store/_topologies), with the CPU time of all its nodes."""
+
+    def __init__(self, directory: Path) -> None:
+        from tests.store._topologies import RedisClusterDeployment
+
+        self.cluster = RedisClusterDeployment(directory)
+        self.proc = None
+
+    @property
+    def url(self) -> str:
+        return self.cluster.url
+
+    def start(self) -> None:
+        self.cluster.start()
+
+    def stop(self) -> None:
+        self.cluster.stop()
+
+    def cpu_seconds(self) -> float | None:
+        total = 0.0
+        for node in self.cluster.procs:
+            cpu = process_cpu_seconds(node.proc.pid)
+            if cpu is None:
+                return None
+            total += cpu
+        return total
+
+
+AnyRedis = RedisServer | ClusterRedis
+
+
+def redis_cpu_seconds(redis: AnyRedis) -> float | None:
+    if isinstance(redis, ClusterRedis):
+        return redis.cpu_seconds()
+    return None if redis.proc is None else process_cpu_seconds(redis.proc.pid)
+
+
 @dataclass
 class MobileNode:
     """One ingested session, as its mobile node knows it."""
@@ -398,7 +436,7 @@ def _progress(label: str) -> Callable[[int, int, float], None]:
 
 
 class Runner:
-    def __init__(self, args: argparse.Namespace, redis: RedisServer) -> None:
+    def __init__(self, args: argparse.Namespace, redis: AnyRedis) -> None:
         self.args = args
         self.redis = redis
 
@@ -459,8 +497,7 @@ class Runner:
         return phase
 
     def _redis_cpu(self) -> float | None:
-        proc = self.redis.proc
-        return None if proc is None else process_cpu_seconds(proc.pid)
+        return redis_cpu_seconds(self.redis)
 
 
 class BenchFailed(Exception):
@@ -704,10 +741,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="python: the asyncio generator of bench/loadgen.py (closed and open loop); wrk: wrk, alternating "
         "baseline and service per round, closed loop with --connections and one connection (default python)",
     )
+    parser.add_argument(
+        "--cluster", action="store_true", help="wrk: a 3-node Redis Cluster instead of one redis-server"
+    )
     parser.add_argument("--rounds", type=int, default=3, help="wrk: rounds of baseline/service (default 3)")
     parser.add_argument("--seconds", type=float, default=8.0, help="wrk: seconds per run (default 8)")
     parser.add_argument(
-        "--workers", type=int, default=None, help="worker processes of the service and the baseline (default: theirs)"
+        "--workers", type=int, default=1, help="worker processes of the service and of the baseline (default 1)"
     )
     args = parser.parse_args(argv)
     for name in ("requests", "connections", "open_connections", "sessions"):
@@ -725,9 +765,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 @contextlib.contextmanager
 def deployment(
-    workdir: Path, log_level: str, workers: int | None = None
-) -> Iterator[tuple[RedisServer, ServerProcess, ServerProcess, dict[str, str]]]:
-    redis = RedisServer(workdir / "redis")
+    workdir: Path, log_level: str, workers: int | None = None, cluster: bool = False
+) -> Iterator[tuple[AnyRedis, ServerProcess, ServerProcess, dict[str, str]]]:
+    redis: AnyRedis = ClusterRedis(workdir / "cluster") if cluster else RedisServer(workdir / "redis")
     redis.start()
     started: list[ServerProcess] = []
     try:
@@ -819,7 +859,7 @@ def ingest(
 
 def measure(args: argparse.Namespace, workdir: Path, phases: list[Phase]) -> None:
     """Run every phase, appending each to ``phases`` as it completes (so a failure keeps the ones before it)."""
-    with deployment(workdir, args.log_level) as (redis, service, baseline, tokens):
+    with deployment(workdir, args.log_level, args.workers) as (redis, service, baseline, tokens):
         runner = Runner(args, redis)
         nodes, ingested = ingest(runner, service, tokens["aaa"], args.sessions, min(args.connections, 8))
         print(f"  ingested {len(nodes)} sessions ({ingested.result.throughput:,.0f}/s)", flush=True)
@@ -949,7 +989,7 @@ class WrkRun:
 def _wrk_run(
     args: argparse.Namespace,
     workdir: Path,
-    redis: RedisServer,
+    redis: AnyRedis,
     server: ServerProcess,
     *,
     target: str,
@@ -961,7 +1001,7 @@ def _wrk_run(
 ) -> WrkRun:
     fbu = target == "fbu-verify"
     loadavg = os.getloadavg()
-    before = (server.cpu_seconds(), None if redis.proc is None else process_cpu_seconds(redis.proc.pid))
+    before = (server.cpu_seconds(), redis_cpu_seconds(redis))
     result = loadgen.run_wrk(
         HOST,
         server.port,
@@ -977,7 +1017,7 @@ def _wrk_run(
         timeout=args.timeout,
         repeat=not fbu,
     )
-    after = (server.cpu_seconds(), None if redis.proc is None else process_cpu_seconds(redis.proc.pid))
+    after = (server.cpu_seconds(), redis_cpu_seconds(redis))
     run = WrkRun(
         label[0],
         label[1],
@@ -1038,7 +1078,7 @@ def wrk_summary(runs: Sequence[WrkRun]) -> dict[str, Any]:
 
 
 def measure_wrk(args: argparse.Namespace, workdir: Path, runs: list[WrkRun], extra: dict[str, Any]) -> None:
-    with deployment(workdir, args.log_level, args.workers) as (redis, service, baseline, tokens):
+    with deployment(workdir, args.log_level, args.workers, args.cluster) as (redis, service, baseline, tokens):
         runner = Runner(args, redis)
         nodes, ingested = ingest(runner, service, tokens["aaa"], args.sessions, min(args.connections, 8))
         print(f"  ingested {len(nodes)} sessions ({ingested.result.throughput:,.0f}/s)", flush=True)
