@@ -258,6 +258,9 @@ class ClusterRedis:
     def stop(self) -> None:
         self.cluster.stop()
 
+    def node_cpu_seconds(self) -> list[float | None]:
+        return [process_cpu_seconds(node.proc.pid) for node in self.cluster.procs]
+
     def cpu_seconds(self) -> float | None:
         total = 0.0
         for node in self.cluster.procs:
@@ -967,6 +970,7 @@ class WrkRun:
     server_cpu_ms: float | None
     redis_cpu_ms: float | None
     loadavg: tuple[float, float, float]
+    redis_node_cpu_ms: list[float | None]  # per Cluster node (the audit stream's node does the chain's work)
 
     def row(self) -> dict[str, Any]:
         r = self.result
@@ -981,6 +985,7 @@ class WrkRun:
             "p999_ms": round(r.p999 * 1000, 3),
             "server_cpu_ms_per_request": _round(self.server_cpu_ms),
             "redis_cpu_ms_per_request": _round(self.redis_cpu_ms),
+            "redis_node_cpu_ms_per_request": [_round(x, 4) for x in self.redis_node_cpu_ms],
             "loadavg_1m": self.loadavg[0],
             "good": r.good,
         }
@@ -1001,6 +1006,7 @@ def _wrk_run(
 ) -> WrkRun:
     fbu = target == "fbu-verify"
     loadavg = os.getloadavg()
+    nodes_before = redis.node_cpu_seconds() if isinstance(redis, ClusterRedis) else []
     before = (server.cpu_seconds(), redis_cpu_seconds(redis))
     result = loadgen.run_wrk(
         HOST,
@@ -1018,6 +1024,7 @@ def _wrk_run(
         repeat=not fbu,
     )
     after = (server.cpu_seconds(), redis_cpu_seconds(redis))
+    nodes_after = redis.node_cpu_seconds() if isinstance(redis, ClusterRedis) else []
     run = WrkRun(
         label[0],
         label[1],
@@ -1026,6 +1033,7 @@ def _wrk_run(
         _per_request(before[0], after[0], result.requests),
         _per_request(before[1], after[1], result.requests),
         loadavg,
+        [_per_request(b, a, result.requests) for b, a in zip(nodes_before, nodes_after, strict=True)],
     )
     r = result
     print(
