@@ -1096,7 +1096,7 @@ def measure_wrk(args: argparse.Namespace, workdir: Path, runs: list[WrkRun], ext
         def fbu_bodies(count: int) -> list[bytes]:
             return [request.split(b"\r\n\r\n", 1)[1] for request in factory.batch(count).requests]
 
-        # warm-up (not reported), which also sizes the FBU batches: twice what the service answered per second
+        # warm-up (not reported), which also sizes the FBU batches: three times what the service answered per second
         warm = min(3.0, args.seconds)
         _wrk_run(
             args,
@@ -1122,7 +1122,7 @@ def measure_wrk(args: argparse.Namespace, workdir: Path, runs: list[WrkRun], ext
             seconds=warm,
             label=(0, "closed"),
         )
-        per_run = max(2000, math.ceil(first.result.throughput * args.seconds * 2))
+        per_run = max(4000, math.ceil(first.result.throughput * args.seconds * 3))
         for rnd in range(1, args.rounds + 1):
             for load, conns in (("closed", args.connections), ("one connection", 1)):
                 runs.append(
