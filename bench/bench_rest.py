@@ -49,11 +49,12 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from aaa_fmip import keys, mn
 from bench import loadgen
 from tests.support.redis_server import RedisServer, free_port, redis_binary
+from tests.support.service_proc import ServiceProcess
 
 HOST: Final = "127.0.0.1"
 REPO_ROOT: Final = Path(__file__).resolve().parents[1]
@@ -202,6 +203,35 @@ class ServerProcess:
             if level not in ("info", "debug"):
                 problems.append(line)
         return "\n".join(problems[-lines:]) if problems else self.log_tail(lines)
+
+
+class ServiceServer(ServiceProcess):
+    """The service under test: ``aaa-fmip serve`` run by the tests' own process handling
+    (:class:`tests.support.service_proc.ServiceProcess`), with what a benchmark reads from it."""
+
+    name = "service"
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def cpu_seconds(self) -> float | None:
+        return None if self.proc is None else tree_cpu_seconds(self.proc.pid)
+
+    def log_problems(self, lines: int = 10) -> str:
+        """The last warning/error lines of the log, else its tail."""
+        problems = [json.dumps(r) for r in self.log_records() if r.get("level") not in ("info", "debug")]
+        return "\n".join(problems[-lines:]) if problems else self.log_tail(lines)
+
+
+class Server(Protocol):
+    name: str
+    port: int
+
+    def cpu_seconds(self) -> float | None: ...
+
+    def log_problems(self, lines: int = ...) -> str: ...
 
 
 def http_get(port: int, path: str, *, timeout: float) -> tuple[int, bytes]:
@@ -447,7 +477,7 @@ class Runner:
         self,
         kind: str,
         mode: str,
-        server: ServerProcess,
+        server: Server,
         batch: Batch,
         *,
         connections: int,
@@ -769,33 +799,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 @contextlib.contextmanager
 def deployment(
     workdir: Path, log_level: str, workers: int | None = None, cluster: bool = False
-) -> Iterator[tuple[AnyRedis, ServerProcess, ServerProcess, dict[str, str]]]:
+) -> Iterator[tuple[AnyRedis, ServiceServer, ServerProcess, dict[str, str]]]:
     redis: AnyRedis = ClusterRedis(workdir / "cluster") if cluster else RedisServer(workdir / "redis")
     redis.start()
-    started: list[ServerProcess] = []
+    started: list[ServerProcess | ServiceServer] = []
     try:
         tokens = {"ar": secrets.token_urlsafe(32), "aaa": secrets.token_urlsafe(32)}
-        config = workdir / "service" / "aaa-fmip.toml"
-        config.parent.mkdir(parents=True)
-        config.write_text(service_config(redis.url, tokens["ar"], tokens["aaa"]))
-        service_port = free_port()
-        service = ServerProcess(
-            "service",
-            [
-                "-m",
-                "aaa_fmip.cli",
-                "serve",
-                "--config",
-                str(config),
-                "--listen",
-                f"{HOST}:{service_port}",
-                "--log-level",
-                log_level,
-                *([] if workers is None else ["--workers", str(workers)]),
-            ],
+        service = ServiceServer(
             workdir / "service",
-            service_port,
-            {"AAA_FMIP_KEK": secrets.token_hex(32)},
+            config=service_config(redis.url, tokens["ar"], tokens["aaa"]),
+            env={"AAA_FMIP_KEK": secrets.token_hex(32)},
+            args=("--log-level", log_level, "--workers", str(workers or 1)),
         )
         baseline_port = free_port()
         baseline = ServerProcess(
@@ -813,10 +827,12 @@ def deployment(
             baseline_port,
             {},
         )
-        for proc, ready in ((service, "/readyz"), (baseline, "/baseline")):
-            proc.start(ready)
-            started.append(proc)
-            print(f"  {proc.name} ready on {HOST}:{proc.port} (pid {proc.pid})", flush=True)
+        service.start(timeout=STARTUP_TIMEOUT)
+        started.append(service)
+        print(f"  service ready on {HOST}:{service.port} (pid {service.pid})", flush=True)
+        baseline.start("/baseline")
+        started.append(baseline)
+        print(f"  baseline ready on {HOST}:{baseline.port} (pid {baseline.pid})", flush=True)
         yield redis, service, baseline, tokens
     finally:
         for proc in reversed(started):
@@ -824,9 +840,7 @@ def deployment(
         redis.stop()
 
 
-def ingest(
-    runner: Runner, service: ServerProcess, token: str, count: int, connections: int
-) -> tuple[list[MobileNode], Phase]:
+def ingest(runner: Runner, service: Server, token: str, count: int, connections: int) -> tuple[list[MobileNode], Phase]:
     nodes = [MobileNode(i, os.urandom(64), b"\x0d" + os.urandom(64)) for i in range(count)]
     headers = (("Authorization", f"Bearer {token}"), ("Content-Type", "application/json"))
     requests = []
@@ -995,7 +1009,7 @@ def _wrk_run(
     args: argparse.Namespace,
     workdir: Path,
     redis: AnyRedis,
-    server: ServerProcess,
+    server: Server,
     *,
     target: str,
     bodies: Sequence[bytes],
@@ -1169,7 +1183,7 @@ def _fbu_json(node: MobileNode) -> bytes:
     return json.dumps({"source": str(node.pcoa), "destination": str(PAR), "mh": mh.hex()}).encode()
 
 
-def revocation_latency(service: ServerProcess, tokens: dict[str, str], nodes: Sequence[MobileNode]) -> dict[str, Any]:
+def revocation_latency(service: Server, tokens: dict[str, str], nodes: Sequence[MobileNode]) -> dict[str, Any]:
     """For each node: an FBU (accepted: the session is now cached by the worker that answered), then the
     revocation through ``POST /v1/sessions/revoke`` on another connection, then FBUs until one is rejected. The
     time from the revocation's answer to the first rejected FBU's answer, and how many FBUs were accepted in

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from typing import Any
 
 import pytest
@@ -25,6 +25,8 @@ from tests.support.redis_server import RedisServer
 from tests.test_service import AAA, AR1, AUDITOR, NCOA, PAR1, PCOA, Clock, fbu_for, new_mn
 
 Verify = Callable[..., FbuVerdict]
+
+AsyncVerify = Callable[..., Coroutine[Any, Any, FbuVerdict]]
 
 
 @pytest.fixture
@@ -54,7 +56,7 @@ def instances(
         for service in services:
             bound = service.verify_fbu_async
 
-            def on_a_loop(caller: Caller, bound: Any = bound, **kw: Any) -> FbuVerdict:
+            def on_a_loop(caller: Caller, bound: AsyncVerify = bound, **kw: Any) -> FbuVerdict:
                 return asyncio.run(bound(caller, **kw))
 
             service.verify_fbu = on_a_loop  # type: ignore[method-assign]

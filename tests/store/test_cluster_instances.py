@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from typing import Any
 
 import pytest
@@ -17,6 +17,8 @@ from aaa_fmip.service import HandoverKeyService
 from aaa_fmip.store.redis import RedisStore
 from tests.store._topologies import RedisClusterDeployment
 from tests.test_service import AAA, AR1, AUDITOR, PAR1, PCOA, Clock, fbu_for, new_mn
+
+AsyncVerify = Callable[..., Coroutine[Any, Any, FbuVerdict]]
 
 
 @pytest.fixture(params=["blocking", "asyncio"])
@@ -31,7 +33,9 @@ def instances(
         for service in services:
             bound = service.verify_fbu_async
 
-            def on_a_loop(caller: Caller, bound: Any = bound, store: Any = service.store, **kw: Any) -> FbuVerdict:
+            def on_a_loop(
+                caller: Caller, bound: AsyncVerify = bound, store: Any = service.store, **kw: Any
+            ) -> FbuVerdict:
                 async def once() -> FbuVerdict:
                     try:
                         return await bound(caller, **kw)
