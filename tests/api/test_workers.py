@@ -13,7 +13,7 @@ from tests.api._deploy import Deployment, make_credentials
 from tests.api._helpers import fbu_body, handover_key, ingest
 from tests.api.test_metrics_and_docs import sample
 from tests.support.redis_server import RedisServer
-from tests.support.service_proc import ServiceProcess, random_kek, render_config
+from tests.support.service_proc import ServiceProcess, random_kek, render_config, run_cli
 
 
 def _alive(pid: int) -> bool:
@@ -63,3 +63,9 @@ def test_two_workers_share_the_socket_sum_their_metrics_and_stop_together(
     assert code == 0
     assert not any(_alive(p) for p in pids)
     assert any(r.get("event") == "stopped" and r.get("workers") == 2 for r in proc.log_records())
+
+
+def test_workers_above_one_need_an_external_redis(tmp_path: Path) -> None:
+    result = run_cli("serve", "--workers", "2", cwd=tmp_path, env={"AAA_FMIP_KEK": random_kek()})
+    assert result.returncode != 0
+    assert "--workers above 1 needs an external Redis" in result.stderr + result.stdout
