@@ -168,6 +168,7 @@ def build_runtime(settings: Settings, *, clock: Callable[[], float] = time.time)
 def api_context(runtime: Runtime) -> ApiContext:
     """The pieces of ``runtime`` the REST adapter takes (it never sees the runtime or the settings)."""
     from aaa_fmip.api.context import ApiContext
+    from aaa_fmip.service.router_pairs import RouterPairUseCases
 
     async def close_async_store() -> None:
         aio = runtime.store.aio
@@ -179,6 +180,13 @@ def api_context(runtime: Runtime) -> ApiContext:
         callers=runtime.callers,
         metrics=runtime.metrics,
         limits=runtime.settings.limits,
+        router_pairs=RouterPairUseCases(
+            runtime.service.store,
+            runtime.service.clock,
+            runtime.callers.routers,
+            period=runtime.settings.router_pairs.period,
+            overlap=runtime.settings.router_pairs.overlap,
+        ),
         on_shutdown=close_async_store,
     )
 

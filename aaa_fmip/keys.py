@@ -10,10 +10,16 @@ Every key is an RFC 5295 KDF output (:func:`aaa_fmip.crypto.kdf.kdf`, HMAC-SHA-2
     HK       = KDF(HMK,             LABEL_HK  | 0x00 | AR-ID | 32)
     HK-Name  = KDF(HMK-Name,        LABEL_HK  | 0x00 | AR-ID | 8)
     MIH PSK  = KDF(HMK,             LABEL_MIH_PSK | 0x00 | MoS MIHF-ID | 32)   PSK identity = hex(HMK-Name)
+    pair PSK = KDF(IRK,             LABEL_ROUTER_PAIR_PSK | 0x00 | min(AR-ID A, B) | max(AR-ID A, B)
+                                    | uint32(epoch) | 32)
 
 The MIH PSK keys DTLS/TLS-PSK between a mobile node and one Mobility Server (MoS, RFC 5677), bound to the
 MoS's MIHF-ID (its ASCII octets, an FQDN or NAI as RFC 5677 §4.2 says); its PSK identity (RFC 4279 §5.1) is the
 lowercase hex of the HMK-Name, so a MoS can ask the service for the key of the session that identity names.
+The router-pair PSK keys IKEv2 between two access routers (RFC 5568 §10: HI/HAck under IPsec, IKEv2 with pre-shared
+keys mandatory). Its root, the infrastructure root key (IRK), is 32 random octets the service generates and keeps
+wrapped under the KEK; it is never derived from any EMSK, because a mobile node knows every key below its EMSK.
+The two AR-IDs (the routers' IKE addresses) go in ascending octet order, so both routers of a pair get one key.
 AR-ID is the 16-octet binary IPv6 address the MN sends its FBU to (the PAR address of the BADF authenticator).
 All inputs are raw octets. The labels use the reserved specorg ``aaa-fmip.invalid`` because no FMIPv6 USRK label
 was ever registered with IANA; they change only together, as one profile. Published vectors:
@@ -37,6 +43,7 @@ LABEL_HMK: Final = b"FMIPv6 Handover Master Key@aaa-fmip.invalid"
 LABEL_SPI: Final = b"FMIPv6 SPI@aaa-fmip.invalid"
 LABEL_HK: Final = b"FMIPv6 Handover Key@aaa-fmip.invalid"
 LABEL_MIH_PSK: Final = b"MIH PSK@aaa-fmip.invalid"
+LABEL_ROUTER_PAIR_PSK: Final = b"AR Pair IKE PSK@aaa-fmip.invalid"
 # RFC 5295 §8.1 reserved labels: EMSKName (§3.2) and the DSRK (§4).
 LABEL_EMSK_NAME: Final = b"EMSK"
 LABEL_DSRK: Final = b"dsrk@ietf.org"
@@ -48,6 +55,9 @@ HK_LENGTH: Final = 32
 NAME_LENGTH: Final = 8  # RFC 5295 §3.2: EMSKName, USRKName and DSUSRKName are 8 octets
 SPI_LENGTH: Final = 4
 MIH_PSK_LENGTH: Final = 32  # architecture.md §2/§10: 32 octets, mbed TLS's MBEDTLS_PSK_MAX_LEN
+IRK_LENGTH: Final = 32  # architecture.md §2: the infrastructure root key, random
+ROUTER_PAIR_PSK_LENGTH: Final = 32
+MAX_EPOCH: Final = 0xFFFFFFFF  # the epoch is a uint32 in the KDF input
 MIHF_ID_MAX_LENGTH: Final = 253  # RFC 5677 §4.2: an FQDN (RFC 1035 §2.3.4, 253 characters as text) or an NAI
 MAX_KDF_KEY_LENGTH: Final = 256  # RFC 5295 §3.1.2: the KDF must accept keys up to 256 octets
 MAX_INPUT_LENGTH: Final = 2048  # bound on Session-Id and domain; RFC 5295 §3.1.2 accepts 2048 octets of data
@@ -151,6 +161,39 @@ def mihf_id_octets(mihf_id: str) -> bytes:
     if " " in mihf_id:
         raise ValueError("MIHF-ID must not contain spaces (an FQDN or NAI)")
     return mihf_id.encode("ascii")
+
+
+@dataclass(frozen=True)
+class RouterPairPsk:
+    """The IKEv2 pre-shared key of two access routers for one epoch (architecture.md §2 and §9)."""
+
+    psk: SecretBytes = field(repr=False)
+    epoch: int
+    ar_ids: tuple[ipaddress.IPv6Address, ipaddress.IPv6Address]  # in KDF order: the lower address first
+
+
+ROUTER_PAIR_PERIOD: Final = 86_400  # seconds per router-pair key epoch: one day (architecture.md §9)
+ROUTER_PAIR_OVERLAP: Final = 14_400  # seconds either side of an epoch boundary in which both epochs' keys are given
+
+
+def derive_router_pair_psk(
+    irk: SecretBytes | bytes, ar_a: ipaddress.IPv6Address, ar_b: ipaddress.IPv6Address, epoch: int
+) -> RouterPairPsk:
+    """``KDF(IRK, LABEL_ROUTER_PAIR_PSK | 0x00 | min(A, B) | max(A, B) | uint32(epoch) | 32)``.
+
+    ``ar_a`` and ``ar_b`` are the two routers' AR-IDs (16-octet addresses, compared as octet strings), in either
+    order: the key is the same for both routers. They must differ (a pair is two routers).
+    """
+    k = _key_octets(irk, "IRK", min_length=IRK_LENGTH)
+    a, b = ar_id_octets(ar_a), ar_id_octets(ar_b)
+    if a == b:
+        raise ValueError("a router pair needs two different AR-IDs")
+    if isinstance(epoch, bool) or not isinstance(epoch, int) or not 0 <= epoch <= MAX_EPOCH:
+        raise ValueError(f"epoch must be an integer in 0..{MAX_EPOCH}")
+    low, high = sorted((a, b))
+    data = low + high + epoch.to_bytes(4, "big")
+    psk = kdf(k, LABEL_ROUTER_PAIR_PSK, data, ROUTER_PAIR_PSK_LENGTH)
+    return RouterPairPsk(SecretBytes(psk), epoch, (ipaddress.IPv6Address(low), ipaddress.IPv6Address(high)))
 
 
 def derive_dsrk(emsk: bytes | SecretBytes, domain: bytes) -> bytes:

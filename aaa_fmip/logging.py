@@ -11,6 +11,7 @@ import json
 import logging
 import re
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -20,6 +21,7 @@ from aaa_fmip.crypto.secrets import REDACTED
 from aaa_fmip.ratelimit import KeyedLimiter, Rate
 
 LOGGER_NAME: Final = "aaa_fmip"
+RATE_KEY: Final = "rate_key"  # ``extra={RATE_KEY: ...}``: the key under which RateLimitFilter counts a line
 
 # Loggers whose lines a client can provoke at will: asyncio (one error per failed accept(), thousands a second
 # when descriptors run out), uvicorn's protocol warnings, and the REST listener's own refusals.
@@ -32,7 +34,8 @@ _BEARER: Final = re.compile(r"(?i)(bearer\s+)[^\s\"',]+")
 
 # Attributes every LogRecord has; anything else was passed with ``extra=`` and becomes a JSON field.
 _STANDARD_ATTRS: Final = frozenset(
-    vars(logging.LogRecord("", 0, "", 0, "", None, None)).keys() | {"message", "asctime", "taskName", "color_message"}
+    vars(logging.LogRecord("", 0, "", 0, "", None, None)).keys()
+    | {"message", "asctime", "taskName", "color_message", RATE_KEY}
 )
 
 
@@ -71,21 +74,36 @@ class RedactingFilter(logging.Filter):
 
 
 class RateLimitFilter(logging.Filter):
-    """At most ``rate`` lines per (logger, first line of the message); the next line let through says how many
-    were dropped (``suppressed``). Attached to :data:`FLOODABLE_LOGGERS` by :func:`configure_logging`."""
+    """At most ``rate`` lines per (logger, key); the next line let through says how many were dropped
+    (``suppressed``). The key is the record's ``rate_key`` (passed with ``extra=``) where it has one, else the
+    first line of its message. Attached to :data:`FLOODABLE_LOGGERS` by :func:`configure_logging`, and to the
+    handler that forwards to FreeRADIUS (:mod:`aaa_fmip.radius.radlog`) with ``keyed_only``: there only the
+    lines that name a ``rate_key`` are limited. Thread-safe (the FreeRADIUS module logs from many threads)."""
 
-    def __init__(self, rate: Rate = FLOOD_RATE, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, rate: Rate = FLOOD_RATE, clock: Callable[[], float] = time.monotonic, *, keyed_only: bool = False
+    ) -> None:
         super().__init__()
         self._limiter: KeyedLimiter[tuple[str, str]] = KeyedLimiter(rate, max_keys=1024)
         self._suppressed: dict[tuple[str, str], int] = {}
         self._clock = clock
+        self._keyed_only = keyed_only
+        self._lock = threading.Lock()
 
     def filter(self, record: logging.LogRecord) -> bool:
-        key = (record.name, str(record.msg).split("\n", 1)[0][:120])
-        if self._limiter.take(key, self._clock()):
-            self._suppressed[key] = self._suppressed.get(key, 0) + 1
-            return False
-        dropped = self._suppressed.pop(key, 0)
+        mark = getattr(record, RATE_KEY, None)
+        if mark is None:
+            if self._keyed_only:
+                return True
+            mark = str(record.msg).split("\n", 1)[0][:120]
+        key = (record.name, str(mark))
+        with self._lock:
+            if self._limiter.take(key, self._clock()):
+                self._suppressed[key] = self._suppressed.get(key, 0) + 1
+                if len(self._suppressed) > 1024:  # bounded like the limiter; a forgotten count is only a count
+                    self._suppressed.pop(next(iter(self._suppressed)))
+                return False
+            dropped = self._suppressed.pop(key, 0)
         if dropped:
             record.suppressed = dropped
         return True

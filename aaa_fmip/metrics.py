@@ -1,8 +1,10 @@
 """Prometheus metrics: one registry per runtime (never the global default), shared by every adapter.
 
 REST records requests; every adapter (REST, Diameter, RADIUS) records FBU verdicts and operation latency with
-its ``interface`` label. Gauges that reflect the store (live sessions, store up) are computed at scrape time.
-No label ever carries key material or an unbounded value (routes are templates, not paths).
+its ``interface`` label; the FreeRADIUS module and the RADIUS accounting listener count their events (the
+counters of docs/freeradius.md) in ``radius_events``. Gauges that reflect the store (live sessions, store up)
+are computed at scrape time. No label ever carries key material or an unbounded value (routes are templates,
+not paths).
 """
 
 from __future__ import annotations
@@ -164,6 +166,16 @@ class Metrics:
             namespace=NAMESPACE,
             registry=self.registry,
         )
+        self.radius_events = Counter(
+            "radius_events",
+            "RADIUS events by interface (radius: the FreeRADIUS module; radius-accounting: the accounting "
+            "listener) and event (sessions_stored, keys_pushed, sessions_revoked, accounting_stop, ingest_error, "
+            "ingest_timeout, ...; docs/freeradius.md lists them).",
+            ["interface", "event"],
+            namespace=NAMESPACE,
+            registry=self.registry,
+        )
+        self._radius_children: dict[tuple[str, str], Counter] = {}
         info = InfoMetricFamily(f"{NAMESPACE}_build", "Version of the running aaa-fmip.")
         info.add_metric([], {"version": __version__})
         self._scraped: list[Collector] = [_Static([info])]  # collected at scrape time in this process
@@ -200,6 +212,22 @@ class Metrics:
 
     def count_rate_limited(self, limit: str) -> None:
         self.rate_limited.labels(limit).inc()
+
+    def count_radius(self, interface: str, event: str, amount: int = 1) -> None:
+        """One more ``event`` (a name from a bounded set, never a value) of a RADIUS ``interface``."""
+        child = self._radius_children.get((interface, event))
+        if child is None:  # the FreeRADIUS module counts in every request: look each label pair up once
+            child = self._radius_children[interface, event] = self.radius_events.labels(interface, event)
+        child.inc(amount)
+
+    def radius_counts(self, interface: str) -> dict[str, int]:
+        """The RADIUS events of ``interface`` counted so far, by name (those never seen are absent)."""
+        counts: dict[str, int] = {}
+        for family in self.radius_events.collect():
+            for sample in family.samples:
+                if sample.name.endswith("_total") and sample.labels.get("interface") == interface and sample.value:
+                    counts[sample.labels["event"]] = int(sample.value)
+        return counts
 
     def observe_fbu(self, interface: str, verdict: FbuVerdict) -> None:
         if verdict.valid:

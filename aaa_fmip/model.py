@@ -9,6 +9,10 @@ from typing import Literal
 from aaa_fmip.crypto.secrets import SecretBytes
 
 Role = Literal["ar", "aaa", "auditor", "admin", "mos"]
+LifetimeUnits = Literal["4s", "seconds"]  # unit of the FBU Lifetime field (architecture.md §3; keys.lifetime_units)
+# A Diameter peer's role. ar: an access router querying for itself; agent: a relay/proxy forwarding ARs' requests;
+# nas and home-eap-server: the two sides of the EAP agent (RFC 4072) on the DER/DEA path.
+PeerRole = Literal["ar", "agent", "nas", "home-eap-server"]
 
 
 @dataclass(frozen=True)
@@ -35,6 +39,53 @@ class Caller:
     router: AccessRouter | None = None  # set iff role == "ar"
     # role "mos": the MIHF-IDs of the Mobility Server(s) it may fetch MIH PSKs for (architecture.md §10)
     mihf_ids: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class EapKeys:
+    """Home domain: the EMSK an EAP method exported (RFC 5247 §2.1) and that method's EAP Session-Id (§1.4)."""
+
+    emsk: SecretBytes = field(repr=False)
+    eap_session_id: bytes
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.emsk, SecretBytes) or not isinstance(self.eap_session_id, bytes):
+            raise TypeError("EapKeys takes the EMSK as SecretBytes and the EAP Session-Id as bytes")
+
+
+@dataclass(frozen=True)
+class VisitedKeys:
+    """Visited domain: the DSRK delivered to this domain (RFC 5295 §4) and the EMSKName it belongs to (§3.2)."""
+
+    dsrk: SecretBytes = field(repr=False)
+    emsk_name: bytes
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.dsrk, SecretBytes) or not isinstance(self.emsk_name, bytes):
+            raise TypeError("VisitedKeys takes the DSRK as SecretBytes and the EMSKName as bytes")
+
+
+SessionKeys = EapKeys | VisitedKeys
+
+
+@dataclass(frozen=True)
+class SessionRequest:
+    """One session to ingest, from whichever adapter authenticated it (``POST /v1/sessions``, the RADIUS
+    module's post-auth, the Diameter EAP agent): the root key it is derived from and what identifies it.
+
+    ``keys`` is either the home domain's EMSK and EAP Session-Id or a visited domain's DSRK and EMSKName, never
+    a mix of the two nor half of one. The root key is used once, to derive the HMK (architecture.md §2), and
+    never stored; ``repr`` never shows it.
+    """
+
+    user_name: str
+    keys: SessionKeys
+    calling_station_id: str | None = None  # the MN's MAC as the NAS sent it (normalised when stored)
+    nas_identifier: str | None = None  # the NAS the session came through (Accounting-On/Off revokes by it)
+    lifetime: int | None = None  # seconds (Session-Timeout, Key-Lifetime), capped by keys.max_lifetime
+    external_ids: tuple[str, ...] = ()  # names the adapter revokes by later (a RADIUS Class, a Diameter session)
+    # (an access router, one of its addresses): also derive that router's HK, for the AAA server to push
+    push_to: tuple[Caller, ipaddress.IPv6Address] | None = None
 
 
 @dataclass(frozen=True)
@@ -86,3 +137,20 @@ class FbuRejected:
 
 
 FbuVerdict = FbuAccepted | FbuRejected
+
+
+@dataclass(frozen=True)
+class NasIdentity:
+    """Who sent the request: the NAS's own claims and, when the site policy recorded it, the source address."""
+
+    nas_identifier: str | None = None
+    nas_ip_address: ipaddress.IPv4Address | None = None
+    nas_ipv6_address: ipaddress.IPv6Address | None = None
+    source_address: ipaddress.IPv4Address | ipaddress.IPv6Address | None = None
+
+    def label(self) -> str | None:
+        """What ingest records as the NAS: NAS-Identifier, else the NAS address."""
+        if self.nas_identifier:
+            return self.nas_identifier
+        address = self.nas_ipv6_address or self.nas_ip_address or self.source_address
+        return str(address) if address is not None else None

@@ -46,9 +46,9 @@ from typing import Literal
 
 from aaa_fmip import mn
 from aaa_fmip.keys import MihPsk
+from aaa_fmip.mih.client import TcpClient, UdpClient
 from aaa_fmip.mih.psk import RestKeySource
 from aaa_fmip.mih.secure import SecureMIHClient, open_session
-from aaa_fmip.mih.transport import TcpClient, UdpClient
 from aaa_fmip.wire import mih
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

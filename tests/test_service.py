@@ -16,7 +16,7 @@ from aaa_fmip import keys, mn
 from aaa_fmip.crypto.secrets import SecretBytes
 from aaa_fmip.crypto.wrap import Kek, KekRing
 from aaa_fmip.errors import DecodeError, Forbidden, InvalidRequest, NotFound
-from aaa_fmip.model import AccessRouter, Caller, FbuAccepted, FbuVerdict
+from aaa_fmip.model import AccessRouter, Caller, EapKeys, FbuAccepted, FbuVerdict, SessionRequest, VisitedKeys
 from aaa_fmip.service import HandoverKeyService, normalise_calling_station_id
 from aaa_fmip.store.redis import RedisStore
 from tests.support.redis_server import RedisServer
@@ -79,7 +79,8 @@ def fbu_for(emsk: bytes, sid: bytes, par: IP, sequence: int, **kw: object) -> by
 
 
 def ingest(service: HandoverKeyService, emsk: bytes, sid: bytes, **kw: object) -> int:
-    info = service.ingest_session(AAA, user_name="alice", emsk=emsk, eap_session_id=sid, **kw)  # type: ignore[arg-type]
+    request = SessionRequest(user_name="alice", keys=EapKeys(SecretBytes(emsk), sid), **kw)  # type: ignore[arg-type]
+    info = service.ingest_session(AAA, request)
     return info.spi
 
 
@@ -129,7 +130,9 @@ def test_unknown_spi_expired_and_revoked(service: HandoverKeyService, clock: Clo
     emsk, sid = new_mn()
     v = service.verify_fbu(AR1, source=PCOA, destination=PAR1, mh=fbu_for(emsk, sid, PAR1, 1))
     assert v.reason == "unknown-spi"
-    info = service.ingest_session(AAA, user_name="bob", emsk=emsk, eap_session_id=sid, lifetime=30)
+    info = service.ingest_session(
+        AAA, SessionRequest(user_name="bob", keys=EapKeys(SecretBytes(emsk), sid), lifetime=30)
+    )
     clock.now += 31
     assert service.verify_fbu(AR1, source=PCOA, destination=PAR1, mh=fbu_for(emsk, sid, PAR1, 2)).reason in (
         "expired",
@@ -202,7 +205,9 @@ def test_visited_domain_session(service: HandoverKeyService) -> None:
     emsk, sid = new_mn()
     dsrk = keys.derive_dsrk(emsk, b"visited.example")
     emsk_name = keys.derive_emsk_name(sid)
-    info = service.ingest_session(AAA, user_name="carol", dsrk=dsrk, emsk_name=emsk_name)
+    info = service.ingest_session(
+        AAA, SessionRequest(user_name="carol", keys=VisitedKeys(SecretBytes(dsrk), emsk_name))
+    )
     master = keys.derive_hmk_visited(dsrk, emsk_name)
     assert info.spi == master.spi and info.hmk_name == master.hmk_name
     hk = keys.derive_hk(master.hmk, master.hmk_name, PAR1, master.spi)
@@ -211,12 +216,27 @@ def test_visited_domain_session(service: HandoverKeyService) -> None:
 
 
 def test_ingest_validation(service: HandoverKeyService) -> None:
+    # Half a root key, or a home key with a visited name, cannot be built (mypy rejects them too).
+    with pytest.raises(TypeError):
+        EapKeys(SecretBytes(os.urandom(64)))  # type: ignore[call-arg]
+    with pytest.raises(TypeError):
+        EapKeys(SecretBytes(os.urandom(64)), None)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        VisitedKeys(os.urandom(64), os.urandom(8))  # type: ignore[arg-type]
+    with pytest.raises(InvalidRequest) as caught:
+        service.ingest_session(AAA, SessionRequest(user_name="x", keys=VisitedKeys(SecretBytes(os.urandom(64)), b"")))
+    assert caught.value.reason == "invalid-key-material"
+    with pytest.raises(InvalidRequest) as caught:
+        service.ingest_session(
+            AAA, SessionRequest(user_name="x", keys=EapKeys(SecretBytes(os.urandom(64)), b"\x0d" * 65), lifetime=0)
+        )
+    assert caught.value.reason == "invalid-lifetime"
     with pytest.raises(InvalidRequest):
-        service.ingest_session(AAA, user_name="x", emsk=os.urandom(64))
-    with pytest.raises(InvalidRequest):
-        service.ingest_session(AAA, user_name="x", emsk=os.urandom(8), eap_session_id=b"\x0d")
+        service.ingest_session(AAA, SessionRequest(user_name="x", keys=EapKeys(SecretBytes(os.urandom(8)), b"\x0d")))
     with pytest.raises(Forbidden):
-        service.ingest_session(AR1, user_name="x", emsk=os.urandom(64), eap_session_id=b"\x0d" * 65)
+        service.ingest_session(
+            AR1, SessionRequest(user_name="x", keys=EapKeys(SecretBytes(os.urandom(64)), b"\x0d" * 65))
+        )
 
 
 def test_revoke_matching_by_mac_and_audit_chain(service: HandoverKeyService) -> None:
@@ -255,7 +275,9 @@ def test_normalise_calling_station_id(raw: str, norm: str) -> None:
 
 def test_ingest_with_push_pushes_the_serving_routers_key_in_one_call(service: HandoverKeyService) -> None:
     emsk, sid = new_mn()
-    info = service.ingest_session(AAA, user_name="dave", emsk=emsk, eap_session_id=sid, push_to=(AR1, PAR1))
+    info = service.ingest_session(
+        AAA, SessionRequest(user_name="dave", keys=EapKeys(SecretBytes(emsk), sid), push_to=(AR1, PAR1))
+    )
     grant = info.grant
     assert grant is not None
     master = keys.derive_hmk(emsk, sid)
@@ -273,7 +295,9 @@ def test_ingest_with_push_refuses_an_address_of_another_router_and_stores_nothin
 ) -> None:
     emsk, sid = new_mn()
     with pytest.raises(Forbidden):
-        service.ingest_session(AAA, user_name="eve", emsk=emsk, eap_session_id=sid, push_to=(AR1, PAR2))
+        service.ingest_session(
+            AAA, SessionRequest(user_name="eve", keys=EapKeys(SecretBytes(emsk), sid), push_to=(AR1, PAR2))
+        )
     with pytest.raises(NotFound):
         service.handover_key(AR1, ar_address=PAR1, hmk_name=keys.derive_hmk(emsk, sid).hmk_name)
 
@@ -283,9 +307,9 @@ def test_prepare_touches_no_store_and_commit_stores_and_audits(
 ) -> None:
     emsk, sid = new_mn()
     before, _ = service.read_audit(AUDITOR, limit=1000)
-    prepared = service.prepare_session(
-        AAA, user_name="frank", emsk=emsk, eap_session_id=sid, lifetime=600, push_to=(AR1, PAR1)
-    )
+    request = SessionRequest(user_name="frank", keys=EapKeys(SecretBytes(emsk), sid), lifetime=600, push_to=(AR1, PAR1))
+    prepared = service.prepare_session(AAA, request)
+    assert "emsk=" not in repr(request) and repr(emsk)[2:-1] not in repr(request)  # the root key never shows
     master = keys.derive_hmk(emsk, sid)
     assert (prepared.info.hmk_name, prepared.info.spi) == (master.hmk_name, master.spi)
     assert prepared.info.grant is not None

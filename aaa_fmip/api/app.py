@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from aaa_fmip import __version__
-from aaa_fmip.api import fast, problems, routes_mih, routes_router, routes_send
+from aaa_fmip.api import fast, problems, routes_mih, routes_router, routes_router_pairs, routes_send
 from aaa_fmip.api.context import ApiContext
 from aaa_fmip.api.limits import RequestGuard
 from aaa_fmip.api.middleware import RequestMiddleware
@@ -72,6 +72,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
     app.include_router(routes_send.router)
     app.include_router(routes_mih.router)
     app.include_router(routes_router.router)
+    app.include_router(routes_router_pairs.router)
     app.include_router(ops)
     verify_route = next(r for r in v1.routes if getattr(r, "path", None) == fast.PATH)
     endpoint = fast.FbuVerifyEndpoint(ctx, guard, verify_route)

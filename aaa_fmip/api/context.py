@@ -9,6 +9,7 @@ from aaa_fmip.api.settings import LimitSettings
 from aaa_fmip.callers import CallerRegistry
 from aaa_fmip.metrics import Metrics
 from aaa_fmip.service import HandoverKeyService
+from aaa_fmip.service.router_pairs import RouterPairUseCases
 
 
 @dataclass(frozen=True)
@@ -20,4 +21,5 @@ class ApiContext:
     callers: CallerRegistry
     metrics: Metrics
     limits: LimitSettings
+    router_pairs: RouterPairUseCases
     on_shutdown: Callable[[], Awaitable[None]] | None = None

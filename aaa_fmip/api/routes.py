@@ -37,8 +37,10 @@ from aaa_fmip.api.schemas import (
     rfc3339_precise,
     to_rfc3339,
 )
+from aaa_fmip.crypto.secrets import SecretBytes
 from aaa_fmip.errors import InvalidRequest
 from aaa_fmip.metrics import CONTENT_TYPE
+from aaa_fmip.model import EapKeys, SessionRequest, VisitedKeys
 from aaa_fmip.store import AuditCheck, Checkpoint
 
 REST: Final = "rest"  # the metrics ``interface`` label
@@ -88,19 +90,28 @@ HmkNamePath = Annotated[
 )
 def create_session(body: SessionCreate, caller: AaaCaller, ctx: ContextDep, response: Response) -> SessionCreated:
     with ctx.metrics.operation(REST, "ingest"):
-        info = ctx.service.ingest_session(
-            caller,
-            user_name=body.user_name,
-            emsk=body.emsk,
-            eap_session_id=body.eap_session_id,
-            dsrk=body.dsrk,
-            emsk_name=body.emsk_name,
-            calling_station_id=body.calling_station_id,
-            nas_identifier=body.nas_identifier,
-            lifetime=body.lifetime,
-        )
+        info = ctx.service.ingest_session(caller, session_request(body))
     response.headers["Location"] = f"/v1/sessions/{info.hmk_name.hex()}"
     return SessionCreated(hmk_name=info.hmk_name.hex(), spi=info.spi, expires_at=to_rfc3339(info.expires_at))
+
+
+def session_request(body: SessionCreate) -> SessionRequest:
+    """The body as the service's request. The schema admits exactly one complete pair of root key and name
+    (``SessionCreate._one_root``), so the last branch is never taken with a validated body."""
+    keys: EapKeys | VisitedKeys
+    if body.emsk is not None and body.eap_session_id is not None:
+        keys = EapKeys(SecretBytes(body.emsk), body.eap_session_id)
+    elif body.dsrk is not None and body.emsk_name is not None:
+        keys = VisitedKeys(SecretBytes(body.dsrk), body.emsk_name)
+    else:
+        raise InvalidRequest("give emsk and eap_session_id, or dsrk and emsk_name", reason="missing-key-material")
+    return SessionRequest(
+        user_name=body.user_name,
+        keys=keys,
+        calling_station_id=body.calling_station_id,
+        nas_identifier=body.nas_identifier,
+        lifetime=body.lifetime,
+    )
 
 
 @v1.delete(

@@ -376,7 +376,7 @@ async def _serve_psk(info: Any, host: str, port: int, options: dict[str, Any], p
 
 
 async def _serve(info: Any, host: str, port: int, options: dict[str, Any]) -> int:
-    from aaa_fmip.mih.transport import MIHServer
+    from aaa_fmip.mih.server import MIHServer
 
     server = MIHServer(info.mihf_id, info.handle_frame, **options)
     stop = asyncio.Event()

@@ -49,6 +49,9 @@ def register(sub: Any) -> None:
     )
     parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="overrides [log] level")
     parser.set_defaults(func=run)
+    from aaa_fmip.commands import router_ipsec
+
+    router_ipsec.register(parser.add_subparsers(title="other actions", metavar="ACTION"))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -68,6 +71,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"neighbours: {len(settings.neighbours)}")
         print(f"keys: {settings.keys.mode}; service: {settings.service.url or '(none)'}")
         print(f"replay state: {r.replay_state}")
+        if settings.prefixes.aggregate is not None:
+            p = settings.prefixes
+            print(f"per-node prefixes: /{p.prefix_length} from {p.pool or p.aggregate} on {', '.join(p.interfaces)}")
         return 0
     return asyncio.run(_serve(settings))
 
@@ -145,6 +151,7 @@ async def _serve(settings: Any) -> int:
         on_fetch=lambda kind, seconds, result: metrics.fetch_seconds.labels(kind, result).observe(seconds),
     )
     core = RouterCore(params, initial_hi_sequence=secrets.randbelow(0x10000))
+    p2p = _per_node_links(settings, core, metrics)
     agent = RouterAgent(
         core,
         verifier,
@@ -152,6 +159,7 @@ async def _serve(settings: Any) -> int:
         prefetch=settings.keys.prefetch,
         service=service,
         report_verdicts=settings.keys.report_verdicts,
+        p2p=p2p,
     )
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -168,3 +176,25 @@ async def _serve(settings: Any) -> int:
         if diameter_client is not None:
             await asyncio.to_thread(diameter_client.stop)
     return 0
+
+
+def _per_node_links(settings: Any, core: Any, metrics: Any) -> Any:
+    """radvd, routes and link checks for per-node prefixes (``[prefixes]``), or None when they are off."""
+    p = settings.prefixes
+    if p.aggregate is None:
+        return None
+    from aaa_fmip.router.p2p import P2PLinks, Radvd, RadvdSettings, Routes
+
+    radvd = None
+    if p.radvd:
+        radvd = Radvd(
+            RadvdSettings(
+                p.radvd_directory,
+                p.radvd_binary,
+                valid_lifetime=p.valid_lifetime,
+                preferred_lifetime=p.preferred_lifetime,
+                router_lifetime=p.router_lifetime,
+            )
+        )
+    routes = Routes() if p.routes else None
+    return P2PLinks(core, radvd=radvd, routes=routes, metrics=metrics, clock=time.time, state_path=p.state_file)

@@ -31,12 +31,13 @@ from diameter.message import MessageHeader
 from diameter.message import constants as c
 from diameter.message.avp import Avp
 
+from aaa_fmip.crypto.secrets import SecretBytes
 from aaa_fmip.diameter import results as rc
 from aaa_fmip.diameter.avps import AvpCodec, AvpError, WireAvp
 from aaa_fmip.diameter.dictionary import DiameterDictionary
 from aaa_fmip.diameter.node import NotRoutable, VerbatimMessage, received_from, wire_avps
 from aaa_fmip.errors import AaaFmipError
-from aaa_fmip.model import Caller
+from aaa_fmip.model import Caller, SessionRequest, VisitedKeys
 
 log = logging.getLogger("aaa_fmip.diameter")
 
@@ -167,13 +168,14 @@ class EapAgent:
             with timer:
                 info = self.ctx.service.ingest_session(
                     Caller(name=f"diameter:{home}", role="aaa"),
-                    user_name=str(user_name),
-                    dsrk=dsrk,
-                    emsk_name=emsk_name,
-                    calling_station_id=request.calling_station_id or None,
-                    nas_identifier=_text(request.origin_host) or None,
-                    lifetime=min(lifetimes) if lifetimes else None,
-                    external_ids=(external_id(session_id),),
+                    SessionRequest(
+                        user_name=str(user_name),
+                        keys=VisitedKeys(SecretBytes(dsrk), emsk_name),
+                        calling_station_id=request.calling_station_id or None,
+                        nas_identifier=_text(request.origin_host) or None,
+                        lifetime=min(lifetimes) if lifetimes else None,
+                        external_ids=(external_id(session_id),),
+                    ),
                 )
         except AaaFmipError as exc:
             log.warning(

@@ -17,19 +17,18 @@ import ipaddress
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Any, Final, get_args
 
 from aaa_fmip.diameter.dictionary import DiameterDictionary, load_dictionary, register
 from aaa_fmip.diameter.eap_agent import BASE_APPLICATION_ID, EAP_APPLICATION_ID, EapAgent, EapAgentContext
 from aaa_fmip.diameter.handover_key import HandoverKeyApplication, HandoverKeyContext
 from aaa_fmip.diameter.node import Node, PooledApplication
 from aaa_fmip.errors import ConfigError
-from aaa_fmip.model import AccessRouter
+from aaa_fmip.model import AccessRouter, PeerRole
 
 log = logging.getLogger("aaa_fmip.diameter")
 
-PeerRole = Literal["ar", "agent", "nas", "home-eap-server"]
-PEER_ROLES: Final[tuple[str, ...]] = ("ar", "agent", "nas", "home-eap-server")
+PEER_ROLES: Final[tuple[str, ...]] = get_args(PeerRole)
 DIAMETER_PORT: Final = 3868  # RFC 6733 §2.1
 PRODUCT_NAME: Final = "aaa-fmip"
 

@@ -4,7 +4,7 @@ channels of :mod:`~aaa_fmip.mih.psk`, for the MoS (:class:`SecureMIHServer`) and
 
 The seam: :class:`~aaa_fmip.mih.psk.PskServer` owns the sockets and the handshakes (it awaits the MoS's key
 from the key service between the ClientKeyExchange and mbed TLS's key look-up, which a synchronous
-:class:`~aaa_fmip.mih.transport.ByteChannel` cannot do); each established channel is handed to
+:class:`~aaa_fmip.mih.server.ByteChannel` cannot do); each established channel is handed to
 :class:`MIHChannelSession`, which feeds what the channel decrypts into the same sans-IO cores the plain
 transport uses:
 
@@ -194,7 +194,7 @@ class SecureMIHServer:
     """A MoS serving MIH on DTLS 1.2-PSK (UDP) and TLS 1.2-PSK (TCP), one port for both (RFC 5677 §6).
 
     ``keys`` gives the PSK of an identity (:class:`~aaa_fmip.mih.psk.RestKeySource` in production); ``handler``
-    is the same ``(frame, PeerInfo) -> frame | None`` the plain :class:`~aaa_fmip.mih.transport.MIHServer`
+    is the same ``(frame, PeerInfo) -> frame | None`` the plain :class:`~aaa_fmip.mih.server.MIHServer`
     takes (the Information Server's ``handle_frame``); DTLS peers are ``PeerInfo("udp", ...)``, TLS peers
     ``PeerInfo("tcp", ...)``. A channel on which nothing arrives for ``idle_timeout`` seconds is closed (as the
     plain server closes idle TCP connections).

@@ -20,7 +20,9 @@ from addresses outside ``radius.accounting.clients`` and requests whose Request 
 or Message-Authenticator (RFC 3579 §3.2) does not verify with the shared secret are dropped and logged,
 without an answer. An Accounting-Response is sent only once the request has been acted on (RFC 2866 §4.1:
 "MUST NOT transmit any Accounting-Response reply if it is unable to successfully record"); a Stop that could
-not be processed (store down) is left unanswered so that the NAS retransmits it.
+not be processed (store down) is left unanswered so that the NAS retransmits it. What it did is counted in the
+runtime's Prometheus metrics (``aaa_fmip_radius_events_total{interface="radius-accounting"}``, with the
+FreeRADIUS module's names where the event is the same: ``accounting_stop``, ``sessions_revoked``, ...).
 """
 
 from __future__ import annotations
@@ -29,16 +31,17 @@ import asyncio
 import ipaddress
 import logging
 import threading
-from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Protocol, cast
 
-from aaa_fmip.model import Caller
-from aaa_fmip.radius.attributes import AccountingInput, NasIdentity
+from aaa_fmip.metrics import Metrics
+from aaa_fmip.model import Caller, NasIdentity
+from aaa_fmip.radius.attributes import AccountingInput
 from aaa_fmip.service import nas_external_id
 
 EXTERNAL_ID_PREFIX: Final = "radius-class:"
+INTERFACE: Final = "radius-accounting"  # the metrics ``interface`` label of the listener
 REVOKE_CAUSE: Final = "accounting-stop"
 _NAS_RESTART_ROUNDS: Final = 1_000  # x up to 256 sessions a round (the store's limit per external id)
 
@@ -156,6 +159,7 @@ class AccountingListener(asyncio.DatagramProtocol):
         clients: Iterable[IPNetwork],
         dictionary: Any,
         caller: Caller,
+        metrics: Metrics,
         timeout: float = 2.0,
         logger: logging.Logger | None = None,
     ) -> None:
@@ -168,9 +172,17 @@ class AccountingListener(asyncio.DatagramProtocol):
         self.caller = caller
         self.timeout = timeout
         self.log = logger or logging.getLogger("aaa_fmip.radius.accounting")
-        self.counts: Counter[str] = Counter()
+        self.metrics = metrics
         self.transport: asyncio.DatagramTransport | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+
+    def count(self, event: str, amount: int = 1) -> None:
+        self.metrics.count_radius(INTERFACE, event, amount)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """The listener's counters that are not zero, by name (read back from the metrics)."""
+        return self.metrics.radius_counts(INTERFACE)
 
     # -- lifecycle --------------------------------------------------------------------------------------
 
@@ -210,28 +222,28 @@ class AccountingListener(asyncio.DatagramProtocol):
 
         host = str(addr[0])
         if not self._allowed(host):
-            self.counts["unknown_client"] += 1
+            self.count("unknown_client")
             self.log.warning("accounting request from %s dropped: not a configured client", host)
             return
         try:
             pkt = AcctPacket(secret=self._secret, dict=self.dictionary, packet=data)
         except Exception as exc:  # pyrad raises PacketError and others on malformed input
-            self.counts["malformed"] += 1
+            self.count("malformed")
             self.log.warning("malformed accounting request from %s dropped: %s", host, type(exc).__name__)
             return
         if pkt.code != AccountingRequest:
-            self.counts["not_accounting"] += 1
+            self.count("not_accounting")
             self.log.warning("RADIUS code %d from %s dropped: not an Accounting-Request", pkt.code, host)
             return
         if not pkt.VerifyAcctRequest():
-            self.counts["bad_authenticator"] += 1
+            self.count("bad_authenticator")
             self.log.warning(
                 "accounting request from %s dropped: Request Authenticator does not verify (wrong shared secret?)",
                 host,
             )
             return
         if pkt.message_authenticator and not pkt.verify_message_authenticator():
-            self.counts["bad_message_authenticator"] += 1
+            self.count("bad_message_authenticator")
             self.log.warning("accounting request from %s dropped: Message-Authenticator does not verify", host)
             return
         task = asyncio.ensure_future(self._handle(pkt, addr))
@@ -243,7 +255,7 @@ class AccountingListener(asyncio.DatagramProtocol):
         try:
             request = accounting_input_from_pyrad(pkt)
         except Exception as exc:
-            self.counts["malformed"] += 1
+            self.count("malformed")
             self.log.warning("accounting request from %s dropped: %s", host, type(exc).__name__)
             return
         outcome = Outcome(answer=True)
@@ -254,7 +266,7 @@ class AccountingListener(asyncio.DatagramProtocol):
         reply = pkt.CreateReply()
         if self.transport is not None:
             self.transport.sendto(reply.ReplyPacket(), addr)
-            self.counts["answered"] += 1
+            self.count("answered")
 
     async def _revoke(self, request: AccountingInput, host: str) -> Outcome:
         loop = asyncio.get_running_loop()
@@ -265,16 +277,17 @@ class AccountingListener(asyncio.DatagramProtocol):
                 loop.run_in_executor(None, revoke_for_accounting, self.service, self.caller, request), self.timeout
             )
         except TimeoutError:  # the revocation goes on in its thread; a retransmission finds less (or nothing) left
-            self.counts["revoke_timeout"] += 1
+            self.count("revoke_timeout")
             self.log.error("%s from %s not processed within %g s; left for retransmission", what, host, self.timeout)
             return Outcome(answer=False)
         except Exception as exc:
-            self.counts["revoke_error"] += 1
+            self.count("revoke_error")
             self.log.error("%s from %s not processed (%s); left for retransmission", what, host, type(exc).__name__)
             return Outcome(answer=False)
         revoked = revoked or 0
-        self.counts[kind] += 1
-        self.counts["sessions_revoked"] += revoked
+        self.count("accounting_" + kind.removeprefix("accounting-"))  # accounting_stop, _on, _off (as the module)
+        if revoked:
+            self.count("sessions_revoked", revoked)
         self.log.info("%s from %s: %d session(s) revoked", what, host, revoked)
         return Outcome(answer=True, revoked=revoked)
 
@@ -284,7 +297,8 @@ class AccountingListener(asyncio.DatagramProtocol):
 
 class ListenerThread:
     """An :class:`AccountingListener` on its own event loop in a daemon thread, for processes that are not
-    asyncio-based (``aaa-fmip serve`` starts one when ``[radius.accounting]`` is configured)."""
+    asyncio-based, such as a program embedding the listener beside blocking code (``aaa-fmip radius-accounting``
+    runs the listener on its own event loop instead; ``aaa-fmip serve`` does not start one)."""
 
     def __init__(self, listener: AccountingListener, host: str, port: int) -> None:
         self.listener = listener
@@ -344,6 +358,7 @@ def build_listener(runtime: Runtime, *, logger: logging.Logger | None = None) ->
         clients=accounting.clients,
         dictionary=pyrad_dictionary(settings.radius.vendor_id),
         caller=Caller(name="radius-accounting", role="aaa"),
+        metrics=runtime.metrics,
         timeout=max(settings.store.timeout * 4, 1.0),
         logger=logger,
     )

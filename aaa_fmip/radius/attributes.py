@@ -18,6 +18,7 @@ from typing import Any, Final, Literal
 
 from aaa_fmip.crypto.secrets import SecretBytes
 from aaa_fmip.errors import DecodeError
+from aaa_fmip.model import NasIdentity
 
 Pairs = tuple[tuple[str, str], ...]
 ListName = Literal["request", "reply", "config", "session-state"]
@@ -165,23 +166,6 @@ def _parse_address(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address 
         return ipaddress.ip_address(text)
     except ValueError:
         return None
-
-
-@dataclass(frozen=True)
-class NasIdentity:
-    """Who sent the request: the NAS's own claims and, when the site policy recorded it, the source address."""
-
-    nas_identifier: str | None = None
-    nas_ip_address: ipaddress.IPv4Address | None = None
-    nas_ipv6_address: ipaddress.IPv6Address | None = None
-    source_address: ipaddress.IPv4Address | ipaddress.IPv6Address | None = None
-
-    def label(self) -> str | None:
-        """What ingest records as the NAS: NAS-Identifier, else the NAS address."""
-        if self.nas_identifier:
-            return self.nas_identifier
-        address = self.nas_ipv6_address or self.nas_ip_address or self.source_address
-        return str(address) if address is not None else None
 
 
 @dataclass(frozen=True)

@@ -6,15 +6,18 @@ required: without it the EAP keys are not visible). The runtime (store, service)
 that, by ``AAA_FMIP_CONFIG`` in the server's environment.
 
 Every entry point returns a result that lets the request proceed as if this module were absent: a
-configuration or store problem is logged through ``radiusd.radlog`` and counted, never turned into a reject.
-This file imports only the standard library at import time: the directories in ``prepend_sys_path`` must be
-put in front of ``sys.path`` before anything else is imported (see docs/freeradius.md, "Python path").
+configuration or store problem is logged and counted, never turned into a reject. ``instantiate`` routes the
+project's logging (every ``aaa_fmip.*`` logger) to ``radiusd.radlog`` (:mod:`aaa_fmip.radius.radlog`) and
+``detach`` takes that back. This file imports only the standard library at import time: the directories in
+``prepend_sys_path`` must be put in front of ``sys.path`` before anything else is imported (see
+docs/freeradius.md, "Python path").
 """
 
 from __future__ import annotations
 
 import contextlib
 import gc
+import logging
 import os
 import sys
 import threading
@@ -23,7 +26,8 @@ from typing import TYPE_CHECKING, Any, Final
 
 if TYPE_CHECKING:
     from aaa_fmip.bootstrap import Runtime
-    from aaa_fmip.radius.plugin import FreeRadiusPlugin, Level
+    from aaa_fmip.radius.plugin import FreeRadiusPlugin
+    from aaa_fmip.radius.radlog import Installed
 
 try:
     import radiusd
@@ -65,19 +69,33 @@ _lock = threading.Lock()
 _plugin: FreeRadiusPlugin | None = None
 _runtime: Runtime | None = None
 _last_attempt = float("-inf")
+_logging: Installed | None = None
+
+log = logging.getLogger("aaa_fmip.radius.module")
 
 
-_LOG_CODES: Final[dict[str, int]] = {
-    "debug": radiusd.L_DBG,
-    "info": radiusd.L_INFO,
-    "warning": radiusd.L_WARN,
-    "error": radiusd.L_ERR,
-}
+def _radlog(level: int, message: str) -> None:
+    radiusd.radlog(level, message)  # looked up at each call: FreeRADIUS' module, or the stand-in
 
 
-def _radlog(level: Level, message: str) -> None:
-    with contextlib.suppress(Exception):  # logging must never be what breaks a request
-        radiusd.radlog(_LOG_CODES[level], message)
+def _install_logging() -> None:
+    """Send the project's log lines to FreeRADIUS' log (aaa_fmip.radius.radlog)."""
+    global _logging
+    from aaa_fmip.radius.radlog import RadlogLevels, install, uninstall
+
+    if _logging is not None:
+        uninstall(_logging)
+    levels = RadlogLevels(debug=radiusd.L_DBG, info=radiusd.L_INFO, warning=radiusd.L_WARN, error=radiusd.L_ERR)
+    _logging = install(_radlog, levels)
+
+
+def _uninstall_logging() -> None:
+    global _logging
+    if _logging is not None:
+        from aaa_fmip.radius.radlog import uninstall
+
+        uninstall(_logging)
+        _logging = None
 
 
 def _module_config() -> dict[str, str]:
@@ -122,21 +140,21 @@ def _provide_async_timeout() -> bool:
 def _report_environment() -> None:
     import aaa_fmip
 
-    message = f"aaa_fmip: Python {sys.version.split()[0]}, aaa_fmip {aaa_fmip.__version__} from {aaa_fmip.__file__}"
+    message = f"Python {sys.version.split()[0]}, aaa_fmip {aaa_fmip.__version__} from {aaa_fmip.__file__}"
     try:
         import cryptography
 
         message += f", cryptography {cryptography.__version__} from {cryptography.__file__}"
         major = int(cryptography.__version__.split(".")[0])
         if major < 41:
-            _radlog(
-                "warning",
-                f"aaa_fmip: cryptography {cryptography.__version__} is older than aaa-fmip needs (41): the "
-                "system's copy shadows the installed one; set prepend_sys_path or PYTHONPATH",
+            log.warning(
+                "cryptography %s is older than aaa-fmip needs (41): the system's copy shadows the installed one; "
+                "set prepend_sys_path or PYTHONPATH",
+                cryptography.__version__,
             )
     except Exception as exc:
         message += f", cryptography not importable ({type(exc).__name__})"
-    _radlog("info", message)
+    log.info("%s", message)
 
 
 def _build() -> tuple[Runtime, FreeRadiusPlugin]:
@@ -149,29 +167,27 @@ def _build() -> tuple[Runtime, FreeRadiusPlugin]:
     config = _module_config()
     path_text = config.get(CONFIG_KEY, "") or os.environ.get(ENV_CONFIG, "")
     if not path_text:
-        _radlog(
-            "warning",
-            f"aaa_fmip: no configuration file ({CONFIG_KEY} in the module's config section, or {ENV_CONFIG}): "
-            "using the defaults",
+        log.warning(
+            "no configuration file (%s in the module's config section, or %s): using the defaults",
+            CONFIG_KEY,
+            ENV_CONFIG,
         )
     settings = load_settings(Path(path_text) if path_text else None, os.environ)
     if settings.store.embedded:
-        _radlog(
-            "warning",
-            "aaa_fmip: store.url is not set, so sessions go to an embedded Redis that only this FreeRADIUS "
-            "process can see; point store.url at the Redis the key service uses",
+        log.warning(
+            "store.url is not set, so sessions go to an embedded Redis that only this FreeRADIUS process can see; "
+            "point store.url at the Redis the key service uses"
         )
     runtime = build_runtime(settings)
     try:
         plugin = FreeRadiusPlugin(
             runtime.service,
-            routers=runtime.callers.routers,
+            metrics=runtime.metrics,
+            callers=runtime.callers,
             push_keys=settings.radius.push_keys,
             store_timeout=settings.radius.store_timeout,
             write_behind=settings.radius.write_behind,
             write_behind_nice=settings.radius.write_behind_nice,
-            log=_radlog,
-            metrics=runtime.metrics,
         )
     except BaseException:
         runtime.close()
@@ -203,19 +219,18 @@ def _ensure_plugin() -> FreeRadiusPlugin | None:
                 detail = f"{type(exc).__name__}: {exc.name}"
             else:
                 detail = type(exc).__name__
-            _radlog(
-                "error",
-                f"aaa_fmip: not active ({detail}); authentication continues without handover keys, "
-                f"next attempt in {RETRY_INTERVAL:g} s",
+            log.error(
+                "not active (%s); authentication continues without handover keys, next attempt in %g s",
+                detail,
+                RETRY_INTERVAL,
             )
             return None
         # What the interpreter holds now (some 55,000 objects: the service, redis-py, cryptography) lives as long
         # as the module. Move it out of the cyclic collector's reach: a full collection over it takes about 25 ms
         # with the interpreter lock held, a stall for every FreeRADIUS thread calling into Python meanwhile.
         gc.freeze()
-        _radlog(
-            "info",
-            f"aaa_fmip: ready (store {_runtime.store_kind}, {len(_plugin.routers)} access routers, "
+        log.info(
+            f"ready (store {_runtime.store_kind}, {len(_plugin.routers)} access routers, "
             f"push_keys={'yes' if _plugin.push_keys else 'no'}, store_timeout={_plugin.store_timeout:g} s, "
             f"write_behind={'yes' if _plugin.write_behind else 'no'}, write_behind_nice={_plugin.write_behind_nice})",
         )
@@ -228,12 +243,17 @@ def _ensure_plugin() -> FreeRadiusPlugin | None:
 def instantiate(p: Any = None) -> int:
     try:
         _prepend_sys_path(_module_config())
+        try:
+            _install_logging()
+        except Exception as exc:  # an installation that cannot import even aaa_fmip.logging
+            _radlog(radiusd.L_ERR, f"aaa_fmip: instantiate failed: {type(exc).__name__}")
+            return int(radiusd.RLM_MODULE_OK)
         if _provide_async_timeout():
-            _radlog("info", "aaa_fmip: async_timeout is not installed; using asyncio.timeout in its place")
+            log.info("async_timeout is not installed; using asyncio.timeout in its place")
         _report_environment()
         _ensure_plugin()
     except Exception as exc:
-        _radlog("error", f"aaa_fmip: instantiate failed: {type(exc).__name__}")
+        log.error("instantiate failed: %s", type(exc).__name__)
     return int(radiusd.RLM_MODULE_OK)
 
 
@@ -242,7 +262,7 @@ def post_auth(p: Any) -> Any:
         plugin = _ensure_plugin()
         pairs = plugin.post_auth(p) if plugin is not None else ()
     except Exception as exc:  # FreeRADIUS would turn an exception into a failed post-auth, i.e. a reject
-        _radlog("error", f"aaa_fmip: post-auth failed: {type(exc).__name__}")
+        log.error("post-auth failed: %s", type(exc).__name__)
         pairs = ()
     if not pairs:
         return radiusd.RLM_MODULE_NOOP
@@ -255,7 +275,7 @@ def accounting(p: Any) -> int:
         if plugin is not None:
             plugin.accounting(p)
     except Exception as exc:
-        _radlog("error", f"aaa_fmip: accounting failed: {type(exc).__name__}")
+        log.error("accounting failed: %s", type(exc).__name__)
     return int(radiusd.RLM_MODULE_NOOP)
 
 
@@ -267,9 +287,11 @@ def detach(p: Any = None) -> int:
     try:
         if plugin is not None:
             plugin.close(flush_timeout=DETACH_FLUSH_TIMEOUT)  # the writes behind the last replies go out first
-            _radlog("info", f"aaa_fmip: detaching: {plugin.summary()}")
+            log.info("detaching: %s", plugin.summary())
         if runtime is not None:
             runtime.close()
     except Exception as exc:
-        _radlog("error", f"aaa_fmip: detach failed: {type(exc).__name__}")
+        log.error("detach failed: %s", type(exc).__name__)
+    with contextlib.suppress(Exception):
+        _uninstall_logging()
     return int(radiusd.RLM_MODULE_OK)

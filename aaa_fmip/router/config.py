@@ -18,6 +18,9 @@ the file). A minimal file::
     nar_prefix = "2001:db8:2::/64"
     nar_lla = "02:cc:00:00:00:02"
 
+A NAR on point-to-point links adds ``[prefixes]`` (``aggregate``, ``pool``, ``prefix_length``, ``interfaces``)
+to hand every node a prefix of its own, and its neighbours set ``assigns_addresses = true`` on its entry.
+
 docs/router.md describes every field.
 """
 
@@ -27,12 +30,13 @@ from ipaddress import IPv6Address, IPv6Network
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
 from aaa_fmip.errors import ConfigError
 from aaa_fmip.router.core import HI_INITIAL_TIMEOUT, HI_RETRIES, RouterParameters
 from aaa_fmip.router.neighbours import Neighbour, NeighbourTable, normalise_ap_id
+from aaa_fmip.router.prefixes import PerNodePrefixes, PrefixPoolConfig
 
 __all__ = ["ENV_PREFIX", "RouterSettings", "load_settings"]
 
@@ -109,6 +113,53 @@ class LogSection(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
 
+class PrefixesSection(_Section):
+    """Per-node prefixes on point-to-point links, as NAR (docs/router.md "Per-node prefixes"). Off unless
+    ``aggregate`` is set."""
+
+    aggregate: IPv6Network | None = None  # what neighbours advertise for this NAR in PrRtAdv (their nar_prefix)
+    pool: IPv6Network | None = None  # where per-node prefixes come from; default: the aggregate
+    prefix_length: int = Field(default=64, ge=1, le=64)  # each node's prefix
+    interfaces: list[str] = Field(default_factory=lambda: ["pnp*"], min_length=1)  # per-node links (shell patterns)
+    hold: float = Field(default=60.0, gt=0)  # seconds a prefix given in a HAck waits for its node to attach
+    lifetime: float = Field(default=600.0, gt=0)  # seconds a bound prefix outlives its link's last sighting
+    valid_lifetime: int = Field(default=86_400, ge=1, le=0xFFFFFFFF)  # PIO, seconds
+    preferred_lifetime: int = Field(default=14_400, ge=0, le=0xFFFFFFFF)  # PIO, seconds
+    router_lifetime: int = Field(default=1_800, ge=12, le=9_000)  # RA Router Lifetime, seconds
+    return_prefix: bool = True  # the node's prefix in the HAck too (MH option 34 code 4)
+    radvd: bool = True  # run radvd to advertise each node's prefix on its link
+    radvd_binary: str = "radvd"
+    radvd_directory: Path = Path("/run/aaa-fmip/radvd")  # radvd.conf, radvd.pid, radvd.log
+    routes: bool = True  # route each node's prefix onto its link (netlink)
+    state_file: Path | None = Path("/var/lib/aaa-fmip/router-prefixes.json")  # the pool across restarts
+
+    @model_validator(mode="after")
+    def _consistent(self) -> PrefixesSection:
+        if self.aggregate is None:
+            if self.pool is not None:
+                raise ValueError("a pool needs its aggregate")
+            return self
+        try:
+            self.per_node()
+        except ValueError as exc:
+            raise ValueError(str(exc)) from None
+        return self
+
+    def per_node(self) -> PerNodePrefixes | None:
+        if self.aggregate is None:
+            return None
+        return PerNodePrefixes(
+            PrefixPoolConfig(self.aggregate, self.pool or self.aggregate, self.prefix_length),
+            interfaces=tuple(self.interfaces),
+            hold=self.hold,
+            lifetime=self.lifetime,
+            valid_lifetime=self.valid_lifetime,
+            preferred_lifetime=self.preferred_lifetime,
+            router_lifetime=self.router_lifetime,
+            return_prefix=self.return_prefix,
+        )
+
+
 class NeighbourEntry(_Section):
     ap: str
     nar_address: IPv6Address
@@ -116,6 +167,7 @@ class NeighbourEntry(_Section):
     nar_lla: str = ""
     local: bool = False
     fast_handover: bool = True
+    assigns_addresses: bool = False  # the NAR assigns NCoAs from per-node prefixes: HI with S=1
 
     def neighbour(self) -> Neighbour:
         return Neighbour(
@@ -125,6 +177,7 @@ class NeighbourEntry(_Section):
             _lla(self.nar_lla),
             local=self.local,
             fast_handover=self.fast_handover,
+            assigns_addresses=self.assigns_addresses,
         )
 
 
@@ -137,6 +190,7 @@ class RouterSettings(BaseSettings):
     diameter: DiameterSection = Field(default_factory=DiameterSection)
     metrics: MetricsSection = Field(default_factory=MetricsSection)
     log: LogSection = Field(default_factory=LogSection)
+    prefixes: PrefixesSection = Field(default_factory=PrefixesSection)
     neighbours: list[NeighbourEntry] = Field(default_factory=list)
 
     def parameters(self, *, link_local: IPv6Address | None = None, lla: bytes = b"") -> RouterParameters:
@@ -154,6 +208,7 @@ class RouterSettings(BaseSettings):
             lifetime_unit=r.lifetime_unit,
             max_nar_handovers=r.max_handovers,
             max_par_handovers=r.max_handovers,
+            per_node=self.prefixes.per_node(),
         )
 
 

@@ -21,20 +21,30 @@ S=1 (or an NCoA that fails the check) the NAR assigns one from the MN's link-lay
 returns it in an MH IPv6 Address/Prefix option (code 2): HAck Code 2 (assigned) or 1 (not valid, use this).
 Code 1 (reactive) HIs skip those checks (§6.2.1.1). HIs from routers outside the neighbour table get 129.
 
+Per-node prefixes (``RouterParameters.per_node``, architecture.md §9, RFC 5568 §5.3): a Code 0 HI takes the
+node's own prefix from a :class:`~aaa_fmip.router.prefixes.PrefixPool` (keyed by the HI's MH-LLA) and returns
+NCoA' (prefix | modified EUI-64) in option 34 code 2 and the prefix in code 4, with HAck Code 2 for S=1 (1 for
+S=0); 130 when the pool is empty. The node's RS or UNA on a per-node link binds its prefix to that link
+(``PrefixEvent`` effects: the driver routes it and has radvd advertise it); a UNA from another NCoA gets an RA
+with NAACK Status 2 (§6.3). Prefixes return to the pool when their link goes (``links_present``), their
+lifetime passes (``handle_timer``) or on ``release_prefix``.
+
 HAck Code → FBack Status at the PAR (§6.2.1.2, §6.2.3): 0 → 0; 1 and 2 → 1 with the NAR's NCoA (128 when it
-supplied none); 3 → 1 with the PCoA; 128/129/130 → the same; anything else → 128. An unsolicited HAck
-(Code 4) naming the PCoA of a completed handover makes the PAR send a fresh HI for it (U=1: the NAR asked to
-buffer); otherwise it is logged and dropped.
+supplied none, or one outside the prefix it returned or the NAR's prefix: §10); 3 → 1 with the PCoA;
+128/129/130 → the same; anything else → 128. An unsolicited HAck (Code 4) naming the PCoA of a completed
+handover makes the PAR send a fresh HI for it (U=1: the NAR asked to buffer); otherwise it is logged and
+dropped.
 """
 
 from __future__ import annotations
 
 import enum
+import fnmatch
 import hashlib
 import heapq
 import itertools
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from ipaddress import IPv6Address, IPv6Network
 from typing import Final, TypeAlias
 
@@ -42,6 +52,7 @@ from aaa_fmip.crypto import badf
 from aaa_fmip.crypto.secrets import constant_time_equal
 from aaa_fmip.errors import DecodeError
 from aaa_fmip.router.neighbours import NeighbourTable
+from aaa_fmip.router.prefixes import Allocation, PerNodePrefixes, PoolExhausted, PrefixPool
 from aaa_fmip.router.verify import FbuVerdict, ParsedFbu, ReceivedMh, RouterKey, parse_fbu
 from aaa_fmip.wire import icmpv6
 from aaa_fmip.wire import mh as mhwire
@@ -56,6 +67,7 @@ __all__ = [
     "LocalProtocolError",
     "Notice",
     "Prefetch",
+    "PrefixEvent",
     "RouterCore",
     "RouterParameters",
     "SendIcmpv6",
@@ -136,7 +148,19 @@ class HandoverFinished:
     duration: float  # seconds from FBU to FBack
 
 
-Effect: TypeAlias = SendMh | SendIcmpv6 | VerifyFbu | Prefetch | Notice | HandoverFinished
+@dataclass(frozen=True)
+class PrefixEvent:
+    """A per-node prefix changed hands (NAR, architecture.md §9): ``assigned`` (to a node, in a HAck or when it
+    attached unannounced), ``bound`` (the node is on ``allocation.interface``: route the prefix there and
+    advertise it with radvd), ``released`` (``reason``: expired, link-gone, released); ``exhausted`` when a
+    node asked and none was free (``allocation`` is None then)."""
+
+    kind: str
+    allocation: Allocation | None
+    reason: str = ""
+
+
+Effect: TypeAlias = SendMh | SendIcmpv6 | VerifyFbu | Prefetch | Notice | HandoverFinished | PrefixEvent
 
 
 # --- configuration -----------------------------------------------------------------------------------------------
@@ -158,6 +182,7 @@ class RouterParameters:
     lifetime_unit: int = 4  # seconds per Lifetime unit (architecture.md §3)
     max_nar_handovers: int = 4096  # NAR: more open HIs than this get HAck 130 (insufficient resources)
     max_par_handovers: int = 4096  # PAR: more open FBUs than this get FBack 130
+    per_node: PerNodePrefixes | None = None  # NAR: assign NCoAs from per-node prefixes (point-to-point links)
 
 
 # --- PAR ---------------------------------------------------------------------------------------------------------
@@ -291,6 +316,7 @@ class RouterCore:
         self._lla_by_address: dict[IPv6Address, bytes] = {}  # learnt from RtSolPr (source, LLA code 4 / ND 1)
         self._timers: list[tuple[float, int, _ParHandover | tuple[IPv6Address, int]]] = []  # a heap
         self._timer_order = itertools.count()
+        self.prefix_pool = PrefixPool(params.per_node.pool) if params.per_node is not None else None
 
     # ---- bookkeeping
 
@@ -317,7 +343,11 @@ class RouterCore:
     def next_deadline(self) -> float | None:
         while self._timers and not self._due(self._timers[0][0], self._timers[0][2]):
             heapq.heappop(self._timers)
-        return self._timers[0][0] if self._timers else None
+        deadline = self._timers[0][0] if self._timers else None
+        expiry = self.prefix_pool.next_expiry() if self.prefix_pool is not None else None
+        if expiry is not None and (deadline is None or expiry < deadline):
+            return expiry
+        return deadline
 
     def _next_hi_sequence(self) -> int:
         self._hi_sequence = (self._hi_sequence + 1) & 0xFFFF
@@ -329,6 +359,8 @@ class RouterCore:
         self, source: IPv6Address, destination: IPv6Address, message: bytes, now: float, *, interface: str | None = None
     ) -> list[Effect]:
         """An ICMPv6 message from an access link (the checksum was checked by the kernel or is checked here)."""
+        if message[:1] in (b"\x85", b"\x88"):  # RS, NA: a node on a per-node link (RFC 5568 §6.3)
+            return self._receive_p2p_nd(source, destination, message, now, interface)
         try:
             decoded = icmpv6.decode_icmpv6(message, source=source, destination=destination)
         except DecodeError as exc:
@@ -461,7 +493,9 @@ class RouterCore:
             options.append(mhwire.MHLinkLayerAddress(LinkLayerAddressCode.MOBILE_NODE, mn_lla))
         options.append(mhwire.MHIPv6AddressPrefix(IPAddressPrefixCode.OLD_CARE_OF_ADDRESS, 128, fbu.pcoa))
         options.append(mhwire.MHIPv6AddressPrefix(IPAddressPrefixCode.NEW_CARE_OF_ADDRESS, 128, fbu.ncoa))
-        s_flag = self.params.assigned_addressing and code == HICode.FBU_FROM_PCOA  # §6.2.1.1: S=0 with Code 1
+        neighbour = self.params.neighbours.nar_for(fbu.ncoa)
+        assigns = self.params.assigned_addressing or (neighbour is not None and neighbour.assigns_addresses)
+        s_flag = assigns and code == HICode.FBU_FROM_PCOA  # §6.2.1.1: S=0 with Code 1; RFC 5271 §5.1: S=1
         hi = mhwire.HI(
             handover.hi_sequence,
             code,
@@ -568,6 +602,15 @@ class RouterCore:
         )
         status = _HACK_TO_FBACK.get(hack.code, FBackStatus.REASON_UNSPECIFIED)
         alternate: IPv6Address | None = None
+        effects: list[Effect] = [Notice("hack.received", {"source": str(packet.source), "code": int(hack.code)})]
+        if (
+            supplied is not None
+            and hack.code != HAckCode.ACCEPTED_USE_PCOA
+            and not self._ncoa_in_nar_prefix(handover, hack, supplied)
+        ):
+            # RFC 5568 §10: the PAR MUST verify that the NCoA belongs to the NAR's prefix (per-node: the one returned)
+            effects.append(Notice("hack.ncoa-outside-prefix", {"source": str(packet.source), "ncoa": str(supplied)}))
+            return effects + self._finish(handover, FBackStatus.REASON_UNSPECIFIED, None, now, "ncoa-outside-prefix")
         if hack.code == HAckCode.ACCEPTED_USE_PCOA:
             alternate = handover.fbu.pcoa
         elif status == FBackStatus.ACCEPTED_NCOA_INVALID:
@@ -577,8 +620,28 @@ class RouterCore:
                 alternate = supplied
         elif status == FBackStatus.ACCEPTED and supplied is not None and supplied != handover.fbu.ncoa:
             status, alternate = FBackStatus.ACCEPTED_NCOA_INVALID, supplied  # §5.2: a CoA in HAck goes in FBack
-        effects: list[Effect] = [Notice("hack.received", {"source": str(packet.source), "code": int(hack.code)})]
         return effects + self._finish(handover, status, alternate, now, FBackStatus(status).name.lower())
+
+    def _ncoa_in_nar_prefix(self, handover: _ParHandover, hack: mhwire.HAck, ncoa: IPv6Address) -> bool:
+        """RFC 5568 §10 for a NAR-supplied NCoA: inside the prefix the NAR returned (MH option 34 code 4, per-node
+        prefixes), which must itself lie in the NAR's prefix of the neighbour table (the aggregate); without a
+        returned prefix, inside the neighbour table's prefix."""
+        neighbour = self.params.neighbours.nar_for(handover.fbu.ncoa)
+        if neighbour is None:
+            return False
+        returned = next(
+            (
+                IPv6Network((o.address, o.prefix_length), strict=False)
+                for o in hack.options
+                if isinstance(o, mhwire.MHIPv6AddressPrefix)
+                and o.option_code == IPAddressPrefixCode.NEW_ACCESS_ROUTER_PREFIX
+                and o.prefix_length <= 128
+            ),
+            None,
+        )
+        if returned is not None:
+            return returned.subnet_of(neighbour.nar_prefix) and ncoa in returned
+        return ncoa in neighbour.nar_prefix
 
     def _unsolicited_hack(self, packet: ReceivedMh, hack: mhwire.HAck, now: float) -> list[Effect]:
         pcoa = next(
@@ -622,18 +685,29 @@ class RouterCore:
         record = self._nar.get(key)
         if record is not None:
             return [Notice("hi.retransmission", {"source": str(packet.source), "sequence": hi.sequence}), record.hack]
-        code, ncoa = self._hi_decision(packet, hi)
+        effects: list[Effect] = []
         options: tuple[mhwire.MobilityOption, ...] = ()
-        if ncoa is not None:
-            options = (mhwire.MHIPv6AddressPrefix(IPAddressPrefixCode.NEW_CARE_OF_ADDRESS, 128, ncoa),)
+        if (
+            self.prefix_pool is not None
+            and hi.code == HICode.FBU_FROM_PCOA
+            and self.params.neighbours.is_neighbour_router(packet.source)
+        ):
+            code, ncoa, options, effects = self._hi_per_node(packet, hi, now)
+        else:
+            code, ncoa = self._hi_decision(packet, hi)
+            if ncoa is not None:
+                options = (mhwire.MHIPv6AddressPrefix(IPAddressPrefixCode.NEW_CARE_OF_ADDRESS, 128, ncoa),)
         own = packet.destination
         hack = SendMh(
             own,
             packet.source,
             mhwire.encode_mh(mhwire.HAck(hi.sequence, code, options), source=own, destination=packet.source),
         )
-        self._nar[key] = _NarRecord(hack, now + _NAR_RECORD_LIFETIME)
-        self._schedule(now + _NAR_RECORD_LIFETIME, key)
+        remember = _NAR_RECORD_LIFETIME
+        if options and self.params.per_node is not None and hi.code == HICode.FBU_FROM_PCOA:
+            remember = min(remember, self.params.per_node.hold)  # never repeat a prefix the pool took back
+        self._nar[key] = _NarRecord(hack, now + remember)
+        self._schedule(now + remember, key)
         fields: dict[str, str | int | float | None] = {
             "source": str(packet.source),
             "sequence": hi.sequence,
@@ -641,7 +715,182 @@ class RouterCore:
             "hack_code": int(code),
             "ncoa": str(ncoa) if ncoa else None,
         }
-        return [Notice("hi.answered", fields), hack]
+        return [*effects, Notice("hi.answered", fields), hack]
+
+    def _hi_per_node(
+        self, packet: ReceivedMh, hi: mhwire.HI, now: float
+    ) -> tuple[int, IPv6Address | None, tuple[mhwire.MobilityOption, ...], list[Effect]]:
+        """A Code 0 HI at a NAR with per-node prefixes (RFC 5568 §5.3, RFC 5271 §5.1): the node's prefix from the
+        pool, keyed by the MH-LLA the HI MUST carry; NCoA' = that prefix | modified EUI-64 of the LLA. S=1 →
+        HAck Code 2 (architecture.md §9: not 3, which means "use the PCoA"); S=0 → Code 1 with NCoA' unless the
+        node already proposed it (Code 0). No LLA (or one without an EUI-64) → 128; pool exhausted → 130."""
+        assert self.prefix_pool is not None and self.params.per_node is not None
+        mn_lla = next(
+            (
+                o.address
+                for o in hi.options
+                if isinstance(o, mhwire.MHLinkLayerAddress) and o.option_code == LinkLayerAddressCode.MOBILE_NODE
+            ),
+            None,
+        )
+        proposed = next(
+            (
+                o.address
+                for o in hi.options
+                if isinstance(o, mhwire.MHIPv6AddressPrefix)
+                and o.option_code == IPAddressPrefixCode.NEW_CARE_OF_ADDRESS
+            ),
+            None,
+        )
+        fields: dict[str, str | int | float | None] = {"source": str(packet.source), "sequence": hi.sequence}
+        if mn_lla is None or len(mn_lla) not in (6, 8):
+            return HAckCode.NOT_ACCEPTED, None, (), [Notice("prefix.no-lla", fields)]
+        known = self.prefix_pool.get(mn_lla) is not None
+        try:
+            allocation = self.prefix_pool.allocate(mn_lla, now, self.params.per_node.hold)
+        except PoolExhausted:
+            return HAckCode.INSUFFICIENT_RESOURCES, None, (), [PrefixEvent("exhausted", None)]
+        effects: list[Effect] = [] if known else [PrefixEvent("assigned", allocation, "hi")]
+        ncoa = allocation.ncoa
+        options: list[mhwire.MobilityOption] = [
+            mhwire.MHIPv6AddressPrefix(IPAddressPrefixCode.NEW_CARE_OF_ADDRESS, 128, ncoa)
+        ]
+        if self.params.per_node.return_prefix:
+            prefix = allocation.prefix
+            options.append(
+                mhwire.MHIPv6AddressPrefix(
+                    IPAddressPrefixCode.NEW_ACCESS_ROUTER_PREFIX, prefix.prefixlen, prefix.network_address
+                )
+            )
+        if hi.s_flag:
+            code = HAckCode.ACCEPTED_NCOA_ASSIGNED
+        elif proposed == ncoa:
+            code = HAckCode.ACCEPTED_NCOA_VALID
+        else:
+            code = HAckCode.ACCEPTED_NCOA_NOT_VALID
+        return code, ncoa, tuple(options), effects
+
+    # ---- NAR: nodes on their per-node point-to-point links
+
+    def _is_p2p(self, interface: str | None) -> bool:
+        per_node = self.params.per_node
+        return (
+            per_node is not None
+            and interface is not None
+            and any(fnmatch.fnmatchcase(interface, pattern) for pattern in per_node.interfaces)
+        )
+
+    def _receive_p2p_nd(
+        self, source: IPv6Address, destination: IPv6Address, message: bytes, now: float, interface: str | None
+    ) -> list[Effect]:
+        """An RS or NA on a per-node link: the node attached there. Its prefix (assigned by an HI, or now) is bound
+        to the link, so the driver routes it there and radvd advertises it. An unsolicited NA (the UNA of RFC
+        5568 §6.3) whose Target is not the node's NCoA' is answered with an RA carrying NAACK Status 2 and NCoA'
+        (and the prefix in a PIO, so the node's kernel forms NCoA' by SLAAC from this RA alone)."""
+        if not self._is_p2p(interface) or self.prefix_pool is None or self.params.per_node is None:
+            return []
+        assert interface is not None
+        try:
+            decoded = icmpv6.decode_nd_message(message, source=source, destination=destination)
+        except DecodeError as exc:
+            return [Notice("icmpv6.malformed", {"source": str(source), "field": exc.field, "offset": exc.offset})]
+        if isinstance(decoded, icmpv6.RouterSolicitation):
+            wanted: type[icmpv6.SourceLinkLayerAddress | icmpv6.TargetLinkLayerAddress] = icmpv6.SourceLinkLayerAddress
+        elif isinstance(decoded, icmpv6.NeighborAdvertisement) and not decoded.router:
+            wanted = icmpv6.TargetLinkLayerAddress  # (R=1: a router's NA, e.g. this one's own looped back)
+        else:
+            return []
+        lla = next((o.address for o in decoded.options if isinstance(o, wanted)), None)
+        if lla is None or len(lla) not in (6, 8):
+            return []
+        per_node = self.params.per_node
+        effects: list[Effect] = []
+        allocation = self.prefix_pool.get(lla)
+        if allocation is None:
+            try:
+                allocation = self.prefix_pool.allocate(lla, now, per_node.lifetime)
+            except PoolExhausted:
+                return [PrefixEvent("exhausted", None), Notice("prefix.exhausted", {"interface": interface})]
+            effects.append(PrefixEvent("assigned", allocation, "attached"))
+        was = allocation.interface
+        bound = self.prefix_pool.bind(lla, interface, now, per_node.lifetime)
+        assert bound is not None
+        if was != interface:
+            effects.append(PrefixEvent("bound", bound))
+        if (
+            isinstance(decoded, icmpv6.NeighborAdvertisement)
+            and not decoded.solicited
+            and not decoded.target.is_link_local
+            and decoded.target not in bound.prefix
+        ):
+            effects += self._naack(bound, decoded.target, interface)  # an NCoA the node cannot use here
+        return effects
+
+    def _naack(self, allocation: Allocation, target: IPv6Address, interface: str) -> list[Effect]:
+        """RA + NAACK Status 2 with NCoA' at octet 8 of the option (architecture.md §9), to all-nodes on the
+        node's own link; the source is left to the kernel (its link-local address on that link)."""
+        assert self.params.per_node is not None
+        per_node = self.params.per_node
+        first64 = IPv6Network((allocation.prefix.network_address, 64))
+        ra = icmpv6.RouterAdvertisement(
+            per_node.router_lifetime,
+            (
+                icmpv6.PrefixInformation(
+                    64, first64.network_address, per_node.valid_lifetime, per_node.preferred_lifetime
+                ),
+                icmpv6.NAACK(icmpv6.NAACKStatus.NCOA_INVALID_USE_SUPPLIED, allocation.ncoa),
+            ),
+            cur_hop_limit=64,
+        )
+        unspecified, all_nodes = IPv6Address("::"), IPv6Address("ff02::1")
+        message = icmpv6.encode_nd_message(ra, source=unspecified, destination=all_nodes)  # the kernel sums again
+        fields: dict[str, str | int | float | None] = {
+            "interface": interface,
+            "target": str(target),
+            "ncoa": str(allocation.ncoa),
+        }
+        return [Notice("una.naack", fields), SendIcmpv6(unspecified, all_nodes, message, interface)]
+
+    def links_present(self, interfaces: set[str], now: float) -> list[Effect]:
+        """The driver's look at the links: a bound prefix whose link is there lives on (renewed); one whose link
+        is gone is released (the node's point-to-point session ended)."""
+        if self.prefix_pool is None or self.params.per_node is None:
+            return []
+        effects: list[Effect] = []
+        for allocation in self.prefix_pool.allocations():
+            if allocation.interface is None:
+                continue
+            if allocation.interface in interfaces:
+                lifetime = self.params.per_node.lifetime
+                if allocation.expires_at - now < lifetime / 2:  # renewed twice per lifetime, not every look
+                    self.prefix_pool.renew(allocation.lla, now, lifetime)
+            else:
+                released = self.prefix_pool.release(allocation.lla)
+                effects.append(PrefixEvent("released", released, "link-gone"))
+        return effects
+
+    def restore_prefixes(self, saved: list[Allocation], interfaces: set[str], now: float) -> list[Effect]:
+        """Per-node prefixes saved before a restart, back into the pool: those whose link is still there are
+        bound again (their lifetime counted from now: the link is there), unbound ones keep their saved expiry,
+        those whose link went meanwhile or whose hold ran out are dropped. None is given to another node."""
+        if self.prefix_pool is None or self.params.per_node is None:
+            return []
+        kept = [
+            replace(a, expires_at=now + self.params.per_node.lifetime) if a.interface is not None else a
+            for a in saved
+            if (a.interface in interfaces if a.interface is not None else a.expires_at > now)
+        ]
+        return [
+            PrefixEvent("bound" if a.interface is not None else "assigned", a, "restored")
+            for a in self.prefix_pool.restore(kept)
+        ]
+
+    def release_prefix(self, lla: bytes) -> list[Effect]:
+        """End a node's binding explicitly: its prefix goes back to the pool."""
+        if self.prefix_pool is None:
+            return []
+        released = self.prefix_pool.release(lla)
+        return [PrefixEvent("released", released, "released")] if released is not None else []
 
     def _hi_decision(self, packet: ReceivedMh, hi: mhwire.HI) -> tuple[int, IPv6Address | None]:
         """HAck Code and the NCoA to return (§6.2.1.2)."""
@@ -696,6 +945,8 @@ class RouterCore:
         """Retransmit HIs whose deadline passed (×2 backoff, §6.2.1.1), give up after HI_RETRIES (FBack 128),
         and forget finished records."""
         effects: list[Effect] = []
+        if self.prefix_pool is not None:
+            effects += [PrefixEvent("released", a, "expired") for a in self.prefix_pool.expire(now)]
         while self._timers and self._timers[0][0] <= now:
             at, _order, item = heapq.heappop(self._timers)
             if not self._due(at, item):

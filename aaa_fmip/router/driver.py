@@ -34,6 +34,7 @@ from aaa_fmip.radius.ar import PushedHandoverKey
 from aaa_fmip.router import core
 from aaa_fmip.router.keycache import HandoverKeyCache, KeyServiceError, KeyUnknown, RestKeyService, Verifier
 from aaa_fmip.router.metrics import RouterMetrics
+from aaa_fmip.router.p2p import P2PLinks
 from aaa_fmip.router.verify import FbuVerdict, ReceivedMh
 from aaa_fmip.wire import ipv6 as ipv6wire
 
@@ -46,11 +47,14 @@ IPPROTO_DSTOPTS: Final = 60
 IPV6_CHECKSUM: Final = 7  # <netinet/in.h>; RFC 3542 §3.1
 ICMP6_FILTER: Final = 1  # <netinet/icmp6.h>, level IPPROTO_ICMPV6
 FMIPV6_ICMP_TYPE: Final = 154  # RFC 5568 §6.1
+P2P_ND_TYPES: Final = (133, 136)  # RS and NA (the UNA) of nodes on per-node links (RFC 5568 §6.3)
 _CMSG_SPACE: Final = socket.CMSG_SPACE(20)
 _HOUSEKEEPING: Final = 10.0  # seconds between cache and replay-state expiry sweeps
 
 # Notices worth a warning: an operator should see them without debug logging.
-_WARN: Final = frozenset({"fbu.rejected", "hi.no-hack", "fbu.unknown-nar", "hack.unknown-router"})
+_WARN: Final = frozenset(
+    {"fbu.rejected", "hi.no-hack", "fbu.unknown-nar", "hack.unknown-router", "hack.ncoa-outside-prefix"}
+)
 _DEBUG: Final = frozenset({"mh.ignored", "prrtadv.sent"})
 
 
@@ -89,13 +93,14 @@ class RawSockets:
     icmp: socket.socket
 
     @classmethod
-    def open(cls) -> RawSockets:
+    def open(cls, *, per_node_links: bool = False) -> RawSockets:
         mh = socket.socket(socket.AF_INET6, socket.SOCK_RAW, IPPROTO_MH)
         mh.setsockopt(socket.IPPROTO_IPV6, IPV6_CHECKSUM, 4)  # RFC 6275 §6.1.1: checksum at MH offset 4
         dstopts = socket.socket(socket.AF_INET6, socket.SOCK_RAW, IPPROTO_DSTOPTS)
         icmp = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
         blocked = [0xFFFFFFFF] * 8  # a set bit blocks the type (RFC 3542 §3.2, Linux layout)
-        blocked[FMIPV6_ICMP_TYPE >> 5] &= ~(1 << (FMIPV6_ICMP_TYPE & 31))
+        for kind in (FMIPV6_ICMP_TYPE, *(P2P_ND_TYPES if per_node_links else ())):
+            blocked[kind >> 5] &= ~(1 << (kind & 31))
         icmp.setsockopt(socket.IPPROTO_ICMPV6, ICMP6_FILTER, struct.pack("@8I", *blocked))
         icmp.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, 255)  # RFC 5568 §6.1
         icmp.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, 255)
@@ -125,6 +130,7 @@ class RouterAgent:
         feed_wait: float = 4.0,
         report_verdicts: bool = True,
         max_buffered_verdicts: int = 10_000,
+        p2p: P2PLinks | None = None,
     ) -> None:
         self.core = router
         self.verifier = verifier
@@ -137,6 +143,7 @@ class RouterAgent:
         self.feed_wait = feed_wait
         self.report_verdicts = report_verdicts and service is not None and verifier.mode == "local"
         self.max_buffered_verdicts = max_buffered_verdicts
+        self.p2p = p2p
         self._verdicts: list[dict[str, Any]] = []
         self._wake = asyncio.Event()
         self._stopped = asyncio.Event()
@@ -146,8 +153,10 @@ class RouterAgent:
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
+        if self.p2p is not None:
+            self.p2p.restore(self._apply)  # per-node prefixes held before a restart, before any HI or RS
         if self.sockets is None:
-            self.sockets = RawSockets.open()
+            self.sockets = RawSockets.open(per_node_links=self.p2p is not None)
         s = self.sockets
         loop.add_reader(s.mh.fileno(), self._readable, s.mh, False)
         loop.add_reader(s.dstopts.fileno(), self._readable, s.dstopts, True)
@@ -161,6 +170,8 @@ class RouterAgent:
             background.append(asyncio.create_task(self._follow_revocations()))
         if self.report_verdicts:
             background.append(asyncio.create_task(self._report_loop()))
+        if self.p2p is not None:
+            background.append(asyncio.create_task(self.p2p.run(self._apply)))
         try:
             await self._stopped.wait()
         finally:
@@ -173,6 +184,9 @@ class RouterAgent:
                 loop.remove_reader(fd)
             for task in list(self._tasks):
                 task.cancel()
+            if self.p2p is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(self.p2p.close(), 10.0)
             s.close()
             log.info("router agent stopped")
 
@@ -231,7 +245,7 @@ class RouterAgent:
                 log.warning("receive failed", extra={"errno": exc.errno})
                 return
             destination, ifindex = _destination(ancillary)
-            if destination is None or not data or data[0] != FMIPV6_ICMP_TYPE:
+            if destination is None or not data or data[0] not in (FMIPV6_ICMP_TYPE, *P2P_ND_TYPES):
                 continue
             source = IPv6Address(peer[0].split("%")[0])
             interface = None
@@ -256,6 +270,8 @@ class RouterAgent:
                 self._notice(effect)
             elif isinstance(effect, core.HandoverFinished):
                 self._finished(effect)
+            elif isinstance(effect, core.PrefixEvent) and self.p2p is not None:
+                self.p2p.handle(effect)
         self._wake.set()
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:

@@ -70,3 +70,26 @@ class RouterMetrics:
         self.malformed = Counter(
             "aaa_fmip_router_malformed", "Datagrams dropped as malformed, by the field at fault.", ["field"], registry=r
         )
+        self.prefixes_allocated = Gauge(
+            "aaa_fmip_router_prefixes_allocated", "Per-node prefixes handed out (NAR, [prefixes]).", registry=r
+        )
+        self.prefixes_free = Gauge(
+            "aaa_fmip_router_prefixes_free", "Per-node prefixes left in the pool (NAR, [prefixes]).", registry=r
+        )
+        self.prefixes_exhausted = Counter(
+            "aaa_fmip_router_prefix_pool_exhausted",
+            "Nodes refused a per-node prefix because the pool was empty (HAck 130).",
+            registry=r,
+        )
+        self.prefixes_released = Counter(
+            "aaa_fmip_router_prefixes_released",
+            "Per-node prefixes back in the pool, by reason: expired, link-gone, released.",
+            ["reason"],
+            registry=r,
+        )
+        self.radvd_reloads = Counter(
+            "aaa_fmip_router_radvd_reloads",
+            "radvd configurations applied for the per-node links, by result (ok, error).",
+            ["result"],
+            registry=r,
+        )

@@ -52,6 +52,9 @@ class Neighbour:
     nar_lla: bytes = b""  # the NAR's link-layer address on that link (ND 19 code 3), if known
     local: bool = False  # the AP is on this router's own interface: no CoA change (Option-Code 5)
     fast_handover: bool = True  # False: the AP has no fast handover support (Option-Code 7)
+    # The NAR assigns each node's NCoA from a per-node prefix (point-to-point links, RFC 5568 §5.3, RFC 5271
+    # §5.1): HIs to it carry S=1 and ``nar_prefix`` is the aggregate the per-node prefixes come from.
+    assigns_addresses: bool = False
 
     def tuple_options(self) -> list[icmpv6.NDOption]:
         """The [AP-ID, AR-Info] tuple of RFC 5568 §6.1.2, in its order: New AP LLA, NAR LLA, NAR IP, NAR prefix."""

@@ -14,8 +14,8 @@ import time
 from collections.abc import Callable
 
 from aaa_fmip import keys
+from aaa_fmip.model import LifetimeUnits
 from aaa_fmip.send_policy import SendPolicy
-from aaa_fmip.service._access import LifetimeUnits
 from aaa_fmip.service.audit import AuditUseCases
 from aaa_fmip.service.cache import SessionCache
 from aaa_fmip.service.handover import MAX_SPI_CANDIDATES, HandoverUseCases

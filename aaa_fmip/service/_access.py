@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable
-from typing import Literal
 
 from aaa_fmip.errors import Forbidden
 from aaa_fmip.model import Caller, Role
@@ -12,7 +11,6 @@ from aaa_fmip.send_policy import SendPolicy
 from aaa_fmip.store import AuditItem, Store
 
 IPv6 = ipaddress.IPv6Address
-LifetimeUnits = Literal["4s", "seconds"]
 
 
 class UseCase:

@@ -11,7 +11,7 @@ from aaa_fmip.errors import (
     InvalidRequest,
     NotFound,
 )
-from aaa_fmip.model import Caller, HandoverKeyGrant, SessionInfo
+from aaa_fmip.model import Caller, EapKeys, HandoverKeyGrant, SessionInfo, SessionRequest
 from aaa_fmip.service._access import IPv6, UseCase, audit_item, require, require_router
 from aaa_fmip.store import AuditItem, SessionRecord
 
@@ -128,59 +128,19 @@ def normalise_calling_station_id(value: str) -> str:
 class SessionUseCases(UseCase):
     """Sessions from the AAA side: ingest (prepare, commit), revoke, and authentications without an EMSK."""
 
-    def ingest_session(
-        self,
-        caller: Caller,
-        *,
-        user_name: str,
-        emsk: bytes | None = None,
-        eap_session_id: bytes | None = None,
-        dsrk: bytes | None = None,
-        emsk_name: bytes | None = None,
-        calling_station_id: str | None = None,
-        nas_identifier: str | None = None,
-        lifetime: int | None = None,
-        external_ids: tuple[str, ...] = (),
-        push_to: tuple[Caller, IPv6] | None = None,
-    ) -> SessionInfo:
+    def ingest_session(self, caller: Caller, request: SessionRequest) -> SessionInfo:
         """Derive the HMK (EMSK + Session-Id, or DSRK + EMSKName; architecture.md §2) and store the session.
 
-        The EMSK/DSRK is used here once and never stored. ``push_to`` = (an access router, one of its addresses):
-        also that router's HK (``SessionInfo.grant``), for the AAA server to push in the Access-Accept; derived
-        from the HMK just derived rather than read back, its audit entry appended together with the session's.
-        :meth:`prepare_session` then :meth:`commit_session`, in this thread.
+        The EMSK/DSRK is used here once and never stored. ``request.push_to`` = (an access router, one of its
+        addresses): also that router's HK (``SessionInfo.grant``), for the AAA server to push in the
+        Access-Accept; derived from the HMK just derived rather than read back, its audit entry appended
+        together with the session's. :meth:`prepare_session` then :meth:`commit_session`, in this thread.
         """
-        prepared = self.prepare_session(
-            caller,
-            user_name=user_name,
-            emsk=emsk,
-            eap_session_id=eap_session_id,
-            dsrk=dsrk,
-            emsk_name=emsk_name,
-            calling_station_id=calling_station_id,
-            nas_identifier=nas_identifier,
-            lifetime=lifetime,
-            external_ids=external_ids,
-            push_to=push_to,
-        )
+        prepared = self.prepare_session(caller, request)
         self.commit_session(prepared)
         return prepared.info
 
-    def prepare_session(
-        self,
-        caller: Caller,
-        *,
-        user_name: str,
-        emsk: bytes | None = None,
-        eap_session_id: bytes | None = None,
-        dsrk: bytes | None = None,
-        emsk_name: bytes | None = None,
-        calling_station_id: str | None = None,
-        nas_identifier: str | None = None,
-        lifetime: int | None = None,
-        external_ids: tuple[str, ...] = (),
-        push_to: tuple[Caller, IPv6] | None = None,
-    ) -> PreparedSession:
+    def prepare_session(self, caller: Caller, request: SessionRequest) -> PreparedSession:
         """The checks and derivations of :meth:`ingest_session`, without any store call.
 
         Pure computation (the clock aside): the HMK and the pushed router's grant now; the session record and
@@ -188,26 +148,20 @@ class SessionUseCases(UseCase):
         behind the Access-Accept, so building them stays out of the authentication's path).
         Raises what ingest raises before it touches the store (Forbidden, InvalidRequest).
         """
+        push_to = request.push_to
         router_name = require_router(*push_to) if push_to is not None else None
         require(caller, "aaa", "admin")
-        home = emsk is not None or eap_session_id is not None
-        visited = dsrk is not None or emsk_name is not None
-        if home == visited:
-            raise InvalidRequest(
-                "give either emsk and eap_session_id, or dsrk and emsk_name", reason="missing-key-material"
-            )
+        lifetime = request.lifetime
         if lifetime is not None and lifetime <= 0:
             raise InvalidRequest("lifetime must be a positive number of seconds", reason="invalid-lifetime")
+        root = request.keys
+        kind: Literal["eap", "dsrk"]
         try:
-            if home:
-                if emsk is None or eap_session_id is None:
-                    raise InvalidRequest("emsk and eap_session_id go together", reason="missing-key-material")
-                master = keys.derive_hmk(emsk, eap_session_id)
-                kind: Literal["eap", "dsrk"] = "eap"
+            if isinstance(root, EapKeys):
+                master = keys.derive_hmk(root.emsk, root.eap_session_id)
+                kind = "eap"
             else:
-                if dsrk is None or emsk_name is None:
-                    raise InvalidRequest("dsrk and emsk_name go together", reason="missing-key-material")
-                master = keys.derive_hmk_visited(dsrk, emsk_name)
+                master = keys.derive_hmk_visited(root.dsrk, root.emsk_name)
                 kind = "dsrk"
         except ValueError as exc:  # length checks in keys.*; their messages carry no key octets
             raise InvalidRequest(str(exc), reason="invalid-key-material") from None
@@ -222,14 +176,14 @@ class SessionUseCases(UseCase):
             grant = grant_of(hk, granted)
         facts = _SessionFacts(
             actor=caller.name,
-            user_name=user_name,
+            user_name=request.user_name,
             master=master,
             kind=kind,
             now=now,
             granted=granted,
-            calling_station_id=calling_station_id,
-            nas_identifier=nas_identifier,
-            external_ids=external_ids,
+            calling_station_id=request.calling_station_id,
+            nas_identifier=request.nas_identifier,
+            external_ids=request.external_ids,
             push=push,
         )
         info = SessionInfo(hmk_name=master.hmk_name, spi=master.spi, expires_at=now + granted, grant=grant)

@@ -10,9 +10,10 @@ the state change they record), and :mod:`aaa_fmip.store.redis` runs them. Layout
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal, Protocol, TypeVar
+from typing import TYPE_CHECKING, Final, Literal, Protocol, TypeVar
 
 from aaa_fmip.crypto.secrets import SecretBytes
 
@@ -23,6 +24,18 @@ T = TypeVar("T")
 AuditItem = tuple[str, Mapping[str, str | int | None], float]  # event, fields, at
 
 ReplayOutcome = Literal["accepted", "retransmission", "replay"]
+
+# What store.url and store.prefix may be (checked by the settings and again by the driver).
+SCHEMES: Final = ("redis", "rediss", "unix", "redis+sentinel", "rediss+sentinel", "redis+cluster", "rediss+cluster")
+DEFAULT_PREFIX: Final = "fmip"
+# Braces are excluded because Redis Cluster reads "{...}" in a key name as a hash tag.
+PREFIX_RULE: Final = "1-64 characters of A-Z a-z 0-9 _ . : - (no braces)"
+_PREFIX: Final = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+
+
+def valid_prefix(prefix: str) -> bool:
+    """Whether ``prefix`` may start every key name (:data:`PREFIX_RULE`)."""
+    return _PREFIX.fullmatch(prefix) is not None
 
 
 @dataclass(frozen=True)

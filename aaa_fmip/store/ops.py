@@ -21,6 +21,7 @@ Key names (``P`` = the prefix, default ``fmip``; ``H`` = lowercase hex; TTLs in 
     P:revoked-spi:<decimal SPI>          revocation tombstone of an SPI              [old expires_at - now]
     P:sendkey-hash:H(key_hash)           string H(cga) of the live HK for that key    [the record's]
     P:sendkey-lock:H(key_hash)           claim on creating that key's HK              [the claim's]
+    P:irk                                the infrastructure root key, JSON; ``irk`` wrapped [none]
     P:{audit}:stream                     the audit Redis Stream                       [none]
     P:{audit}:head                       "n:mac" of the last audit entry              [none]
     P:{audit}:anchor                     signed checkpoint of the last trimmed entry  [none]
@@ -59,9 +60,12 @@ from collections.abc import Callable, Generator, Mapping, Sequence
 from ipaddress import IPv6Address
 from typing import Any, Final, TypeVar, cast
 
+from aaa_fmip.crypto.secrets import SecretBytes
 from aaa_fmip.crypto.wrap import KekRing
-from aaa_fmip.errors import ReplayNotReplicated, StoreError, StoreUnavailable
+from aaa_fmip.errors import ConfigError, ReplayNotReplicated, StoreError, StoreUnavailable
 from aaa_fmip.store import (
+    DEFAULT_PREFIX,
+    PREFIX_RULE,
     AuditCheck,
     AuditEntry,
     AuditItem,
@@ -70,6 +74,7 @@ from aaa_fmip.store import (
     SendKeyRecord,
     SessionRecord,
     records,
+    valid_prefix,
 )
 from aaa_fmip.store import audit as chain
 from aaa_fmip.store import scripts as lua
@@ -153,13 +158,15 @@ class StoreOps:
         self,
         kek: KekRing,
         *,
-        prefix: str = "fmip",
+        prefix: str = DEFAULT_PREFIX,
         cluster: bool = False,
         write_timeout: float = 0.5,
         clock: Callable[[], float],
     ) -> None:
         if not write_timeout > 0:
             raise ValueError("write_timeout must be positive")
+        if not valid_prefix(prefix):
+            raise ConfigError(f"must be {PREFIX_RULE}", key="store.prefix")
         self.kek = kek
         self.p = prefix
         self.cluster = cluster
@@ -696,6 +703,25 @@ class StoreOps:
             return None
         rec = yield from self.get_send_key_by_cga(cga)
         return rec if rec is not None and rec.key_hash == key_hash else None
+
+    # --- the infrastructure root key (architecture.md §2: router-pair PSKs) --------------------------------
+
+    def irk_key(self) -> str:
+        return f"{self.p}:irk"
+
+    def infrastructure_root_key(self, make: Callable[[], SecretBytes], *, now: float) -> Op[SecretBytes]:
+        """The IRK, unwrapped: the stored one, or ``make()`` stored first (``SET NX``, so concurrent first calls
+        all end with the one that landed). Never expires; it stays wrapped under the KEK it was created with."""
+        key = self.irk_key()
+        raw = _b((yield Command(("GET", key))))
+        if raw is None:
+            value = records.encode_irk(make(), now, key, self.kek)
+            # the GET behind SET NX reads whichever value won (nothing deletes this key)
+            _, raw_reply = yield Pipeline((Command(("SET", key, value, "NX")), Command(("GET", key))))
+            raw = _b(raw_reply)
+            if raw is None:
+                raise StoreError(f"{key} vanished right after it was created")
+        return records.decode_irk(raw, key, self.kek)
 
     # --- audit -------------------------------------------------------------------------------------------
 

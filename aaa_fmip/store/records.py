@@ -1,6 +1,7 @@
-"""Records as stored: one codec for sessions and RFC 5269 keys (JSON, version 1, the key material wrapped).
+"""Records as stored: one codec for sessions, RFC 5269 keys and the infrastructure root key (JSON, version 1, the
+key material wrapped).
 
-A record is compact JSON with sorted keys; its key material (``hmk`` of a session, ``hk`` of a SEND key) is
+A record is compact JSON with sorted keys; its key material (``hmk`` of a session, ``hk`` of a SEND key, ``irk``) is
 base64 of the AES-256-GCM blob of :meth:`KekRing.wrap`, whose AAD is the record's full Redis key name, so a
 wrapped key copied under another name fails to unwrap. Identifiers (user name, MAC, NAS, external ids) are in
 clear. A record that does not parse raises :class:`StoreError` naming the key; one whose key material does not
@@ -100,6 +101,18 @@ def decode_send_key(cga: IPv6Address, raw: bytes, key: str, kek: KekRing) -> Sen
         )
 
     return decode(raw, "hk", key, kek, "SEND key", build)
+
+
+def encode_irk(irk: SecretBytes, created_at: float, key: str, kek: KekRing) -> bytes:
+    return encode({"created_at": created_at}, "irk", irk, key, kek)
+
+
+def decode_irk(raw: bytes, key: str, kek: KekRing) -> SecretBytes:
+    def build(doc: dict[str, Any], irk: SecretBytes) -> SecretBytes:
+        float(doc["created_at"])
+        return irk
+
+    return decode(raw, "irk", key, kek, "infrastructure root key", build)
 
 
 def indexed_names(raw: bytes) -> tuple[int, str | None, set[str]] | None:

@@ -83,7 +83,6 @@ from aaa_fmip.store.urls import ConnectHooks, connection_for
 __all__ = ["AUDIT_GENESIS", "AsyncRedisOps", "RedisStore", "canonical_fields", "checkpoint_text"]
 
 T = TypeVar("T")
-_PREFIX_CHARS: Final = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.:-")
 
 # Conditions in which Redis cannot serve now but may soon (failover, loading, persistence trouble).
 _UNAVAILABLE_REPLIES: Final = (
@@ -121,8 +120,6 @@ class RedisStore:
         client of the same server (once per event loop); without it :attr:`aio` is None. ``write_timeout``:
         how long after sending an audited write the client gives up on it (its socket timeout); the write
         carries that deadline into Redis. ``cluster`` None: learnt from the client on first use."""
-        if not 1 <= len(prefix) <= 64 or not set(prefix) <= _PREFIX_CHARS:
-            raise ConfigError("must be 1-64 characters of [A-Za-z0-9_.:-] (no braces)", key="store.prefix")
         self._connect = connect
         self._where = where
         self._on_close = on_close

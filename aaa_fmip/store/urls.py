@@ -38,6 +38,7 @@ from redis.retry import Retry
 from redis.sentinel import Sentinel
 
 from aaa_fmip.errors import ConfigError
+from aaa_fmip.store import SCHEMES
 
 
 @dataclass(frozen=True)
@@ -173,7 +174,7 @@ def connection_for(
         return Connection(connect_cluster, aconnect_cluster, where, None, cluster=True)
 
     raise ConfigError(
-        f"unsupported URL scheme {scheme!r} (use redis, rediss, unix, redis+sentinel or redis+cluster)",
+        f"unsupported URL scheme {scheme!r} (use {', '.join(SCHEMES)})",
         key="store.url",
     )
 

@@ -1,4 +1,6 @@
-"""ICMPv6 FMIPv6 messages (RFC 5568 §6.1) and the ND options they carry (RFC 5568 §6.4, RFC 5269 §4, RFC 3971 §5).
+"""ICMPv6 FMIPv6 messages (RFC 5568 §6.1) and the ND options they carry (RFC 5568 §6.4, RFC 5269 §4, RFC 3971 §5);
+the three Neighbor Discovery messages a NAR on point-to-point links meets (RS, RA, NA: RFC 4861 §4; RFC 5568
+§6.3 for the UNA and the RA with NAACK), with their own ``encode_nd_message`` / ``decode_nd_message``.
 
 ``encode_icmpv6`` computes the Checksum over the IPv6 pseudo-header (RFC 4443 §2.3, Next Header 58);
 ``decode_icmpv6`` verifies it when it is given both addresses. Lengths and padding are computed by the
@@ -44,13 +46,18 @@ __all__ = [
     "LinkLayerAddress",
     "LinkLayerAddressCode",
     "NAACKStatus",
+    "NDMessage",
     "NDOption",
     "NDOptionType",
+    "NeighborAdvertisement",
     "NewRouterPrefix",
     "Nonce",
     "PrRtAdv",
     "PrRtAdvCode",
+    "PrefixInformation",
     "RSASignature",
+    "RouterAdvertisement",
+    "RouterSolicitation",
     "RtSolPr",
     "SourceLinkLayerAddress",
     "TargetLinkLayerAddress",
@@ -58,8 +65,10 @@ __all__ = [
     "UnknownIcmpv6Message",
     "UnknownNDOption",
     "decode_icmpv6",
+    "decode_nd_message",
     "decode_nd_options",
     "encode_icmpv6",
+    "encode_nd_message",
     "encode_nd_options",
 ]
 
@@ -182,6 +191,53 @@ class TargetLinkLayerAddress:
     @classmethod
     def decode_body(cls, body: bytes, *, offset: int) -> TargetLinkLayerAddress:
         return cls(_lla_from_field(body, 2))
+
+
+@dataclass(frozen=True)
+class PrefixInformation:
+    """Prefix Information option (ND 3, RFC 4861 §4.6.2), Length 4: ``Prefix Length | L A Reserved1 |
+    Valid Lifetime(4) | Preferred Lifetime(4) | Reserved2(4) | Prefix(16)``. Lifetimes in seconds,
+    0xffffffff meaning infinity."""
+
+    option_type: ClassVar[int] = NDOptionType.PREFIX_INFORMATION
+
+    prefix_length: int  # bits, 0..128
+    prefix: IPv6Address
+    valid_lifetime: int  # seconds
+    preferred_lifetime: int  # seconds
+    on_link: bool = True  # L
+    autonomous: bool = True  # A: usable for SLAAC (RFC 4862 §5.5.3)
+
+    def encode(self) -> bytes:
+        check_uint("Prefix Length", self.prefix_length, 8)
+        check_uint("Valid Lifetime", self.valid_lifetime, 32)
+        check_uint("Preferred Lifetime", self.preferred_lifetime, 32)
+        flags = self.on_link << 7 | self.autonomous << 6
+        body = (
+            bytes((self.prefix_length, flags))
+            + self.valid_lifetime.to_bytes(4, "big")
+            + self.preferred_lifetime.to_bytes(4, "big")
+            + bytes(4)
+            + self.prefix.packed
+        )
+        return nd_option(self.option_type, body)
+
+    @classmethod
+    def decode_body(cls, body: bytes, *, offset: int) -> PrefixInformation:
+        if len(body) != 30:
+            raise DecodeError(
+                f"option must be 32 octets, got {len(body) + 2}",
+                field="nd.prefix_information.length",
+                offset=offset - 1,
+            )
+        r = Reader(body, base=offset)
+        prefix_length = r.pull_u8("nd.prefix_information.prefix_length")
+        flags = r.pull_u8("nd.prefix_information.flags")  # Reserved1 bits: ignored by the receiver
+        valid = r.pull_u32("nd.prefix_information.valid_lifetime")
+        preferred = r.pull_u32("nd.prefix_information.preferred_lifetime")
+        r.pull_bytes(4, "nd.prefix_information.reserved2")
+        prefix = r.pull_ipv6("nd.prefix_information.prefix")
+        return cls(prefix_length, prefix, valid, preferred, bool(flags & 0x80), bool(flags & 0x40))
 
 
 def _decode_address_prefix(body: bytes, offset: int, name: str) -> tuple[int, int, IPv6Address]:
@@ -383,6 +439,7 @@ class UnknownNDOption:
 NDOption: TypeAlias = (
     SourceLinkLayerAddress
     | TargetLinkLayerAddress
+    | PrefixInformation
     | IPAddressPrefix
     | NewRouterPrefix
     | LinkLayerAddress
@@ -399,6 +456,7 @@ NDOption: TypeAlias = (
 _KNOWN_OPTIONS = (
     SourceLinkLayerAddress,
     TargetLinkLayerAddress,
+    PrefixInformation,
     IPAddressPrefix,
     NewRouterPrefix,
     LinkLayerAddress,
@@ -464,6 +522,111 @@ class UnknownIcmpv6Message:
 
 
 Icmpv6Message: TypeAlias = RtSolPr | PrRtAdv | UnknownIcmpv6Message
+
+
+@dataclass(frozen=True)
+class RouterSolicitation:
+    """Router Solicitation (ICMPv6 133, RFC 4861 §4.1): ``Reserved(4) | options``."""
+
+    options: tuple[NDOption, ...] = ()
+
+
+@dataclass(frozen=True)
+class RouterAdvertisement:
+    """Router Advertisement (ICMPv6 134, RFC 4861 §4.2): ``Cur Hop Limit | M O Reserved | Router Lifetime(2) |
+    Reachable Time(4) | Retrans Timer(4) | options``. The NAR's reactive answer carries NAACK (RFC 5568 §6.3)."""
+
+    router_lifetime: int  # seconds; 0: not a default router
+    options: tuple[NDOption, ...] = ()
+    cur_hop_limit: int = 0  # 0: unspecified
+    managed: bool = False  # M
+    other: bool = False  # O
+    reachable_time: int = 0  # milliseconds, 0: unspecified
+    retrans_timer: int = 0  # milliseconds, 0: unspecified
+
+
+@dataclass(frozen=True)
+class NeighborAdvertisement:
+    """Neighbor Advertisement (ICMPv6 136, RFC 4861 §4.4): ``R S O Reserved(29 bits) | Target Address |
+    options``. A node's UNA on the NAR's link (RFC 5568 §6.3) has R, S and O clear and its NCoA as Target."""
+
+    target: IPv6Address
+    options: tuple[NDOption, ...] = ()
+    router: bool = False  # R
+    solicited: bool = False  # S
+    override: bool = False  # O
+
+
+NDMessage: TypeAlias = RouterSolicitation | RouterAdvertisement | NeighborAdvertisement
+
+
+def _nd_message_octets(msg: NDMessage) -> bytes:
+    """An ND message with a zero Checksum (RFC 4861 §4.1, §4.2, §4.4)."""
+    if isinstance(msg, RouterSolicitation):
+        head = bytes((Icmpv6Type.ROUTER_SOLICITATION, 0, 0, 0)) + bytes(4)
+    elif isinstance(msg, RouterAdvertisement):
+        check_uint("Cur Hop Limit", msg.cur_hop_limit, 8)
+        check_uint("Router Lifetime", msg.router_lifetime, 16)
+        check_uint("Reachable Time", msg.reachable_time, 32)
+        check_uint("Retrans Timer", msg.retrans_timer, 32)
+        head = (
+            bytes((Icmpv6Type.ROUTER_ADVERTISEMENT, 0, 0, 0, msg.cur_hop_limit, msg.managed << 7 | msg.other << 6))
+            + msg.router_lifetime.to_bytes(2, "big")
+            + msg.reachable_time.to_bytes(4, "big")
+            + msg.retrans_timer.to_bytes(4, "big")
+        )
+    else:
+        flags = msg.router << 31 | msg.solicited << 30 | msg.override << 29
+        head = bytes((Icmpv6Type.NEIGHBOR_ADVERTISEMENT, 0, 0, 0)) + flags.to_bytes(4, "big") + msg.target.packed
+    return head + encode_nd_options(msg.options)
+
+
+def encode_nd_message(msg: NDMessage, *, source: IPv6Address, destination: IPv6Address) -> bytes:
+    """An RS, RA or NA with its Checksum (RFC 4443 §2.3)."""
+    octets = _nd_message_octets(msg)
+    checksum = _checksum(octets, source, destination)
+    return octets[:2] + checksum.to_bytes(2, "big") + octets[4:]
+
+
+def decode_nd_message(
+    data: bytes, *, source: IPv6Address | None = None, destination: IPv6Address | None = None
+) -> NDMessage | UnknownIcmpv6Message:
+    """Decode an RS, RA or NA (anything else: :class:`UnknownIcmpv6Message`); with both addresses the Checksum
+    is verified first. A non-zero Code is a DecodeError (RFC 4861 §6.1.1, §6.1.2, §7.1.2: such messages are
+    discarded). Raises only DecodeError for malformed input."""
+    if (source is None) != (destination is None):
+        raise ValueError("give both source and destination to verify the checksum, or neither")
+    r = Reader(data)
+    icmp_type = r.pull_u8("icmpv6.type")
+    code = r.pull_u8("icmpv6.code")
+    r.pull_u16("icmpv6.checksum")
+    if source is not None and destination is not None and _checksum(data, source, destination) != 0:
+        raise DecodeError(
+            "checksum does not match the IPv6 pseudo-header and message", field="icmpv6.checksum", offset=2
+        )
+    known = (Icmpv6Type.ROUTER_SOLICITATION, Icmpv6Type.ROUTER_ADVERTISEMENT, Icmpv6Type.NEIGHBOR_ADVERTISEMENT)
+    if icmp_type not in known:
+        return UnknownIcmpv6Message(Icmpv6Type(icmp_type), code, r.pull_rest())
+    if code != 0:
+        raise DecodeError(f"ICMPv6 type {icmp_type} must have Code 0, got {code}", field="icmpv6.code", offset=1)
+    if icmp_type == Icmpv6Type.ROUTER_SOLICITATION:
+        r.pull_bytes(4, "nd.rs.reserved")
+        return RouterSolicitation(_decode_options(data, r.offset, 0))
+    if icmp_type == Icmpv6Type.ROUTER_ADVERTISEMENT:
+        hop_limit = r.pull_u8("nd.ra.cur_hop_limit")
+        flags = r.pull_u8("nd.ra.flags")
+        lifetime = r.pull_u16("nd.ra.router_lifetime")
+        reachable = r.pull_u32("nd.ra.reachable_time")
+        retrans = r.pull_u32("nd.ra.retrans_timer")
+        options = _decode_options(data, r.offset, 0)
+        return RouterAdvertisement(
+            lifetime, options, hop_limit, bool(flags & 0x80), bool(flags & 0x40), reachable, retrans
+        )
+    flags = r.pull_u32("nd.na.flags")
+    target = r.pull_ipv6("nd.na.target")
+    options = _decode_options(data, r.offset, 0)
+    return NeighborAdvertisement(target, options, bool(flags >> 31 & 1), bool(flags >> 30 & 1), bool(flags >> 29 & 1))
+
 
 _FMIP_HEADER = 8  # Type | Code | Checksum | Subtype | Reserved | Identifier (RFC 5568 §6.1)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from aaa_fmip.config import load_settings
 from aaa_fmip.errors import CryptoError
 from aaa_fmip.logging import configure_logging
 from aaa_fmip.metrics import Metrics
+from aaa_fmip.service.router_pairs import RouterPairUseCases
 from tests.support.service_proc import Credential, render_config
 
 SECRETISH = "c3" * 32
@@ -62,6 +64,7 @@ def app_for(tmp_path: Path, exc: BaseException, ar: Credential) -> Any:
         callers=build_callers(settings),
         metrics=metrics,
         limits=settings.limits,
+        router_pairs=RouterPairUseCases(service, time.time, ()),  # type: ignore[arg-type]
     )
     return create_app(context)
 

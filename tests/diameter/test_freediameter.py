@@ -14,10 +14,11 @@ from pathlib import Path
 import pytest
 
 from aaa_fmip import mn
+from aaa_fmip.crypto.secrets import SecretBytes
 from aaa_fmip.diameter.client import HandoverKeyClient
 from aaa_fmip.diameter.dictionary import DiameterDictionary
 from aaa_fmip.diameter.server import PeerConfig
-from aaa_fmip.model import SessionInfo
+from aaa_fmip.model import SessionInfo, SessionRequest, VisitedKeys
 from tests.diameter.peers import MobileNode
 from tests.diameter.stack import AAA, NCOA, PAR1, PAR2, PCOA, REALM, SERVICE, Stack, start_stack
 from tests.support.freediameter import FdMessage, FdPeer, FreeDiameter
@@ -75,7 +76,10 @@ def seen(fd: FreeDiameter, direction: str, peer: str, code: int, request: bool) 
 
 def ingest(stack: Stack, node: MobileNode) -> SessionInfo:
     info: SessionInfo = stack.service.ingest_session(
-        AAA, user_name=node.user_name, dsrk=node.dsrk(REALM), emsk_name=node.emsk_name, lifetime=600
+        AAA,
+        SessionRequest(
+            user_name=node.user_name, keys=VisitedKeys(SecretBytes(node.dsrk(REALM)), node.emsk_name), lifetime=600
+        ),
     )
     return info
 

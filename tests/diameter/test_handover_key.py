@@ -25,7 +25,7 @@ from aaa_fmip.crypto.secrets import SecretBytes
 from aaa_fmip.diameter.client import HandoverKeyClient
 from aaa_fmip.diameter.dictionary import DiameterDictionary
 from aaa_fmip.diameter.server import PeerConfig
-from aaa_fmip.model import SessionInfo
+from aaa_fmip.model import SessionInfo, SessionRequest, VisitedKeys
 from tests.diameter.peers import MobileNode
 from tests.diameter.stack import AAA, NCOA, PAR1, PAR2, PCOA, REALM, Stack, start_stack
 from tests.support.redis_server import RedisServer
@@ -63,11 +63,12 @@ def ar2(stack: Stack) -> Iterator[HandoverKeyClient]:
 def ingest(stack: Stack, node: MobileNode) -> SessionInfo:
     info: SessionInfo = stack.service.ingest_session(
         AAA,
-        user_name=node.user_name,
-        dsrk=node.dsrk(REALM),
-        emsk_name=node.emsk_name,
-        calling_station_id=node.calling_station_id,
-        lifetime=3600,
+        SessionRequest(
+            user_name=node.user_name,
+            keys=VisitedKeys(SecretBytes(node.dsrk(REALM)), node.emsk_name),
+            calling_station_id=node.calling_station_id,
+            lifetime=3600,
+        ),
     )
     return info
 

@@ -10,9 +10,10 @@ from diameter.message.avp import Avp
 
 from aaa_fmip.bootstrap import build_runtime
 from aaa_fmip.config import load_settings
+from aaa_fmip.crypto.secrets import SecretBytes
 from aaa_fmip.diameter import server
 from aaa_fmip.diameter.client import HandoverKeyClient
-from aaa_fmip.model import Caller
+from aaa_fmip.model import Caller, SessionRequest, VisitedKeys
 from tests.diameter.peers import MobileNode
 from tests.diameter.stack import PAR1
 from tests.support.redis_server import RedisServer, free_port
@@ -54,7 +55,10 @@ role = "ar"
         handle = server.start(runtime)
         node = MobileNode("serve@home.test")
         info = runtime.service.ingest_session(
-            Caller("test", "aaa"), user_name=node.user_name, dsrk=node.dsrk("example.net"), emsk_name=node.emsk_name
+            Caller("test", "aaa"),
+            SessionRequest(
+                user_name=node.user_name, keys=VisitedKeys(SecretBytes(node.dsrk("example.net")), node.emsk_name)
+            ),
         )
         with HandoverKeyClient(
             origin_host="ar1.example.net",

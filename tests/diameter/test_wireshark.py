@@ -17,9 +17,11 @@ from xml.etree import ElementTree
 import pytest
 
 from aaa_fmip import mn
+from aaa_fmip.crypto.secrets import SecretBytes
 from aaa_fmip.diameter import wireshark
 from aaa_fmip.diameter.dictionary import DiameterDictionary, default_dictionary_path, load_dictionary
 from aaa_fmip.diameter.server import PeerConfig
+from aaa_fmip.model import SessionRequest, VisitedKeys
 from tests.diameter.peers import MobileNode
 from tests.diameter.stack import AAA, NCOA, PAR1, PCOA, REALM, start_stack
 from tests.diameter.tshark import LoopbackCapture, tshark_text
@@ -39,7 +41,12 @@ def capture(redis_server: RedisServer, dictionary: DiameterDictionary) -> Iterat
             with LoopbackCapture(stack.port, Path(directory)) as cap:
                 node = MobileNode("wanda@home.test")
                 info = stack.service.ingest_session(
-                    AAA, user_name=node.user_name, dsrk=node.dsrk(REALM), emsk_name=node.emsk_name, lifetime=600
+                    AAA,
+                    SessionRequest(
+                        user_name=node.user_name,
+                        keys=VisitedKeys(SecretBytes(node.dsrk(REALM)), node.emsk_name),
+                        lifetime=600,
+                    ),
                 )
                 with stack.client("ar1.fmip.test") as ar1:
                     assert ar1.handover_key(PAR1, spi=info.spi).ok
@@ -55,6 +62,7 @@ def capture(redis_server: RedisServer, dictionary: DiameterDictionary) -> Iterat
                     assert ar1.verify_fbu(ar_address=PAR1, source=PCOA, mh=fbu).accepted
                 # The client's stop ends with DPR/DPA (RFC 6733 §5.4): once both are captured, so is the rest.
                 cap.wait_for("diameter.cmd.code == 282", 2)
+                cap.wait_for("diameter.cmd.code == 257", 2)  # and the CER/CEA that opened the connection
         finally:
             stack.stop()
         yield cap.path, stack.port

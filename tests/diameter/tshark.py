@@ -44,13 +44,22 @@ class LoopbackCapture:
         )
         reader = threading.Thread(target=self._read, daemon=True)
         reader.start()
+        # dumpcap prints "Capturing on" before it opens the interface; it creates the output file (and writes
+        # the pcapng section and interface headers) only once the interface is open and the filter set, so
+        # traffic sent before that file exists could go unrecorded.
         deadline = time.monotonic() + 20
-        while b"Capturing on" not in self._stderr:
+        while b"Capturing on" not in self._stderr or not self._file_started():
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 self.stop()
                 raise RuntimeError(f"dumpcap did not start capturing: {self._stderr.decode(errors='replace')}")
             time.sleep(0.02)
         return self
+
+    def _file_started(self) -> bool:
+        try:
+            return self.path.stat().st_size > 0
+        except FileNotFoundError:
+            return False
 
     def wait_for(self, display_filter: str, count: int, timeout: float = 20.0) -> None:
         """Wait until the file holds ``count`` frames matching ``display_filter`` (Diameter decoded on our port).

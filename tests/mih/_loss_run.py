@@ -11,9 +11,10 @@ import sys
 import time
 from typing import Any
 
+from aaa_fmip.mih.client import UdpClient
 from aaa_fmip.mih.information import InformationServer, neighbours_from_response
 from aaa_fmip.mih.neighbours import NeighbourTable
-from aaa_fmip.mih.transport import MIHServer, UdpClient
+from aaa_fmip.mih.server import MIHServer
 from aaa_fmip.wire import mih
 from tests.mih.test_information import TABLE
 

@@ -10,7 +10,8 @@ import time
 
 from aaa_fmip.mih.information import InformationServer
 from aaa_fmip.mih.neighbours import NeighbourTable
-from aaa_fmip.mih.transport import ByteChannel, MIHServer, Peer, Transport
+from aaa_fmip.mih.server import ByteChannel, MIHServer
+from aaa_fmip.mih.transport import Peer, Transport
 from aaa_fmip.wire import mih
 from tests.mih.test_information import TABLE
 from tests.mih.test_server import get_information, neighbour_routers

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from aaa_fmip.cli import main
-from aaa_fmip.mih.transport import TcpClient, UdpClient
+from aaa_fmip.mih.client import TcpClient, UdpClient
 from aaa_fmip.wire import mih
 from tests.mih.test_information import TABLE
 from tests.mih.test_server import get_information, neighbour_routers

@@ -16,9 +16,10 @@ from typing import Any
 
 import pytest
 
+from aaa_fmip.mih.client import TcpClient, UdpClient
 from aaa_fmip.mih.information import InformationServer, neighbours_from_response
 from aaa_fmip.mih.neighbours import NeighbourTable
-from aaa_fmip.mih.transport import MIHServer, TcpClient, UdpClient
+from aaa_fmip.mih.server import MIHServer
 from aaa_fmip.wire import mih
 from tests.mih.test_information import TABLE
 from tests.support.pcap import tshark_binary, tshark_fields

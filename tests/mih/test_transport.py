@@ -6,13 +6,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from aaa_fmip.mih.server import PlainChannel
 from aaa_fmip.mih.transport import (
     Acknowledged,
     DatagramCore,
     FrameRejected,
     MessageReceived,
     MessageTooLarge,
-    PlainChannel,
     RttEstimator,
     StreamCore,
     TransactionFailed,

@@ -168,7 +168,8 @@ class LoopbackCapture:
         deadline = time.monotonic() + 20
         seen = b""
         os.set_blocking(self.proc.stderr.fileno(), False)
-        while b"Capturing on" not in seen:
+        # "Capturing on" comes before dumpcap opens the interface; the file only once it is open and filtering.
+        while b"Capturing on" not in seen or not (os.path.exists(self.path) and os.path.getsize(self.path) > 0):
             assert time.monotonic() < deadline and self.proc.poll() is None, f"dumpcap did not start: {seen!r}"
             seen += self.proc.stderr.read() or b""
             time.sleep(0.05)

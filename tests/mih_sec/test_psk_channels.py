@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from aaa_fmip.errors import DecodeError
 from aaa_fmip.mih import psk as mihpsk
+from aaa_fmip.mih.psk._engine import _KeyCache
 
 IDENTITY = "0011223344556677"
 KEY = bytes(range(32))
@@ -237,7 +238,7 @@ def _closed_port() -> int:
 
 
 def test_key_octets_never_in_repr() -> None:
-    cache = mihpsk._KeyCache()
+    cache = _KeyCache()
     cache.hold(IDENTITY, KEY)
     cache.hold(IDENTITY, KEY)
     assert KEY.hex() not in repr(cache) and str(KEY) not in repr(cache)

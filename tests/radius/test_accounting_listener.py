@@ -13,7 +13,8 @@ from pyrad.client import Client, Timeout
 from pyrad.packet import AccountingResponse
 
 from aaa_fmip.bootstrap import Runtime
-from aaa_fmip.model import Caller
+from aaa_fmip.crypto.secrets import SecretBytes
+from aaa_fmip.model import Caller, EapKeys, SessionRequest
 from aaa_fmip.radius.attributes import class_value
 from aaa_fmip.radius.dictionary import pyrad_dictionary
 from tests.radius._stack import ACCOUNTING_SECRET, StackConfig, next_mac
@@ -96,12 +97,13 @@ def _session(runtime: Runtime, mac: str, nas: str | None = None) -> tuple[bytes,
     token = secrets.token_hex(16)
     info = runtime.service.ingest_session(
         AAA,
-        user_name="alice",
-        emsk=secrets.token_bytes(64),
-        eap_session_id=b"\x0d" + secrets.token_bytes(64),
-        calling_station_id=mac,
-        nas_identifier=nas,
-        external_ids=(f"radius-class:{token}",),
+        SessionRequest(
+            user_name="alice",
+            keys=EapKeys(SecretBytes(secrets.token_bytes(64)), b"\x0d" + secrets.token_bytes(64)),
+            calling_station_id=mac,
+            nas_identifier=nas,
+            external_ids=(f"radius-class:{token}",),
+        ),
     )
     return info.hmk_name, token
 
@@ -194,7 +196,7 @@ def test_in_process_listener_thread(redis_server: RedisServer, tmp_path: Path) -
         name, token = _session(runtime, next_mac())
         assert _stop(_client(config), Class=class_value(token)).code == AccountingResponse  # type: ignore[attr-defined]
         assert runtime.store.get_session(name) is None
-        assert handle.listener.counts["stop"] == 1
+        assert handle.listener.counts == {"accounting_stop": 1, "sessions_revoked": 1, "answered": 1}
     finally:
         handle.stop()
         runtime.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import logging
 import math
 import secrets
 from collections.abc import Iterator
@@ -99,6 +100,35 @@ def test_a_broken_configuration_never_rejects(
     assert module.accounting({"request": (("Acct-Status-Type", "Stop"),)}) == radiusd.RLM_MODULE_NOOP
     err = capsys.readouterr().err
     assert "aaa_fmip: not active (store.url: " in err and "authentication continues" in err
+
+
+def test_every_line_goes_to_radlog_while_the_module_is_loaded(
+    fresh_module: None, redis_server: RedisServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lines: list[tuple[int, str]] = []
+    monkeypatch.setattr(radiusd, "radlog", lambda level, message: lines.append((level, message)))
+    path = StackConfig(tmp_path, redis_server.url).write()
+    monkeypatch.setattr(radiusd, "config", {"config_file": str(path)}, raising=False)
+    root = logging.getLogger("aaa_fmip")
+    level_before = root.level
+    assert module.instantiate(None) == radiusd.RLM_MODULE_OK
+    ready = [(level, m) for level, m in lines if m.startswith("aaa_fmip: ready (store redis, 2 access routers, ")]
+    assert [level for level, _ in ready] == [radiusd.L_INFO], lines
+    emsk, sid = secrets.token_bytes(64), b"\x0d" + secrets.token_bytes(64)
+    module.post_auth(_lists(emsk, sid))
+    logging.getLogger("aaa_fmip.store").warning("a line of the store, with %s", "0x" + emsk.hex())
+    assert module.detach() == radiusd.RLM_MODULE_OK
+    name = mn.derive_master_key(emsk=emsk, eap_session_id=sid).hmk_name
+    assert (radiusd.L_DBG, f"aaa_fmip: session stored: HMK-Name {name.hex()} SPI ") in [
+        (level, message.rsplit(" ", 1)[0] + " ") for level, message in lines
+    ]
+    assert (radiusd.L_WARN, "aaa_fmip: a line of the store, with <redacted>") in lines
+    assert (radiusd.L_INFO, "aaa_fmip: detaching: keys_pushed=1, sessions_stored=1") in lines
+    assert all(emsk.hex() not in message for _, message in lines)
+    # Detached: the handler is gone and the logger's level is what it was.
+    count = len(lines)
+    logging.getLogger("aaa_fmip.radius.plugin").error("after detach")
+    assert len(lines) == count and root.level == level_before
 
 
 def test_prepend_sys_path(monkeypatch: pytest.MonkeyPatch) -> None:

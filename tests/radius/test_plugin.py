@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import logging
 import os
 import secrets
 import sys
@@ -17,26 +18,49 @@ import pytest
 
 from aaa_fmip import mn
 from aaa_fmip.bootstrap import Runtime
+from aaa_fmip.callers import CallerRegistry, describe_nas, match_router
 from aaa_fmip.errors import StoreUnavailable
-from aaa_fmip.model import AccessRouter, Caller
-from aaa_fmip.radius.attributes import NasIdentity
-from aaa_fmip.radius.plugin import BehindWriters, FreeRadiusPlugin, Level, RateLimitedLog, describe_nas, match_router
+from aaa_fmip.logging import RATE_KEY
+from aaa_fmip.metrics import Metrics
+from aaa_fmip.model import AccessRouter, Caller, NasIdentity
+from aaa_fmip.radius.plugin import FreeRadiusPlugin, PluginService
+from aaa_fmip.radius.pool import BehindWriters
+from aaa_fmip.radius.radlog import RadlogHandler, RadlogLevels, install, uninstall
 from aaa_fmip.service import HandoverKeyService, PreparedSession
 from tests.radius._stack import AR_ADDRESS, AR_NAS_IDENTIFIER, StackConfig, next_mac
 from tests.support.redis_server import RedisServer
 
+LEVELS = RadlogLevels(debug=1, info=3, warning=5, error=4)  # radiusd's L_DBG, L_INFO, L_WARN, L_ERR
+_LEVEL_NAMES = {1: "debug", 3: "info", 5: "warning", 4: "error"}
+
 
 class Log:
+    """What FreeRADIUS' ``radlog`` receives: the project's logging through the module's handler."""
+
     def __init__(self) -> None:
-        self.lines: list[tuple[Level, str]] = []
+        self.lines: list[tuple[str, str]] = []
         self.lock = threading.Lock()
 
-    def __call__(self, level: Level, message: str) -> None:
+    def __call__(self, level: int, message: str) -> None:
         with self.lock:
-            self.lines.append((level, message))
+            self.lines.append((_LEVEL_NAMES[level], message))
 
     def text(self) -> str:
         return "\n".join(m for _, m in self.lines)
+
+
+@pytest.fixture
+def log() -> Iterator[Log]:
+    """Every ``aaa_fmip.*`` line of the test, as the module's handler (redaction, rate limit) gives it to radlog."""
+    captured = Log()
+    installed = install(captured, LEVELS)
+    yield captured
+    uninstall(installed)
+
+
+def _plugin(service: PluginService, **kwargs: Any) -> FreeRadiusPlugin:
+    kwargs.setdefault("callers", CallerRegistry((), ()))
+    return FreeRadiusPlugin(service, metrics=Metrics(), **kwargs)
 
 
 @pytest.fixture(scope="module")
@@ -70,9 +94,8 @@ def _keys() -> tuple[bytes, bytes]:
     return secrets.token_bytes(64), b"\x0d" + secrets.token_bytes(64)
 
 
-def test_post_auth_stores_the_session_and_pushes_the_routers_key(runtime: Runtime) -> None:
-    log = Log()
-    plugin = FreeRadiusPlugin(runtime.service, routers=runtime.callers.routers, log=log)
+def test_post_auth_stores_the_session_and_pushes_the_routers_key(runtime: Runtime, log: Log) -> None:
+    plugin = _plugin(runtime.service, callers=runtime.callers)
     emsk, sid = _keys()
     pairs = plugin.post_auth(_request(emsk=emsk, sid=sid, source="127.0.0.1"))
     assert plugin.flush(5)  # the session is written behind the reply
@@ -90,7 +113,23 @@ def test_post_auth_stores_the_session_and_pushes_the_routers_key(runtime: Runtim
     token = bytes.fromhex(values["Class"][2:]).decode().split(":", 1)[1]
     assert f"radius-class:{token}" in record.external_ids
     assert plugin.counts == {"sessions_stored": 1, "keys_pushed": 1}
-    assert emsk.hex() not in log.text() and hk.hk.hex() not in log.text()
+    text = log.text()
+    assert "session stored: HMK-Name " + master.hmk_name.hex() in text  # debug lines are captured too
+    assert emsk.hex() not in text and hk.hk.hex() not in text and master.hmk.reveal().hex() not in text
+    plugin.close()
+
+
+def test_an_unusable_emsk_is_counted_and_logged_without_a_value(runtime: Runtime, log: Log) -> None:
+    plugin = _plugin(runtime.service, callers=runtime.callers)
+    short = secrets.token_bytes(40)  # RFC 5247 §2.1: an EMSK has at least 64 octets
+    sid = b"\x0d" + secrets.token_bytes(64)
+    for _ in range(3):
+        assert plugin.post_auth(_request(emsk=short, sid=sid, source="127.0.0.1")) == ()
+    assert plugin.flush(5)
+    assert plugin.counts == {"ingest_error": 3}
+    errors = [m for level, m in log.lines if level == "error"]
+    assert errors == ["aaa_fmip: ingest failed: InvalidRequest: EMSK must be 64..256 octets, got 40"], log.text()
+    assert short.hex() not in log.text() and sid.hex() not in log.text()
     plugin.close()
 
 
@@ -102,16 +141,15 @@ def test_post_auth_stores_the_session_and_pushes_the_routers_key(runtime: Runtim
     ],
 )
 def test_no_push_for_a_nas_that_is_not_the_router(runtime: Runtime, nas: dict[str, str]) -> None:
-    plugin = FreeRadiusPlugin(runtime.service, routers=runtime.callers.routers, log=Log())
+    plugin = _plugin(runtime.service, callers=runtime.callers)
     emsk, sid = _keys()
     pairs = plugin.post_auth(_request(emsk=emsk, sid=sid, **nas))
     assert [n for n, _, _ in pairs] == ["Class"]
     plugin.close()
 
 
-def test_why_no_key_was_pushed_is_logged_once_per_nas(runtime: Runtime) -> None:
-    log = Log()
-    plugin = FreeRadiusPlugin(runtime.service, routers=runtime.callers.routers, log=log)
+def test_why_no_key_was_pushed_is_logged_once_per_nas(runtime: Runtime, log: Log) -> None:
+    plugin = _plugin(runtime.service, callers=runtime.callers)
     # ar1 has nas_address 127.0.0.1 and NAS-Identifier ar1.fmip.test; this NAS sends from elsewhere with that name.
     for _ in range(3):
         emsk, sid = _keys()
@@ -140,7 +178,7 @@ def test_why_no_key_was_pushed_is_logged_once_per_nas(runtime: Runtime) -> None:
 
 
 def test_push_disabled(runtime: Runtime) -> None:
-    plugin = FreeRadiusPlugin(runtime.service, routers=runtime.callers.routers, push_keys=False, log=Log())
+    plugin = _plugin(runtime.service, callers=runtime.callers, push_keys=False)
     emsk, sid = _keys()
     assert [n for n, _, _ in plugin.post_auth(_request(emsk=emsk, sid=sid))] == ["Class"]
     plugin.close()
@@ -232,7 +270,7 @@ def test_writes_behind_the_reply_run_at_lower_priority_and_awaited_writes_do_not
     base = _nice_of_this_thread()  # new threads start with their creator's nice value
     lowered = min(19, base + 7)  # 19 is the lowest priority there is
     service = PriorityService()
-    plugin = FreeRadiusPlugin(service, log=Log(), write_behind_nice=7)
+    plugin = _plugin(service, write_behind_nice=7)
     try:
         for _ in range(3):
             emsk, sid = _keys()
@@ -251,10 +289,11 @@ def test_writes_behind_the_reply_run_at_lower_priority_and_awaited_writes_do_not
     assert plugin.counts == {"sessions_stored": 4, "no_emsk": 1}
 
 
-def test_write_threads_outside_linux_keep_their_priority_and_say_so_once(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_write_threads_outside_linux_keep_their_priority_and_say_so_once(
+    monkeypatch: pytest.MonkeyPatch, log: Log
+) -> None:
     monkeypatch.setattr(sys, "platform", "darwin")
-    log = Log()
-    writers = BehindWriters(2, nice=5, log=log)
+    writers = BehindWriters(2, nice=5)
     done = threading.Event()
     writers.submit(done.set)
     assert done.wait(10) and writers.nice == 0
@@ -263,14 +302,13 @@ def test_write_threads_outside_linux_keep_their_priority_and_say_so_once(monkeyp
 
 
 def test_a_priority_that_cannot_be_lowered_is_one_warning_and_the_writes_still_run(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, log: Log
 ) -> None:
     def refuse(*args: object) -> None:
         raise PermissionError(1, "Operation not permitted")
 
     monkeypatch.setattr(os, "setpriority", refuse)
-    log = Log()
-    writers = BehindWriters(4, nice=5, log=log)
+    writers = BehindWriters(4, nice=5)
     ran = threading.Semaphore(0)
     gate = threading.Event()
 
@@ -313,10 +351,9 @@ def _names(pairs: tuple[tuple[str, str, str], ...]) -> list[str]:
     return [name for name, _, _ in pairs]
 
 
-def test_a_hanging_store_is_bounded_and_access_is_not_affected() -> None:
+def test_a_hanging_store_is_bounded_and_access_is_not_affected(log: Log) -> None:
     service = BlockingService()
-    log = Log()
-    plugin = FreeRadiusPlugin(service, store_timeout=0.05, log=log)
+    plugin = _plugin(service, store_timeout=0.05)
     try:
         emsk, sid = _keys()
         # Written behind the reply: post_auth returns while the write is blocked.
@@ -340,10 +377,9 @@ def test_a_hanging_store_is_bounded_and_access_is_not_affected() -> None:
     assert plugin.counts == {"ingest_timeout": 1, "sessions_stored": 1}
 
 
-def test_without_write_behind_post_auth_waits_for_the_store_bounded() -> None:
+def test_without_write_behind_post_auth_waits_for_the_store_bounded(log: Log) -> None:
     service = BlockingService()
-    log = Log()
-    plugin = FreeRadiusPlugin(service, store_timeout=0.05, log=log, write_behind=False)
+    plugin = _plugin(service, store_timeout=0.05, write_behind=False)
     try:
         emsk, sid = _keys()
         assert plugin.post_auth(_request(emsk=emsk, sid=sid)) == ()
@@ -359,7 +395,7 @@ def test_without_write_behind_post_auth_waits_for_the_store_bounded() -> None:
 def test_too_many_pending_calls_are_skipped(write_behind: bool) -> None:
     service = BlockingService()
     # Two blocked calls fill the pool's queue; the third waits store_timeout for a free place, then gives up.
-    plugin = FreeRadiusPlugin(service, store_timeout=0.3, max_pending=2, log=Log(), write_behind=write_behind)
+    plugin = _plugin(service, store_timeout=0.3, max_pending=2, write_behind=write_behind)
     try:
         for _ in range(3):
             emsk, sid = _keys()
@@ -377,10 +413,9 @@ def test_too_many_pending_calls_are_skipped(write_behind: bool) -> None:
         plugin.close(flush_timeout=10)
 
 
-def test_store_errors_are_counted_logged_without_values_and_rate_limited() -> None:
-    log = Log()
+def test_store_errors_are_counted_logged_without_values_and_rate_limited(log: Log) -> None:
     service = BlockingService(StoreUnavailable("redis down"))
-    plugin = FreeRadiusPlugin(service, log=log)
+    plugin = _plugin(service)
     emsk, sid = _keys()
     # The first write fails behind its reply ...
     assert _names(plugin.post_auth(_request(emsk=emsk, sid=sid))) == ["Class"]
@@ -405,10 +440,9 @@ def test_store_errors_are_counted_logged_without_values_and_rate_limited() -> No
     plugin.close()
 
 
-def test_close_lets_pending_writes_finish_within_its_bound() -> None:
+def test_close_lets_pending_writes_finish_within_its_bound(log: Log) -> None:
     service = BlockingService()
-    log = Log()
-    plugin = FreeRadiusPlugin(service, store_timeout=10, log=log)
+    plugin = _plugin(service, store_timeout=10)
     for _ in range(3):
         emsk, sid = _keys()
         plugin.post_auth(_request(emsk=emsk, sid=sid))
@@ -421,7 +455,7 @@ def test_close_lets_pending_writes_finish_within_its_bound() -> None:
 
 
 def test_close_flushes_the_writes_behind(runtime: Runtime) -> None:
-    plugin = FreeRadiusPlugin(runtime.service, routers=runtime.callers.routers, log=Log())
+    plugin = _plugin(runtime.service, callers=runtime.callers)
     names = []
     for _ in range(10):
         emsk, sid = _keys()
@@ -432,27 +466,55 @@ def test_close_flushes_the_writes_behind(runtime: Runtime) -> None:
     assert plugin.counts == {"sessions_stored": 10, "keys_pushed": 10}
 
 
-def test_rate_limited_log_reports_what_it_suppressed() -> None:
+def test_the_freeradius_log_handler_limits_keyed_lines_redacts_and_never_raises() -> None:
     now = [0.0]
-    log = Log()
-    limited = RateLimitedLog(log, interval=10, clock=lambda: now[0])
-    for _ in range(3):
-        limited("error", "k", "boom")
+    lines: list[tuple[int, str]] = []
+    handler = RadlogHandler(lambda level, message: lines.append((level, message)), LEVELS, clock=lambda: now[0])
+    logger = logging.getLogger(f"aaa_fmip.test.radlog{secrets.token_hex(4)}")
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    logger.propagate = False
+    for i in range(3):  # one line a key every 10 s; the next one says how many were left out
+        logger.error("ingest failed: %d", i, extra={RATE_KEY: "ingest-x"})
+    logger.error("revoke failed", extra={RATE_KEY: "revoke-x"})  # another key: its own allowance
+    logger.info("ready")
+    logger.info("ready")  # lines without a key are never limited
     now[0] = 11
-    limited("error", "k", "boom")
-    assert [m for _, m in log.lines] == ["boom", "boom (2 more like this since the last report)"]
+    logger.error("ingest failed: %d", 3, extra={RATE_KEY: "ingest-x"})
+    key = secrets.token_bytes(32).hex()
+    logger.debug("session stored: HMK-Name %s, a key by mistake %s", "0123456789abcdef", key)
+    try:
+        raise ValueError(f"a library quoting {key}")
+    except ValueError:
+        logger.exception("store call failed")
+    assert lines == [
+        (4, "aaa_fmip: ingest failed: 0"),
+        (4, "aaa_fmip: revoke failed"),
+        (3, "aaa_fmip: ready"),
+        (3, "aaa_fmip: ready"),
+        (4, "aaa_fmip: ingest failed: 3 (2 more like this since the last report)"),
+        (1, "aaa_fmip: session stored: HMK-Name 0123456789abcdef, a key by mistake <redacted>"),
+        (4, "aaa_fmip: store call failed (ValueError)"),
+    ]
+
+    def broken(level: int, message: str) -> None:
+        raise OSError("radlog gone")
+
+    logger.removeHandler(handler)
+    logger.addHandler(RadlogHandler(broken, LEVELS))
+    logger.error("lost, but no exception")  # a failing radlog loses the line, never the request
 
 
 @pytest.mark.parametrize("p", [None, 42, "x", {"request": "nonsense"}, {"reply": (("EAP-EMSK", "0xzz"),)}])
 def test_post_auth_never_raises(p: object) -> None:
-    plugin = FreeRadiusPlugin(BlockingService(), log=Log())
+    plugin = _plugin(BlockingService())
     assert plugin.post_auth(p) == ()
     assert plugin.accounting(p) is None
     plugin.close()
 
 
 def test_no_emsk_is_audited(runtime: Runtime) -> None:
-    plugin = FreeRadiusPlugin(runtime.service, log=Log())
+    plugin = _plugin(runtime.service)
     lists = _request()
     lists["request"] = (*lists["request"][:-1], ("EAP-Message", "0x02d2000b3403aabbccddee"))
     assert plugin.post_auth(lists) == ()
@@ -464,7 +526,7 @@ def test_no_emsk_is_audited(runtime: Runtime) -> None:
 
 
 def test_parallel_post_auth_and_accounting(runtime: Runtime) -> None:
-    plugin = FreeRadiusPlugin(runtime.service, routers=runtime.callers.routers, store_timeout=5, log=Log(), workers=8)
+    plugin = _plugin(runtime.service, callers=runtime.callers, store_timeout=5, workers=8)
     results: dict[bytes, tuple[Any, ...]] = {}
     lock = threading.Lock()
 
@@ -495,7 +557,7 @@ def test_parallel_post_auth_and_accounting(runtime: Runtime) -> None:
 
 
 def test_accounting_fallback_by_calling_station_id(runtime: Runtime, tmp_path: Path) -> None:
-    plugin = FreeRadiusPlugin(runtime.service, log=Log())
+    plugin = _plugin(runtime.service)
     mac = next_mac()
     emsk, sid = _keys()
     plugin.post_auth(_request(emsk=emsk, sid=sid, mac=mac))
@@ -508,7 +570,7 @@ def test_accounting_fallback_by_calling_station_id(runtime: Runtime, tmp_path: P
 
 @pytest.mark.parametrize("status", ["Accounting-On", "Accounting-Off", "7", "8"])
 def test_accounting_on_or_off_revokes_every_session_of_that_nas_only(runtime: Runtime, status: str) -> None:
-    plugin = FreeRadiusPlugin(runtime.service, log=Log())
+    plugin = _plugin(runtime.service)
     restarted, other = f"nas-{secrets.token_hex(4)}", f"nas-{secrets.token_hex(4)}"
     mine = []
     for nas in (restarted, restarted, restarted, other):

@@ -282,8 +282,8 @@ class Capture:
             )
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
-            if "Capturing on" in self.err.read_text(errors="replace") or (path.exists() and path.stat().st_size >= 24):
-                time.sleep(0.2)
+            # "Capturing on" comes before dumpcap opens the interface; the file's header only after it.
+            if "Capturing on" in self.err.read_text(errors="replace") and path.exists() and path.stat().st_size >= 24:
                 return
             if self.proc.poll() is not None:
                 break

@@ -9,9 +9,10 @@ from pathlib import Path
 
 from aaa_fmip.bootstrap import build_runtime
 from aaa_fmip.config import load_settings
+from aaa_fmip.crypto.secrets import SecretBytes
 from aaa_fmip.diameter import server
 from aaa_fmip.diameter.client import HandoverKeyClient
-from aaa_fmip.model import Caller
+from aaa_fmip.model import Caller, EapKeys, SessionRequest
 from aaa_fmip.router.diameter_source import DiameterKeyService
 from aaa_fmip.router.keycache import HandoverKeyCache, Verifier
 from aaa_fmip.router.verify import ReceivedMh, ReplayState, parse_fbu
@@ -55,10 +56,11 @@ role = "ar"
         handle = server.start(runtime)
         runtime.service.ingest_session(
             Caller("test", "aaa"),
-            user_name="mn@example.net",
-            emsk=EMSK,
-            eap_session_id=SESSION_ID,
-            calling_station_id="-".join(f"{b:02X}" for b in MN_LLA),
+            SessionRequest(
+                user_name="mn@example.net",
+                keys=EapKeys(SecretBytes(EMSK), SESSION_ID),
+                calling_station_id="-".join(f"{b:02X}" for b in MN_LLA),
+            ),
         )
         with HandoverKeyClient(
             origin_host="par.example.net",

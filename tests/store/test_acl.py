@@ -15,9 +15,10 @@ import pytest
 import redis
 
 from aaa_fmip import keys, mn
+from aaa_fmip.crypto.secrets import SecretBytes
 from aaa_fmip.crypto.wrap import KekRing
 from aaa_fmip.errors import ReplayNotReplicated
-from aaa_fmip.model import AccessRouter, Caller
+from aaa_fmip.model import AccessRouter, Caller, EapKeys, SessionRequest
 from aaa_fmip.service import HandoverKeyService
 from aaa_fmip.store.durability import ReplayDurabilityPolicy
 from aaa_fmip.store.redis import RedisStore
@@ -51,12 +52,13 @@ def exercise(store: RedisStore) -> None:
     emsk, sid = os.urandom(64), b"\x0d" + os.urandom(64)
     info = service.ingest_session(
         AAA,
-        user_name="alice",
-        emsk=emsk,
-        eap_session_id=sid,
-        calling_station_id="02-00-00-00-00-01",
-        external_ids=("radius-class:x",),
-        push_to=(AR, PAR),
+        SessionRequest(
+            user_name="alice",
+            keys=EapKeys(SecretBytes(emsk), sid),
+            calling_station_id="02-00-00-00-00-01",
+            external_ids=("radius-class:x",),
+            push_to=(AR, PAR),
+        ),
     )
     assert service.handover_key(AR, ar_address=PAR, spi=info.spi).spi == info.spi
     assert service.handover_key(AR, ar_address=PAR, calling_station_id="02:00:00:00:00:01").spi == info.spi
@@ -82,7 +84,12 @@ def exercise(store: RedisStore) -> None:
     service.revoke_session(AAA, master.hmk_name)
     assert service.verify_fbu(AR, source=PCOA, destination=PAR, mh=fbu(3)).reason == "revoked"
     other = service.ingest_session(
-        AAA, user_name="bob", emsk=os.urandom(64), eap_session_id=b"\x0d" + os.urandom(64), calling_station_id="m2"
+        AAA,
+        SessionRequest(
+            user_name="bob",
+            keys=EapKeys(SecretBytes(os.urandom(64)), b"\x0d" + os.urandom(64)),
+            calling_station_id="m2",
+        ),
     )
     assert service.revoke_matching(AAA, calling_station_id="m2") == 1
     assert store.find_by_external_id("radius-class:x") == []

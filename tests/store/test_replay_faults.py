@@ -25,8 +25,9 @@ import pytest
 import redis
 
 from aaa_fmip import keys, mn
+from aaa_fmip.crypto.secrets import SecretBytes
 from aaa_fmip.errors import StoreUnavailable
-from aaa_fmip.model import AccessRouter, Caller
+from aaa_fmip.model import AccessRouter, Caller, EapKeys, SessionRequest
 from aaa_fmip.service import HandoverKeyService
 from aaa_fmip.store.durability import ReplayDurabilityPolicy
 from aaa_fmip.store.redis import RedisStore
@@ -57,7 +58,7 @@ class Load:
     def ingest(self) -> None:
         for _ in range(MOBILES):
             emsk, sid = os.urandom(64), b"\x0d" + os.urandom(64)
-            self.service.ingest_session(AAA, user_name="mn", emsk=emsk, eap_session_id=sid)
+            self.service.ingest_session(AAA, SessionRequest(user_name="mn", keys=EapKeys(SecretBytes(emsk), sid)))
             self.mobiles.append((emsk, sid))
             self.next_seq.append(1)
 

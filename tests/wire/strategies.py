@@ -46,11 +46,12 @@ cga_parameters = st.builds(
     extensions=st.binary(max_size=64),
 )
 
-_DECODED_ND = {1, 2, 11, 12, 13, 14, 17, 18, 19, 20, 27, 28}
+_DECODED_ND = {1, 2, 3, 11, 12, 13, 14, 17, 18, 19, 20, 27, 28}
 
 nd_options: st.SearchStrategy[Any] = st.one_of(
     st.builds(icmpv6.SourceLinkLayerAddress, macs),
     st.builds(icmpv6.TargetLinkLayerAddress, macs),
+    st.builds(icmpv6.PrefixInformation, u8, addresses, u32, u32, st.booleans(), st.booleans()),
     st.builds(icmpv6.IPAddressPrefix, u8, u8, addresses),
     st.builds(icmpv6.NewRouterPrefix, u8, u8, addresses),
     st.builds(icmpv6.LinkLayerAddress, u8, macs),
@@ -85,6 +86,12 @@ icmpv6_messages: st.SearchStrategy[Any] = st.one_of(
         u8,
         st.tuples(u8.filter(lambda s: s not in (2, 3)), st.binary(max_size=32)).map(lambda t: bytes((t[0],)) + t[1]),
     ),
+)
+
+nd_messages: st.SearchStrategy[Any] = st.one_of(
+    st.builds(icmpv6.RouterSolicitation, nd_option_lists),
+    st.builds(icmpv6.RouterAdvertisement, u16, nd_option_lists, u8, st.booleans(), st.booleans(), u32, u32),
+    st.builds(icmpv6.NeighborAdvertisement, addresses, nd_option_lists, st.booleans(), st.booleans(), st.booleans()),
 )
 
 _DECODED_MH_OPTIONS = {0, 1, 3, 7, 8, 21, 34}

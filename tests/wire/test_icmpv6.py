@@ -149,3 +149,72 @@ def test_encoders_reject_values_that_do_not_fit() -> None:
         HandoverKeyReply(1, 1 << 16, b"").encode()
     with pytest.raises(ValueError, match="Option-Code"):
         LinkLayerAddress(256, MAC).encode()
+
+
+# --- RS, RA, NA and the Prefix Information option (RFC 4861 §4.1, §4.2, §4.4, §4.6.2) -------------------------
+
+
+def test_router_advertisement_with_pio_and_naack_bytes() -> None:
+    """The NAR's answer to a UNA (RFC 5568 §6.3): octets laid out by hand from RFC 4861 §4.2, §4.6.2 and RFC
+    5568 §6.4.6, the NAACK's NCoA at octet 8 of the option (architecture.md §9)."""
+    from aaa_fmip.wire.icmpv6 import (
+        NAACK,
+        NAACKStatus,
+        PrefixInformation,
+        RouterAdvertisement,
+        decode_nd_message,
+        encode_nd_message,
+    )
+
+    ncoa = IPv6Address("2001:db8:2:100::ff:fe00:1")
+    ra = RouterAdvertisement(
+        1800,
+        (
+            PrefixInformation(64, IPv6Address("2001:db8:2:100::"), 86400, 14400),
+            NAACK(NAACKStatus.NCOA_INVALID_USE_SUPPLIED, ncoa),
+        ),
+        cur_hop_limit=64,
+    )
+    expected = (
+        bytes.fromhex("8600")  # Type 134, Code 0
+        + bytes(2)  # Checksum (below)
+        + bytes.fromhex("40 00 0708 00000000 00000000")  # Cur Hop Limit 64, M=O=0, Router Lifetime 1800, timers 0
+        + bytes.fromhex("03 04 40 c0 00015180 00003840 00000000")  # PIO: /64, L A, 86400 s, 14400 s, Reserved2
+        + IPv6Address("2001:db8:2:100::").packed
+        + bytes.fromhex("14 03 00 02 00000000")  # NAACK: Type 20, Length 3, Option-Code 0, Status 2, Reserved
+        + ncoa.packed  # octet 8 of the option
+    )
+    source, destination = IPv6Address("fe80::1"), IPv6Address("ff02::1")
+    data = encode_nd_message(ra, source=source, destination=destination)
+    assert data[:2] + data[4:] == expected[:2] + expected[4:]
+    assert decode_nd_message(data, source=source, destination=destination) == ra  # checksum verified
+    with pytest.raises(DecodeError) as err:
+        decode_nd_message(data[:2] + bytes(((data[2] + 1) % 256,)) + data[3:], source=source, destination=destination)
+    assert err.value.field == "icmpv6.checksum"
+
+
+def test_una_and_rs_bytes() -> None:
+    from aaa_fmip.wire.icmpv6 import (
+        NeighborAdvertisement,
+        RouterSolicitation,
+        SourceLinkLayerAddress,
+        TargetLinkLayerAddress,
+        decode_nd_message,
+    )
+
+    target = IPv6Address("2001:db8:2::1:0:0:1")
+    mac = bytes.fromhex("020000000001")
+    una = bytes.fromhex("8800 0000 00000000") + target.packed + bytes.fromhex("0201") + mac  # R=S=O=0, TLLA
+    assert decode_nd_message(una) == NeighborAdvertisement(target, (TargetLinkLayerAddress(mac),))
+    flagged = decode_nd_message(una[:4] + b"\xe0" + una[5:])
+    assert isinstance(flagged, NeighborAdvertisement) and flagged.router and flagged.solicited and flagged.override
+    rs = bytes.fromhex("8500 0000 00000000 0101") + mac
+    assert decode_nd_message(rs) == RouterSolicitation((SourceLinkLayerAddress(mac),))
+    with pytest.raises(DecodeError) as err:
+        decode_nd_message(bytes.fromhex("8501 0000 00000000"))  # RFC 4861 §6.1.1: Code must be 0
+    assert err.value.field == "icmpv6.code"
+    with pytest.raises(DecodeError) as err:
+        decode_nd_message(bytes.fromhex("8600 0000 4000 0708") + bytes(8) + bytes.fromhex("0303") + bytes(22))
+    assert err.value.field == "nd.prefix_information.length"
+    # decode_icmpv6 still keeps an RS as an unknown message (SEND and FMIPv6 callers rely on that)
+    assert isinstance(decode_icmpv6(rs), UnknownIcmpv6Message)

@@ -62,6 +62,22 @@ def test_icmpv6_round_trip(msg: Any, src: IPv6Address, dst: IPv6Address) -> None
 
 
 @FAST
+@given(strat.nd_messages, strat.addresses, strat.addresses)
+def test_nd_message_round_trip(msg: Any, src: IPv6Address, dst: IPv6Address) -> None:
+    data = icmpv6.encode_nd_message(msg, source=src, destination=dst)
+    assert icmpv6.decode_nd_message(data, source=src, destination=dst) == msg
+
+
+@FAST
+@given(st.binary(max_size=256))
+def test_nd_message_any_octets(data: bytes) -> None:
+    _value_or_decode_error(icmpv6.decode_nd_message, data)
+    if len(data) >= 1:
+        _value_or_decode_error(icmpv6.decode_nd_message, bytes((134,)) + data[1:])
+        _value_or_decode_error(icmpv6.decode_nd_message, bytes((136,)) + data[1:])
+
+
+@FAST
 @given(strat.nd_option_lists)
 def test_nd_options_round_trip(options: tuple[Any, ...]) -> None:
     data = icmpv6.encode_nd_options(options)

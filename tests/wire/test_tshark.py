@@ -395,6 +395,74 @@ def test_hack(mh_frames: list[tuple[Any, dict[str, list[str]]]]) -> None:
         assert f["_ws.expert.message"] == [] and f["_ws.malformed"] == []
 
 
+# --- ND messages of the per-node links: RS, UNA, RA with PIO and NAACK (RFC 4861 §4; RFC 5568 §6.3) ------------
+
+
+def test_per_node_link_nd_messages(pcap_dir: Path) -> None:
+    from aaa_fmip.wire.icmpv6 import (
+        NAACKStatus,
+        NDMessage,
+        NeighborAdvertisement,
+        PrefixInformation,
+        RouterAdvertisement,
+        RouterSolicitation,
+        SourceLinkLayerAddress,
+        TargetLinkLayerAddress,
+        encode_nd_message,
+    )
+
+    mac = bytes.fromhex("020000000001")
+    ncoa = IPv6Address("2001:db8:2:100::ff:fe00:1")
+    all_nodes, all_routers = IPv6Address("ff02::1"), IPv6Address("ff02::2")
+    prefix = IPv6Address("2001:db8:2:100::")
+    messages: list[tuple[NDMessage, IPv6Address, IPv6Address]] = [
+        (RouterSolicitation((SourceLinkLayerAddress(mac),)), MN, all_routers),
+        (NeighborAdvertisement(NCOA, (TargetLinkLayerAddress(mac),)), NCOA, all_nodes),
+        (
+            RouterAdvertisement(
+                1800,
+                (PrefixInformation(64, prefix, 86400, 14400), NAACK(NAACKStatus.NCOA_INVALID_USE_SUPPLIED, ncoa)),
+                cur_hop_limit=64,
+            ),
+            AR,
+            all_nodes,
+        ),
+    ]
+    packets = [
+        build_ipv6_packet(src, dst, 58, encode_nd_message(m, source=src, destination=dst)) for m, src, dst in messages
+    ]
+    fields = [
+        "icmpv6.type",
+        "icmpv6.checksum.status",
+        "icmpv6.opt.linkaddr",
+        "icmpv6.nd.na.target_address",
+        "icmpv6.nd.na.flag.s",
+        "icmpv6.nd.ra.router_lifetime",
+        "icmpv6.nd.ra.cur_hop_limit",
+        "icmpv6.opt.prefix",
+        "icmpv6.opt.prefix.length",
+        "icmpv6.opt.prefix.flag.l",
+        "icmpv6.opt.prefix.flag.a",
+        "icmpv6.opt.prefix.valid_lifetime",
+        "icmpv6.opt.prefix.preferred_lifetime",
+        "icmpv6.opt.naack.status",
+        "icmpv6.opt.naack.supplied_ncoa",
+    ]
+    rs, una, ra = tshark_fields(write_pcap(pcap_dir / "per-node-nd.pcap", packets), fields)
+    assert all(f["icmpv6.checksum.status"] == ["1"] for f in (rs, una, ra))
+    assert rs["icmpv6.type"] == ["133"] and rs["icmpv6.opt.linkaddr"] == ["02:00:00:00:00:01"]
+    assert una["icmpv6.type"] == ["136"] and una["icmpv6.nd.na.target_address"] == [str(NCOA)]
+    assert una["icmpv6.nd.na.flag.s"] == ["0"] and una["icmpv6.opt.linkaddr"] == ["02:00:00:00:00:01"]
+    assert ra["icmpv6.type"] == ["134"] and ra["icmpv6.nd.ra.router_lifetime"] == ["1800"]
+    assert ra["icmpv6.nd.ra.cur_hop_limit"] == ["64"]
+    assert (ra["icmpv6.opt.prefix"], ra["icmpv6.opt.prefix.length"]) == ([str(prefix)], ["64"])
+    assert (ra["icmpv6.opt.prefix.flag.l"], ra["icmpv6.opt.prefix.flag.a"]) == (["1"], ["1"])
+    assert ra["icmpv6.opt.prefix.valid_lifetime"] == ["86400"]
+    assert ra["icmpv6.opt.prefix.preferred_lifetime"] == ["14400"]
+    assert ra["icmpv6.opt.naack.status"] == ["2"]
+    assert ra["icmpv6.opt.naack.supplied_ncoa"] == [str(IPv6Address(bytes(4) + ncoa.packed[:12]))]  # 4 octets early
+
+
 # --- the vector tables, as written in the files ----------------------------------------------------------------
 
 
