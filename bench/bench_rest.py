@@ -25,6 +25,12 @@ What it does, all on 127.0.0.1 and with every wait bounded:
 
 Server CPU per request (user + system time of the server process, and of redis-server, over the phase) is read
 from /proc where there is one.
+
+``--loadgen wrk`` measures the restated targets (docs/performance.md) with wrk, a C load generator: per round the
+baseline and the service alternately, closed loop (``--connections``) and one connection, ``--seconds`` each,
+every answer checked by a Lua script; medians over ``--rounds`` and the FBU/baseline ratios; then the time from
+a revocation to the first rejected FBU. ``--cluster`` runs both on a 3-node Redis Cluster, ``--workers N`` both
+with N processes. The service is started by the tests' own process handling (``tests/support/service_proc.py``).
 """
 
 from __future__ import annotations

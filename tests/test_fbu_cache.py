@@ -16,7 +16,7 @@ from aaa_fmip import mn
 from aaa_fmip.crypto.secrets import SecretBytes
 from aaa_fmip.crypto.wrap import Kek, KekRing
 from aaa_fmip.errors import DecodeError
-from aaa_fmip.model import Caller, FbuVerdict
+from aaa_fmip.model import Caller, EapKeys, FbuVerdict, SessionRequest
 from aaa_fmip.service import HandoverKeyService
 from aaa_fmip.service.cache import SessionCache
 from aaa_fmip.store.redis import RedisStore
@@ -25,6 +25,14 @@ from tests.support.redis_server import RedisServer
 from tests.test_service import AAA, AR1, AUDITOR, NCOA, PAR1, PCOA, Clock, fbu_for, new_mn
 
 Verify = Callable[..., FbuVerdict]
+
+
+def session_request(user: str, emsk: bytes, sid: bytes, *, lifetime: int | None = None) -> SessionRequest:
+    """An EAP session as the AAA server hands it over (RFC 5295 keys)."""
+    if lifetime is None:
+        return SessionRequest(user_name=user, keys=EapKeys(SecretBytes(emsk), sid))
+    return SessionRequest(user_name=user, keys=EapKeys(SecretBytes(emsk), sid), lifetime=lifetime)
+
 
 AsyncVerify = Callable[..., Coroutine[Any, Any, FbuVerdict]]
 
@@ -70,7 +78,7 @@ def test_revocation_at_one_instance_rejects_the_next_fbu_at_a_cached_other(
 ) -> None:
     a, b = instances
     emsk, sid = new_mn()
-    info = b.ingest_session(AAA, user_name="alice", emsk=emsk, eap_session_id=sid)
+    info = b.ingest_session(AAA, session_request("alice", emsk, sid))
     first = a.verify_fbu(AR1, source=PCOA, destination=PAR1, mh=fbu_for(emsk, sid, PAR1, 1))
     assert first.verdict == "accepted"
     assert a.session_cache.get(info.spi, a.clock()) is not None  # a holds the session now
@@ -91,10 +99,10 @@ def test_revocation_at_one_instance_rejects_the_next_fbu_at_a_cached_other(
 def test_a_replaced_session_is_read_again(instances: tuple[HandoverKeyService, HandoverKeyService]) -> None:
     a, b = instances
     emsk, sid = new_mn()
-    b.ingest_session(AAA, user_name="alice", emsk=emsk, eap_session_id=sid, lifetime=3600)
+    b.ingest_session(AAA, session_request("alice", emsk, sid, lifetime=3600))
     assert a.verify_fbu(AR1, source=PCOA, destination=PAR1, mh=fbu_for(emsk, sid, PAR1, 1)).verdict == "accepted"
     # the same EAP session ingested again, with a shorter lifetime: a's cached record is no longer the stored one
-    b.ingest_session(AAA, user_name="alice", emsk=emsk, eap_session_id=sid, lifetime=40)
+    b.ingest_session(AAA, session_request("alice", emsk, sid, lifetime=40))
     v = a.verify_fbu(AR1, source=PCOA, destination=PAR1, mh=fbu_for(emsk, sid, PAR1, 2))
     assert v.verdict == "accepted"
     assert v.lifetime == 40  # from the record read again, not the cached one (an hour)
@@ -105,7 +113,7 @@ def test_the_other_instance_sees_a_retransmission_and_a_replay(
 ) -> None:
     a, b = instances
     emsk, sid = new_mn()
-    b.ingest_session(AAA, user_name="alice", emsk=emsk, eap_session_id=sid)
+    b.ingest_session(AAA, session_request("alice", emsk, sid))
     fbu7 = fbu_for(emsk, sid, PAR1, 7)
     assert a.verify_fbu(AR1, source=PCOA, destination=PAR1, mh=fbu7).verdict == "accepted"
     assert b.verify_fbu(AR1, source=PCOA, destination=PAR1, mh=fbu7).verdict == "retransmission"
@@ -138,7 +146,7 @@ def test_a_cached_session_costs_one_redis_call(redis_server: RedisServer, ring: 
     service = HandoverKeyService(store, clock=Clock())
     try:
         emsk, sid = new_mn()
-        service.ingest_session(AAA, user_name="alice", emsk=emsk, eap_session_id=sid)
+        service.ingest_session(AAA, session_request("alice", emsk, sid))
         assert service.verify_fbu(AR1, source=PCOA, destination=PAR1, mh=fbu_for(emsk, sid, PAR1, 1)).valid
         fbu = fbu_for(emsk, sid, PAR1, 2)
         verdicts: list[FbuVerdict] = []
@@ -159,7 +167,7 @@ def test_without_the_cache_every_fbu_reads_the_session(redis_server: RedisServer
     service = HandoverKeyService(store, clock=Clock(), session_cache=SessionCache(size=0))
     try:
         emsk, sid = new_mn()
-        info = service.ingest_session(AAA, user_name="alice", emsk=emsk, eap_session_id=sid)
+        info = service.ingest_session(AAA, session_request("alice", emsk, sid))
         for seq in (1, 2):
             assert service.verify_fbu(AR1, source=PCOA, destination=PAR1, mh=fbu_for(emsk, sid, PAR1, seq)).valid
         assert service.session_cache.get(info.spi, service.clock()) is None
@@ -172,7 +180,7 @@ def test_an_authenticator_of_no_supported_length_is_reported_as_such(
 ) -> None:
     a, b = instances
     emsk, sid = new_mn()
-    info = b.ingest_session(AAA, user_name="alice", emsk=emsk, eap_session_id=sid)
+    info = b.ingest_session(AAA, session_request("alice", emsk, sid))
     badf = mhwire.BindingAuthorizationDataForFMIPv6(info.spi, os.urandom(20))
     message = mhwire.FBU(3, 15, (mhwire.AlternateCareOfAddress(NCOA), badf))
     raw = mhwire.encode_mh(message, source=PCOA, destination=PAR1)
@@ -204,9 +212,7 @@ def test_verifications_committed_together_keep_one_entry_each_and_a_linear_chain
     service = HandoverKeyService(store, clock=Clock())
     try:
         nodes = [new_mn() for _ in range(6)]
-        infos = [
-            service.ingest_session(AAA, user_name=f"u{i}", emsk=e, eap_session_id=s) for i, (e, s) in enumerate(nodes)
-        ]
+        infos = [service.ingest_session(AAA, session_request(f"u{i}", e, s)) for i, (e, s) in enumerate(nodes)]
         for emsk, sid in nodes:  # cache every session
             assert service.verify_fbu(AR1, source=PCOA, destination=PAR1, mh=fbu_for(emsk, sid, PAR1, 1)).valid
         service.revoke_session(AAA, infos[5].hmk_name)

@@ -16,6 +16,7 @@ from aaa_fmip.model import Caller, FbuVerdict
 from aaa_fmip.service import HandoverKeyService
 from aaa_fmip.store.redis import RedisStore
 from tests.store._topologies import RedisClusterDeployment
+from tests.test_fbu_cache import session_request
 from tests.test_service import AAA, AR1, AUDITOR, PAR1, PCOA, Clock, fbu_for, new_mn
 
 AsyncVerify = Callable[..., Coroutine[Any, Any, FbuVerdict]]
@@ -62,7 +63,7 @@ def test_two_instances_on_a_cluster_agree_on_replay_and_revocation(
     a, b = instances
     assert a.store.ops.cluster and b.store.ops.cluster
     node = new_mn()
-    info = b.ingest_session(AAA, user_name="alice", emsk=node[0], eap_session_id=node[1])
+    info = b.ingest_session(AAA, session_request("alice", node[0], node[1]))
     first = fbu_for(*node, PAR1, 1)
     assert a.verify_fbu(AR1, source=PCOA, destination=PAR1, mh=first).verdict == "accepted"
     assert b.verify_fbu(AR1, source=PCOA, destination=PAR1, mh=first).verdict == "retransmission"
@@ -95,7 +96,7 @@ def test_both_instances_at_once_keep_one_linear_chain(
     a, b = instances
     nodes = [new_mn() for _ in range(4)]
     for i, (emsk, sid) in enumerate(nodes):
-        a.ingest_session(AAA, user_name=f"u{i}", emsk=emsk, eap_session_id=sid)
+        a.ingest_session(AAA, session_request(f"u{i}", emsk, sid))
     before = a.verify_audit(AUDITOR)
     results: dict[str, list[str | None]] = {"a": [], "b": []}
 
