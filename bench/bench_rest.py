@@ -1174,19 +1174,48 @@ def measure_wrk(args: argparse.Namespace, workdir: Path, runs: list[WrkRun], ext
                         label=(rnd, load),
                     )
                 )
+        replays = replay_check(service, tokens, nodes[: min(200, len(nodes))])
+        extra["replay_check"] = replays
+        print(f"  retransmissions and replays: {replays}", flush=True)
         revocation = revocation_latency(service, tokens, nodes[-min(200, len(nodes)) :])
         extra["revocation"] = revocation
         print(f"  revocation -> first rejected FBU: {revocation}", flush=True)
 
 
-def _fbu_json(node: MobileNode) -> bytes:
+def _fbu_json(node: MobileNode, sequence: int | None = None) -> bytes:
+    """An FBU of ``node``: its next sequence number, or ``sequence`` (an old one: a replay)."""
     assert node.hk is not None
-    sequence = node.next_sequence
-    node.next_sequence += 1
+    if sequence is None:
+        sequence = node.next_sequence
+        node.next_sequence += 1
     mh = mn.build_fbu(
         node.hk, sequence=sequence, lifetime_seconds=FBU_LIFETIME_SECONDS, pcoa=node.pcoa, ncoa=node.ncoa, par=PAR
     )
     return json.dumps({"source": str(node.pcoa), "destination": str(PAR), "mh": mh.hex()}).encode()
+
+
+def replay_check(service: Server, tokens: dict[str, str], nodes: Sequence[MobileNode]) -> dict[str, int]:
+    """For each node: a new FBU (accepted), the same FBU again (a retransmission), and an FBU with the sequence
+    number before it, validly authenticated (a replay): BenchFailed on any other verdict."""
+    conn = http.client.HTTPConnection(HOST, service.port, timeout=10)
+    headers = {"Authorization": f"Bearer {tokens['ar']}", "Content-Type": "application/json"}
+    seen: Counter[str] = Counter()
+
+    def verify(body: bytes) -> str:
+        conn.request("POST", "/v1/fbu/verify", body=body, headers=headers)
+        answer = json.loads(conn.getresponse().read())
+        return str(answer.get("verdict") or answer.get("reason"))
+
+    try:
+        for node in nodes:
+            fresh = _fbu_json(node)
+            got = (verify(fresh), verify(fresh), verify(_fbu_json(node, node.next_sequence - 2)))
+            if got != ("accepted", "retransmission", "replay"):
+                raise BenchFailed(f"replay check: session {node.index} answered {got}")
+            seen.update(got)
+    finally:
+        conn.close()
+    return dict(seen)
 
 
 def revocation_latency(service: Server, tokens: dict[str, str], nodes: Sequence[MobileNode]) -> dict[str, Any]:
