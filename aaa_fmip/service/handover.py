@@ -212,11 +212,11 @@ class HandoverUseCases(UseCase):
 
     def _commit(self, fbu: _Fbu, match: _Match, now: float) -> VerifyCommit:
         remaining = max(1, int(match.expires_at - now))
-        accepted = FbuAccepted("accepted", fbu.auth.spi, fbu.message.sequence, fbu.ncoa, 0)
+        spi, sequence = fbu.auth.spi, fbu.message.sequence
         entries: dict[ReplayOutcome, AuditItem] = {
-            "accepted": _entry(fbu, accepted, now),
-            "retransmission": _entry(fbu, dataclasses.replace(accepted, verdict="retransmission"), now),
-            "replay": _entry(fbu, FbuRejected("replay", fbu.auth.spi, fbu.message.sequence), now),
+            "accepted": _entry(fbu, FbuAccepted("accepted", spi, sequence, fbu.ncoa, 0), now),
+            "retransmission": _entry(fbu, FbuAccepted("retransmission", spi, sequence, fbu.ncoa, 0), now),
+            "replay": _entry(fbu, FbuRejected("replay", spi, sequence), now),
         }
         return VerifyCommit(
             record_key=match.record_key,
@@ -249,6 +249,7 @@ class _Fbu:
     actor: str
     router: str
     par: IPv6
+    par_text: str  # for the audit entries (IPv6 text is not cheap to make)
     pcoa: IPv6
     ncoa: IPv6
     message: mhwire.FBU
@@ -288,6 +289,7 @@ def _parse_fbu(caller: Caller, source: IPv6, destination: IPv6, mh: bytes, home_
         caller.name,
         router,
         destination,
+        str(destination),
         pcoa,
         ncoa,
         message,
@@ -303,7 +305,7 @@ def _entry(fbu: _Fbu, verdict: FbuVerdict, now: float) -> AuditItem:
         now,
         actor=fbu.actor,
         ar=fbu.router,
-        ar_address=str(fbu.par),
+        ar_address=fbu.par_text,
         spi=fbu.auth.spi,
         sequence=fbu.message.sequence,
         verdict=verdict.verdict,
