@@ -9,12 +9,13 @@ not paths).
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Final
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
@@ -177,22 +178,27 @@ class Metrics:
         self._radius_children: dict[tuple[str, str], Counter] = {}
         info = InfoMetricFamily(f"{NAMESPACE}_build", "Version of the running aaa-fmip.")
         info.add_metric([], {"version": __version__})
-        self.registry.register(_Static([info]))
+        self._scraped: list[Collector] = [_Static([info])]  # collected at scrape time in this process
+        self.registry.register(self._scraped[0])
         self._store_collector: _StoreCollector | None = None
 
     def attach_store(self, *, live_sessions: Callable[[], int], ping: Callable[[], object]) -> None:
         """Export ``store_up`` and ``live_sessions``, computed at each scrape."""
         if self._store_collector is not None:
             self.registry.unregister(self._store_collector)
+            self._scraped.remove(self._store_collector)
         self._store_collector = _StoreCollector(live_sessions, ping)
         self.registry.register(self._store_collector)
+        self._scraped.append(self._store_collector)
 
     def attach_durability(
         self, *, durable: Callable[[], bool | None], volatile_allowed: bool, restarts: Callable[[], int]
     ) -> None:
         """Export the store's replay-state durability: ``store_replay_state_durable`` (as last checked),
         ``store_volatile_replay_state_allowed`` and ``store_restarts_total``."""
-        self.registry.register(_DurabilityCollector(durable, volatile_allowed, restarts))
+        collector = _DurabilityCollector(durable, volatile_allowed, restarts)
+        self.registry.register(collector)
+        self._scraped.append(collector)
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         self.http_requests.labels(method, route, str(status)).inc()
@@ -242,6 +248,15 @@ class Metrics:
             self.operation_latency.labels(interface, operation).observe(time.perf_counter() - start)
 
     def render(self) -> bytes:
+        """The exposition. With several worker processes (``PROMETHEUS_MULTIPROC_DIR`` set, see
+        :mod:`aaa_fmip.commands.workers`): counters and histograms summed over every process, and the gauges
+        computed at scrape time by this one."""
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            registry = CollectorRegistry(auto_describe=False)
+            multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+            for collector in self._scraped:
+                registry.register(collector)
+            return generate_latest(registry)
         return generate_latest(self.registry)
 
 

@@ -25,6 +25,12 @@ What it does, all on 127.0.0.1 and with every wait bounded:
 
 Server CPU per request (user + system time of the server process, and of redis-server, over the phase) is read
 from /proc where there is one.
+
+``--loadgen wrk`` measures the restated targets (docs/performance.md) with wrk, a C load generator: per round the
+baseline and the service alternately, closed loop (``--connections``) and one connection, ``--seconds`` each,
+every answer checked by a Lua script; medians over ``--rounds`` and the FBU/baseline ratios; then the time from
+a revocation to the first rejected FBU. ``--cluster`` runs both on a 3-node Redis Cluster, ``--workers N`` both
+with N processes. The service is started by the tests' own process handling (``tests/support/service_proc.py``).
 """
 
 from __future__ import annotations
@@ -49,11 +55,12 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from aaa_fmip import keys, mn
 from bench import loadgen
 from tests.support.redis_server import RedisServer, free_port, redis_binary
+from tests.support.service_proc import ServiceProcess
 
 HOST: Final = "127.0.0.1"
 REPO_ROOT: Final = Path(__file__).resolve().parents[1]
@@ -92,6 +99,31 @@ def process_cpu_seconds(pid: int) -> float | None:
         return None
     fields = stat[stat.rindex(")") + 2 :].split()
     return (int(fields[11]) + int(fields[12])) / _clock_ticks()  # utime, stime (proc(5) fields 14, 15)
+
+
+def tree_cpu_seconds(pid: int) -> float | None:
+    """CPU seconds of ``pid`` and of every live process below it (a service with several workers)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(ppid, []).append(int(entry.name))
+    total, todo = 0.0, [pid]
+    while todo:
+        current = todo.pop()
+        cpu = process_cpu_seconds(current)
+        if cpu is None:
+            if current == pid:
+                return None
+            continue
+        total += cpu
+        todo += children.get(current, [])
+    return total
 
 
 def _clean_env(extra: dict[str, str]) -> dict[str, str]:
@@ -142,7 +174,7 @@ class ServerProcess:
         return self.proc.pid
 
     def cpu_seconds(self) -> float | None:
-        return None if self.proc is None else process_cpu_seconds(self.proc.pid)
+        return None if self.proc is None else tree_cpu_seconds(self.proc.pid)
 
     def stop(self, timeout: float = 20.0) -> None:
         proc, self.proc = self.proc, None
@@ -179,6 +211,35 @@ class ServerProcess:
         return "\n".join(problems[-lines:]) if problems else self.log_tail(lines)
 
 
+class ServiceServer(ServiceProcess):
+    """The service under test: ``aaa-fmip serve`` run by the tests' own process handling
+    (:class:`tests.support.service_proc.ServiceProcess`), with what a benchmark reads from it."""
+
+    name = "service"
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def cpu_seconds(self) -> float | None:
+        return None if self.proc is None else tree_cpu_seconds(self.proc.pid)
+
+    def log_problems(self, lines: int = 10) -> str:
+        """The last warning/error lines of the log, else its tail."""
+        problems = [json.dumps(r) for r in self.log_records() if r.get("level") not in ("info", "debug")]
+        return "\n".join(problems[-lines:]) if problems else self.log_tail(lines)
+
+
+class Server(Protocol):
+    name: str
+    port: int
+
+    def cpu_seconds(self) -> float | None: ...
+
+    def log_problems(self, lines: int = ...) -> str: ...
+
+
 def http_get(port: int, path: str, *, timeout: float) -> tuple[int, bytes]:
     """One blocking GET, for readiness checks (the load goes through :mod:`bench.loadgen`)."""
     conn = http.client.HTTPConnection(HOST, port, timeout=timeout)
@@ -211,7 +272,54 @@ token_sha256 = "{_sha(ar_token)}"
 name = "aaa-bench"
 role = "aaa"
 token_sha256 = "{_sha(aaa_token)}"
+
+# The benchmark's one router sends more than a router would: its token bucket stays in the path (its cost is
+# measured) but far above the load, so that no answer is a 429.
+[limits]
+caller_rate = 1000000.0
+caller_burst = 1000000
 """
+
+
+class ClusterRedis:
+    """A 3-node Redis Cluster (tests/store/_topologies), with the CPU time of all its nodes."""
+
+    def __init__(self, directory: Path) -> None:
+        from tests.store._topologies import RedisClusterDeployment
+
+        self.cluster = RedisClusterDeployment(directory)
+        self.proc = None
+
+    @property
+    def url(self) -> str:
+        return self.cluster.url
+
+    def start(self) -> None:
+        self.cluster.start()
+
+    def stop(self) -> None:
+        self.cluster.stop()
+
+    def node_cpu_seconds(self) -> list[float | None]:
+        return [process_cpu_seconds(node.proc.pid) for node in self.cluster.procs]
+
+    def cpu_seconds(self) -> float | None:
+        total = 0.0
+        for node in self.cluster.procs:
+            cpu = process_cpu_seconds(node.proc.pid)
+            if cpu is None:
+                return None
+            total += cpu
+        return total
+
+
+AnyRedis = RedisServer | ClusterRedis
+
+
+def redis_cpu_seconds(redis: AnyRedis) -> float | None:
+    if isinstance(redis, ClusterRedis):
+        return redis.cpu_seconds()
+    return None if redis.proc is None else process_cpu_seconds(redis.proc.pid)
 
 
 @dataclass
@@ -373,7 +481,7 @@ def _progress(label: str) -> Callable[[int, int, float], None]:
 
 
 class Runner:
-    def __init__(self, args: argparse.Namespace, redis: RedisServer) -> None:
+    def __init__(self, args: argparse.Namespace, redis: AnyRedis) -> None:
         self.args = args
         self.redis = redis
 
@@ -381,7 +489,7 @@ class Runner:
         self,
         kind: str,
         mode: str,
-        server: ServerProcess,
+        server: Server,
         batch: Batch,
         *,
         connections: int,
@@ -434,8 +542,7 @@ class Runner:
         return phase
 
     def _redis_cpu(self) -> float | None:
-        proc = self.redis.proc
-        return None if proc is None else process_cpu_seconds(proc.pid)
+        return redis_cpu_seconds(self.redis)
 
 
 class BenchFailed(Exception):
@@ -672,6 +779,21 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="the service's --log-level (default info, as deployed: one access line per request)",
     )
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON to FILE ('-' for stdout)")
+    parser.add_argument(
+        "--loadgen",
+        choices=["python", "wrk"],
+        default="python",
+        help="python: the asyncio generator of bench/loadgen.py (closed and open loop); wrk: wrk, alternating "
+        "baseline and service per round, closed loop with --connections and one connection (default python)",
+    )
+    parser.add_argument(
+        "--cluster", action="store_true", help="wrk: a 3-node Redis Cluster instead of one redis-server"
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="wrk: rounds of baseline/service (default 3)")
+    parser.add_argument("--seconds", type=float, default=8.0, help="wrk: seconds per run (default 8)")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="worker processes of the service and of the baseline (default 1)"
+    )
     args = parser.parse_args(argv)
     for name in ("requests", "connections", "open_connections", "sessions"):
         if getattr(args, name) < 1:
@@ -688,46 +810,41 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 @contextlib.contextmanager
 def deployment(
-    workdir: Path, log_level: str
-) -> Iterator[tuple[RedisServer, ServerProcess, ServerProcess, dict[str, str]]]:
-    redis = RedisServer(workdir / "redis")
+    workdir: Path, log_level: str, workers: int | None = None, cluster: bool = False
+) -> Iterator[tuple[AnyRedis, ServiceServer, ServerProcess, dict[str, str]]]:
+    redis: AnyRedis = ClusterRedis(workdir / "cluster") if cluster else RedisServer(workdir / "redis")
     redis.start()
-    started: list[ServerProcess] = []
+    started: list[ServerProcess | ServiceServer] = []
     try:
         tokens = {"ar": secrets.token_urlsafe(32), "aaa": secrets.token_urlsafe(32)}
-        config = workdir / "service" / "aaa-fmip.toml"
-        config.parent.mkdir(parents=True)
-        config.write_text(service_config(redis.url, tokens["ar"], tokens["aaa"]))
-        service_port = free_port()
-        service = ServerProcess(
-            "service",
-            [
-                "-m",
-                "aaa_fmip.cli",
-                "serve",
-                "--config",
-                str(config),
-                "--listen",
-                f"{HOST}:{service_port}",
-                "--log-level",
-                log_level,
-            ],
+        service = ServiceServer(
             workdir / "service",
-            service_port,
-            {"AAA_FMIP_KEK": secrets.token_hex(32)},
+            config=service_config(redis.url, tokens["ar"], tokens["aaa"]),
+            env={"AAA_FMIP_KEK": secrets.token_hex(32)},
+            args=("--log-level", log_level, "--workers", str(workers or 1)),
         )
         baseline_port = free_port()
         baseline = ServerProcess(
             "baseline",
-            ["-m", "bench.baseline_app", "--listen", f"{HOST}:{baseline_port}", "--redis-url", redis.url],
+            [
+                "-m",
+                "bench.baseline_app",
+                "--listen",
+                f"{HOST}:{baseline_port}",
+                "--redis-url",
+                redis.url,
+                *([] if workers is None else ["--workers", str(workers)]),
+            ],
             workdir / "baseline",
             baseline_port,
             {},
         )
-        for proc, ready in ((service, "/readyz"), (baseline, "/baseline")):
-            proc.start(ready)
-            started.append(proc)
-            print(f"  {proc.name} ready on {HOST}:{proc.port} (pid {proc.pid})", flush=True)
+        service.start(timeout=STARTUP_TIMEOUT)
+        started.append(service)
+        print(f"  service ready on {HOST}:{service.port} (pid {service.pid})", flush=True)
+        baseline.start("/baseline")
+        started.append(baseline)
+        print(f"  baseline ready on {HOST}:{baseline.port} (pid {baseline.pid})", flush=True)
         yield redis, service, baseline, tokens
     finally:
         for proc in reversed(started):
@@ -735,9 +852,7 @@ def deployment(
         redis.stop()
 
 
-def ingest(
-    runner: Runner, service: ServerProcess, token: str, count: int, connections: int
-) -> tuple[list[MobileNode], Phase]:
+def ingest(runner: Runner, service: Server, token: str, count: int, connections: int) -> tuple[list[MobileNode], Phase]:
     nodes = [MobileNode(i, os.urandom(64), b"\x0d" + os.urandom(64)) for i in range(count)]
     headers = (("Authorization", f"Bearer {token}"), ("Content-Type", "application/json"))
     requests = []
@@ -773,7 +888,7 @@ def ingest(
 
 def measure(args: argparse.Namespace, workdir: Path, phases: list[Phase]) -> None:
     """Run every phase, appending each to ``phases`` as it completes (so a failure keeps the ones before it)."""
-    with deployment(workdir, args.log_level) as (redis, service, baseline, tokens):
+    with deployment(workdir, args.log_level, args.workers) as (redis, service, baseline, tokens):
         runner = Runner(args, redis)
         nodes, ingested = ingest(runner, service, tokens["aaa"], args.sessions, min(args.connections, 8))
         print(f"  ingested {len(nodes)} sessions ({ingested.result.throughput:,.0f}/s)", flush=True)
@@ -827,6 +942,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"redis-server {info['redis_server']}; {pkgs}",
         flush=True,
     )
+    if args.loadgen == "wrk":
+        return main_wrk(args, info)
     phases: list[Phase] = []
     failure: BenchFailed | None = None
     try:
@@ -857,6 +974,341 @@ def main(argv: Sequence[str] | None = None) -> int:
             "parameters": {k: v for k, v in vars(args).items() if k != "json"},
             "phases": [p.row() for p in phases],
             "targets": summary,
+            "failed": None if failure is None else {"phase": str(failure), "outcomes": failure.outcomes},
+        }
+        text = json.dumps(doc, indent=2)
+        if args.json == "-":
+            print(text)
+        else:
+            Path(args.json).write_text(text + "\n")
+    return 0 if failure is None else 1
+
+
+# ------------------------------------------------------------------------------------------------- wrk
+
+
+@dataclass
+class WrkRun:
+    round: int
+    load: str  # "closed" | "one connection"
+    target: str  # "baseline" | "fbu-verify"
+    result: loadgen.WrkResult
+    server_cpu_ms: float | None
+    redis_cpu_ms: float | None
+    loadavg: tuple[float, float, float]
+    redis_node_cpu_ms: list[float | None]  # per Cluster node (the audit stream's node does the chain's work)
+
+    def row(self) -> dict[str, Any]:
+        r = self.result
+        return {
+            "round": self.round,
+            "load": self.load,
+            "target": self.target,
+            "requests": r.requests,
+            "throughput": round(r.throughput, 1),
+            "p50_ms": round(r.p50 * 1000, 3),
+            "p99_ms": round(r.p99 * 1000, 3),
+            "p999_ms": round(r.p999 * 1000, 3),
+            "server_cpu_ms_per_request": _round(self.server_cpu_ms),
+            "redis_cpu_ms_per_request": _round(self.redis_cpu_ms),
+            "redis_node_cpu_ms_per_request": [_round(x, 4) for x in self.redis_node_cpu_ms],
+            "loadavg_1m": self.loadavg[0],
+            "good": r.good,
+        }
+
+
+def _wrk_run(
+    args: argparse.Namespace,
+    workdir: Path,
+    redis: AnyRedis,
+    server: Server,
+    *,
+    target: str,
+    bodies: Sequence[bytes],
+    headers: Sequence[tuple[str, str]],
+    connections: int,
+    seconds: float,
+    label: tuple[int, str],
+) -> WrkRun:
+    fbu = target == "fbu-verify"
+    loadavg = os.getloadavg()
+    nodes_before = redis.node_cpu_seconds() if isinstance(redis, ClusterRedis) else []
+    before = (server.cpu_seconds(), redis_cpu_seconds(redis))
+    result = loadgen.run_wrk(
+        HOST,
+        server.port,
+        bodies=bodies,
+        method="POST" if fbu else "GET",
+        path="/v1/fbu/verify" if fbu else "/baseline",
+        headers=headers,
+        expect='"verdict":"accepted"' if fbu else '"status":"ok"',
+        connections=connections,
+        threads=min(2, connections),
+        seconds=seconds,
+        workdir=workdir / "wrk",
+        timeout=args.timeout,
+        repeat=not fbu,
+    )
+    after = (server.cpu_seconds(), redis_cpu_seconds(redis))
+    nodes_after = redis.node_cpu_seconds() if isinstance(redis, ClusterRedis) else []
+    run = WrkRun(
+        label[0],
+        label[1],
+        target,
+        result,
+        _per_request(before[0], after[0], result.requests),
+        _per_request(before[1], after[1], result.requests),
+        loadavg,
+        [_per_request(b, a, result.requests) for b, a in zip(nodes_before, nodes_after, strict=True)],
+    )
+    r = result
+    print(
+        f"  round {label[0]} {label[1]:<14} {target:<10} {r.throughput:8,.0f}/s  p50 {r.p50 * 1000:6.3f} ms  "
+        f"p99 {r.p99 * 1000:6.3f} ms  server CPU {_fmt(run.server_cpu_ms or 0, 3)} ms/req  "
+        f"redis CPU {_fmt(run.redis_cpu_ms or 0, 3)} ms/req  load {loadavg[0]:.2f}",
+        flush=True,
+    )
+    if not r.clean:
+        print(f"bench_rest: {server.name} log, last problems:\n{server.log_problems()}", file=sys.stderr)
+        raise BenchFailed(
+            f"{target} {label[1]} round {label[0]}",
+            {"good": r.good, "bad": r.bad, "socket errors": r.socket_errors, "ran out of requests": r.exhausted},
+        )
+    return run
+
+
+def _median(values: Sequence[float]) -> float:
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+
+def wrk_summary(runs: Sequence[WrkRun]) -> dict[str, Any]:
+    """Medians per (load, target) and the ratios of the issue's targets (service over baseline)."""
+    out: dict[str, Any] = {}
+    for load in ("closed", "one connection"):
+        med: dict[str, dict[str, float]] = {}
+        for target in ("baseline", "fbu-verify"):
+            rs = [r for r in runs if r.load == load and r.target == target]
+            if not rs:
+                continue
+            med[target] = {
+                "throughput": _median([r.result.throughput for r in rs]),
+                "p50_ms": _median([r.result.p50 * 1000 for r in rs]),
+                "p99_ms": _median([r.result.p99 * 1000 for r in rs]),
+                "server_cpu_ms": _median([r.server_cpu_ms or 0.0 for r in rs]),
+                "redis_cpu_ms": _median([r.redis_cpu_ms or 0.0 for r in rs]),
+            }
+        if len(med) == 2:
+            b, f = med["baseline"], med["fbu-verify"]
+            med["ratio"] = {
+                "throughput": f["throughput"] / b["throughput"],
+                "p50": f["p50_ms"] / b["p50_ms"],
+                "p99": f["p99_ms"] / b["p99_ms"],
+                "server_cpu": f["server_cpu_ms"] / b["server_cpu_ms"] if b["server_cpu_ms"] else float("nan"),
+            }
+        out[load] = med
+    return out
+
+
+def measure_wrk(args: argparse.Namespace, workdir: Path, runs: list[WrkRun], extra: dict[str, Any]) -> None:
+    with deployment(workdir, args.log_level, args.workers, args.cluster) as (redis, service, baseline, tokens):
+        runner = Runner(args, redis)
+        nodes, ingested = ingest(runner, service, tokens["aaa"], args.sessions, min(args.connections, 8))
+        print(f"  ingested {len(nodes)} sessions ({ingested.result.throughput:,.0f}/s)", flush=True)
+        factory = FbuFactory(nodes, service.port, tokens["ar"])
+        fbu_headers = (("Authorization", f"Bearer {tokens['ar']}"), ("Content-Type", "application/json"))
+
+        def fbu_bodies(count: int) -> list[bytes]:
+            return [request.split(b"\r\n\r\n", 1)[1] for request in factory.batch(count).requests]
+
+        # warm-up (not reported), which also sizes the FBU batches: three times what the service answered per second
+        warm = min(3.0, args.seconds)
+        _wrk_run(
+            args,
+            workdir,
+            redis,
+            baseline,
+            target="baseline",
+            bodies=[b""],
+            headers=(),
+            connections=args.connections,
+            seconds=warm,
+            label=(0, "closed"),
+        )
+        first = _wrk_run(
+            args,
+            workdir,
+            redis,
+            service,
+            target="fbu-verify",
+            bodies=fbu_bodies(20_000),
+            headers=fbu_headers,
+            connections=args.connections,
+            seconds=warm,
+            label=(0, "closed"),
+        )
+        per_run = max(4000, math.ceil(first.result.throughput * args.seconds * 3))
+        for rnd in range(1, args.rounds + 1):
+            for load, conns in (("closed", args.connections), ("one connection", 1)):
+                runs.append(
+                    _wrk_run(
+                        args,
+                        workdir,
+                        redis,
+                        baseline,
+                        target="baseline",
+                        bodies=[b""],
+                        headers=(),
+                        connections=conns,
+                        seconds=args.seconds,
+                        label=(rnd, load),
+                    )
+                )
+                bodies = fbu_bodies(per_run)
+                runs.append(
+                    _wrk_run(
+                        args,
+                        workdir,
+                        redis,
+                        service,
+                        target="fbu-verify",
+                        bodies=bodies,
+                        headers=fbu_headers,
+                        connections=conns,
+                        seconds=args.seconds,
+                        label=(rnd, load),
+                    )
+                )
+        replays = replay_check(service, tokens, nodes[: min(200, len(nodes))])
+        extra["replay_check"] = replays
+        print(f"  retransmissions and replays: {replays}", flush=True)
+        revocation = revocation_latency(service, tokens, nodes[-min(200, len(nodes)) :])
+        extra["revocation"] = revocation
+        print(f"  revocation -> first rejected FBU: {revocation}", flush=True)
+
+
+def _fbu_json(node: MobileNode, sequence: int | None = None) -> bytes:
+    """An FBU of ``node``: its next sequence number, or ``sequence`` (an old one: a replay)."""
+    assert node.hk is not None
+    if sequence is None:
+        sequence = node.next_sequence
+        node.next_sequence += 1
+    mh = mn.build_fbu(
+        node.hk, sequence=sequence, lifetime_seconds=FBU_LIFETIME_SECONDS, pcoa=node.pcoa, ncoa=node.ncoa, par=PAR
+    )
+    return json.dumps({"source": str(node.pcoa), "destination": str(PAR), "mh": mh.hex()}).encode()
+
+
+def replay_check(service: Server, tokens: dict[str, str], nodes: Sequence[MobileNode]) -> dict[str, int]:
+    """For each node: a new FBU (accepted), the same FBU again (a retransmission), and an FBU with the sequence
+    number before it, validly authenticated (a replay): BenchFailed on any other verdict."""
+    conn = http.client.HTTPConnection(HOST, service.port, timeout=10)
+    headers = {"Authorization": f"Bearer {tokens['ar']}", "Content-Type": "application/json"}
+    seen: Counter[str] = Counter()
+
+    def verify(body: bytes) -> str:
+        conn.request("POST", "/v1/fbu/verify", body=body, headers=headers)
+        answer = json.loads(conn.getresponse().read())
+        return str(answer.get("verdict") or answer.get("reason"))
+
+    try:
+        for node in nodes:
+            fresh = _fbu_json(node)
+            got = (verify(fresh), verify(fresh), verify(_fbu_json(node, node.next_sequence - 2)))
+            if got != ("accepted", "retransmission", "replay"):
+                raise BenchFailed(f"replay check: session {node.index} answered {got}")
+            seen.update(got)
+    finally:
+        conn.close()
+    return dict(seen)
+
+
+def revocation_latency(service: Server, tokens: dict[str, str], nodes: Sequence[MobileNode]) -> dict[str, Any]:
+    """For each node: an FBU (accepted: the session is now cached by the worker that answered), then the
+    revocation through ``POST /v1/sessions/revoke`` on another connection, then FBUs until one is rejected. The
+    time from the revocation's answer to the first rejected FBU's answer, and how many FBUs were accepted in
+    between (it must be none)."""
+    fbu_conn = http.client.HTTPConnection(HOST, service.port, timeout=10)
+    aaa_conn = http.client.HTTPConnection(HOST, service.port, timeout=10)
+    fbu_headers = {"Authorization": f"Bearer {tokens['ar']}", "Content-Type": "application/json"}
+    aaa_headers = {"Authorization": f"Bearer {tokens['aaa']}", "Content-Type": "application/json"}
+
+    def verify(node: MobileNode) -> dict[str, Any]:
+        fbu_conn.request("POST", "/v1/fbu/verify", body=_fbu_json(node), headers=fbu_headers)
+        answer = fbu_conn.getresponse()
+        out: dict[str, Any] = json.loads(answer.read())
+        return out
+
+    waits: list[float] = []
+    accepted_after = 0
+    try:
+        for node in nodes:
+            if verify(node).get("verdict") != "accepted":
+                raise BenchFailed("revocation: an FBU before the revocation was not accepted")
+            mac = "02-00-" + "-".join(f"{b:02x}" for b in node.index.to_bytes(4, "big"))
+            aaa_conn.request(
+                "POST", "/v1/sessions/revoke", body=json.dumps({"calling_station_id": mac}), headers=aaa_headers
+            )
+            answer = aaa_conn.getresponse()
+            body = json.loads(answer.read())
+            revoked_at = time.perf_counter()
+            if answer.status != 200 or body.get("revoked") != 1:
+                raise BenchFailed(f"revocation: answer {answer.status} {body}")
+            for _ in range(100):
+                verdict = verify(node)
+                if verdict.get("valid") is False and verdict.get("reason") == "revoked":
+                    waits.append(time.perf_counter() - revoked_at)
+                    break
+                accepted_after += 1
+            else:
+                raise BenchFailed("revocation: 100 FBUs after the revocation were not rejected")
+    finally:
+        fbu_conn.close()
+        aaa_conn.close()
+    return {
+        "revocations": len(waits),
+        "accepted_after_revocation": accepted_after,
+        "first_rejection_after_ms": {
+            "p50": round(loadgen.percentile(waits, 50) * 1000, 3),
+            "p99": round(loadgen.percentile(waits, 99) * 1000, 3),
+            "max": round(max(waits) * 1000, 3),
+        },
+    }
+
+
+def main_wrk(args: argparse.Namespace, info: dict[str, Any]) -> int:
+    runs: list[WrkRun] = []
+    extra: dict[str, Any] = {}
+    failure: BenchFailed | None = None
+    try:
+        with tempfile.TemporaryDirectory(prefix="aaa-fmip-bench-") as tmp:
+            measure_wrk(args, Path(tmp), runs, extra)
+    except BenchFailed as exc:
+        failure = exc
+    except RuntimeError as exc:
+        failure = BenchFailed(str(exc))
+    summary = wrk_summary(runs)
+    for load, med in summary.items():
+        ratio = med.get("ratio")
+        if ratio:
+            print(
+                f"medians, {load}: baseline {med['baseline']['throughput']:,.0f}/s vs fbu {med['fbu-verify']['throughput']:,.0f}/s"  # noqa: E501
+                f" = {ratio['throughput']:.2f}x; p50 {ratio['p50']:.2f}x, p99 {ratio['p99']:.2f}x, server CPU "
+                f"{med['baseline']['server_cpu_ms']:.3f} vs {med['fbu-verify']['server_cpu_ms']:.3f} ms = "
+                f"{ratio['server_cpu']:.2f}x"
+            )
+    if failure is not None:
+        counts = ", ".join(f"{k}: {v}" for k, v in failure.outcomes.items())
+        print(f"bench_rest: FAILED in {failure}" + (f" ({counts})" if counts else ""), file=sys.stderr)
+    if args.json:
+        doc = {
+            "benchmark": "bench_rest (wrk)",
+            "machine": info,
+            "parameters": {k: v for k, v in vars(args).items() if k != "json"},
+            "runs": [r.row() for r in runs],
+            "medians": summary,
+            **extra,
             "failed": None if failure is None else {"phase": str(failure), "outcomes": failure.outcomes},
         }
         text = json.dumps(doc, indent=2)

@@ -32,15 +32,17 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 __all__ = [
     "LoadResult",
     "Response",
+    "WrkResult",
     "encode_request",
     "percentile",
     "run_closed",
     "run_open",
+    "run_wrk",
 ]
 
 _MAX_HEADER_OCTETS = 64 * 1024
@@ -539,3 +541,148 @@ def run_open(
             progress_every,
         )
     )
+
+
+# --------------------------------------------------------------------------------------------------- wrk
+
+# wrk (a C load generator: its own CPU does not decide the result) driven by pre-built requests. Each wrk thread
+# takes every n-th line of the request file (line i to thread i mod threads) and sends its lines in order, each
+# once; the answers are checked in Lua (status 200 and ``expect`` in the body) and counted per thread. A thread
+# that runs out of lines resends its last one and counts it as ``exhausted`` (the caller fails such a run);
+# with ``repeat`` every thread sends its first line again and again (a request that may be repeated).
+WRK_SCRIPT: Final = r"""
+local threads, counter = {}, 0
+function setup(thread)
+  thread:set("id", counter)
+  table.insert(threads, thread)
+  counter = counter + 1
+end
+function init(args)
+  local file, nthreads, method, path, expect = args[1], tonumber(args[2]), args[3], args[4], args[5]
+  again = args[6] == "1"
+  local headers = {}
+  for i = 7, #args, 2 do headers[args[i]] = args[i + 1] end
+  wanted = expect
+  queue = {}
+  local i = 0
+  for line in io.lines(file) do
+    if i % nthreads == id then
+      local body = nil
+      if line ~= "" then body = line end
+      table.insert(queue, wrk.format(method, path, headers, body))
+    end
+    i = i + 1
+  end
+  sent, good, bad, exhausted = 0, 0, 0, 0
+end
+function request()
+  if again then return queue[1] end
+  sent = sent + 1
+  if sent > #queue then
+    exhausted = exhausted + 1
+    return queue[#queue]
+  end
+  return queue[sent]
+end
+function response(status, headers, body)
+  if status == 200 and body and string.find(body, wanted, 1, true) then good = good + 1 else bad = bad + 1 end
+end
+function done(summary, latency, requests)
+  local g, b, x = 0, 0, 0
+  for _, t in ipairs(threads) do
+    g = g + t:get("good")
+    b = b + t:get("bad")
+    x = x + t:get("exhausted")
+  end
+  local e = summary.errors
+  io.write(string.format(
+    'WRK_RESULT {"requests":%d,"duration_us":%d,"p50_us":%d,"p90_us":%d,"p99_us":%d,"p999_us":%d,"max_us":%d,'
+      .. '"socket_errors":%d,"good":%d,"bad":%d,"exhausted":%d}\n',
+    summary.requests, summary.duration, latency:percentile(50), latency:percentile(90), latency:percentile(99),
+    latency:percentile(99.9), latency.max, e.connect + e.read + e.write + e.timeout, g, b, x))
+end
+"""
+
+
+@dataclass
+class WrkResult:
+    """What one wrk run measured and counted (latencies in seconds)."""
+
+    requests: int
+    seconds: float
+    p50: float
+    p90: float
+    p99: float
+    p999: float
+    max: float
+    socket_errors: int
+    good: int
+    bad: int
+    exhausted: int
+
+    @property
+    def throughput(self) -> float:
+        return self.requests / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def clean(self) -> bool:
+        """Every answer was the expected one, none failed, and no thread ran out of requests."""
+        return self.bad == 0 and self.socket_errors == 0 and self.exhausted == 0 and self.good == self.requests
+
+
+def run_wrk(
+    host: str,
+    port: int,
+    *,
+    bodies: Sequence[bytes],
+    method: str,
+    path: str,
+    headers: Sequence[tuple[str, str]],
+    expect: str,
+    connections: int,
+    threads: int,
+    seconds: float,
+    workdir: Any,
+    timeout: float = 10.0,
+    repeat: bool = False,
+) -> WrkResult:
+    """Run ``wrk`` for ``seconds`` against ``http://host:port/path`` with ``bodies`` (one per request, in order per
+    thread; empty for none). Bounded: wrk stops itself after ``seconds``; the subprocess is killed after twice that
+    plus ``timeout``."""
+    import json as _json
+    import subprocess
+    from pathlib import Path
+
+    work = Path(workdir)
+    work.mkdir(parents=True, exist_ok=True)
+    script = work / "wrk.lua"
+    script.write_text(WRK_SCRIPT)
+    lines = work / "requests.txt"
+    with lines.open("wb") as out:
+        for body in list(bodies) * (threads if repeat else 1):
+            if b"\n" in body:
+                raise ValueError("request bodies for wrk must be single lines")
+            out.write(body + b"\n")
+    args = ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds:g}s", "--timeout", f"{timeout:g}s"]
+    args += ["-s", str(script), f"http://{host}:{port}{path}", "--", str(lines), str(threads), method, path, expect]
+    args.append("1" if repeat else "0")
+    for name, value in headers:
+        args += [name, value]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=2 * seconds + timeout, check=False)
+    for line in done.stdout.splitlines():
+        if line.startswith("WRK_RESULT "):
+            r = _json.loads(line.removeprefix("WRK_RESULT "))
+            return WrkResult(
+                requests=r["requests"],
+                seconds=r["duration_us"] / 1e6,
+                p50=r["p50_us"] / 1e6,
+                p90=r["p90_us"] / 1e6,
+                p99=r["p99_us"] / 1e6,
+                p999=r["p999_us"] / 1e6,
+                max=r["max_us"] / 1e6,
+                socket_errors=r["socket_errors"],
+                good=r["good"],
+                bad=r["bad"],
+                exhausted=r["exhausted"],
+            )
+    raise RuntimeError(f"wrk gave no result (exit {done.returncode}): {done.stderr[-500:] or done.stdout[-500:]}")

@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from aaa_fmip import __version__
-from aaa_fmip.api import problems, routes_mih, routes_router, routes_router_pairs, routes_send
+from aaa_fmip.api import fast, problems, routes_mih, routes_router, routes_router_pairs, routes_send
 from aaa_fmip.api.context import ApiContext
 from aaa_fmip.api.limits import RequestGuard
 from aaa_fmip.api.middleware import RequestMiddleware
@@ -66,7 +66,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
         license_info={"name": "Apache-2.0"},
     )
     app.state.context = ctx
-    app.state.guard = RequestGuard(ctx.service, ctx.metrics, ctx.limits)
+    guard = app.state.guard = RequestGuard(ctx.service, ctx.metrics, ctx.limits)
     problems.install(app)
     app.include_router(v1)
     app.include_router(routes_send.router)
@@ -74,7 +74,9 @@ def create_app(ctx: ApiContext) -> FastAPI:
     app.include_router(routes_router.router)
     app.include_router(routes_router_pairs.router)
     app.include_router(ops)
-    app.add_middleware(RequestMiddleware, metrics=ctx.metrics, limits=ctx.limits)
+    verify_route = next(r for r in v1.routes if getattr(r, "path", None) == fast.PATH)
+    endpoint = fast.FbuVerifyEndpoint(ctx, guard, verify_route)
+    app.add_middleware(RequestMiddleware, metrics=ctx.metrics, limits=ctx.limits, fast=endpoint)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

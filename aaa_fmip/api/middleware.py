@@ -1,7 +1,8 @@
 """One ASGI middleware for every HTTP request: the limit of requests in flight (503 ``overloaded``), body size
 and body arrival limits (413 ``too-large``, 408 ``request-timeout``), ``Cache-Control: no-store`` on ``/v1``
 (responses carry keys), request metrics by route template, one access log line (no bodies, no query strings),
-and a last-resort 500 problem that never shows the exception.
+a last-resort 500 problem that never shows the exception, and the hand-off of ``POST /v1/fbu/verify`` to its
+dedicated endpoint (:mod:`aaa_fmip.api.fast`).
 
 Limits on connections and on the request head are enforced below ASGI, in :mod:`aaa_fmip.api.protocol`."""
 
@@ -11,7 +12,7 @@ import asyncio
 import json
 import logging
 import time
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -22,6 +23,16 @@ from aaa_fmip.metrics import Metrics
 MAX_BODY_OCTETS: Final = 64 * 1024  # the largest legitimate body (an FBU in hex) is well under 1 KiB
 
 access_log = logging.getLogger("aaa_fmip.api.access")
+fast_path: Final = "/v1/fbu/verify"
+
+
+class FastEndpoint(Protocol):
+    """An endpoint answering one route ahead of the framework, handing a request on to ``fallback`` when it
+    does not answer it itself (:mod:`aaa_fmip.api.fast`)."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send, fallback: ASGIApp) -> None: ...
+
+
 error_log = logging.getLogger("aaa_fmip.api")
 
 
@@ -47,8 +58,10 @@ class RequestMiddleware:
         metrics: Metrics,
         limits: LimitSettings | None = None,
         max_body: int = MAX_BODY_OCTETS,
+        fast: FastEndpoint | None = None,
     ) -> None:
         self.app = app
+        self.fast = fast
         self.metrics = metrics
         self.limits = limits or LimitSettings()
         self.max_body = max_body
@@ -120,7 +133,11 @@ class RequestMiddleware:
             await send(message)
 
         try:
-            await self.app(scope, limited_receive, tracking_send)
+            fast = self.fast
+            if fast is not None and scope["path"] == fast_path and scope["method"] == "POST":
+                await fast(scope, limited_receive, tracking_send, self.app)
+            else:
+                await self.app(scope, limited_receive, tracking_send)
         except (_BodyTooLarge, _BodyTimeout):
             pass
         except Exception as exc:

@@ -1,4 +1,5 @@
-"""The REST listener's HTTP/1.1 protocol: uvicorn's h11 protocol with the limits uvicorn lacks.
+"""The REST listener's HTTP/1.1 protocol: uvicorn's httptools protocol (its h11 one where httptools is not
+installed) with the limits uvicorn lacks.
 
 * **Request-head deadline.** uvicorn bounds only the idle time between requests (``timeout_keep_alive``); a
   client that sends half a request head keeps its connection, and a file descriptor, forever (slowloris). Here
@@ -9,7 +10,8 @@
   ``limit_concurrency`` answers plain text and counts connections only when a request arrives.)
 * **Malformed HTTP** is answered with a 400 ``bad-http-request`` problem instead of an empty text/plain body.
 
-The parsing itself stays h11's; this module only adds timers and the two answers.
+The parsing itself stays httptools' (llhttp, the parser of Node.js) or h11's; this module only adds timers and
+the two answers, the same for both (docs/performance.md: httptools with uvloop halves the stack's own cost).
 """
 
 from __future__ import annotations
@@ -53,8 +55,119 @@ BAD_REQUEST_BODY: Final = json.dumps(
 ).encode()
 
 
-def protocol_class(limits: LimitSettings, metrics: Metrics, max_connections: int) -> type[H11Protocol]:
-    """An :class:`H11Protocol` subclass bound to these limits (uvicorn instantiates the class it is given)."""
+BAD_REQUEST_RESPONSE: Final = _raw_response(
+    400, "Bad Request", "Bad request", "The request is not valid HTTP/1.1.", "bad-http-request"
+)
+
+
+def httptools_available() -> bool:
+    try:
+        import httptools  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def protocol_class(
+    limits: LimitSettings, metrics: Metrics, max_connections: int, *, parser: str = "auto"
+) -> type[asyncio.Protocol]:
+    """The guarded protocol for ``parser`` ("httptools", "h11", or "auto": httptools when installed), bound to
+    these limits (uvicorn instantiates the class it is given)."""
+    if parser == "httptools" or (parser == "auto" and httptools_available()):
+        return _httptools_class(limits, metrics, max_connections)
+    return _h11_class(limits, metrics, max_connections)
+
+
+class _MalformedRequest(Exception):
+    pass
+
+
+def _refuse(transport: Any, metrics: Metrics, max_connections: int) -> None:
+    metrics.count_rejected("connection-limit")
+    log.warning("connection refused: at the connection limit", extra={"limit": max_connections})
+    transport.write(OVERLOADED_RESPONSE)
+    transport.close()
+
+
+def _httptools_class(limits: LimitSettings, metrics: Metrics, max_connections: int) -> type[asyncio.Protocol]:
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    class GuardedHttpToolsProtocol(HttpToolsProtocol):
+        """The head deadline runs from the connection (or the first octet of a kept-alive request, where the
+        parser begins a message) until the parser has the whole head."""
+
+        def __init__(
+            self,
+            config: Config,
+            server_state: ServerState,
+            app_state: dict[str, Any],
+            _loop: asyncio.AbstractEventLoop | None = None,
+        ) -> None:
+            super().__init__(config, server_state, app_state, _loop)
+            self.head_timer: asyncio.TimerHandle | None = None
+            self.refused = False
+
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            super().connection_made(transport)  # type: ignore[arg-type]
+            if len(self.connections) > max_connections:
+                self.refused = True
+                _refuse(self.transport, metrics, max_connections)
+                return
+            self._arm_head_timer()
+
+        def data_received(self, data: bytes) -> None:
+            if self.refused:
+                return
+            super().data_received(data)
+
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            self._arm_head_timer()
+
+        def on_headers_complete(self) -> None:
+            self._disarm_head_timer()
+            # As strict as h11 where llhttp is lenient: HTTP/1.0 or 1.1 only, and an HTTP/1.1 request carries
+            # exactly one Host header (RFC 9112 §3.2). Raising here makes the parser fail: a 400 problem.
+            version = self.parser.get_http_version()
+            hosts = sum(1 for name, _ in self.headers if name == b"host")
+            if version not in ("1.0", "1.1") or hosts > 1 or (version == "1.1" and hosts != 1):
+                raise _MalformedRequest
+            super().on_headers_complete()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._disarm_head_timer()
+            super().connection_lost(exc)
+
+        def send_400_response(self, msg: str) -> None:
+            metrics.count_rejected("bad-http-request")
+            self._disarm_head_timer()
+            self.transport.write(BAD_REQUEST_RESPONSE)
+            self.transport.close()
+
+        def _arm_head_timer(self) -> None:
+            if self.head_timer is None:
+                self.head_timer = self.loop.call_later(limits.header_timeout, self._head_timeout)
+
+        def _disarm_head_timer(self) -> None:
+            if self.head_timer is not None:
+                self.head_timer.cancel()
+                self.head_timer = None
+
+        def _head_timeout(self) -> None:
+            self.head_timer = None  # armed and not disarmed by a complete head: the head is late
+            if self.transport.is_closing():
+                return
+            metrics.count_rejected("header-timeout")
+            log.warning(
+                "connection closed: no complete request head in time",
+                extra={"timeout_s": limits.header_timeout, "client": self.client[0] if self.client else None},
+            )
+            self.transport.close()
+
+    return GuardedHttpToolsProtocol
+
+
+def _h11_class(limits: LimitSettings, metrics: Metrics, max_connections: int) -> type[asyncio.Protocol]:
 
     class GuardedH11Protocol(H11Protocol):
         def __init__(
@@ -72,10 +185,7 @@ def protocol_class(limits: LimitSettings, metrics: Metrics, max_connections: int
             super().connection_made(transport)  # type: ignore[arg-type]
             if len(self.connections) > max_connections:
                 self.refused = True
-                metrics.count_rejected("connection-limit")
-                log.warning("connection refused: at the connection limit", extra={"limit": max_connections})
-                self.transport.write(OVERLOADED_RESPONSE)
-                self.transport.close()
+                _refuse(self.transport, metrics, max_connections)
                 return
             self._arm_head_timer()
 

@@ -13,6 +13,7 @@ import contextlib
 import functools
 import gc
 import importlib
+import importlib.util
 import ipaddress
 import logging
 import os
@@ -63,74 +64,117 @@ def register(sub: Any) -> None:
     parser.add_argument("--config", metavar="FILE", help=f"TOML configuration file (default: ${ENV_CONFIG})")
     parser.add_argument("--listen", metavar="HOST:PORT", help="REST listen address, overriding server.listen")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    parser.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="REST worker processes sharing the listening socket (default: the number of cores with an external "
+        "Redis; 1 with the embedded one, which belongs to one process)",
+    )
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     configure_logging(args.log_level.upper())
-    path = resolve_config_path(args.config, os.environ)
+    settings = _settings(args.config, args.listen)
+    workers = args.workers
+    if workers is None:
+        workers = 1 if settings.store.embedded else (os.cpu_count() or 1)
+    if workers < 1:
+        raise AaaFmipError("--workers must be at least 1")
+    if workers == 1:
+        return serve(settings)
+    if settings.store.embedded:
+        raise AaaFmipError("--workers above 1 needs an external Redis (store.url): the embedded one is per process")
+    from aaa_fmip.commands import workers as pool
+
+    return pool.supervise(settings, workers, (args.config, args.listen, args.log_level))
+
+
+def _settings(config: str | None, listen: str | None) -> Settings:
+    path = resolve_config_path(config, os.environ)
     settings = load_settings(path, os.environ)
-    if args.listen:
-        settings = settings.with_listen(args.listen)
-    return serve(settings)
+    return settings.with_listen(listen) if listen else settings
 
 
 def serve(settings: Settings) -> int:
     """Run until SIGTERM/SIGINT; returns the exit status."""
-    from aaa_fmip.api.app import create_app
-    from aaa_fmip.api.protocol import protocol_class
-    from aaa_fmip.bootstrap import api_context, build_runtime, check_store_at_start
+    from aaa_fmip.bootstrap import build_runtime, check_store_at_start
 
     runtime = build_runtime(settings)
     listeners: list[tuple[str, ListenerHandle]] = []
     try:
-        open_files = raise_open_file_limit()
-        max_connections = connection_limit(settings.limits, open_files)
         check_store_at_start(runtime)
         listeners = start_listeners(runtime)
-        app = create_app(api_context(runtime))
-        config = uvicorn.Config(
-            app,
-            host=settings.server.listen.host,
-            port=settings.server.listen.port,
-            log_config=None,  # our JSON handler (aaa_fmip.logging) formats uvicorn's records too
-            access_log=False,  # the app logs one access line per request itself, without query strings
-            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
-            timeout_keep_alive=settings.limits.keep_alive_timeout,
-            http=protocol_class(settings.limits, runtime.metrics, max_connections),
-            server_header=False,
-            proxy_headers=False,
-            **_tls_options(settings),
-        )
-        server = _Server(config, handshake_timeout=settings.limits.header_timeout)
-        log.info(
-            "limits",
-            extra={
-                "event": "limits",
-                "open_files": open_files,
-                "max_connections": max_connections,
-                "max_requests_in_flight": settings.limits.max_requests_in_flight,
-                "header_timeout_s": settings.limits.header_timeout,
-                "rate_limit": settings.limits.rate_limit,
-            },
-        )
-        # What is loaded now (FastAPI, pydantic, redis-py, cryptography, the app: some 90,000 objects) lives as
-        # long as the process. Move it out of the cyclic collector's reach: a full collection over it stalls every
-        # request for tens of ms (docs/performance.md: the FBU p99.9 fell from 19-128 ms to 6-40 ms).
-        gc.freeze()
-        _log_startup(runtime)
-        server.run()
-        if not server.started:
-            raise AaaFmipError(f"could not listen on {settings.server.listen} (in use, or not a local address?)")
-        log.info("stopped", extra={"event": "stopped", "signal": server.stop_signal})
-        return 0
+        return serve_rest(runtime)
     finally:
-        for name, handle in reversed(listeners):
-            try:
-                handle.stop()
-            except Exception as exc:
-                log.error("listener did not stop cleanly", extra={"listener": name, "error": type(exc).__name__})
+        stop_listeners(listeners)
         runtime.close()
+
+
+def stop_listeners(listeners: list[tuple[str, ListenerHandle]]) -> None:
+    for name, handle in reversed(listeners):
+        try:
+            handle.stop()
+        except Exception as exc:
+            log.error("listener did not stop cleanly", extra={"listener": name, "error": type(exc).__name__})
+
+
+def serve_rest(runtime: Runtime, sockets: list[Any] | None = None, *, worker: int | None = None) -> int:
+    """The REST listener of ``runtime`` until SIGTERM/SIGINT (on ``sockets`` already bound, in a worker)."""
+    from aaa_fmip.api.app import create_app
+    from aaa_fmip.api.protocol import httptools_available, protocol_class
+    from aaa_fmip.bootstrap import api_context
+
+    settings = runtime.settings
+    open_files = raise_open_file_limit()
+    max_connections = connection_limit(settings.limits, open_files)
+    app = create_app(api_context(runtime))
+    config = uvicorn.Config(
+        app,
+        host=settings.server.listen.host,
+        port=settings.server.listen.port,
+        log_config=None,  # our JSON handler (aaa_fmip.logging) formats uvicorn's records too
+        access_log=False,  # the app logs one access line per request itself, without query strings
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+        timeout_keep_alive=settings.limits.keep_alive_timeout,
+        loop=event_loop(),
+        http=protocol_class(settings.limits, runtime.metrics, max_connections),
+        server_header=False,
+        proxy_headers=False,
+        **_tls_options(settings),
+    )
+    server = _Server(config, handshake_timeout=settings.limits.header_timeout)
+    log.info(
+        "limits",
+        extra={
+            "event": "limits",
+            "open_files": open_files,
+            "max_connections": max_connections,
+            "max_requests_in_flight": settings.limits.max_requests_in_flight,
+            "header_timeout_s": settings.limits.header_timeout,
+            "rate_limit": settings.limits.rate_limit,
+            "event_loop": event_loop(),
+            "http_parser": "httptools" if httptools_available() else "h11",
+            "worker": worker,
+        },
+    )
+    # What is loaded now (FastAPI, pydantic, redis-py, cryptography, the app: some 90,000 objects) lives as
+    # long as the process. Move it out of the cyclic collector's reach: a full collection over it stalls every
+    # request for tens of ms (docs/performance.md: the FBU p99.9 fell from 19-128 ms to 6-40 ms).
+    gc.freeze()
+    if worker is None or worker == 0:
+        _log_startup(runtime)
+    server.run(sockets=sockets)
+    if not server.started:
+        raise AaaFmipError(f"could not listen on {settings.server.listen} (in use, or not a local address?)")
+    log.info("stopped", extra={"event": "stopped", "signal": server.stop_signal, "worker": worker})
+    return 0
+
+
+def event_loop() -> str:
+    """uvloop where it is installed (``uvicorn[standard]``), else asyncio's own loop: uvicorn's "auto", named."""
+    return "uvloop" if importlib.util.find_spec("uvloop") is not None else "asyncio"
 
 
 def raise_open_file_limit() -> int:

@@ -87,6 +87,14 @@ def truncated_hmac(key: SecretBytes | bytes, message: bytes, algorithm: Algorith
     return mac.finalize()[: alg.authenticator_length]
 
 
+def authenticator_matches(key: SecretBytes | bytes, message: bytes, authenticator: bytes, algorithm: Algorithm) -> bool:
+    """Whether ``authenticator`` is the MAC of ``message`` (``CoA | PAR | MH data``, built once by the caller)
+    under ``key``: the non-raising check for trying several candidate keys; the caller has taken ``algorithm``
+    from the authenticator's length (:func:`algorithm_for_length`), so an unsupported length is reported once,
+    as itself. The comparison is constant-time."""
+    return constant_time_equal(truncated_hmac(key, message, algorithm), bytes(authenticator))
+
+
 def verify_authenticator(
     key: SecretBytes | bytes,
     care_of: ipaddress.IPv6Address,

@@ -17,6 +17,7 @@ from aaa_fmip import keys
 from aaa_fmip.model import LifetimeUnits
 from aaa_fmip.send_policy import SendPolicy
 from aaa_fmip.service.audit import AuditUseCases
+from aaa_fmip.service.cache import SessionCache
 from aaa_fmip.service.handover import MAX_SPI_CANDIDATES, HandoverUseCases
 from aaa_fmip.service.send import SendUseCases
 from aaa_fmip.service.sessions import (
@@ -52,6 +53,7 @@ class HandoverKeyService(SessionUseCases, HandoverUseCases, SendUseCases, AuditU
         clock: Callable[[], float] | None = None,
         lifetime_units: LifetimeUnits = "4s",
         send_policy: SendPolicy | None = None,
+        session_cache: SessionCache | None = None,
     ) -> None:
         if max_lifetime <= 0:
             raise ValueError("max_lifetime must be positive")
@@ -61,6 +63,8 @@ class HandoverKeyService(SessionUseCases, HandoverUseCases, SendUseCases, AuditU
         # RFC 5568 §6.2.2 says seconds; the MIPv6 BU it copies uses 4-second units (RFC 6275 §6.1.7).
         self.lifetime_unit = 4 if lifetime_units == "4s" else 1
         self.send_policy = send_policy or SendPolicy()
+        # FBU verification's cache of unwrapped session records (aaa_fmip.service.cache); size 0 disables it
+        self.session_cache = session_cache if session_cache is not None else SessionCache()
 
     # -- health -----------------------------------------------------------------------------------------
 

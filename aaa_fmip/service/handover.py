@@ -3,28 +3,29 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
 from aaa_fmip import keys
 from aaa_fmip.crypto import badf
-from aaa_fmip.crypto.secrets import SecretBytes
-from aaa_fmip.errors import (
-    BadAuthenticator,
-    InvalidRequest,
-    NotFound,
-)
+from aaa_fmip.errors import InvalidRequest, NotFound, StoreError
 from aaa_fmip.model import Caller, FbuAccepted, FbuRejected, FbuVerdict, HandoverKeyGrant
 from aaa_fmip.service._access import IPv6, UseCase, audit_item, require_router
+from aaa_fmip.service.cache import Candidate, SessionCache
 from aaa_fmip.service.sessions import grant_of, hk_issued, normalise_calling_station_id
-from aaa_fmip.store import AuditItem, SessionRecord
-from aaa_fmip.store.ops import Op
+from aaa_fmip.store import AuditItem, ReplayOutcome, SessionRecord
+from aaa_fmip.store.ops import Op, VerifyCommit
 from aaa_fmip.wire import mh as mhwire
 
 # How many SPI collisions we try before giving up (architecture.md §3: "try each candidate, bounded").
 MAX_SPI_CANDIDATES = 8
+# A verification whose session was revoked or replaced between its read and its commit reads again, bounded.
+COMMIT_ATTEMPTS = 3
 
 
 class HandoverUseCases(UseCase):
     """The AR side: an AR's own handover key, and FBU verification (RFC 5568 §6.4.5)."""
+
+    session_cache: SessionCache
 
     def handover_key(
         self,
@@ -88,11 +89,29 @@ class HandoverUseCases(UseCase):
         the verdict.
 
         Malformed Mobility Headers raise DecodeError (the adapter answers 422 naming the field); a
-        well-formed FBU that fails returns ``valid=False`` with a stable reason.
+        well-formed FBU that fails returns ``valid=False`` with a stable reason. One Redis round trip when the
+        session is cached (module :mod:`aaa_fmip.service.cache`), two otherwise.
         """
-        verdict, entry = self.store.run_replay(self._verify_fbu_flow(caller, source, destination, mh, home_address))
-        self.store.append_audits([entry])
-        return verdict
+        fbu = _parse_fbu(caller, source, destination, mh, home_address)
+        now = self.clock()
+        store = self.store
+        match: _Match | FbuRejected | None = self._match_cached(fbu, now)
+        for _ in range(COMMIT_ATTEMPTS):
+            if match is None:
+                match = store.run(self._match(fbu, now), "verify_fbu")
+            if isinstance(match, FbuRejected):
+                store.append_audits([_entry(fbu, match, now)])
+                return match
+            outcome, audited = store.commit_verify(self._commit(fbu, match, now))
+            if outcome is None:  # revoked or replaced since it was read: read again
+                self.session_cache.evict(fbu.auth.spi)
+                match = None
+                continue
+            verdict = self._verdict(fbu, match, outcome, now)
+            if not audited:
+                store.append_audits([_entry(fbu, verdict, now)])
+            return verdict
+        raise StoreError("the session kept changing while the FBU was verified; try again")
 
     async def verify_fbu_async(
         self,
@@ -103,100 +122,195 @@ class HandoverUseCases(UseCase):
         mh: bytes,
         home_address: IPv6 | None = None,
     ) -> FbuVerdict:
-        """:meth:`verify_fbu` for an event loop: the same flow, on the store's asyncio client
-        (:attr:`Store.aio`), the verdict group-committed to the audit trail; on a store without one, in a
-        worker thread."""
+        """:meth:`verify_fbu` for an event loop: the same steps, on the store's asyncio client
+        (:attr:`Store.aio`), in this loop's turn for the audit chain; on a store without one, in a worker
+        thread."""
         aio = self.store.aio
         if aio is None:
             return await asyncio.to_thread(
                 self.verify_fbu, caller, source=source, destination=destination, mh=mh, home_address=home_address
             )
-        verdict, entry = await aio.arun_replay(self._verify_fbu_flow(caller, source, destination, mh, home_address))
-        await aio.append_audits([entry])
-        return verdict
-
-    def _verify_fbu_flow(
-        self, caller: Caller, source: IPv6, destination: IPv6, mh: bytes, home_address: IPv6 | None
-    ) -> Op[tuple[FbuVerdict, AuditItem]]:
-        """The verification as one flow of store operations (run by either driver), and its audit entry."""
-        router = require_router(caller, destination)
-        pcoa = home_address or source
-        message = mhwire.decode_mh(mh, source=pcoa, destination=destination)
-        if not isinstance(message, mhwire.FBU):
-            raise InvalidRequest("the Mobility Header is not a Fast Binding Update", reason="not-fbu")
-        auth = mhwire.badf_input(mh)
-        ncoa = source
-        for option in message.options:
-            if isinstance(option, mhwire.AlternateCareOfAddress):
-                ncoa = option.address
-                break
+        fbu = _parse_fbu(caller, source, destination, mh, home_address)
         now = self.clock()
-        verdict = yield from self._check_fbu(message, auth, pcoa, ncoa, destination, now)
-        entry = audit_item(
-            "fbu.verified" if verdict.valid else "fbu.rejected",
-            now,
-            actor=caller.name,
-            ar=router,
-            ar_address=str(destination),
-            spi=auth.spi,
-            sequence=message.sequence,
-            verdict=verdict.verdict,
-            reason=verdict.reason,
-        )
-        return verdict, entry
+        match: _Match | FbuRejected | None = self._match_cached(fbu, now)
+        for _ in range(COMMIT_ATTEMPTS):
+            if match is None:
+                match = await aio.arun(self._match(fbu, now), "verify_fbu")
+            if isinstance(match, FbuRejected):
+                await aio.append_audits([_entry(fbu, match, now)])
+                return match
+            outcome, audited = await aio.commit_verify(self._commit(fbu, match, now))
+            if outcome is None:
+                self.session_cache.evict(fbu.auth.spi)
+                match = None
+                continue
+            verdict = self._verdict(fbu, match, outcome, now)
+            if not audited:
+                await aio.append_audits([_entry(fbu, verdict, now)])
+            return verdict
+        raise StoreError("the session kept changing while the FBU was verified; try again")
 
-    def _check_fbu(
-        self,
-        message: mhwire.FBU,
-        auth: mhwire.BadfInput,
-        pcoa: IPv6,
-        ncoa: IPv6,
-        par: IPv6,
-        now: float,
-    ) -> Op[FbuVerdict]:
-        def reject(reason: str) -> FbuVerdict:
-            return FbuRejected(reason=reason, spi=auth.spi, sequence=message.sequence)
+    def _match_cached(self, fbu: _Fbu, now: float) -> _Match | FbuRejected | None:
+        """The cached session whose key verifies the FBU; None to read Redis (not cached, or no cached key
+        verifies: a session added since may). No Redis call."""
+        if fbu.algorithm is None:
+            return FbuRejected(reason="bad-authenticator-length", spi=fbu.auth.spi, sequence=fbu.message.sequence)
+        spi = fbu.auth.spi
+        if spi == 0:
+            return None
+        cache = self.session_cache
+        candidates = cache.get(spi, now)
+        if not candidates:
+            return None
+        ar_id = fbu.par.packed
+        for c in candidates:
+            rec = c.record
+            hk = cache.hk(spi, rec.hmk_name, ar_id)
+            if hk is None:
+                hk = keys.derive_hk(rec.hmk, rec.hmk_name, fbu.par, rec.spi).hk
+                cache.keep_hk(spi, rec.hmk_name, ar_id, hk)
+            if badf.authenticator_matches(hk, fbu.mac_input, fbu.auth.authenticator, fbu.algorithm):
+                return _Match(self.store.ops.session_key(rec.hmk_name), c.digest, rec.hmk_name, rec.expires_at)
+        return None
+
+    def _match(self, fbu: _Fbu, now: float) -> Op[_Match | FbuRejected]:
+        """The key that verifies the FBU, read from Redis (and cached), or the rejection (RFC 5568 §6.4.5)."""
+
+        def reject(reason: str) -> FbuRejected:
+            return FbuRejected(reason=reason, spi=fbu.auth.spi, sequence=fbu.message.sequence)
 
         ops = self.store.ops
-        key: SecretBytes | None = None
-        scope = b""
-        expires_at = 0.0
+        algorithm = fbu.algorithm
+        if algorithm is None:
+            return reject("bad-authenticator-length")
+        auth = fbu.auth
         if auth.spi == 0:
             # RFC 5269 §4: SPI 0 names the SEND-established key of the MN's CGA (its PCoA).
-            send_key = yield from ops.get_send_key_by_cga(pcoa)
+            send_key = yield from ops.get_send_key_by_cga(fbu.pcoa)
             if send_key is None:
                 return reject("unknown-spi")
             if send_key.expires_at <= now:
                 return reject("expired")
-            if not _authenticates(send_key.hk, ncoa, par, auth):
+            if not badf.authenticator_matches(send_key.hk, fbu.mac_input, auth.authenticator, algorithm):
                 return reject("bad-authenticator")
-            key, scope, expires_at = send_key.hk, pcoa.packed, send_key.expires_at
-        else:
-            candidates = yield from ops.find_by_spi(auth.spi, limit=MAX_SPI_CANDIDATES)
-            if not candidates:
-                revoked = yield from ops.is_revoked(spi=auth.spi)
-                return reject("revoked" if revoked else "unknown-spi")
-            live = [c for c in candidates if c.expires_at > now]
-            if not live:
-                return reject("expired")
-            for record in live:
-                hk = keys.derive_hk(record.hmk, record.hmk_name, par, record.spi)
-                if _authenticates(hk.hk, ncoa, par, auth):
-                    key, scope, expires_at = hk.hk, record.hmk_name, record.expires_at
-                    break
-            if key is None:
-                return reject("bad-authenticator")
-        remaining = max(1, int(expires_at - now))
-        outcome = yield from ops.check_replay(scope, par.packed, message.sequence, auth.authenticator, ttl=remaining)
+            return _Match(ops.sendkey_key(fbu.pcoa), "", fbu.pcoa.packed, send_key.expires_at)
+        found = yield from ops.find_by_spi_with_digest(auth.spi, limit=MAX_SPI_CANDIDATES)
+        if not found:
+            revoked = yield from ops.is_revoked(spi=auth.spi)
+            return reject("revoked" if revoked else "unknown-spi")
+        live = tuple(Candidate(rec, digest) for rec, digest in found if rec.expires_at > now)
+        if not live:
+            return reject("expired")
+        self.session_cache.put(auth.spi, live, now)
+        for c in live:
+            rec = c.record
+            hk = keys.derive_hk(rec.hmk, rec.hmk_name, fbu.par, rec.spi).hk
+            self.session_cache.keep_hk(auth.spi, rec.hmk_name, fbu.par.packed, hk)
+            if badf.authenticator_matches(hk, fbu.mac_input, auth.authenticator, algorithm):
+                return _Match(ops.session_key(rec.hmk_name), c.digest, rec.hmk_name, rec.expires_at)
+        return reject("bad-authenticator")
+
+    def _commit(self, fbu: _Fbu, match: _Match, now: float) -> VerifyCommit:
+        remaining = max(1, int(match.expires_at - now))
+        spi, sequence = fbu.auth.spi, fbu.message.sequence
+        entries: dict[ReplayOutcome, AuditItem] = {
+            "accepted": _entry(fbu, FbuAccepted("accepted", spi, sequence, fbu.ncoa, 0), now),
+            "retransmission": _entry(fbu, FbuAccepted("retransmission", spi, sequence, fbu.ncoa, 0), now),
+            "replay": _entry(fbu, FbuRejected("replay", spi, sequence), now),
+        }
+        return VerifyCommit(
+            record_key=match.record_key,
+            digest=match.digest,
+            scope=match.scope,
+            ar_id=fbu.par.packed,
+            sequence=fbu.message.sequence,
+            authenticator=fbu.auth.authenticator,
+            ttl=remaining,
+            entries=entries,
+        )
+
+    def _verdict(self, fbu: _Fbu, match: _Match, outcome: ReplayOutcome, now: float) -> FbuVerdict:
         if outcome == "replay":
-            return reject("replay")
+            return FbuRejected(reason="replay", spi=fbu.auth.spi, sequence=fbu.message.sequence)
+        remaining = max(1, int(match.expires_at - now))
         return FbuAccepted(
             verdict=outcome,
-            spi=auth.spi,
-            sequence=message.sequence,
-            ncoa=ncoa,
-            lifetime=min(message.lifetime * self.lifetime_unit, remaining),
+            spi=fbu.auth.spi,
+            sequence=fbu.message.sequence,
+            ncoa=fbu.ncoa,
+            lifetime=min(fbu.message.lifetime * self.lifetime_unit, remaining),
         )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Fbu:
+    """An FBU as received, parsed once: who asks, the addresses, the message and what its BADF covers."""
+
+    actor: str
+    router: str
+    par: IPv6
+    par_text: str  # for the audit entries (IPv6 text is not cheap to make)
+    pcoa: IPv6
+    ncoa: IPv6
+    message: mhwire.FBU
+    auth: mhwire.BadfInput
+    mac_input: bytes  # CoA | PAR | MH data (RFC 5568 §6.4.5), the same for every candidate key
+    algorithm: badf.Algorithm | None  # None: an authenticator length no algorithm produces
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Match:
+    """The record whose key verified the FBU: where it is stored and its digest there, the replay scope."""
+
+    record_key: str
+    digest: str
+    scope: bytes
+    expires_at: float
+
+
+def _parse_fbu(caller: Caller, source: IPv6, destination: IPv6, mh: bytes, home_address: IPv6 | None) -> _Fbu:
+    """Check the caller and parse the Mobility Header once (DecodeError for malformed input)."""
+    router = require_router(caller, destination)
+    pcoa = home_address or source
+    message = mhwire.decode_mh(mh, source=pcoa, destination=destination)
+    if not isinstance(message, mhwire.FBU):
+        raise InvalidRequest("the Mobility Header is not a Fast Binding Update", reason="not-fbu")
+    auth = mhwire.badf_input_of(mh, message)
+    ncoa = source
+    for option in message.options:
+        if isinstance(option, mhwire.AlternateCareOfAddress):
+            ncoa = option.address
+            break
+    try:
+        algorithm: badf.Algorithm | None = badf.algorithm_for_length(len(auth.authenticator))
+    except badf.UnsupportedAuthenticatorLength:
+        algorithm = None
+    return _Fbu(
+        caller.name,
+        router,
+        destination,
+        str(destination),
+        pcoa,
+        ncoa,
+        message,
+        auth,
+        ncoa.packed + destination.packed + auth.mh_data,
+        algorithm,
+    )
+
+
+def _entry(fbu: _Fbu, verdict: FbuVerdict, now: float) -> AuditItem:
+    return audit_item(
+        "fbu.verified" if verdict.valid else "fbu.rejected",
+        now,
+        actor=fbu.actor,
+        ar=fbu.router,
+        ar_address=fbu.par_text,
+        spi=fbu.auth.spi,
+        sequence=fbu.message.sequence,
+        verdict=verdict.verdict,
+        reason=verdict.reason,
+    )
 
 
 def _derive_grant(
@@ -207,11 +321,3 @@ def _derive_grant(
     hk = keys.derive_hk(record.hmk, record.hmk_name, ar_address, record.spi)
     lifetime = int(record.expires_at - now)
     return grant_of(hk, lifetime), hk_issued(caller.name, router, ar_address, record.hmk_name, hk, lifetime, now)
-
-
-def _authenticates(key: SecretBytes, ncoa: IPv6, par: IPv6, auth: mhwire.BadfInput) -> bool:
-    try:
-        badf.verify_authenticator(key, ncoa, par, auth.mh_data, auth.authenticator)
-    except BadAuthenticator:
-        return False
-    return True

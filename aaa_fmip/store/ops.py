@@ -40,6 +40,13 @@ leaves an entry without its change (a ``session.not-stored`` entry follows when 
 without its entry. Each such script carries a deadline in Redis server time (the caller's deadline, capped at
 now + the write timeout, through a clock offset measured with ``TIME``) and does nothing once it has passed,
 so a write the client has given up on cannot land later. The chain itself: :mod:`aaa_fmip.store.audit`.
+
+FBU verification (:meth:`StoreOps.verify_commit`). Outside a Cluster one script checks that the session record
+is still the one the verifier read (by the SHA-1 of its stored value: a revocation or a replacement is seen at
+once, whatever a process has cached), decides the replay verdict, writes that verdict's audit entry (one of the
+three candidates the caller chained onto the head) and then the replay state; several such scripts of one
+process go in one pipeline. On a Cluster, or with a WAIT behind the replay update, the record check and the
+replay update are one script in the session's slot and the entry follows by group commit.
 """
 
 from __future__ import annotations
@@ -105,6 +112,27 @@ class Pipeline:
     node_key: str | None = None
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class VerifyCommit:
+    """What the commit of an FBU verification checks and writes (:meth:`StoreOps.verify_commit`): that the record
+    at ``record_key`` is still the one whose key verified the authenticator (its stored value has SHA-1
+    ``digest``; ``""``: not checked), the replay state of (``scope``, ``ar_id``) for ``sequence`` and
+    ``authenticator`` (:meth:`StoreOps.check_replay`, kept ``ttl`` seconds), and the audit entry of the verdict
+    reached, one per verdict in ``entries``."""
+
+    record_key: str
+    digest: str
+    scope: bytes
+    ar_id: bytes
+    sequence: int
+    authenticator: bytes
+    ttl: int
+    entries: Mapping[ReplayOutcome, AuditItem]
+
+
+CommitResult = tuple[ReplayOutcome | None, bool]
+_VERDICTS: Final[tuple[ReplayOutcome, ...]] = ("accepted", "retransmission", "replay")
+
 RedisCall = Command | Script | Pipeline
 Op = Generator[RedisCall, Any, T]
 """An operation: yields calls, is sent each reply, returns its result."""
@@ -148,6 +176,12 @@ class StoreOps:
         self.chain = chain.AuditChain(kek)
         # (replicas, timeout ms): an accepted replay update waits for that many replicas (store/durability.py)
         self.replay_wait: tuple[int, int] | None = None
+
+    @property
+    def verify_audits_inline(self) -> bool:
+        """Whether :meth:`verify_commit` writes the verdict's audit entry itself (no slots, no WAIT), so that
+        it must run in this process's turn for the audit chain."""
+        return not self.cluster and self.replay_wait is None
 
     # --- key names ---------------------------------------------------------------------------------------
 
@@ -309,6 +343,10 @@ class StoreOps:
         return records.decode_session(hmk_name, raw, self.session_key(hmk_name), self.kek)
 
     def _sessions_of(self, index_key: str, limit: int) -> Op[list[SessionRecord]]:
+        found = yield from self._sessions_with_digest(index_key, limit)
+        return [rec for rec, _ in found]
+
+    def _sessions_with_digest(self, index_key: str, limit: int) -> Op[list[tuple[SessionRecord, str]]]:
         """Live sessions named by a sorted-set index, longest-lived first: one round trip (the index and the
         records in one script); on a Cluster, where the records live in other slots, the live members and then
         one pipeline of GETs. Members whose record is gone are skipped and dropped from the index."""
@@ -325,7 +363,7 @@ class StoreOps:
             if pairs:
                 raws = yield Pipeline(tuple(Command(("GET", self._member_key(m))) for m, _ in pairs))
             triples = [(m, s, _b(r)) for (m, s), r in zip(pairs, raws, strict=True)]
-        found: list[SessionRecord] = []
+        found: list[tuple[SessionRecord, str]] = []
         stale: list[tuple[bytes, bytes]] = []
         for member, score, raw in triples:
             if member is None or score is None:
@@ -334,7 +372,7 @@ class StoreOps:
             if name is None or raw is None:
                 stale.append((member, score))
                 continue
-            found.append(self.decode_session(name, raw))
+            found.append((self.decode_session(name, raw), hashlib.sha1(raw).hexdigest()))  # noqa: S324 - identity
         if stale:
             yield Pipeline(tuple(Script(lua.INDEX_DROP, (index_key,), (m, s)) for m, s in stale))
         return found
@@ -348,6 +386,14 @@ class StoreOps:
             return []
         found = yield from self._sessions_of(self.spi_key(spi), limit)
         return [r for r in found if r.spi == spi]
+
+    def find_by_spi_with_digest(self, spi: int, *, limit: int = 8) -> Op[list[tuple[SessionRecord, str]]]:
+        """:meth:`find_by_spi`, each record with the SHA-1 (hex) of its stored value: what
+        :meth:`verify_commit` checks to know the record is still the one read (not revoked, not replaced)."""
+        if limit <= 0:
+            return []
+        found = yield from self._sessions_with_digest(self.spi_key(spi), limit)
+        return [(r, d) for r, d in found if r.spi == spi]
 
     def find_by_calling_station(self, mac: str) -> Op[SessionRecord | None]:
         """The latest live session of this calling station (MAC, as normalised by the caller)."""
@@ -485,6 +531,108 @@ class StoreOps:
                 "it is not accepted"
             )
         return outcome
+
+    def verify_commit(self, commit: VerifyCommit) -> Op[CommitResult]:
+        """The commit of one FBU verification (architecture.md §3; :class:`VerifyCommit` says what it checks).
+
+        Where there are no hash slots and no WAIT is configured (:attr:`verify_audits_inline`), it is
+        :meth:`verify_commit_many` of one: liveness, replay and the verdict's audit entry in one script. On a
+        Cluster (the audit stream lives in another slot) or with ``replay_wait``, liveness and replay are one
+        script in the record's slot and the entry is left to the caller. Returns the verdict (None: the record
+        was revoked or replaced since it was read; nothing was written) and whether the entry was written."""
+        if self.verify_audits_inline:
+            (result,) = yield from self.verify_commit_many([commit])
+            if isinstance(result, BaseException):
+                raise result
+            return result
+        record_key, replay_keys, replay_args = self._verify_args(commit)
+        wait = self.replay_wait
+        script = Script(lua.VERIFY_SLOT, (record_key, *replay_keys), (commit.digest, *replay_args))
+        acks: int | None = None
+        if wait is None:
+            reply = yield script
+        else:  # WAIT right behind the script on its connection (store/durability.py)
+            reply, acks_reply = yield Pipeline((script, Command(("WAIT", *wait))), node_key=record_key)
+            acks = int(acks_reply)
+        outcome = _verify_outcome(reply)
+        if outcome not in (None, "replay") and wait is not None and acks is not None and acks < wait[0]:
+            raise ReplayNotReplicated(
+                f"the FBU's replay update was acknowledged by {acks} of {wait[0]} replica(s) in time; "
+                "it is not accepted"
+            )
+        return outcome, False
+
+    def verify_commit_many(self, commits: Sequence[VerifyCommit]) -> Op[list[CommitResult | BaseException]]:
+        """Several FBU verifications, each one script with its audit entry (no slots, no WAIT), pipelined in one
+        round trip: each script's entries are chained onto the head the previous one leaves when it accepts (the
+        common case). A script whose head is not the expected one (the previous verdict was another, or another
+        writer appended meanwhile) writes nothing and is sent again, chained onto the head Redis reported.
+        Results in order; a script past its deadline gives StoreUnavailable for that verification alone. The
+        caller holds this process's turn for the audit chain."""
+        prepared = [(c, *self._verify_args(c), {v: chain.pending([e]) for v, e in c.entries.items()}) for c in commits]
+        results: list[CommitResult | BaseException | None] = [None] * len(commits)
+        todo = list(range(len(commits)))
+        head = self.chain.head_hint
+        if head is None:
+            head = chain.parse_head((yield Command(("GET", self.audit_head_key()))))
+        for _ in range(AUDIT_APPEND_ATTEMPTS):
+            at = yield from self.server_deadline(None)
+            calls: list[Command | Script] = []
+            heads_after: list[dict[str, tuple[int, str]]] = []
+            expected = head
+            for i in todo:
+                commit, record_key, replay_keys, replay_args, pending = prepared[i]
+                per_verdict: list[Arg] = []
+                after: dict[str, tuple[int, str]] = {}
+                for verdict in _VERDICTS:
+                    args, new_head, chained = self.chain.append_args(pending[verdict], expected)
+                    per_verdict += [args[0], new_head]
+                    after[verdict] = (chained[0][0], chained[0][2])
+                calls.append(
+                    Script(
+                        lua.VERIFY_AUDITED,
+                        (self.audit_head_key(), self.audit_stream_key(), record_key, *replay_keys),
+                        (at, chain.head_value(expected), commit.digest, *replay_args, *per_verdict),
+                    )
+                )
+                heads_after.append(after)
+                expected = after["accepted"]
+            replies = yield (calls[0] if len(calls) == 1 else Pipeline(tuple(calls)))
+            if len(calls) == 1:
+                replies = [replies]
+            again: list[int] = []
+            for i, after, reply in zip(todo, heads_after, replies, strict=True):
+                if not isinstance(reply, list) or not reply or not isinstance(reply[0], int):
+                    raise StoreError("unexpected FBU-verification reply from Redis")
+                if reply[0] == -1:
+                    results[i] = StoreUnavailable("the FBU verification reached Redis after its deadline; not written")
+                elif reply[0] == 0 and len(reply) == 2:
+                    head = chain.parse_head(reply[1])  # what Redis holds now: chain the retry onto it
+                    again.append(i)
+                else:
+                    outcome = _verify_outcome(reply[:2])
+                    if outcome is not None:
+                        head = after[outcome]
+                    results[i] = (outcome, outcome is not None)
+            self.chain.head_hint = head
+            if not again:
+                return [r for r in results if r is not None]
+            todo = again
+        raise StoreError(f"audit append lost {AUDIT_APPEND_ATTEMPTS} races in a row; try again")
+
+    def _verify_args(self, commit: VerifyCommit) -> tuple[str, tuple[str, str], tuple[Arg, ...]]:
+        _check_name(commit.scope, what="scope")
+        if not commit.ar_id:
+            raise ValueError("ar_id must not be empty")
+        if not 0 <= commit.sequence < SEQ_MODULUS:
+            raise ValueError("sequence must be a 16-bit unsigned integer")
+        if commit.ttl <= 0:
+            raise ValueError("ttl must be positive")
+        ah = hashlib.sha256(commit.authenticator).hexdigest()
+        ar = commit.ar_id.hex()
+        replay_keys = (self.replay_prefix(commit.scope) + ar, self.replay_ars_key(commit.scope))
+        flag = "0" if self.replay_wait is None else "1"
+        return commit.record_key, replay_keys, (commit.sequence, ah, commit.ttl * 1000, ar, flag)
 
     def remember_nonce(self, scope: bytes, nonce: bytes, *, ttl: int) -> Op[bool]:
         """True the first time (scope, nonce) is seen within ``ttl`` seconds, False afterwards (SEND replay)."""
@@ -784,6 +932,18 @@ def _time_reply(reply: object) -> float:
     if isinstance(reply, list | tuple) and len(reply) == 2:
         return int(reply[0]) + int(reply[1]) / 1e6
     raise StoreError("unexpected reply from Redis to TIME")
+
+
+def _verify_outcome(reply: object) -> ReplayOutcome | None:
+    """The verdict of a VERIFY_* script reply; None when the record was stale."""
+    if isinstance(reply, list) and reply == [3]:
+        return None
+    if not isinstance(reply, list) or len(reply) < 2 or reply[0] != 1:
+        raise StoreError("unexpected FBU-verification reply from Redis")
+    out = reply[1]
+    if out not in (b"accepted", b"retransmission", b"replay"):
+        raise StoreError("unexpected replay-check reply from Redis")
+    return cast(ReplayOutcome, out.decode())
 
 
 def _check_name(name: bytes, *, what: str = "hmk_name") -> None:

@@ -67,7 +67,17 @@ from aaa_fmip.store.durability import (
     node_name,
     topology_of,
 )
-from aaa_fmip.store.ops import AUDIT_BATCH, Command, Op, Pipeline, RedisCall, Script, StoreOps
+from aaa_fmip.store.ops import (
+    AUDIT_BATCH,
+    Command,
+    CommitResult,
+    Op,
+    Pipeline,
+    RedisCall,
+    Script,
+    StoreOps,
+    VerifyCommit,
+)
 from aaa_fmip.store.urls import ConnectHooks, connection_for
 
 __all__ = ["AUDIT_GENESIS", "AsyncRedisOps", "RedisStore", "canonical_fields", "checkpoint_text"]
@@ -296,23 +306,32 @@ class RedisStore:
         """Check durability when due (first use, a new connection, retrying a refusal); refuse if not durable."""
         monitor.gate(time.monotonic(), self.check_durability)
 
-    def run_replay(self, op: Op[T], what: str = "check_replay") -> T:
+    def run_replay(self, op: Op[T], what: str = "check_replay", *, turn: bool = False) -> T:
         """:meth:`run` for an operation that checks and advances FBU replay state: with a replay policy, the
         store's durability is checked first when due (StoreNotDurable), and again when the connection was
-        renewed while ``op`` ran (a restarted or failed-over server answered: the verdict waits for its check)."""
+        renewed while ``op`` ran (a restarted or failed-over server answered: the verdict waits for its check).
+        ``turn``: ``op`` writes audit entries, so it runs in this process's turn for the audit chain."""
         monitor = self.durability
         if monitor is None:
-            return self.run(op, what)
+            return self._run_in_turn(op, what) if turn else self.run(op, what)
         self._replay_gate(monitor)
         seen = monitor.connections
         try:
-            result = self.run(op, what)
+            result = self._run_in_turn(op, what) if turn else self.run(op, what)
         except StoreUnavailable:
             monitor.note_connection()  # whatever answers next is examined before it is trusted
             raise
         if monitor.connections != seen:
             self._replay_gate(monitor)
         return result
+
+    def commit_verify(self, commit: VerifyCommit) -> CommitResult:
+        """:meth:`StoreOps.verify_commit`, in this process's turn for the audit chain when the entry goes with it."""
+        return self.run_replay(self.ops.verify_commit(commit), "verify_fbu", turn=self.ops.verify_audits_inline)
+
+    def _run_in_turn(self, op: Op[T], what: str) -> T:
+        with self._audit_lock:
+            return self.run(op, what)
 
     def close(self) -> None:
         """Release the connections. Idempotent."""
@@ -483,6 +502,11 @@ class _LoopState:
     audit_task: asyncio.Task[None] | None = None
     ready: bool = False  # a Cluster client has learnt the topology
     ready_lock: asyncio.Lock = dataclasses.field(default_factory=asyncio.Lock)
+    chain_lock: asyncio.Lock = dataclasses.field(default_factory=asyncio.Lock)  # this loop's turn for the chain
+    verify_queue: collections.deque[tuple[VerifyCommit, asyncio.Future[CommitResult]]] = dataclasses.field(
+        default_factory=collections.deque
+    )
+    verify_task: asyncio.Task[None] | None = None
 
 
 class AsyncRedisOps:
@@ -564,25 +588,71 @@ class AsyncRedisOps:
     async def get_send_key_by_cga(self, cga: IPv6Address) -> SendKeyRecord | None:
         return await self.arun(self.ops.get_send_key_by_cga(cga), "get_send_key_by_cga")
 
-    async def arun_replay(self, op: Op[T], what: str = "check_replay") -> T:
-        """:meth:`RedisStore.run_replay` on this loop (a due durability check runs in a worker thread)."""
+    async def arun_replay(self, op: Op[T], what: str = "check_replay", *, turn: bool = False) -> T:
+        """:meth:`RedisStore.run_replay` on this loop (a due durability check runs in a worker thread);
+        ``turn``: in this loop's turn for the audit chain (shared with the group commit)."""
         store = self._store
         monitor = store.durability
         if monitor is None:
-            return await self.arun(op, what)
+            return await (self._arun_in_turn(op, what) if turn else self.arun(op, what))
         if monitor.check_due(time.monotonic()):  # rare: first use, after a reconnect, retrying a refusal
             await asyncio.to_thread(store._replay_gate, monitor)
         elif not monitor.allows_replay:
             raise StoreNotDurable(NOT_DURABLE)
         seen = monitor.connections
         try:
-            result = await self.arun(op, what)
+            result = await (self._arun_in_turn(op, what) if turn else self.arun(op, what))
         except StoreUnavailable:
             monitor.note_connection()
             raise
         if monitor.connections != seen:
             await asyncio.to_thread(store._replay_gate, monitor)
         return result
+
+    async def commit_verify(self, commit: VerifyCommit) -> CommitResult:
+        """:meth:`StoreOps.verify_commit` on this loop. Where the audit entry goes with it (no slots, no WAIT),
+        the verifications waiting for this loop's turn for the chain are committed together, pipelined in one
+        round trip (:meth:`StoreOps.verify_commit_many`); elsewhere each runs on its own."""
+        if not self.ops.verify_audits_inline:
+            return await self.arun_replay(self.ops.verify_commit(commit), "verify_fbu")
+        state = self._loop_state()
+        if not state.verify_queue and not state.chain_lock.locked():
+            # nobody waits for the turn: commit in this task (no hand-off); those arriving meanwhile queue up
+            async with state.chain_lock:
+                (result,) = await self.arun_replay(self.ops.verify_commit_many([commit]), "verify_fbu")
+            if isinstance(result, BaseException):
+                raise result
+            return result
+        done: asyncio.Future[CommitResult] = state.loop.create_future()
+        state.verify_queue.append((commit, done))
+        if state.verify_task is None or state.verify_task.done():
+            state.verify_task = state.loop.create_task(self._drain_verifies(state))
+        return await done
+
+    async def _drain_verifies(self, state: _LoopState) -> None:
+        while state.verify_queue:
+            batch = [state.verify_queue.popleft() for _ in range(min(AUDIT_BATCH, len(state.verify_queue)))]
+            try:
+                async with state.chain_lock:
+                    op = self.ops.verify_commit_many([commit for commit, _ in batch])
+                    results = await self.arun_replay(op, "verify_fbu")
+            except Exception as exc:  # every verification of the batch failed with it (StoreUnavailable, ...)
+                for _, done in batch:
+                    if not done.done():
+                        done.set_exception(exc)
+                continue
+            for (_, done), result in zip(batch, results, strict=True):
+                if done.done():
+                    continue
+                if isinstance(result, BaseException):
+                    done.set_exception(result)
+                else:
+                    done.set_result(result)
+
+    async def _arun_in_turn(self, op: Op[T], what: str) -> T:
+        state = self._loop_state()
+        async with state.chain_lock:
+            return await self.arun(op, what)
 
     async def check_replay(
         self, scope: bytes, ar_id: bytes, sequence: int, authenticator: bytes, *, ttl: int
@@ -611,7 +681,8 @@ class AsyncRedisOps:
                 count += len(group[0])
             batch = [item for items, _ in groups for item in items]
             try:
-                await self.arun(self.ops.append_audits(batch), "append_audit")
+                async with state.chain_lock:
+                    await self.arun(self.ops.append_audits(batch), "append_audit")
             except Exception as exc:  # every entry of the batch failed with it (StoreUnavailable, ...)
                 for _, done in groups:
                     if not done.done():

@@ -239,3 +239,84 @@ local ms = tonumber(ARGV[2])
 if ms > 0 and redis.call('PTTL', KEYS[3]) < ms then redis.call('SET', KEYS[3], '1', 'PX', ms) end
 return 1
 """
+
+# --- FBU verification in one round trip (architecture.md §3; aaa_fmip.store.ops.StoreOps.verify_commit) --------
+# The parts below are put together with the offsets of each script: KEYS[s] the key the verification relied on
+# (the session or SEND-key record), KEYS[r] the replay state, KEYS[r + 1] the replay-ars set; ARGV[d] the SHA-1 of
+# that record as the verifier read it ('' = not checked), ARGV[q..q+4] = sequence, SHA-256 hex of the
+# authenticator, TTL ms, H(ar_id), '1' when a WAIT follows.
+
+# The record must still be the one the verdict relies on: a revocation deletes it, a replacement changes it.
+# Nothing has been written yet, so {3} leaves no trace.
+VERIFY_LIVE: Final = """
+if ARGV[d] ~= '' then
+  local rec = redis.call('GET', KEYS[s])
+  if not rec or redis.sha1hex(rec) ~= ARGV[d] then return {3} end
+end
+"""
+
+# The verdict of REPLAY, decided by reads only (RFC 1982 serial arithmetic on 16 bits, window 2^15).
+VERIFY_DECIDE: Final = """
+local outcome, write = 'accepted', true
+local last = redis.call('HGET', KEYS[r], 'seq')
+if last then
+  local dist = (tonumber(ARGV[q]) - tonumber(last)) % 65536
+  if dist == 0 then
+    if redis.call('HGET', KEYS[r], 'ah') == ARGV[q + 1] then
+      outcome, write = 'retransmission', ARGV[q + 4] == '1'
+    else
+      outcome, write = 'replay', false
+    end
+  elseif dist >= 32768 then
+    outcome, write = 'replay', false
+  end
+end
+"""
+
+# The replay state update of REPLAY for the decided verdict.
+VERIFY_APPLY: Final = """
+if write then
+  redis.call('HSET', KEYS[r], 'seq', ARGV[q], 'ah', ARGV[q + 1])
+  if outcome == 'accepted' then
+    redis.call('PEXPIRE', KEYS[r], ARGV[q + 2])
+    redis.call('SADD', KEYS[r + 1], ARGV[q + 3])
+    if redis.call('PTTL', KEYS[r + 1]) < tonumber(ARGV[q + 2]) then redis.call('PEXPIRE', KEYS[r + 1], ARGV[q + 2]) end
+  end
+end
+"""
+
+# One slot (a Cluster, or a WAIT behind it): liveness and replay, no audit entry. KEYS: record, replay, replay-ars;
+# ARGV: digest, then the replay arguments. Replies {3} stale, {1, verdict}.
+VERIFY_SLOT: Final = (
+    "local s, r, d, q = 1, 2, 1, 2\n" + VERIFY_LIVE + VERIFY_DECIDE + VERIFY_APPLY + "return {1, outcome}\n"
+)
+
+# Everything in one step where there are no slots (a single Redis, Sentinel, the embedded server): the deadline,
+# the audit head, liveness, the replay verdict, that verdict's audit entry, then the replay state (an entry is
+# written before the state change it records). KEYS: audit head, audit stream, record, replay, replay-ars. ARGV[1]
+# deadline (server ms), ARGV[2] the head the entries were chained onto, ARGV[3] digest, ARGV[4..8] the replay
+# arguments, then per verdict (accepted, retransmission, replay) its entry (a JSON array of field/value strings,
+# as AUDIT_WRITES) and the head after it. The entries differ only in the verdict; the one for the verdict reached
+# is written. Replies: {-1} past the deadline, {0, head} another writer moved the head, {3} stale, {1, verdict, id}.
+VERIFY_AUDITED: Final = (
+    """
+local s, r, d, q = 3, 4, 3, 4
+local t = redis.call('TIME')
+if tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) > tonumber(ARGV[1]) then return {-1} end
+local head = redis.call('GET', KEYS[1]) or '"""
+    + "0:"
+    + "0" * 64
+    + """'
+if head ~= ARGV[2] then return {0, head} end
+"""
+    + VERIFY_LIVE
+    + VERIFY_DECIDE
+    + """
+local e = 9
+if outcome == 'retransmission' then e = 11 elseif outcome == 'replay' then e = 13 end
+local id = redis.call('XADD', KEYS[2], '*', unpack(cjson.decode(ARGV[e])))
+redis.call('SET', KEYS[1], ARGV[e + 1])
+"""
+    + VERIFY_APPLY
+    + "return {1, outcome, id}\n"
+)

@@ -42,6 +42,7 @@ from aaa_fmip.wire.mh import (
     UnknownMobilityMessage,
     UnknownMobilityOption,
     badf_input,
+    badf_input_of,
     decode_mh,
     encode_mh,
 )
@@ -94,6 +95,7 @@ __all__ = [
     "UnknownMobilityOption",
     "UnknownNDOption",
     "badf_input",
+    "badf_input_of",
     "build_ipv6_packet",
     "decode_icmpv6",
     "decode_mh",

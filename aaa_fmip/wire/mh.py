@@ -568,3 +568,16 @@ def badf_input(mh: bytes) -> BadfInput:
             spi = int.from_bytes(mh[raw.data_offset : auth_start], "big")
             return BadfInput(mh[:4] + b"\x00\x00" + mh[6:auth_start], spi, mh[auth_start:])
     raise DecodeError("no BADF option (RFC 5568 §6.4.5: MUST be present)", field="mh.badf", offset=len(mh))
+
+
+def badf_input_of(mh: bytes, message: MobilityMessage) -> BadfInput:
+    """:func:`badf_input` for a message already decoded from ``mh`` by :func:`decode_mh`: no second parse.
+
+    The decoder has already checked that a BADF option ends the header (RFC 5568 §6.4.5), so the authenticated
+    data is ``mh`` up to the authenticator octets, with the Checksum zeroed (RFC 6275 §6.2.7)."""
+    options = getattr(message, "options", ())
+    last = options[-1] if options else None
+    if not isinstance(last, BindingAuthorizationDataForFMIPv6):
+        raise DecodeError("no BADF option (RFC 5568 §6.4.5: MUST be present)", field="mh.badf", offset=len(mh))
+    auth_start = len(mh) - len(last.authenticator)
+    return BadfInput(mh[:4] + b"\x00\x00" + mh[6:auth_start], last.spi, mh[auth_start:])

@@ -194,6 +194,8 @@ class ServiceProcess:
 
     def command(self) -> list[str]:
         cmd = cli_command("serve", "--listen", f"127.0.0.1:{self.port}", *self.args)
+        if "--workers" not in self.args:
+            cmd += ["--workers", "1"]  # one process unless a test asks for more (its limits are per process)
         if self.config_path is not None:
             cmd += ["--config", str(self.config_path)]
         return cmd
