@@ -1,0 +1,184 @@
+"""FBU replay state and verification commits (RFC 5568 §6.2.3 sequence numbers), and SEND nonces."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from typing import cast
+
+from aaa_fmip.errors import ReplayNotReplicated, StoreError, StoreUnavailable
+from aaa_fmip.store import (
+    ReplayOutcome,
+)
+from aaa_fmip.store import audit as chain
+from aaa_fmip.store import scripts as lua
+from aaa_fmip.store.ops.audit import AuditOps
+from aaa_fmip.store.ops.base import (
+    _VERDICTS,
+    AUDIT_APPEND_ATTEMPTS,
+    SEQ_MODULUS,
+    Arg,
+    Command,
+    CommitResult,
+    Op,
+    Pipeline,
+    Script,
+    VerifyCommit,
+    _check_name,
+    _verify_outcome,
+)
+
+
+class ReplayOps(AuditOps):
+    """FBU replay state and verification commits (RFC 5568 §6.2.3 sequence numbers), and SEND nonces."""
+
+    # --- replay ------------------------------------------------------------------------------------------
+
+    def check_replay(
+        self, scope: bytes, ar_id: bytes, sequence: int, authenticator: bytes, *, ttl: int
+    ) -> Op[ReplayOutcome]:
+        """Atomically check and record an FBU Sequence Number for (scope, AR) (architecture.md §3).
+
+        Newer than the last accepted (serial arithmetic mod 2^16, window 2^15) or no state: "accepted" and
+        recorded with the SHA-256 of the authenticator; same number and same authenticator:
+        "retransmission"; anything else: "replay". State lives ``ttl`` seconds after the last acceptance.
+        """
+        _check_name(scope, what="scope")
+        if not ar_id:
+            raise ValueError("ar_id must not be empty")
+        if not 0 <= sequence < SEQ_MODULUS:
+            raise ValueError("sequence must be a 16-bit unsigned integer")
+        if ttl <= 0:
+            raise ValueError("ttl must be positive")
+        ah = hashlib.sha256(authenticator).hexdigest()
+        keys = (self.replay_prefix(scope) + ar_id.hex(), self.replay_ars_key(scope))
+        wait = self.replay_wait
+        acks: int | None = None
+        if wait is None:
+            out = yield Script(lua.REPLAY, keys, (sequence, ah, ttl * 1000, ar_id.hex(), 0))
+        else:
+            # WAIT right behind the script on its connection: no extra round trip (store/durability.py)
+            script = Script(lua.REPLAY, keys, (sequence, ah, ttl * 1000, ar_id.hex(), 1))
+            out, acks_reply = yield Pipeline((script, Command(("WAIT", *wait))), node_key=keys[0])
+            acks = int(acks_reply)
+        if out not in (b"accepted", b"retransmission", b"replay"):
+            raise StoreError("unexpected replay-check reply from Redis")
+        outcome = cast(ReplayOutcome, out.decode())
+        if wait is not None and acks is not None and outcome != "replay" and acks < wait[0]:
+            # a "replay" wrote nothing: it stands; any other verdict stands on an update too few replicas hold
+            raise ReplayNotReplicated(
+                f"the FBU's replay update was acknowledged by {acks} of {wait[0]} replica(s) in time; "
+                "it is not accepted"
+            )
+        return outcome
+
+    def verify_commit(self, commit: VerifyCommit) -> Op[CommitResult]:
+        """The commit of one FBU verification (architecture.md §3; :class:`VerifyCommit` says what it checks).
+
+        Where there are no hash slots and no WAIT is configured (:attr:`verify_audits_inline`), it is
+        :meth:`verify_commit_many` of one: liveness, replay and the verdict's audit entry in one script. On a
+        Cluster (the audit stream lives in another slot) or with ``replay_wait``, liveness and replay are one
+        script in the record's slot and the entry is left to the caller. Returns the verdict (None: the record
+        was revoked or replaced since it was read; nothing was written) and whether the entry was written."""
+        if self.verify_audits_inline:
+            (result,) = yield from self.verify_commit_many([commit])
+            if isinstance(result, BaseException):
+                raise result
+            return result
+        record_key, replay_keys, replay_args = self._verify_args(commit)
+        wait = self.replay_wait
+        script = Script(lua.VERIFY_SLOT, (record_key, *replay_keys), (commit.digest, *replay_args))
+        acks: int | None = None
+        if wait is None:
+            reply = yield script
+        else:  # WAIT right behind the script on its connection (store/durability.py)
+            reply, acks_reply = yield Pipeline((script, Command(("WAIT", *wait))), node_key=record_key)
+            acks = int(acks_reply)
+        outcome = _verify_outcome(reply)
+        if outcome not in (None, "replay") and wait is not None and acks is not None and acks < wait[0]:
+            raise ReplayNotReplicated(
+                f"the FBU's replay update was acknowledged by {acks} of {wait[0]} replica(s) in time; "
+                "it is not accepted"
+            )
+        return outcome, False
+
+    def verify_commit_many(self, commits: Sequence[VerifyCommit]) -> Op[list[CommitResult | BaseException]]:
+        """Several FBU verifications, each one script with its audit entry (no slots, no WAIT), pipelined in one
+        round trip: each script's entries are chained onto the head the previous one leaves when it accepts (the
+        common case). A script whose head is not the expected one (the previous verdict was another, or another
+        writer appended meanwhile) writes nothing and is sent again, chained onto the head Redis reported.
+        Results in order; a script past its deadline gives StoreUnavailable for that verification alone. The
+        caller holds this process's turn for the audit chain."""
+        prepared = [(c, *self._verify_args(c), {v: chain.pending([e]) for v, e in c.entries.items()}) for c in commits]
+        results: list[CommitResult | BaseException | None] = [None] * len(commits)
+        todo = list(range(len(commits)))
+        head = self.chain.head_hint
+        if head is None:
+            head = chain.parse_head((yield Command(("GET", self.audit_head_key()))))
+        for _ in range(AUDIT_APPEND_ATTEMPTS):
+            at = yield from self.server_deadline(None)
+            calls: list[Command | Script] = []
+            heads_after: list[dict[str, tuple[int, str]]] = []
+            expected = head
+            for i in todo:
+                commit, record_key, replay_keys, replay_args, pending = prepared[i]
+                per_verdict: list[Arg] = []
+                after: dict[str, tuple[int, str]] = {}
+                for verdict in _VERDICTS:
+                    args, new_head, chained = self.chain.append_args(pending[verdict], expected)
+                    per_verdict += [args[0], new_head]
+                    after[verdict] = (chained[0][0], chained[0][2])
+                calls.append(
+                    Script(
+                        lua.VERIFY_AUDITED,
+                        (self.audit_head_key(), self.audit_stream_key(), record_key, *replay_keys),
+                        (at, chain.head_value(expected), commit.digest, *replay_args, *per_verdict),
+                    )
+                )
+                heads_after.append(after)
+                expected = after["accepted"]
+            replies = yield (calls[0] if len(calls) == 1 else Pipeline(tuple(calls)))
+            if len(calls) == 1:
+                replies = [replies]
+            again: list[int] = []
+            for i, after, reply in zip(todo, heads_after, replies, strict=True):
+                if not isinstance(reply, list) or not reply or not isinstance(reply[0], int):
+                    raise StoreError("unexpected FBU-verification reply from Redis")
+                if reply[0] == -1:
+                    results[i] = StoreUnavailable("the FBU verification reached Redis after its deadline; not written")
+                elif reply[0] == 0 and len(reply) == 2:
+                    head = chain.parse_head(reply[1])  # what Redis holds now: chain the retry onto it
+                    again.append(i)
+                else:
+                    outcome = _verify_outcome(reply[:2])
+                    if outcome is not None:
+                        head = after[outcome]
+                    results[i] = (outcome, outcome is not None)
+            self.chain.head_hint = head
+            if not again:
+                return [r for r in results if r is not None]
+            todo = again
+        raise StoreError(f"audit append lost {AUDIT_APPEND_ATTEMPTS} races in a row; try again")
+
+    def _verify_args(self, commit: VerifyCommit) -> tuple[str, tuple[str, str], tuple[Arg, ...]]:
+        _check_name(commit.scope, what="scope")
+        if not commit.ar_id:
+            raise ValueError("ar_id must not be empty")
+        if not 0 <= commit.sequence < SEQ_MODULUS:
+            raise ValueError("sequence must be a 16-bit unsigned integer")
+        if commit.ttl <= 0:
+            raise ValueError("ttl must be positive")
+        ah = hashlib.sha256(commit.authenticator).hexdigest()
+        ar = commit.ar_id.hex()
+        replay_keys = (self.replay_prefix(commit.scope) + ar, self.replay_ars_key(commit.scope))
+        flag = "0" if self.replay_wait is None else "1"
+        return commit.record_key, replay_keys, (commit.sequence, ah, commit.ttl * 1000, ar, flag)
+
+    def remember_nonce(self, scope: bytes, nonce: bytes, *, ttl: int) -> Op[bool]:
+        """True the first time (scope, nonce) is seen within ``ttl`` seconds, False afterwards (SEND replay)."""
+        _check_name(scope, what="scope")
+        if not nonce:
+            raise ValueError("nonce must not be empty")
+        if ttl <= 0:
+            raise ValueError("ttl must be positive")
+        return bool((yield Command(("SET", self.nonce_key(scope, nonce), b"1", "NX", "EX", ttl))))
