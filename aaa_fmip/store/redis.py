@@ -21,39 +21,23 @@ the same turn, so this process never races itself for the chain's head.
 
 from __future__ import annotations
 
-import asyncio
-import collections
-import dataclasses
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager, suppress
-from ipaddress import IPv6Address
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, Final, TypeVar, cast
 from urllib.parse import urlsplit
 
-import redis
-import redis.asyncio.cluster
 import redis.exceptions as rx
 from redis.cluster import RedisCluster
-from redis.commands.core import AsyncScript
 from redis.commands.core import Script as SyncScript
-from redis.sentinel import MasterNotFoundError
 
 from aaa_fmip.crypto.audit import AUDIT_GENESIS
 from aaa_fmip.crypto.wrap import KekRing
 from aaa_fmip.errors import ConfigError, StoreError, StoreNotDurable, StoreUnavailable
-from aaa_fmip.store import (
-    AuditCheck,
-    AuditEntry,
-    AuditItem,
-    Checkpoint,
-    ReplayOutcome,
-    SendKeyRecord,
-    SessionRecord,
-)
 from aaa_fmip.store import audit as chain
 from aaa_fmip.store.audit import canonical_fields, checkpoint_text
+from aaa_fmip.store.calls import StoreCalls
 from aaa_fmip.store.durability import (
     NOT_DURABLE,
     DurabilityMonitor,
@@ -68,16 +52,15 @@ from aaa_fmip.store.durability import (
     topology_of,
 )
 from aaa_fmip.store.ops import (
-    AUDIT_BATCH,
     Command,
     CommitResult,
     Op,
-    Pipeline,
     RedisCall,
     Script,
     StoreOps,
     VerifyCommit,
 )
+from aaa_fmip.store.redis_async import AsyncRedisOps, _describe, _queue
 from aaa_fmip.store.urls import ConnectHooks, connection_for
 
 __all__ = ["AUDIT_GENESIS", "AsyncRedisOps", "RedisStore", "canonical_fields", "checkpoint_text"]
@@ -98,7 +81,7 @@ _UNAVAILABLE_REPLIES: Final = (
 )
 
 
-class RedisStore:
+class RedisStore(StoreCalls):
     """Sessions, SEND keys, replay state, nonces and the audit chain in Redis: :attr:`ops` says what, this
     class runs it (module docstring)."""
 
@@ -344,377 +327,3 @@ class RedisStore:
                 client.close()
         except (rx.RedisError, rx.RedisClusterException, OSError):
             pass
-
-    # --- operations (each: ops.<name> run here) ----------------------------------------------------------
-
-    def put_session(
-        self, rec: SessionRecord, *, now: float, audits: Sequence[AuditItem] = (), deadline: float | None = None
-    ) -> None:
-        """:meth:`StoreOps.put_session`, in this process's turn for the audit chain."""
-        with self._audit_lock:
-            self.run(self.ops.put_session(rec, now=now, audits=audits, deadline=deadline), "put_session")
-
-    def delete_session(
-        self,
-        hmk_name: bytes,
-        *,
-        now: float,
-        audits_for: Callable[[SessionRecord], Sequence[AuditItem]] | None = None,
-        deadline: float | None = None,
-    ) -> SessionRecord | None:
-        """:meth:`StoreOps.delete_session`, in this process's turn for the audit chain."""
-        op = self.ops.delete_session(hmk_name, now=now, audits_for=audits_for, deadline=deadline)
-        with self._audit_lock:
-            return self.run(op, "delete_session")
-
-    def get_session(self, hmk_name: bytes) -> SessionRecord | None:
-        return self.run(self.ops.get_session(hmk_name), "get_session")
-
-    def find_by_spi(self, spi: int, *, limit: int = 8) -> list[SessionRecord]:
-        return self.run(self.ops.find_by_spi(spi, limit=limit), "find_by_spi")
-
-    def find_by_calling_station(self, mac: str) -> SessionRecord | None:
-        return self.run(self.ops.find_by_calling_station(mac), "find_by_calling_station")
-
-    def find_by_external_id(self, external_id: str) -> list[SessionRecord]:
-        return self.run(self.ops.find_by_external_id(external_id), "find_by_external_id")
-
-    def is_revoked(self, *, spi: int | None = None, hmk_name: bytes | None = None) -> bool:
-        return self.run(self.ops.is_revoked(spi=spi, hmk_name=hmk_name), "is_revoked")
-
-    def count_live_sessions(self) -> int:
-        return self.run(self.ops.count_live_sessions(), "count_live_sessions")
-
-    def check_replay(
-        self, scope: bytes, ar_id: bytes, sequence: int, authenticator: bytes, *, ttl: int
-    ) -> ReplayOutcome:
-        return self.run_replay(self.ops.check_replay(scope, ar_id, sequence, authenticator, ttl=ttl))
-
-    def remember_nonce(self, scope: bytes, nonce: bytes, *, ttl: int) -> bool:
-        return self.run(self.ops.remember_nonce(scope, nonce, ttl=ttl), "remember_nonce")
-
-    def lock_send_key(self, key_hash: bytes, *, ttl: float) -> str | None:
-        return self.run(self.ops.lock_send_key(key_hash, ttl=ttl), "lock_send_key")
-
-    def unlock_send_key(self, key_hash: bytes, token: str) -> None:
-        self.run(self.ops.unlock_send_key(key_hash, token), "unlock_send_key")
-
-    def put_send_key(self, rec: SendKeyRecord, *, now: float) -> None:
-        self.run(self.ops.put_send_key(rec, now=now), "put_send_key")
-
-    def get_send_key_by_cga(self, cga: IPv6Address) -> SendKeyRecord | None:
-        return self.run(self.ops.get_send_key_by_cga(cga), "get_send_key_by_cga")
-
-    def get_send_key_by_key_hash(self, key_hash: bytes) -> SendKeyRecord | None:
-        return self.run(self.ops.get_send_key_by_key_hash(key_hash), "get_send_key_by_key_hash")
-
-    # --- audit -------------------------------------------------------------------------------------------
-
-    def append_audit(self, event: str, fields: Mapping[str, str | int | None], *, at: float) -> AuditEntry:
-        """Append one entry to the chain; serialised across writers."""
-        return self.append_audits([(event, fields, at)])[0]
-
-    def append_audits(self, entries: Sequence[AuditItem]) -> list[AuditEntry]:
-        """Append ``(event, fields, at)`` entries, consecutive in the chain, in one round trip when possible.
-
-        Group commit: whoever holds this process's turn commits every entry queued so far in one script call;
-        the others find theirs done when they get the turn."""
-        items = chain.pending(entries)
-        if not items:
-            return []
-        with self._audit_pending_lock:
-            self._audit_pending.extend(items)
-        last = items[-1]
-        with self._audit_lock:
-            while last.entry is None and last.error is None:
-                with self._audit_pending_lock:
-                    batch = self._audit_pending[:AUDIT_BATCH]
-                    del self._audit_pending[:AUDIT_BATCH]
-                try:
-                    self.run(self.ops.append_audits(batch), "append_audit")
-                except Exception as exc:  # every entry of the batch failed with it (StoreUnavailable, ...)
-                    for pending in batch:
-                        pending.error = exc
-        for item in items:
-            if item.error is not None:
-                raise item.error
-        return [item.entry for item in items if item.entry is not None]
-
-    def read_audit(
-        self,
-        *,
-        cursor: str | None = None,
-        limit: int = 100,
-        since: float | None = None,
-        until: float | None = None,
-        event: str | None = None,
-        spi: int | None = None,
-        ar: str | None = None,
-    ) -> tuple[list[AuditEntry], str | None]:
-        op = self.ops.read_audit(cursor=cursor, limit=limit, since=since, until=until, event=event, spi=spi, ar=ar)
-        return self.run(op, "read audit")
-
-    def read_audit_raw(self, after: str | None, count: int) -> list[chain.StoredEntry]:
-        return self.run(self.ops.read_audit_raw(after, count), "read audit")
-
-    def entry_verifies(self, stored: chain.StoredEntry) -> bool:
-        """True if an entry read for export carries a MAC this service made, at its position and link."""
-        return self.ops.chain.entry_ok(stored, stored.entry.n, stored.entry.prev)
-
-    def verify_audit(self, checkpoint: Checkpoint | None = None) -> AuditCheck:
-        return self.run(self.ops.verify_audit(checkpoint), "verify_audit")
-
-    def checkpoint(self, *, now: float) -> Checkpoint:
-        return self.run(self.ops.checkpoint(now=now), "verify_audit")
-
-    def sign_checkpoint(self, n: int, head: str, at: float) -> Checkpoint:
-        return self.ops.chain.sign(n, head, at)
-
-    def check_checkpoint(self, cp: Checkpoint) -> None:
-        self.ops.chain.check(cp)
-
-    @property
-    def audit_public_keys(self) -> dict[str, bytes]:
-        """The Ed25519 public key (32 octets) that verifies checkpoints, per KEK id."""
-        return self.ops.chain.public_keys
-
-    def audit_exported(self) -> tuple[int, str | None, str]:
-        return self.run(self.ops.audit_exported(), "audit export")
-
-    def set_audit_exported(self, n: int, entry_id: str, mac: str) -> None:
-        self.run(self.ops.set_audit_exported(n, entry_id, mac), "audit export")
-
-    def trim_audit(self, *, keep: int, now: float) -> int:
-        return self.run(self.ops.trim_audit(keep=keep, now=now), "trim audit")
-
-
-@dataclasses.dataclass
-class _LoopState:
-    """What :class:`AsyncRedisOps` holds per event loop: the client, its scripts and the audit group commit."""
-
-    loop: asyncio.AbstractEventLoop
-    client: Any
-    cluster: bool
-    scripts: dict[str, AsyncScript] = dataclasses.field(default_factory=dict)
-    audit_queue: collections.deque[tuple[list[chain.PendingAudit], asyncio.Future[None]]] = dataclasses.field(
-        default_factory=collections.deque
-    )
-    audit_task: asyncio.Task[None] | None = None
-    ready: bool = False  # a Cluster client has learnt the topology
-    ready_lock: asyncio.Lock = dataclasses.field(default_factory=asyncio.Lock)
-    chain_lock: asyncio.Lock = dataclasses.field(default_factory=asyncio.Lock)  # this loop's turn for the chain
-    verify_queue: collections.deque[tuple[VerifyCommit, asyncio.Future[CommitResult]]] = dataclasses.field(
-        default_factory=collections.deque
-    )
-    verify_task: asyncio.Task[None] | None = None
-
-
-class AsyncRedisOps:
-    """The asyncio driver of a :class:`RedisStore`: :meth:`arun` drives any operation of :class:`StoreOps` on a
-    client of the running event loop (built on first use in each loop: asyncio connections belong to their
-    loop). Audit appends of one loop are group-committed by one task; a caller that is cancelled does not
-    cancel the commit it waits for."""
-
-    def __init__(self, store: RedisStore, connect: Callable[[], Any]) -> None:
-        self._store = store
-        self._connect = connect
-        self._local = threading.local()  # the _LoopState of the loop this thread last ran
-
-    @property
-    def ops(self) -> StoreOps:
-        return self._store.ops
-
-    def _loop_state(self) -> _LoopState:
-        loop = asyncio.get_running_loop()
-        state: _LoopState | None = getattr(self._local, "state", None)
-        if state is None or state.loop is not loop:
-            client = self._connect()
-            cluster = isinstance(client, redis.asyncio.cluster.RedisCluster)
-            state = self._local.state = _LoopState(loop, client, cluster)
-        return state
-
-    async def _ready(self) -> _LoopState:
-        """This loop's state, its Cluster client initialised once: left to itself, redis-py's asyncio cluster
-        client initialises on first use, and concurrent first commands then race that."""
-        state = self._loop_state()
-        if state.cluster and not state.ready:
-            async with state.ready_lock:
-                if not state.ready:
-                    await state.client.initialize()
-                    state.ready = True
-        return state
-
-    async def arun(self, op: Op[T], what: str = "store call") -> T:
-        """Drive ``op`` on this loop's client (errors as :meth:`RedisStore.run`)."""
-        store = self._store
-        with store._io(what):
-            state = await self._ready()
-        try:
-            call = next(op)
-            while True:
-                try:
-                    reply = await self._execute(state, call)
-                except (rx.RedisError, rx.RedisClusterException, OSError) as exc:
-                    call = op.throw(store._translate(exc, what))
-                    continue
-                call = op.send(reply)
-        except StopIteration as done:
-            return cast(T, done.value)
-
-    async def _execute(self, state: _LoopState, call: RedisCall) -> object:
-        client = state.client
-        if isinstance(call, Pipeline) and call.node_key is not None and state.cluster:
-            # one connection to the key's node: through the blocking cluster client, which can name it
-            store = self._store
-            return await asyncio.to_thread(store._execute, store._r(), call)
-        if isinstance(call, Command):
-            return cast(object, await client.execute_command(*call.args, **call.options))
-        if isinstance(call, Script):
-            script = state.scripts.get(call.lua)
-            if script is None:
-                script = state.scripts[call.lua] = client.register_script(call.lua)
-            return cast(object, await script(keys=list(call.keys), args=list(call.args), client=client))
-        pipe = client.pipeline() if state.cluster else client.pipeline(transaction=False)
-        for c in call.calls:
-            _queue(pipe, c)
-        return cast(object, await pipe.execute())
-
-    async def find_by_spi(self, spi: int, *, limit: int = 8) -> list[SessionRecord]:
-        return await self.arun(self.ops.find_by_spi(spi, limit=limit), "find_by_spi")
-
-    async def is_revoked(self, *, spi: int | None = None, hmk_name: bytes | None = None) -> bool:
-        return await self.arun(self.ops.is_revoked(spi=spi, hmk_name=hmk_name), "is_revoked")
-
-    async def get_send_key_by_cga(self, cga: IPv6Address) -> SendKeyRecord | None:
-        return await self.arun(self.ops.get_send_key_by_cga(cga), "get_send_key_by_cga")
-
-    async def arun_replay(self, op: Op[T], what: str = "check_replay", *, turn: bool = False) -> T:
-        """:meth:`RedisStore.run_replay` on this loop (a due durability check runs in a worker thread);
-        ``turn``: in this loop's turn for the audit chain (shared with the group commit)."""
-        store = self._store
-        monitor = store.durability
-        if monitor is None:
-            return await (self._arun_in_turn(op, what) if turn else self.arun(op, what))
-        if monitor.check_due(time.monotonic()):  # rare: first use, after a reconnect, retrying a refusal
-            await asyncio.to_thread(store._replay_gate, monitor)
-        elif not monitor.allows_replay:
-            raise StoreNotDurable(NOT_DURABLE)
-        seen = monitor.connections
-        try:
-            result = await (self._arun_in_turn(op, what) if turn else self.arun(op, what))
-        except StoreUnavailable:
-            monitor.note_connection()
-            raise
-        if monitor.connections != seen:
-            await asyncio.to_thread(store._replay_gate, monitor)
-        return result
-
-    async def commit_verify(self, commit: VerifyCommit) -> CommitResult:
-        """:meth:`StoreOps.verify_commit` on this loop. Where the audit entry goes with it (no slots, no WAIT),
-        the verifications waiting for this loop's turn for the chain are committed together, pipelined in one
-        round trip (:meth:`StoreOps.verify_commit_many`); elsewhere each runs on its own."""
-        if not self.ops.verify_audits_inline:
-            return await self.arun_replay(self.ops.verify_commit(commit), "verify_fbu")
-        state = self._loop_state()
-        if not state.verify_queue and not state.chain_lock.locked():
-            # nobody waits for the turn: commit in this task (no hand-off); those arriving meanwhile queue up
-            async with state.chain_lock:
-                (result,) = await self.arun_replay(self.ops.verify_commit_many([commit]), "verify_fbu")
-            if isinstance(result, BaseException):
-                raise result
-            return result
-        done: asyncio.Future[CommitResult] = state.loop.create_future()
-        state.verify_queue.append((commit, done))
-        if state.verify_task is None or state.verify_task.done():
-            state.verify_task = state.loop.create_task(self._drain_verifies(state))
-        return await done
-
-    async def _drain_verifies(self, state: _LoopState) -> None:
-        while state.verify_queue:
-            batch = [state.verify_queue.popleft() for _ in range(min(AUDIT_BATCH, len(state.verify_queue)))]
-            try:
-                async with state.chain_lock:
-                    op = self.ops.verify_commit_many([commit for commit, _ in batch])
-                    results = await self.arun_replay(op, "verify_fbu")
-            except Exception as exc:  # every verification of the batch failed with it (StoreUnavailable, ...)
-                for _, done in batch:
-                    if not done.done():
-                        done.set_exception(exc)
-                continue
-            for (_, done), result in zip(batch, results, strict=True):
-                if done.done():
-                    continue
-                if isinstance(result, BaseException):
-                    done.set_exception(result)
-                else:
-                    done.set_result(result)
-
-    async def _arun_in_turn(self, op: Op[T], what: str) -> T:
-        state = self._loop_state()
-        async with state.chain_lock:
-            return await self.arun(op, what)
-
-    async def check_replay(
-        self, scope: bytes, ar_id: bytes, sequence: int, authenticator: bytes, *, ttl: int
-    ) -> ReplayOutcome:
-        return await self.arun_replay(self.ops.check_replay(scope, ar_id, sequence, authenticator, ttl=ttl))
-
-    async def append_audits(self, entries: Sequence[AuditItem]) -> list[AuditEntry]:
-        items = chain.pending(entries)
-        if not items:
-            return []
-        state = self._loop_state()
-        done: asyncio.Future[None] = state.loop.create_future()
-        state.audit_queue.append((items, done))
-        if state.audit_task is None or state.audit_task.done():
-            state.audit_task = state.loop.create_task(self._drain_audits(state))
-        await done
-        return [item.entry for item in items if item.entry is not None]
-
-    async def _drain_audits(self, state: _LoopState) -> None:
-        while state.audit_queue:
-            groups: list[tuple[list[chain.PendingAudit], asyncio.Future[None]]] = []
-            count = 0
-            while state.audit_queue and count < AUDIT_BATCH:
-                group = state.audit_queue.popleft()
-                groups.append(group)
-                count += len(group[0])
-            batch = [item for items, _ in groups for item in items]
-            try:
-                async with state.chain_lock:
-                    await self.arun(self.ops.append_audits(batch), "append_audit")
-            except Exception as exc:  # every entry of the batch failed with it (StoreUnavailable, ...)
-                for _, done in groups:
-                    if not done.done():
-                        done.set_exception(exc)
-            else:
-                for _, done in groups:
-                    if not done.done():
-                        done.set_result(None)
-
-    async def aclose(self) -> None:
-        """Let a pending audit commit finish, then close this loop's connections. Idempotent."""
-        state: _LoopState | None = getattr(self._local, "state", None)
-        self._local.state = None
-        if state is None or state.loop is not asyncio.get_running_loop():
-            return
-        if state.audit_task is not None:
-            await asyncio.wait([state.audit_task])
-        with suppress(rx.RedisError, OSError):
-            await state.client.aclose()
-
-
-def _queue(pipe: Any, call: Command | Script) -> None:
-    if isinstance(call, Command):
-        pipe.execute_command(*call.args, **call.options)
-    else:
-        # EVAL (not EVALSHA) inside pipelines: nothing to recover from after a server restart. Through
-        # execute_command because redis-py's cluster pipeline has no eval(); it still routes EVAL by its keys.
-        pipe.execute_command("EVAL", call.lua, len(call.keys), *call.keys, *call.args)
-
-
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, MasterNotFoundError):  # its text embeds the sentinel pools' repr: say it plainly
-        return "MasterNotFoundError: no sentinel named a reachable master for the service"
-    text = str(exc).splitlines()[0] if str(exc) else ""
-    return f"{type(exc).__name__}: {text[:160]}" if text else type(exc).__name__
