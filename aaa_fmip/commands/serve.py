@@ -138,7 +138,7 @@ def serve_rest(runtime: Runtime, sockets: list[Any] | None = None, *, worker: in
         access_log=False,  # the app logs one access line per request itself, without query strings
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
         timeout_keep_alive=settings.limits.keep_alive_timeout,
-        loop=event_loop(),
+        loop=event_loop(settings.server.event_loop),
         http=protocol_class(settings.limits, runtime.metrics, max_connections),
         server_header=False,
         proxy_headers=False,
@@ -154,7 +154,7 @@ def serve_rest(runtime: Runtime, sockets: list[Any] | None = None, *, worker: in
             "max_requests_in_flight": settings.limits.max_requests_in_flight,
             "header_timeout_s": settings.limits.header_timeout,
             "rate_limit": settings.limits.rate_limit,
-            "event_loop": event_loop(),
+            "event_loop": event_loop(settings.server.event_loop),
             "http_parser": "httptools" if httptools_available() else "h11",
             "worker": worker,
         },
@@ -172,8 +172,11 @@ def serve_rest(runtime: Runtime, sockets: list[Any] | None = None, *, worker: in
     return 0
 
 
-def event_loop() -> str:
-    """uvloop where it is installed (``uvicorn[standard]``), else asyncio's own loop: uvicorn's "auto", named."""
+def event_loop(configured: str = "auto") -> str:
+    """The loop to run: ``server.event_loop``; "auto" is uvloop where it is installed (``uvicorn[standard]``),
+    else asyncio's own loop (uvicorn's "auto", named)."""
+    if configured != "auto":
+        return configured
     return "uvloop" if importlib.util.find_spec("uvloop") is not None else "asyncio"
 
 

@@ -75,6 +75,8 @@ class ServerSettings(BaseModel):
     # The client certificate `aaa-fmip healthcheck` presents under mutual TLS (None: the server's own pair).
     healthcheck_cert_file: ExistingFile = None
     healthcheck_key_file: ExistingFile = None
+    # The listener's event loop: "auto" = uvloop where installed (uvicorn[standard]), else asyncio's own.
+    event_loop: Literal["auto", "uvloop", "asyncio"] = "auto"
 
     @property
     def tls(self) -> bool:
