@@ -27,7 +27,7 @@ from typing import Any, Final
 import uvicorn
 from fastapi import FastAPI
 
-from aaa_fmip.commands.serve import GRACEFUL_SHUTDOWN_SECONDS
+from aaa_fmip.commands.rest import GRACEFUL_SHUTDOWN_SECONDS
 from aaa_fmip.config import parse_host_port
 from aaa_fmip.crypto.wrap import KekRing, parse_kek
 from aaa_fmip.store.redis import RedisStore
@@ -94,7 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 0
     app = create_app(args.redis_url, prefix=args.prefix, timeout=args.timeout)
-    config = uvicorn.Config(  # the options of aaa_fmip.commands.serve.serve
+    config = uvicorn.Config(  # the options of aaa_fmip.commands.rest.serve_rest
         app,
         host=listen.host,
         port=listen.port,

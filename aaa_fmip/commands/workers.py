@@ -45,7 +45,7 @@ Argv = tuple[str | None, str | None, str]  # --config, --listen, --log-level
 
 
 def supervise(settings: Settings, workers: int, argv: Argv) -> int:
-    from aaa_fmip.commands.serve import GRACEFUL_SHUTDOWN_SECONDS, start_listeners, stop_listeners
+    from aaa_fmip.commands.rest import GRACEFUL_SHUTDOWN_SECONDS, start_listeners, stop_listeners
 
     metrics_dir = tempfile.mkdtemp(prefix="aaa-fmip-metrics-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir  # before prometheus_client is imported, here and below
@@ -126,11 +126,11 @@ def _bind(settings: Settings) -> socket.socket:
 def _worker(index: int, argv: Argv, sock: socket.socket) -> None:
     """One worker: the settings loaded again (same file, same environment), its own runtime, REST on ``sock``."""
     from aaa_fmip.bootstrap import build_runtime
-    from aaa_fmip.commands.serve import _settings, serve_rest
+    from aaa_fmip.commands.rest import load_serve_settings, serve_rest
 
     config, listen, log_level = argv
     configure_logging(log_level.upper())
-    runtime = build_runtime(_settings(config, listen))
+    runtime = build_runtime(load_serve_settings(config, listen))
     try:
         code = serve_rest(runtime, [sock], worker=index)
     finally:

@@ -9,9 +9,9 @@ import dataclasses
 import threading
 import time
 from collections.abc import Callable, Sequence
-from contextlib import suppress
+from contextlib import AbstractContextManager, suppress
 from ipaddress import IPv6Address
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import Any, Protocol, TypeVar, cast
 
 import redis
 import redis.asyncio.cluster
@@ -30,6 +30,7 @@ from aaa_fmip.store import (
 from aaa_fmip.store import audit as chain
 from aaa_fmip.store.durability import (
     NOT_DURABLE,
+    DurabilityMonitor,
 )
 from aaa_fmip.store.ops import (
     AUDIT_BATCH,
@@ -43,8 +44,24 @@ from aaa_fmip.store.ops import (
     VerifyCommit,
 )
 
-if TYPE_CHECKING:
-    from aaa_fmip.store.redis import RedisStore
+
+class BlockingDriver(Protocol):
+    """What the asyncio driver uses of the blocking one (:class:`aaa_fmip.store.redis.RedisStore`): its
+    operations, its durability monitor, its error translation, and the client it falls back to."""
+
+    ops: StoreOps
+    durability: DurabilityMonitor | None
+
+    def _io(self, what: str) -> AbstractContextManager[None]: ...
+
+    def _translate(self, exc: BaseException, what: str) -> BaseException: ...
+
+    def _replay_gate(self, monitor: DurabilityMonitor) -> None: ...
+
+    def _r(self) -> Any: ...
+
+    def _execute(self, client: Any, call: RedisCall) -> object: ...
+
 
 T = TypeVar("T")
 
@@ -76,7 +93,7 @@ class AsyncRedisOps:
     loop). Audit appends of one loop are group-committed by one task; a caller that is cancelled does not
     cancel the commit it waits for."""
 
-    def __init__(self, store: RedisStore, connect: Callable[[], Any]) -> None:
+    def __init__(self, store: BlockingDriver, connect: Callable[[], Any]) -> None:
         self._store = store
         self._connect = connect
         self._local = threading.local()  # the _LoopState of the loop this thread last ran

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from aaa_fmip.commands.demo import write_config
-from aaa_fmip.commands.serve import GRACEFUL_SHUTDOWN_SECONDS
+from aaa_fmip.commands.rest import GRACEFUL_SHUTDOWN_SECONDS
 from tests.container._podman import REPO, Cleanup, Podman, free_port, log_events, wait_ready
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
