@@ -68,12 +68,19 @@ def httptools_available() -> bool:
     return True
 
 
+def http_parser(configured: str = "auto") -> str:
+    """The parser to run: ``server.http_parser``; "auto" is httptools when installed, else h11."""
+    if configured != "auto":
+        return configured
+    return "httptools" if httptools_available() else "h11"
+
+
 def protocol_class(
     limits: LimitSettings, metrics: Metrics, max_connections: int, *, parser: str = "auto"
 ) -> type[asyncio.Protocol]:
     """The guarded protocol for ``parser`` ("httptools", "h11", or "auto": httptools when installed), bound to
     these limits (uvicorn instantiates the class it is given)."""
-    if parser == "httptools" or (parser == "auto" and httptools_available()):
+    if http_parser(parser) == "httptools":
         return _httptools_class(limits, metrics, max_connections)
     return _h11_class(limits, metrics, max_connections)
 

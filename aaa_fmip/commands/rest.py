@@ -80,7 +80,7 @@ def stop_listeners(listeners: list[tuple[str, ListenerHandle]]) -> None:
 def serve_rest(runtime: Runtime, sockets: list[Any] | None = None, *, worker: int | None = None) -> int:
     """The REST listener of ``runtime`` until SIGTERM/SIGINT (on ``sockets`` already bound, in a worker)."""
     from aaa_fmip.api.app import create_app
-    from aaa_fmip.api.protocol import httptools_available, protocol_class
+    from aaa_fmip.api.protocol import http_parser, protocol_class
     from aaa_fmip.bootstrap import api_context
 
     settings = runtime.settings
@@ -96,7 +96,7 @@ def serve_rest(runtime: Runtime, sockets: list[Any] | None = None, *, worker: in
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
         timeout_keep_alive=settings.limits.keep_alive_timeout,
         loop=event_loop(settings.server.event_loop),
-        http=protocol_class(settings.limits, runtime.metrics, max_connections),
+        http=protocol_class(settings.limits, runtime.metrics, max_connections, parser=settings.server.http_parser),
         server_header=False,
         proxy_headers=False,
         **_tls_options(settings),
@@ -112,7 +112,7 @@ def serve_rest(runtime: Runtime, sockets: list[Any] | None = None, *, worker: in
             "header_timeout_s": settings.limits.header_timeout,
             "rate_limit": settings.limits.rate_limit,
             "event_loop": event_loop(settings.server.event_loop),
-            "http_parser": "httptools" if httptools_available() else "h11",
+            "http_parser": http_parser(settings.server.http_parser),
             "worker": worker,
         },
     )

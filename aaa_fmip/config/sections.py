@@ -77,6 +77,8 @@ class ServerSettings(BaseModel):
     healthcheck_key_file: ExistingFile = None
     # The listener's event loop: "auto" = uvloop where installed (uvicorn[standard]), else asyncio's own.
     event_loop: Literal["auto", "uvloop", "asyncio"] = "auto"
+    # The HTTP/1.1 parser: "auto" = httptools where installed (uvicorn[standard]), else h11.
+    http_parser: Literal["auto", "httptools", "h11"] = "auto"
 
     @property
     def tls(self) -> bool:

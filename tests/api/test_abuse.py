@@ -50,6 +50,7 @@ def service(
     *,
     nofile: tuple[int, int] | None = None,
     event_loop: str = "auto",
+    http_parser: str = "auto",
 ) -> Iterator[tuple[ServiceProcess, dict[str, Credential]]]:
     creds = make_credentials()
     config = render_config(
@@ -58,7 +59,11 @@ def service(
         credentials=list(creds.values()),
         extra="[limits]\n" + limits,
     )
-    env = {"AAA_FMIP_KEK": random_kek(), "AAA_FMIP_SERVER_EVENT_LOOP": event_loop}
+    env = {
+        "AAA_FMIP_KEK": random_kek(),
+        "AAA_FMIP_SERVER_EVENT_LOOP": event_loop,
+        "AAA_FMIP_SERVER_HTTP_PARSER": http_parser,
+    }
     proc: ServiceProcess
     if nofile is None:
         proc = ServiceProcess(tmp_path / "svc", config=config, env=env)
@@ -66,6 +71,9 @@ def service(
         proc = LimitedService(tmp_path / "svc", config=config, env=env, nofile=nofile)
     proc.start()
     try:
+        started = next(r for r in proc.log_records() if r.get("event") == "limits")
+        for asked, running in ((event_loop, started["event_loop"]), (http_parser, started["http_parser"])):
+            assert asked in ("auto", running), (asked, running)  # the service runs what the test is about
         yield proc, creds
     finally:
         proc.stop()
@@ -91,9 +99,10 @@ def metrics(proc: ServiceProcess) -> str:
         return client.get("/metrics").text
 
 
-def test_half_sent_request_heads_are_closed(tmp_path: Path, redis_server: RedisServer) -> None:
+@pytest.mark.parametrize("http_parser", ["httptools", "h11"])
+def test_half_sent_request_heads_are_closed(tmp_path: Path, redis_server: RedisServer, http_parser: str) -> None:
     limits = "header_timeout = 1.0\n"
-    with service(tmp_path, redis_server, limits) as (proc, creds):
+    with service(tmp_path, redis_server, limits, http_parser=http_parser) as (proc, creds):
         socks = []
         for i in range(60):
             sock = socket.create_connection(("127.0.0.1", proc.port), timeout=5)
@@ -117,9 +126,12 @@ def test_half_sent_request_heads_are_closed(tmp_path: Path, redis_server: RedisS
         assert (sample(metrics(proc), "aaa_fmip_http_shed_total", reason="header-timeout") or 0) >= 60
 
 
-def test_a_trickled_head_is_closed_although_bytes_keep_coming(tmp_path: Path, redis_server: RedisServer) -> None:
+@pytest.mark.parametrize("http_parser", ["httptools", "h11"])
+def test_a_trickled_head_is_closed_although_bytes_keep_coming(
+    tmp_path: Path, redis_server: RedisServer, http_parser: str
+) -> None:
     # The deadline runs from the first byte of the head; sending a byte now and then does not extend it.
-    with service(tmp_path, redis_server, "header_timeout = 1.0\n") as (proc, _):
+    with service(tmp_path, redis_server, "header_timeout = 1.0\n", http_parser=http_parser) as (proc, _):
         sock = socket.create_connection(("127.0.0.1", proc.port), timeout=5)
         sock.sendall(b"GET /healthz HTTP/1.1\r\n")
         closed = False
@@ -138,8 +150,12 @@ def test_a_trickled_head_is_closed_although_bytes_keep_coming(tmp_path: Path, re
         assert closed
 
 
-def test_idle_keep_alive_connection_is_closed(tmp_path: Path, redis_server: RedisServer) -> None:
-    with service(tmp_path, redis_server, "keep_alive_timeout = 1\nheader_timeout = 30\n") as (proc, _):
+@pytest.mark.parametrize("http_parser", ["httptools", "h11"])
+def test_idle_keep_alive_connection_is_closed(tmp_path: Path, redis_server: RedisServer, http_parser: str) -> None:
+    with service(tmp_path, redis_server, "keep_alive_timeout = 1\nheader_timeout = 30\n", http_parser=http_parser) as (
+        proc,
+        _,
+    ):
         sock = socket.create_connection(("127.0.0.1", proc.port), timeout=5)
         try:
             sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n")
@@ -149,8 +165,12 @@ def test_idle_keep_alive_connection_is_closed(tmp_path: Path, redis_server: Redi
             sock.close()
 
 
-def test_connection_limit_answers_503_problem_and_recovers(tmp_path: Path, redis_server: RedisServer) -> None:
-    with service(tmp_path, redis_server, "max_connections = 5\nheader_timeout = 60\n") as (proc, creds):
+@pytest.mark.parametrize("http_parser", ["httptools", "h11"])
+def test_connection_limit_answers_503_problem_and_recovers(
+    tmp_path: Path, redis_server: RedisServer, http_parser: str
+) -> None:
+    limits = "max_connections = 5\nheader_timeout = 60\n"
+    with service(tmp_path, redis_server, limits, http_parser=http_parser) as (proc, creds):
         keep = proc.client(creds["ar1"])  # a router's keep-alive connection, opened before the flood
         keep.post("/v1/handover-keys", json={"ar_address": AR1_ADDRESSES[0], "spi": 7})
         idle = [socket.create_connection(("127.0.0.1", proc.port), timeout=5) for _ in range(4)]
