@@ -22,9 +22,7 @@ import logging
 from typing import Any, Final
 
 import h11
-from uvicorn.config import Config
 from uvicorn.protocols.http.h11_impl import H11Protocol
-from uvicorn.server import ServerState
 
 from aaa_fmip.api.problems import PROBLEM_JSON, RETRY_AFTER_SECONDS, problem_body
 from aaa_fmip.api.settings import LimitSettings
@@ -89,38 +87,79 @@ class _MalformedRequest(Exception):
     pass
 
 
-def _refuse(transport: Any, metrics: Metrics, max_connections: int) -> None:
-    metrics.count_rejected("connection-limit")
-    log.warning("connection refused: at the connection limit", extra={"limit": max_connections})
-    transport.write(OVERLOADED_RESPONSE)
-    transport.close()
+class _Guards(asyncio.Protocol):
+    """What both parsers' protocols add to uvicorn's: the connection limit and the request-head deadline. The
+    limits are class attributes, set by :func:`_bind` on the class uvicorn is given; the arming points differ
+    per parser (where each one sees a head begin and end) and stay in its class."""
+
+    guard_limits: LimitSettings
+    guard_metrics: Metrics
+    guard_max_connections: int
+    # uvicorn's protocol provides these
+    connections: Any
+    loop: Any
+    transport: Any
+    client: Any
+
+    head_timer: asyncio.TimerHandle | None = None
+    refused = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        if len(self.connections) > self.guard_max_connections:
+            self.refused = True
+            self.guard_metrics.count_rejected("connection-limit")
+            log.warning("connection refused: at the connection limit", extra={"limit": self.guard_max_connections})
+            self.transport.write(OVERLOADED_RESPONSE)
+            self.transport.close()
+            return
+        self._arm_head_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm_head_timer()
+        super().connection_lost(exc)
+
+    def _arm_head_timer(self) -> None:
+        if self.head_timer is None:
+            self.head_timer = self.loop.call_later(self.guard_limits.header_timeout, self._head_timeout)
+
+    def _disarm_head_timer(self) -> None:
+        if self.head_timer is not None:
+            self.head_timer.cancel()
+            self.head_timer = None
+
+    def _waiting_for_head(self) -> bool:
+        """Whether the connection is still waiting for a request head (the parser's own view, when it has one)."""
+        return True
+
+    def _head_timeout(self) -> None:
+        self.head_timer = None  # armed and not disarmed by a complete head: the head is late
+        if self.transport.is_closing() or not self._waiting_for_head():
+            return
+        self.guard_metrics.count_rejected("header-timeout")
+        log.warning(
+            "connection closed: no complete request head in time",
+            extra={"timeout_s": self.guard_limits.header_timeout, "client": self.client[0] if self.client else None},
+        )
+        self.transport.close()
+
+    def _bad_request(self) -> None:
+        self.guard_metrics.count_rejected("bad-http-request")
+        self._disarm_head_timer()
+
+
+def _bind(cls: type[_Guards], limits: LimitSettings, metrics: Metrics, max_connections: int) -> type[asyncio.Protocol]:
+    """A subclass of ``cls`` bound to these limits (uvicorn instantiates the class it is given)."""
+    attributes = {"guard_limits": limits, "guard_metrics": metrics, "guard_max_connections": max_connections}
+    return type(cls.__name__, (cls,), attributes)
 
 
 def _httptools_class(limits: LimitSettings, metrics: Metrics, max_connections: int) -> type[asyncio.Protocol]:
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-    class GuardedHttpToolsProtocol(HttpToolsProtocol):
+    class GuardedHttpToolsProtocol(_Guards, HttpToolsProtocol):
         """The head deadline runs from the connection (or the first octet of a kept-alive request, where the
         parser begins a message) until the parser has the whole head."""
-
-        def __init__(
-            self,
-            config: Config,
-            server_state: ServerState,
-            app_state: dict[str, Any],
-            _loop: asyncio.AbstractEventLoop | None = None,
-        ) -> None:
-            super().__init__(config, server_state, app_state, _loop)
-            self.head_timer: asyncio.TimerHandle | None = None
-            self.refused = False
-
-        def connection_made(self, transport: asyncio.BaseTransport) -> None:
-            super().connection_made(transport)  # type: ignore[arg-type]
-            if len(self.connections) > max_connections:
-                self.refused = True
-                _refuse(self.transport, metrics, max_connections)
-                return
-            self._arm_head_timer()
 
         def data_received(self, data: bytes) -> None:
             if self.refused:
@@ -141,61 +180,16 @@ def _httptools_class(limits: LimitSettings, metrics: Metrics, max_connections: i
                 raise _MalformedRequest
             super().on_headers_complete()
 
-        def connection_lost(self, exc: Exception | None) -> None:
-            self._disarm_head_timer()
-            super().connection_lost(exc)
-
         def send_400_response(self, msg: str) -> None:
-            metrics.count_rejected("bad-http-request")
-            self._disarm_head_timer()
+            self._bad_request()
             self.transport.write(BAD_REQUEST_RESPONSE)
             self.transport.close()
 
-        def _arm_head_timer(self) -> None:
-            if self.head_timer is None:
-                self.head_timer = self.loop.call_later(limits.header_timeout, self._head_timeout)
-
-        def _disarm_head_timer(self) -> None:
-            if self.head_timer is not None:
-                self.head_timer.cancel()
-                self.head_timer = None
-
-        def _head_timeout(self) -> None:
-            self.head_timer = None  # armed and not disarmed by a complete head: the head is late
-            if self.transport.is_closing():
-                return
-            metrics.count_rejected("header-timeout")
-            log.warning(
-                "connection closed: no complete request head in time",
-                extra={"timeout_s": limits.header_timeout, "client": self.client[0] if self.client else None},
-            )
-            self.transport.close()
-
-    return GuardedHttpToolsProtocol
+    return _bind(GuardedHttpToolsProtocol, limits, metrics, max_connections)
 
 
 def _h11_class(limits: LimitSettings, metrics: Metrics, max_connections: int) -> type[asyncio.Protocol]:
-
-    class GuardedH11Protocol(H11Protocol):
-        def __init__(
-            self,
-            config: Config,
-            server_state: ServerState,
-            app_state: dict[str, Any],
-            _loop: asyncio.AbstractEventLoop | None = None,
-        ) -> None:
-            super().__init__(config, server_state, app_state, _loop)
-            self.head_timer: asyncio.TimerHandle | None = None
-            self.refused = False
-
-        def connection_made(self, transport: asyncio.BaseTransport) -> None:
-            super().connection_made(transport)  # type: ignore[arg-type]
-            if len(self.connections) > max_connections:
-                self.refused = True
-                _refuse(self.transport, metrics, max_connections)
-                return
-            self._arm_head_timer()
-
+    class GuardedH11Protocol(_Guards, H11Protocol):
         def data_received(self, data: bytes) -> None:
             if self.refused:
                 return
@@ -217,12 +211,8 @@ def _h11_class(limits: LimitSettings, metrics: Metrics, max_connections: int) ->
                 self._arm_head_timer()  # part of the next head came with the last request: its deadline runs now
             # else: idle, the keep-alive timer runs; the next byte arms the deadline in data_received
 
-        def connection_lost(self, exc: Exception | None) -> None:
-            self._disarm_head_timer()
-            super().connection_lost(exc)
-
         def send_400_response(self, msg: str) -> None:
-            metrics.count_rejected("bad-http-request")
+            self._bad_request()
             headers = [
                 (b"content-type", PROBLEM_JSON.encode()),
                 (b"content-length", str(len(BAD_REQUEST_BODY)).encode()),
@@ -239,26 +229,8 @@ def _h11_class(limits: LimitSettings, metrics: Metrics, max_connections: int) ->
                 self.transport.write(output)
             self.transport.close()
 
-        def _arm_head_timer(self) -> None:
-            if self.head_timer is None:
-                self.head_timer = self.loop.call_later(limits.header_timeout, self._head_timeout)
+        def _waiting_for_head(self) -> bool:
+            # a response still being produced is not a client stalling on a head
+            return self.conn.their_state is h11.IDLE and (self.cycle is None or self.cycle.response_complete)
 
-        def _disarm_head_timer(self) -> None:
-            if self.head_timer is not None:
-                self.head_timer.cancel()
-                self.head_timer = None
-
-        def _head_timeout(self) -> None:
-            self.head_timer = None
-            if self.transport.is_closing() or self.conn.their_state is not h11.IDLE:
-                return
-            if self.cycle is not None and not self.cycle.response_complete:
-                return  # a response is still being produced: not a client stalling on a head
-            metrics.count_rejected("header-timeout")
-            log.warning(
-                "connection closed: no complete request head in time",
-                extra={"timeout_s": limits.header_timeout, "client": self.client[0] if self.client else None},
-            )
-            self.transport.close()
-
-    return GuardedH11Protocol
+    return _bind(GuardedH11Protocol, limits, metrics, max_connections)

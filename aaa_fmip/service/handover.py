@@ -162,14 +162,20 @@ class HandoverUseCases(UseCase):
         candidates = cache.get(spi, now)
         if not candidates:
             return None
-        ar_id = fbu.par.packed
+        return self._verifying(fbu, candidates, fbu.algorithm)
+
+    def _verifying(self, fbu: _Fbu, candidates: tuple[Candidate, ...], algorithm: badf.Algorithm) -> _Match | None:
+        """The candidate session whose HK for this PAR verifies the FBU's authenticator (HKs kept in the cache
+        for the next FBU of the same session at the same PAR), or None."""
+        spi, ar_id = fbu.auth.spi, fbu.par.packed
+        cache = self.session_cache
         for c in candidates:
             rec = c.record
             hk = cache.hk(spi, rec.hmk_name, ar_id)
             if hk is None:
                 hk = keys.derive_hk(rec.hmk, rec.hmk_name, fbu.par, rec.spi).hk
                 cache.keep_hk(spi, rec.hmk_name, ar_id, hk)
-            if badf.authenticator_matches(hk, fbu.mac_input, fbu.auth.authenticator, fbu.algorithm):
+            if badf.authenticator_matches(hk, fbu.mac_input, fbu.auth.authenticator, algorithm):
                 return _Match(self.store.ops.session_key(rec.hmk_name), c.digest, rec.hmk_name, rec.expires_at)
         return None
 
@@ -202,13 +208,7 @@ class HandoverUseCases(UseCase):
         if not live:
             return reject("expired")
         self.session_cache.put(auth.spi, live, now)
-        for c in live:
-            rec = c.record
-            hk = keys.derive_hk(rec.hmk, rec.hmk_name, fbu.par, rec.spi).hk
-            self.session_cache.keep_hk(auth.spi, rec.hmk_name, fbu.par.packed, hk)
-            if badf.authenticator_matches(hk, fbu.mac_input, auth.authenticator, algorithm):
-                return _Match(ops.session_key(rec.hmk_name), c.digest, rec.hmk_name, rec.expires_at)
-        return reject("bad-authenticator")
+        return self._verifying(fbu, live, algorithm) or reject("bad-authenticator")
 
     def _commit(self, fbu: _Fbu, match: _Match, now: float) -> VerifyCommit:
         remaining = max(1, int(match.expires_at - now))
