@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from ipaddress import IPv6Address
-from typing import ClassVar, TypeAlias
+from typing import ClassVar, Self, TypeAlias
 
 from aaa_fmip.errors import DecodeError
 from aaa_fmip.wire._buffer import Reader, zero_padding
@@ -36,10 +36,10 @@ def _lla_from_field(field: bytes, fixed: int) -> bytes:
 
 
 @dataclass(frozen=True)
-class SourceLinkLayerAddress:
-    """Source Link-Layer Address option (ND 1, RFC 4861 §4.6.1)."""
+class _RfcLinkLayerAddress:
+    """The RFC 4861 §4.6.1 link-layer address options: ``Type | Length | Link-Layer Address``."""
 
-    option_type: ClassVar[int] = NDOptionType.SOURCE_LINK_LAYER_ADDRESS
+    option_type: ClassVar[int]
 
     address: bytes  # link-layer address: 6 octets on IEEE 802 links
 
@@ -47,24 +47,22 @@ class SourceLinkLayerAddress:
         return nd_option(self.option_type, _lla_field(self.address, 2))
 
     @classmethod
-    def decode_body(cls, body: bytes, *, offset: int) -> SourceLinkLayerAddress:
+    def decode_body(cls, body: bytes, *, offset: int) -> Self:
         return cls(_lla_from_field(body, 2))
 
 
 @dataclass(frozen=True)
-class TargetLinkLayerAddress:
+class SourceLinkLayerAddress(_RfcLinkLayerAddress):
+    """Source Link-Layer Address option (ND 1, RFC 4861 §4.6.1)."""
+
+    option_type: ClassVar[int] = NDOptionType.SOURCE_LINK_LAYER_ADDRESS
+
+
+@dataclass(frozen=True)
+class TargetLinkLayerAddress(_RfcLinkLayerAddress):
     """Target Link-Layer Address option (ND 2, RFC 4861 §4.6.1)."""
 
     option_type: ClassVar[int] = NDOptionType.TARGET_LINK_LAYER_ADDRESS
-
-    address: bytes  # link-layer address: 6 octets on IEEE 802 links
-
-    def encode(self) -> bytes:
-        return nd_option(self.option_type, _lla_field(self.address, 2))
-
-    @classmethod
-    def decode_body(cls, body: bytes, *, offset: int) -> TargetLinkLayerAddress:
-        return cls(_lla_from_field(body, 2))
 
 
 @dataclass(frozen=True)
