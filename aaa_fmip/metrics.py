@@ -13,7 +13,7 @@ import os
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from typing import Final
+from typing import Any, Final
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily, Metric
@@ -176,6 +176,9 @@ class Metrics:
             registry=self.registry,
         )
         self._radius_children: dict[tuple[str, str], Counter] = {}
+        # labelled children of the per-request metrics, looked up once (``labels()`` takes a lock and builds
+        # its key on every call); bounded like any label set a client's input can reach
+        self._children: dict[tuple[object, ...], Any] = {}
         info = InfoMetricFamily(f"{NAMESPACE}_build", "Version of the running aaa-fmip.")
         info.add_metric([], {"version": __version__})
         self._scraped: list[Collector] = [_Static([info])]  # collected at scrape time in this process
@@ -201,8 +204,18 @@ class Metrics:
         self._scraped.append(collector)
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
-        self.http_requests.labels(method, route, str(status)).inc()
-        self.http_latency.labels(method, route).observe(seconds)
+        self._child(self.http_requests, method, route, status).inc()
+        self._child(self.http_latency, method, route).observe(seconds)
+
+    def _child(self, metric: Any, *labels: object) -> Any:
+        """``metric.labels(*labels)`` (values as text), from a cache of at most 4,096 children."""
+        key = (metric, *labels)
+        child = self._children.get(key)
+        if child is None:
+            child = metric.labels(*(str(v) for v in labels))
+            if len(self._children) < 4096:
+                self._children[key] = child
+        return child
 
     def count_rejected(self, reason: str) -> None:
         self.shed.labels(reason).inc()
@@ -231,9 +244,9 @@ class Metrics:
 
     def observe_fbu(self, interface: str, verdict: FbuVerdict) -> None:
         if verdict.valid:
-            self.fbu_verdicts.labels(interface, verdict.verdict, "none").inc()
+            self._child(self.fbu_verdicts, interface, verdict.verdict, "none").inc()
         else:
-            self.fbu_verdicts.labels(interface, "rejected", verdict.reason).inc()
+            self._child(self.fbu_verdicts, interface, "rejected", verdict.reason).inc()
 
     @contextmanager
     def operation(self, interface: str, operation: str) -> Iterator[None]:
@@ -245,7 +258,7 @@ class Metrics:
             self.operation_errors.labels(interface, operation, error_label(exc)).inc()
             raise
         finally:
-            self.operation_latency.labels(interface, operation).observe(time.perf_counter() - start)
+            self._child(self.operation_latency, interface, operation).observe(time.perf_counter() - start)
 
     def render(self) -> bytes:
         """The exposition. With several worker processes (``PROMETHEUS_MULTIPROC_DIR`` set, see

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Final
 
+from aaa_fmip.store.audit import VERSION as AUDIT_VERSION
+
 # RFC 1982 serial-number arithmetic on 16 bits (architecture.md §3): newer iff 0 < (s - last) mod 2^16 < 2^15.
 # A WAIT pipelined behind this script waits for the replicas to hold what this connection wrote last.
 REPLAY: Final = """
@@ -295,9 +297,11 @@ VERIFY_SLOT: Final = (
 # the audit head, liveness, the replay verdict, that verdict's audit entry, then the replay state (an entry is
 # written before the state change it records). KEYS: audit head, audit stream, record, replay, replay-ars. ARGV[1]
 # deadline (server ms), ARGV[2] the head the entries were chained onto, ARGV[3] digest, ARGV[4..8] the replay
-# arguments, then per verdict (accepted, retransmission, replay) its entry (a JSON array of field/value strings,
-# as AUDIT_WRITES) and the head after it. The entries differ only in the verdict; the one for the verdict reached
-# is written. Replies: {-1} past the deadline, {0, head} another writer moved the head, {3} stale, {1, verdict, id}.
+# arguments, ARGV[9..12] what the three possible entries share (position n, time, previous MAC, KEK id), then per
+# verdict (accepted, retransmission, replay) its event, fields (canonical JSON) and MAC: the entries differ only in
+# those. The one for the verdict reached is written, with the stream fields of AUDIT_WRITES, and the head becomes
+# ``n:mac``. Passing the shared parts once keeps the call small and needs no JSON decoding in Lua (the FBU hot path).
+# Replies: {-1} past the deadline, {0, head} another writer moved the head, {3} stale, {1, verdict, id}.
 VERIFY_AUDITED: Final = (
     """
 local s, r, d, q = 3, 4, 3, 4
@@ -312,10 +316,13 @@ if head ~= ARGV[2] then return {0, head} end
     + VERIFY_LIVE
     + VERIFY_DECIDE
     + """
-local e = 9
-if outcome == 'retransmission' then e = 11 elseif outcome == 'replay' then e = 13 end
-local id = redis.call('XADD', KEYS[2], '*', unpack(cjson.decode(ARGV[e])))
-redis.call('SET', KEYS[1], ARGV[e + 1])
+local e = 13
+if outcome == 'retransmission' then e = 16 elseif outcome == 'replay' then e = 19 end
+local id = redis.call('XADD', KEYS[2], '*', 'v', '"""
+    + AUDIT_VERSION
+    + """', 'n', ARGV[9], 'at', ARGV[10], 'event', ARGV[e],
+  'f', ARGV[e + 1], 'prev', ARGV[11], 'kid', ARGV[12], 'mac', ARGV[e + 2])
+redis.call('SET', KEYS[1], ARGV[9] .. ':' .. ARGV[e + 2])
 """
     + VERIFY_APPLY
     + "return {1, outcome, id}\n"

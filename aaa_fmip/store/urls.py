@@ -34,8 +34,10 @@ import redis.asyncio.sentinel
 import redis.exceptions as rx
 from redis.backoff import NoBackoff
 from redis.cluster import ClusterNode, RedisCluster
+from redis.connection import HiredisRespSerializer
 from redis.retry import Retry
 from redis.sentinel import Sentinel
+from redis.utils import HIREDIS_AVAILABLE
 
 from aaa_fmip.errors import ConfigError
 from aaa_fmip.store import SCHEMES
@@ -102,7 +104,7 @@ def connection_for(
             raise ConfigError(f"invalid Redis URL ({where}): {exc}", key="store.url") from None
 
         def aconnect() -> Any:
-            return redis.asyncio.Redis.from_url(url, retry=aretry(), **opts, **async_hook)
+            return c_packing(redis.asyncio.Redis.from_url(url, retry=aretry(), **opts, **async_hook))
 
         return Connection(lambda: client, aconnect, where, client.close, cluster=False)
 
@@ -139,7 +141,7 @@ def connection_for(
         def aconnect_sentinel() -> Any:
             kwargs = {**sentinel_kwargs, "retry": aretry()}
             asentinel: Any = cast(Any, redis.asyncio.sentinel.Sentinel)(hosts, sentinel_kwargs=kwargs)
-            return asentinel.master_for(service, **{**master_kwargs, "retry": aretry()}, **async_hook)
+            return c_packing(asentinel.master_for(service, **{**master_kwargs, "retry": aretry()}, **async_hook))
 
         return Connection(lambda: master, aconnect_sentinel, where, close_sentinel, cluster=False)
 
@@ -163,12 +165,14 @@ def connection_for(
             )
 
         def aconnect_cluster() -> Any:
-            return redis.asyncio.cluster.RedisCluster(
-                startup_nodes=[redis.asyncio.cluster.ClusterNode(h, p) for h, p in hosts],
-                username=user,
-                password=password,
-                retry=aretry(),
-                **opts,
+            return c_packing(
+                redis.asyncio.cluster.RedisCluster(
+                    startup_nodes=[redis.asyncio.cluster.ClusterNode(h, p) for h, p in hosts],
+                    username=user,
+                    password=password,
+                    retry=aretry(),
+                    **opts,
+                )
             )
 
         return Connection(connect_cluster, aconnect_cluster, where, None, cluster=True)
@@ -177,6 +181,43 @@ def connection_for(
         f"unsupported URL scheme {scheme!r} (use {', '.join(SCHEMES)})",
         key="store.url",
     )
+
+
+class _HiredisPacking:
+    """Packs commands in C with hiredis, as redis-py's blocking connections do (``HiredisRespSerializer``); its
+    asyncio connections pack in Python, which on the FBU hot path (a verification script of some twenty
+    arguments) cost about three times as much (docs/performance.md)."""
+
+    _serializer = HiredisRespSerializer()
+
+    def pack_command(self, *args: Any) -> list[bytes]:
+        return cast(list[bytes], self._serializer.pack(*args))
+
+
+_PACKING: dict[type, type] = {}
+
+
+def _c_packed(cls: type) -> type:
+    """``cls`` (a redis-py asyncio connection class: TCP, TLS, Unix socket, Sentinel-managed) packing in C."""
+    if not HIREDIS_AVAILABLE or issubclass(cls, _HiredisPacking):
+        return cls
+    sub = _PACKING.get(cls)
+    if sub is None:
+        sub = _PACKING[cls] = type(cls.__name__, (_HiredisPacking, cls), {"__module__": __name__})
+    return sub
+
+
+def c_packing(client: Any) -> Any:
+    """``client`` (a redis-py asyncio client, before its first command) with connections that pack in C."""
+    if isinstance(client, redis.asyncio.cluster.RedisCluster):
+        kwargs = client.nodes_manager.connection_kwargs
+        kwargs["connection_class"] = _c_packed(kwargs.get("connection_class", redis.asyncio.Connection))
+        for node in client.nodes_manager.startup_nodes.values():
+            node.connection_class = _c_packed(node.connection_class)
+    else:
+        pool = client.connection_pool
+        pool.connection_class = _c_packed(pool.connection_class)
+    return client
 
 
 def _where_simple(parts: Any, scheme: str) -> str:

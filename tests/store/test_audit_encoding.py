@@ -8,7 +8,7 @@ import json
 from hypothesis import given
 from hypothesis import strategies as st
 
-from aaa_fmip.store.audit import VERSION, entry_items_json
+from aaa_fmip.store.audit import VERSION, canonical_fields, entry_items_json
 
 TEXT = st.text(max_size=40)
 
@@ -34,3 +34,22 @@ def test_entry_items_json_is_json_dumps_of_the_list(
 def test_control_characters_and_quotes_are_escaped() -> None:
     out = entry_items_json(7, '1.0"', "e\n", '{"a":"\\u0001"}', "0" * 64, "k\x00", "f" * 64)
     assert json.loads(out)[5] == '1.0"' and json.loads(out)[7] == "e\n" and json.loads(out)[13] == "k\x00"
+
+
+FIELD_VALUES = st.one_of(st.text(max_size=40), st.integers(min_value=-(2**70), max_value=2**70), st.booleans())
+
+
+@given(fields=st.dictionaries(st.text(max_size=12), FIELD_VALUES, max_size=9))
+def test_canonical_fields_is_json_dumps_sorted(fields: dict[str, str | int | bool]) -> None:
+    """The stored and authenticated text of an entry's fields is json.dumps' canonical form (``aaa-fmip audit
+    verify-export`` recomputes it from parsed fields)."""
+    expected = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    assert canonical_fields(fields) == expected
+
+
+def test_canonical_fields_of_other_values_is_json_dumps_too() -> None:
+    class Level(int):
+        pass
+
+    odd: dict[str, object] = {"b": 1.5, "a": [1, "x"], "c": None, "d": Level(3)}
+    assert canonical_fields(odd) == json.dumps(odd, sort_keys=True, separators=(",", ":"), ensure_ascii=False)

@@ -109,30 +109,26 @@ class ReplayOps(AuditOps):
         writer appended meanwhile) writes nothing and is sent again, chained onto the head Redis reported.
         Results in order; a script past its deadline gives StoreUnavailable for that verification alone. The
         caller holds this process's turn for the audit chain."""
-        prepared = [(c, *self._verify_args(c), {v: chain.pending([e]) for v, e in c.entries.items()}) for c in commits]
+        prepared = [(c, *self._verify_args(c), chain.verdict_entries(c.entries, _VERDICTS)) for c in commits]
         results: list[CommitResult | BaseException | None] = [None] * len(commits)
         todo = list(range(len(commits)))
         head = self.chain.head_hint
         if head is None:
             head = chain.parse_head((yield Command(("GET", self.audit_head_key()))))
+        keys_of_chain = (self.audit_head_key(), self.audit_stream_key())
         for _ in range(AUDIT_APPEND_ATTEMPTS):
             at = yield from self.server_deadline(None)
             calls: list[Command | Script] = []
             heads_after: list[dict[str, tuple[int, str]]] = []
             expected = head
             for i in todo:
-                commit, record_key, replay_keys, replay_args, pending = prepared[i]
-                per_verdict: list[Arg] = []
-                after: dict[str, tuple[int, str]] = {}
-                for verdict in _VERDICTS:
-                    args, new_head, chained = self.chain.append_args(pending[verdict], expected)
-                    per_verdict += [args[0], new_head]
-                    after[verdict] = (chained[0][0], chained[0][2])
+                commit, record_key, replay_keys, replay_args, entries = prepared[i]
+                entry_args, after = self.chain.verdict_args(entries, expected)
                 calls.append(
                     Script(
                         lua.VERIFY_AUDITED,
-                        (self.audit_head_key(), self.audit_stream_key(), record_key, *replay_keys),
-                        (at, chain.head_value(expected), commit.digest, *replay_args, *per_verdict),
+                        (*keys_of_chain, record_key, *replay_keys),
+                        (at, chain.head_value(expected), commit.digest, *replay_args, *entry_args),
                     )
                 )
                 heads_after.append(after)
