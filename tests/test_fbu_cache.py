@@ -241,3 +241,45 @@ def test_verifications_committed_together_keep_one_entry_each_and_a_linear_chain
         assert service.verify_audit(AUDITOR).ok
     finally:
         store.close()
+
+
+def test_verifications_committed_together_go_by_digest(redis_server: RedisServer, ring: KekRing, prefix: str) -> None:
+    """A group commit sends its scripts by digest (EVALSHA: no script text for Redis to hash per FBU); what a
+    server that has forgotten the script does is tests/store/test_async_ops.py's."""
+    store = RedisStore.from_url(redis_server.url, ring, prefix=prefix)
+    service = HandoverKeyService(store, clock=Clock())
+    try:
+        nodes = [new_mn() for _ in range(6)]
+        for i, (emsk, sid) in enumerate(nodes):
+            service.ingest_session(AAA, session_request(f"u{i}", emsk, sid))
+            assert service.verify_fbu(AR1, source=PCOA, destination=PAR1, mh=fbu_for(emsk, sid, PAR1, 1)).valid
+
+        async def all_at_once(sequence: int) -> list[FbuVerdict]:
+            calls = [
+                service.verify_fbu_async(AR1, source=PCOA, destination=PAR1, mh=fbu_for(e, s, PAR1, sequence))
+                for e, s in nodes
+            ]
+            return list(await asyncio.gather(*calls))
+
+        async def batches() -> tuple[list[FbuVerdict], list[str], list[FbuVerdict]]:
+            first = await all_at_once(2)  # the script is known to Redis, the client connected
+            loop = asyncio.get_running_loop()
+            box: list[list[FbuVerdict]] = []
+
+            def run_batch() -> None:
+                box.append(asyncio.run_coroutine_threadsafe(all_at_once(3), loop).result(timeout=10))
+
+            sent = await asyncio.to_thread(_sent_by_clients, redis_server.url, run_batch)
+            aio = store.aio
+            assert aio is not None
+            await aio.aclose()
+            return first, sent, box[0]
+
+        first, sent, second = asyncio.run(batches())
+        assert [v.verdict for v in first + second] == ["accepted"] * 12
+        assert sent == ["EVALSHA"] * 6  # one alone (nothing waited), then the five that queued meanwhile
+        entries, _ = service.read_audit(AUDITOR, event="fbu.verified", limit=1000)
+        assert sorted(e.fields["sequence"] for e in entries) == [1] * 6 + [2] * 6 + [3] * 6
+        assert service.verify_audit(AUDITOR).ok
+    finally:
+        store.close()

@@ -29,9 +29,9 @@ keys, so a KEK rotation starts new MACs and a new signing key while older ones s
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -83,16 +83,27 @@ class AuditKeys:
     def mac(self, n: int, prev: str, at: str, event: str, fields_json: str) -> str:
         return entry_mac(self.mac_key, n, prev, at, event, fields_json)
 
+    def macs(self, n: int, prev: str, at: str, variants: Sequence[tuple[str, str]]) -> list[str]:
+        """The MACs of entries that would stand at one position (after ``prev``, at ``at``) and differ only in
+        (event, fields JSON): the candidate entries of an FBU verification. Each is :func:`entry_mac`."""
+        head = _entry_head(n, prev, at)
+        key = self.mac_key.reveal()
+        return [hmac.digest(key, head + _item(event) + _item(fields), "sha256").hex() for event, fields in variants]
+
     def sign_checkpoint(self, n: int, head: str, at: str) -> bytes:
         return self._signing.sign(checkpoint_message(n, head, at))
 
 
 def entry_mac(key: SecretBytes, n: int, prev: str, at: str, event: str, fields_json: str) -> str:
     """The hex MAC of one audit entry (encoding in the module docstring)."""
+    data = _entry_head(n, prev, at) + _item(event) + _item(fields_json)
+    return hmac.digest(key.reveal(), data, "sha256").hex()
+
+
+def _entry_head(n: int, prev: str, at: str) -> bytes:
     if not 0 < n < 1 << 64:
         raise ValueError("audit position out of range")
-    data = b"".join((_ENTRY_DOMAIN, struct.pack(">Q", n), _item(prev), _item(at), _item(event), _item(fields_json)))
-    return hmac.new(key.reveal(), data, hashlib.sha256).hexdigest()
+    return _ENTRY_DOMAIN + struct.pack(">Q", n) + _item(prev) + _item(at)
 
 
 def checkpoint_message(n: int, head: str, at: str) -> bytes:

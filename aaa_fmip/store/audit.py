@@ -181,8 +181,8 @@ class AuditChain:
         n, prev = head[0] + 1, head[1]
         args: list[str | int] = [n, at_text, prev, self.kid]
         after: dict[str, tuple[int, str]] = {}
-        for verdict, event, fields_json in variants:
-            mac = keys.mac(n, prev, at_text, event, fields_json)
+        macs = keys.macs(n, prev, at_text, [(event, fields_json) for _, event, fields_json in variants])
+        for (verdict, event, fields_json), mac in zip(variants, macs, strict=True):
             args += (event, fields_json, mac)
             after[verdict] = (n, mac)
         return args, after

@@ -148,14 +148,34 @@ class AsyncRedisOps:
         if isinstance(call, Command):
             return cast(object, await client.execute_command(*call.args, **call.options))
         if isinstance(call, Script):
-            script = state.scripts.get(call.lua)
-            if script is None:
-                script = state.scripts[call.lua] = client.register_script(call.lua)
+            script = _script(state, call.lua)
             return cast(object, await script(keys=list(call.keys), args=list(call.args), client=client))
+        if not state.cluster and _one_script(call):
+            return await self._script_pipeline(state, call)
         pipe = client.pipeline() if state.cluster else client.pipeline(transaction=False)
         for c in call.calls:
             _queue(pipe, c)
         return cast(object, await pipe.execute())
+
+    async def _script_pipeline(self, state: _LoopState, call: Pipeline) -> object:
+        """A pipeline of one script's calls (the FBU verifications of a group commit) by digest: no script text
+        for Redis to hash per call. If the server has forgotten the script (a restart), every call of the
+        pipeline failed with NOSCRIPT and none ran: load it and send the pipeline again, once."""
+        client = state.client
+        lua = cast(Script, call.calls[0]).lua
+        sha = _script(state, lua).sha
+        for attempt in range(2):
+            pipe = client.pipeline(transaction=False)
+            for c in call.calls:
+                c = cast(Script, c)
+                pipe.execute_command("EVALSHA", sha, len(c.keys), *c.keys, *c.args)
+            try:
+                return cast(object, await pipe.execute())
+            except rx.NoScriptError:
+                if attempt:
+                    raise
+                await client.script_load(lua)
+        raise AssertionError("unreachable")
 
     async def find_by_spi(self, spi: int, *, limit: int = 8) -> list[SessionRecord]:
         return await self.arun(self.ops.find_by_spi(spi, limit=limit), "find_by_spi")
@@ -280,6 +300,23 @@ class AsyncRedisOps:
             await asyncio.wait([state.audit_task])
         with suppress(rx.RedisError, OSError):
             await state.client.aclose()
+
+
+def _script(state: _LoopState, lua: str) -> AsyncScript:
+    script = state.scripts.get(lua)
+    if script is None:
+        script = state.scripts[lua] = state.client.register_script(lua)
+    return script
+
+
+def _one_script(call: Pipeline) -> bool:
+    """Whether every call of ``call`` runs one and the same script (and nothing needs one connection)."""
+    first = call.calls[0] if call.calls else None
+    return (
+        call.node_key is None
+        and isinstance(first, Script)
+        and all(isinstance(c, Script) and c.lua == first.lua for c in call.calls)
+    )
 
 
 def _queue(pipe: Any, call: Command | Script) -> None:

@@ -17,6 +17,7 @@ import redis
 
 from aaa_fmip.crypto.wrap import KekRing
 from aaa_fmip.errors import StoreUnavailable
+from aaa_fmip.store.ops import Op, Pipeline, Script
 from aaa_fmip.store.redis import AsyncRedisOps, RedisStore
 from tests.store import _records
 from tests.store.conftest import StoreFactory
@@ -258,3 +259,37 @@ def test_outage_is_store_unavailable_and_heals_without_a_new_store(
         return await lookup()
 
     assert asyncio.run(through_outage()) == [record.hmk_name]
+
+
+def test_a_pipeline_of_one_script_survives_a_server_that_forgot_it(aio_store: RedisStore) -> None:
+    """Calls of one script sent together go by digest (outside a Cluster): after SCRIPT FLUSH (as after a
+    restart) every call is refused with NOSCRIPT and none runs, so the driver loads the script and sends them
+    again; each runs exactly once. On a Cluster they go as EVAL, which needs nothing loaded."""
+    aio = aio_of(aio_store)
+    tag = secrets.token_hex(4)
+    keys = [f"{aio_store.prefix}:{{{tag}}}:n{i}" for i in range(3)]
+    incr = "return redis.call('INCRBY', KEYS[1], ARGV[1])"
+
+    def incr_all(by: int) -> Op[object]:
+        return (yield Pipeline(tuple(Script(incr, (key,), (by,)) for key in keys)))
+
+    def loads() -> int:
+        stats = aio_store._r().info("commandstats")  # Redis 7 counts SCRIPT LOAD apart, 6 every SCRIPT together
+        return sum(int(stats.get(name, {}).get("calls", 0)) for name in ("cmdstat_script|load", "cmdstat_script"))
+
+    async def twice() -> tuple[object, object, int]:
+        first = await aio.arun(incr_all(1))
+        loaded = 0
+        if not aio_store.ops.cluster:
+            aio_store._r().script_flush()
+            before = loads()
+            second = await aio.arun(incr_all(10))
+            loaded = loads() - before
+        else:
+            second = await aio.arun(incr_all(10))
+        await aio.aclose()
+        return first, second, loaded
+
+    first, second, loaded = asyncio.run(twice())
+    assert first == [1, 1, 1] and second == [11, 11, 11]
+    assert loaded == (0 if aio_store.ops.cluster else 1)  # refused, loaded once, sent again

@@ -45,7 +45,8 @@ class Script:
 @dataclasses.dataclass(frozen=True, slots=True)
 class Pipeline:
     """Calls sent together, not as a transaction (on a Cluster, each to the node of its keys); the reply is the
-    list of their replies. Scripts in a pipeline go as EVAL (nothing to reload after a server restart).
+    list of their replies. Calls of one and the same script go by digest (reloaded once if the server forgot
+    it: then none of them ran); scripts in any other pipeline go as EVAL (nothing to reload after a restart).
     ``node_key``: send every call on one connection to the node of this key (a keyless ``WAIT`` behind a
     script must follow it on the same connection)."""
 

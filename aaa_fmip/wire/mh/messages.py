@@ -103,7 +103,7 @@ class UnknownMobilityMessage:
 MobilityMessage: TypeAlias = FBU | FBack | HI | HAck | UnknownMobilityMessage
 
 # Octets before the first option, header included, per MH type (RFC 5568 §6.2).
-_FIXED_LENGTH = {
+_FIXED_LENGTH: dict[int, int] = {  # by MH Type (IntEnum members, found by plain ints too)
     MHType.FAST_BINDING_UPDATE: 12,
     MHType.FAST_BINDING_ACKNOWLEDGMENT: 12,
     MHType.HANDOVER_INITIATE: 10,
@@ -152,12 +152,15 @@ def encode_mh(msg: MobilityMessage, *, source: IPv6Address, destination: IPv6Add
 
 def _header(data: bytes) -> tuple[int, int]:
     """Check the fixed header; (MH Type, octets before the first option or -1 for unknown types)."""
-    r = Reader(data)
-    payload_proto = r.pull_u8("mh.payload_proto")
-    header_len = r.pull_u8("mh.header_len")
-    mh_type = r.pull_u8("mh.type")
-    r.pull_u8("mh.reserved")  # RFC 6275 §6.1.1: ignored by the receiver
-    r.pull_u16("mh.checksum")
+    if len(data) >= _MH_HEADER:
+        payload_proto, header_len, mh_type = data[0], data[1], data[2]  # then Reserved and Checksum
+    else:  # the reader names the field that is cut short
+        r = Reader(data)
+        payload_proto = r.pull_u8("mh.payload_proto")
+        header_len = r.pull_u8("mh.header_len")
+        mh_type = r.pull_u8("mh.type")
+        r.pull_u8("mh.reserved")  # RFC 6275 §6.1.1: ignored by the receiver
+        r.pull_u16("mh.checksum")
     if payload_proto != IPPROTO_NONE:
         # RFC 6275 §9.2: MUST discard unless IPPROTO_NONE
         raise DecodeError(f"Payload Proto must be 59, got {payload_proto}", field="mh.payload_proto", offset=0)
@@ -167,7 +170,7 @@ def _header(data: bytes) -> tuple[int, int]:
             field="mh.header_len",
             offset=1,
         )
-    fixed = _FIXED_LENGTH.get(MHType(mh_type), -1)
+    fixed = _FIXED_LENGTH.get(mh_type, -1)
     if fixed > len(data):
         # RFC 6275 §9.2: Header Len below the message's minimum
         raise DecodeError(f"MH Type {mh_type} needs {fixed} octets, got {len(data)}", field="mh.header_len", offset=1)

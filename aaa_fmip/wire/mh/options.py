@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from ipaddress import IPv6Address
-from typing import ClassVar, TypeAlias
+from typing import ClassVar, Final, NamedTuple, TypeAlias
 
 from aaa_fmip.errors import DecodeError
 from aaa_fmip.wire._buffer import Reader
@@ -197,8 +197,11 @@ def _encode_options(options: tuple[MobilityOption, ...], start: int) -> bytes:
     return bytes(out)
 
 
-@dataclass(frozen=True)
-class _RawOption:
+_PAD1: Final = int(MobilityOptionType.PAD1)
+_BADF: Final = int(MobilityOptionType.BINDING_AUTHORIZATION_DATA_FOR_FMIPV6)
+
+
+class _RawOption(NamedTuple):  # a tuple: one is made per option of every decoded FBU
     type: int
     offset: int  # absolute offset of the Type octet
     data_offset: int
@@ -207,41 +210,45 @@ class _RawOption:
 
 def _iter_options(data: bytes, start: int) -> Iterator[_RawOption]:
     """Walk the options of ``data[start:]``, padding included; the BADF must end the header."""
-    pos = start
-    while pos < len(data):
+    pos, size = start, len(data)
+    while pos < size:
         option_type = data[pos]
-        if option_type == MobilityOptionType.PAD1:
+        if option_type == _PAD1:
             yield _RawOption(option_type, pos, pos + 1, pos + 1)
             pos += 1
             continue
-        if pos + 2 > len(data):
+        if pos + 2 > size:
             raise DecodeError("option Length missing", field="mh.option.length", offset=pos + 1)
         length = data[pos + 1]
-        if option_type == MobilityOptionType.BINDING_AUTHORIZATION_DATA_FOR_FMIPV6:
+        if option_type == _BADF:
             length += 4  # RFC 5568 §6.4.5: Option Length does not count the SPI
         end = pos + 2 + length
-        if end > len(data):
+        if end > size:
             raise DecodeError(
-                f"option of {end - pos} octets overruns the {len(data) - pos} left",
+                f"option of {end - pos} octets overruns the {size - pos} left",
                 field="mh.option.length",
                 offset=pos + 1,
             )
-        if option_type == MobilityOptionType.BINDING_AUTHORIZATION_DATA_FOR_FMIPV6 and end != len(data):
+        if option_type == _BADF and end != size:
             raise DecodeError("the BADF option must be the last option (RFC 5568 §6.4.5)", field="mh.badf", offset=pos)
         yield _RawOption(option_type, pos, pos + 2, end)
         pos = end
 
 
+_PADDING: Final = frozenset({int(MobilityOptionType.PAD1), int(MobilityOptionType.PADN)})
+
+
 def _decode_options(data: bytes, start: int) -> tuple[MobilityOption, ...]:
     options: list[MobilityOption] = []
     for raw in _iter_options(data, start):
-        body = data[raw.data_offset : raw.end]
-        if raw.type in (MobilityOptionType.PAD1, MobilityOptionType.PADN):
+        kind = raw.type
+        if kind in _PADDING:
             continue  # RFC 6275 §6.2.2-3: padding carries nothing
-        if raw.type == MobilityOptionType.BINDING_AUTHORIZATION_DATA_FOR_FMIPV6:
+        body = data[raw.data_offset : raw.end]
+        if kind == _BADF:
             options.append(BindingAuthorizationDataForFMIPv6(int.from_bytes(body[:4], "big"), body[4:]))
             continue
-        codec = _OPTION_CODECS.get(raw.type)
+        codec = _OPTION_CODECS.get(kind)
         if codec is None:
             options.append(UnknownMobilityOption(MobilityOptionType(raw.type), body))
         else:
