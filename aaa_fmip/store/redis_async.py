@@ -85,6 +85,7 @@ class _LoopState:
         default_factory=collections.deque
     )
     verify_task: asyncio.Task[None] | None = None
+    slot_lock: asyncio.Lock = dataclasses.field(default_factory=asyncio.Lock)  # one verification batch at a time
 
 
 class AsyncRedisOps:
@@ -208,16 +209,19 @@ class AsyncRedisOps:
         return result
 
     async def commit_verify(self, commit: VerifyCommit) -> CommitResult:
-        """:meth:`StoreOps.verify_commit` on this loop. Where the audit entry goes with it (no slots, no WAIT),
-        the verifications waiting for this loop's turn for the chain are committed together, pipelined in one
-        round trip (:meth:`StoreOps.verify_commit_many`); elsewhere each runs on its own."""
-        if not self.ops.verify_audits_inline:
-            return await self.arun_replay(self.ops.verify_commit(commit), "verify_fbu")
+        """:meth:`StoreOps.verify_commit` on this loop. The verifications waiting meanwhile are committed
+        together: where the audit entry goes with the script (no slots, no WAIT), in this loop's turn for the
+        chain, pipelined in one round trip (:meth:`StoreOps.verify_commit_many`); on a Cluster, their scripts
+        in one pipeline (:meth:`StoreOps.verify_slot_many`); with WAIT each runs on its own."""
+        ops = self.ops
+        if not ops.verify_audits_inline and ops.replay_wait is not None:
+            return await self.arun_replay(ops.verify_commit(commit), "verify_fbu")
         state = self._loop_state()
-        if not state.verify_queue and not state.chain_lock.locked():
+        turn = _turn(state, ops)
+        if not state.verify_queue and not turn.locked():
             # nobody waits for the turn: commit in this task (no hand-off); those arriving meanwhile queue up
-            async with state.chain_lock:
-                (result,) = await self.arun_replay(self.ops.verify_commit_many([commit]), "verify_fbu")
+            async with turn:
+                (result,) = await self.arun_replay(_commit_many(ops, [commit]), "verify_fbu")
             if isinstance(result, BaseException):
                 raise result
             return result
@@ -231,8 +235,8 @@ class AsyncRedisOps:
         while state.verify_queue:
             batch = [state.verify_queue.popleft() for _ in range(min(AUDIT_BATCH, len(state.verify_queue)))]
             try:
-                async with state.chain_lock:
-                    op = self.ops.verify_commit_many([commit for commit, _ in batch])
+                async with _turn(state, self.ops):
+                    op = _commit_many(self.ops, [commit for commit, _ in batch])
                     results = await self.arun_replay(op, "verify_fbu")
             except Exception as exc:  # every verification of the batch failed with it (StoreUnavailable, ...)
                 for _, done in batch:
@@ -300,6 +304,18 @@ class AsyncRedisOps:
             await asyncio.wait([state.audit_task])
         with suppress(rx.RedisError, OSError):
             await state.client.aclose()
+
+
+def _turn(state: _LoopState, ops: StoreOps) -> asyncio.Lock:
+    """What a verification batch holds: this loop's turn for the audit chain where the entries go with it, else
+    only its own turn (a Cluster: the entries follow by the audit group commit, which takes the chain's)."""
+    return state.chain_lock if ops.verify_audits_inline else state.slot_lock
+
+
+def _commit_many(ops: StoreOps, commits: list[VerifyCommit]) -> Op[Sequence[CommitResult | BaseException]]:
+    if ops.verify_audits_inline:
+        return ops.verify_commit_many(commits)
+    return ops.verify_slot_many(commits)
 
 
 def _script(state: _LoopState, lua: str) -> AsyncScript:

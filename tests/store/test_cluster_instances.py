@@ -118,3 +118,53 @@ def test_both_instances_at_once_keep_one_linear_chain(
     after = a.verify_audit(AUDITOR)
     assert after.ok, after.problem
     assert after.n == before.n + 60  # one entry per verification, each at its own position
+
+
+def test_verifications_at_once_on_a_cluster_go_together_and_each_keeps_its_entry(
+    redis_cluster: RedisClusterDeployment, kek_ring: KekRing
+) -> None:
+    """Verifications waiting on one event loop send their liveness-and-replay scripts in one Cluster pipeline
+    (their sessions on all three nodes); each verdict is its own, a revoked session among them is rejected, and
+    every verdict still has exactly one entry in one linear chain."""
+    store = RedisStore.from_url(redis_cluster.url, kek_ring, prefix=f"cb{id(kek_ring):x}")
+    service = HandoverKeyService(store, clock=Clock())
+    try:
+        nodes = [new_mn() for _ in range(9)]
+        infos = [service.ingest_session(AAA, session_request(f"u{i}", e, s)) for i, (e, s) in enumerate(nodes)]
+        for node in nodes:  # cache every session
+            assert _verify(service, node, 1).verdict == "accepted"
+        service.revoke_session(AAA, infos[8].hmk_name)
+        plan = [(n, 2, "accepted") for n in range(8)] + [(0, 2, "retransmission"), (1, 1, "replay"), (8, 2, "revoked")]
+        plan += [(n, 3, "accepted") for n in range(8)]
+        sent: list[int] = []
+        ops = store.ops
+        many = ops.verify_slot_many
+
+        def counting(commits: Any) -> Any:
+            sent.append(len(commits))
+            return many(commits)
+
+        ops.verify_slot_many = counting  # type: ignore[method-assign]
+
+        async def all_at_once() -> list[FbuVerdict]:
+            calls = [
+                service.verify_fbu_async(AR1, source=PCOA, destination=PAR1, mh=fbu_for(*nodes[n], PAR1, q))
+                for n, q, _ in plan
+            ]
+            out = await asyncio.gather(*calls)
+            aio = store.aio
+            assert aio is not None
+            await aio.aclose()
+            return list(out)
+
+        verdicts = asyncio.run(all_at_once())
+        assert [v.verdict if v.valid else v.reason for v in verdicts] == [want for _, _, want in plan]
+        assert max(sent) > 1 and sum(sent) == len(
+            plan
+        )  # batched, one commit each (the revoked one finds its record gone)
+        entries, _ = service.read_audit(AUDITOR, limit=1000)
+        assert len([e for e in entries if e.event.startswith("fbu.")]) == 9 + len(plan)
+        check = service.verify_audit(AUDITOR)
+        assert check.ok, check.problem
+    finally:
+        store.close()

@@ -85,17 +85,17 @@ class ReplayOps(AuditOps):
             if isinstance(result, BaseException):
                 raise result
             return result
-        record_key, replay_keys, replay_args = self._verify_args(commit)
         wait = self.replay_wait
-        script = Script(lua.VERIFY_SLOT, (record_key, *replay_keys), (commit.digest, *replay_args))
-        acks: int | None = None
         if wait is None:
-            reply = yield script
-        else:  # WAIT right behind the script on its connection (store/durability.py)
-            reply, acks_reply = yield Pipeline((script, Command(("WAIT", *wait))), node_key=record_key)
-            acks = int(acks_reply)
+            (result,) = yield from self.verify_slot_many([commit])
+            return result
+        record_key, replay_keys, replay_args = self._verify_args(commit)
+        script = Script(lua.VERIFY_SLOT, (record_key, *replay_keys), (commit.digest, *replay_args))
+        # WAIT right behind the script on its connection (store/durability.py)
+        reply, acks_reply = yield Pipeline((script, Command(("WAIT", *wait))), node_key=record_key)
+        acks = int(acks_reply)
         outcome = _verify_outcome(reply)
-        if outcome not in (None, "replay") and wait is not None and acks is not None and acks < wait[0]:
+        if outcome not in (None, "replay") and acks < wait[0]:
             raise ReplayNotReplicated(
                 f"the FBU's replay update was acknowledged by {acks} of {wait[0]} replica(s) in time; "
                 "it is not accepted"
@@ -155,6 +155,22 @@ class ReplayOps(AuditOps):
                 return [r for r in results if r is not None]
             todo = again
         raise StoreError(f"audit append lost {AUDIT_APPEND_ATTEMPTS} races in a row; try again")
+
+    def verify_slot_many(self, commits: Sequence[VerifyCommit]) -> Op[list[CommitResult]]:
+        """Several FBU verifications where the audit entry cannot go with the script (a Cluster, no WAIT): each
+        one's liveness and replay script in its record's slot, sent together (on a Cluster, one round trip per
+        node, the nodes in parallel). Results in order, none with its entry written (the caller appends them).
+        A failure fails them all, as one script's failure would fail that one (StoreUnavailable, ...)."""
+        if self.replay_wait is not None:
+            raise ValueError("with WAIT each verification needs its own connection: use verify_commit")
+        scripts = []
+        for commit in commits:
+            record_key, replay_keys, replay_args = self._verify_args(commit)
+            scripts.append(Script(lua.VERIFY_SLOT, (record_key, *replay_keys), (commit.digest, *replay_args)))
+        if len(scripts) == 1:
+            return [(_verify_outcome((yield scripts[0])), False)]
+        replies = yield Pipeline(tuple(scripts))
+        return [(_verify_outcome(reply), False) for reply in replies]
 
     def _verify_args(self, commit: VerifyCommit) -> tuple[str, tuple[str, str], tuple[Arg, ...]]:
         _check_name(commit.scope, what="scope")
