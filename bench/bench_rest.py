@@ -314,6 +314,45 @@ class ClusterRedis:
 
 
 AnyRedis = RedisServer | ClusterRedis
+AOF_REWRITE_TIMEOUT: Final = 120.0
+
+
+def _node_ports(redis: AnyRedis) -> list[int]:
+    return list(redis.cluster.ports) if isinstance(redis, ClusterRedis) else [redis.port]
+
+
+def redis_forks(redis: AnyRedis) -> int:
+    """Forks so far, all nodes (INFO ``total_forks``): with ``--save ""`` each is an AOF rewrite."""
+    import redis as redis_py
+
+    total = 0
+    for port in _node_ports(redis):
+        with redis_py.Redis(port=port, socket_timeout=5) as client:
+            total += int(client.info("stats").get("total_forks", 0))
+    return total
+
+
+def compact_aof(redis: AnyRedis) -> None:
+    """Rewrite every node's append-only file now and wait for it (bounded), so that no automatic rewrite (at 100%
+    growth past 64 MB, Redis' defaults) forks inside the next measured phase: a fork and the copy-on-write
+    faults after it land on the phase's Redis CPU and tail, and they come from how much was written before,
+    not from the requests measured. The cost a rewrite has is reported by ``forks`` per phase and in
+    docs/performance.md."""
+    import redis as redis_py
+
+    for port in _node_ports(redis):
+        with redis_py.Redis(port=port, socket_timeout=5) as client:
+            client.bgrewriteaof()
+    deadline = time.monotonic() + AOF_REWRITE_TIMEOUT
+    for port in _node_ports(redis):
+        with redis_py.Redis(port=port, socket_timeout=5) as client:
+            while True:
+                info = client.info("persistence")
+                if not info.get("aof_rewrite_in_progress") and not info.get("aof_rewrite_scheduled"):
+                    break
+                if time.monotonic() > deadline:
+                    raise BenchFailed("the AOF rewrite before a phase", {"seconds": int(AOF_REWRITE_TIMEOUT)})
+                time.sleep(0.05)
 
 
 def redis_cpu_seconds(redis: AnyRedis) -> float | None:
@@ -997,6 +1036,7 @@ class WrkRun:
     redis_cpu_ms: float | None
     loadavg: tuple[float, float, float]
     redis_node_cpu_ms: list[float | None]  # per Cluster node (the audit stream's node does the chain's work)
+    forks: int = 0  # AOF rewrites (forks) during the phase, all nodes
 
     def row(self) -> dict[str, Any]:
         r = self.result
@@ -1012,6 +1052,7 @@ class WrkRun:
             "server_cpu_ms_per_request": _round(self.server_cpu_ms),
             "redis_cpu_ms_per_request": _round(self.redis_cpu_ms),
             "redis_node_cpu_ms_per_request": [_round(x, 4) for x in self.redis_node_cpu_ms],
+            "aof_rewrites": self.forks,
             "loadavg_1m": self.loadavg[0],
             "good": r.good,
         }
@@ -1031,6 +1072,8 @@ def _wrk_run(
     label: tuple[int, str],
 ) -> WrkRun:
     fbu = target == "fbu-verify"
+    compact_aof(redis)
+    forks_before = redis_forks(redis)
     loadavg = os.getloadavg()
     nodes_before = redis.node_cpu_seconds() if isinstance(redis, ClusterRedis) else []
     before = (server.cpu_seconds(), redis_cpu_seconds(redis))
@@ -1051,6 +1094,7 @@ def _wrk_run(
     )
     after = (server.cpu_seconds(), redis_cpu_seconds(redis))
     nodes_after = redis.node_cpu_seconds() if isinstance(redis, ClusterRedis) else []
+    forks = redis_forks(redis) - forks_before
     run = WrkRun(
         label[0],
         label[1],
@@ -1060,12 +1104,14 @@ def _wrk_run(
         _per_request(before[1], after[1], result.requests),
         loadavg,
         [_per_request(b, a, result.requests) for b, a in zip(nodes_before, nodes_after, strict=True)],
+        forks,
     )
     r = result
     print(
         f"  round {label[0]} {label[1]:<14} {target:<10} {r.throughput:8,.0f}/s  p50 {r.p50 * 1000:6.3f} ms  "
         f"p99 {r.p99 * 1000:6.3f} ms  server CPU {_fmt(run.server_cpu_ms or 0, 3)} ms/req  "
-        f"redis CPU {_fmt(run.redis_cpu_ms or 0, 3)} ms/req  load {loadavg[0]:.2f}",
+        f"redis CPU {_fmt(run.redis_cpu_ms or 0, 3)} ms/req  load {loadavg[0]:.2f}"
+        + (f"  AOF rewrites {forks}" if forks else ""),
         flush=True,
     )
     if not r.clean:

@@ -62,6 +62,29 @@ def test_bench_rest_runs_end_to_end_and_every_fbu_is_accepted(tmp_path: Path) ->
     assert "fbu-verify" in proc.stdout and "p99" in proc.stdout  # the table was printed
 
 
+def test_bench_rest_with_wrk_checks_every_answer_and_reports_rewrites(tmp_path: Path) -> None:
+    """The measurement the targets are about (``--loadgen wrk``), in miniature: both targets alternately, closed
+    loop and one connection, every answer checked, replay protection and revocation checked, and per phase the
+    AOF rewrites that happened in it (none: the bench rewrites the AOF before each phase)."""
+    out = tmp_path / "wrk.json"
+    proc = _bench(
+        "bench_rest",
+        *("--loadgen", "wrk", "--rounds", "1", "--seconds", "1", "--sessions", "20", "--connections", "4"),
+        *("--open-connections", "4", "--json", str(out)),
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    doc = json.loads(out.read_text())
+    assert doc["failed"] is None
+    phases = {(r["load"], r["target"]) for r in doc["runs"]}
+    assert phases == {(load, t) for load in ("closed", "one connection") for t in ("baseline", "fbu-verify")}
+    for run in doc["runs"]:
+        assert run["good"] == run["requests"] > 0 and run["aof_rewrites"] == 0, run
+    assert doc["replay_check"] == {"accepted": 20, "retransmission": 20, "replay": 20}
+    assert doc["revocation"]["accepted_after_revocation"] == 0
+    assert set(doc["medians"]["closed"]["ratio"]) == {"throughput", "p50", "p99", "server_cpu"}
+
+
 def test_bench_main_finds_benchmarks_and_refuses_unknown_names() -> None:
     listed = _bench("--list", timeout=60)
     assert listed.returncode == 0
