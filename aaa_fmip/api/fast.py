@@ -30,7 +30,7 @@ from aaa_fmip.api.middleware import fast_path
 from aaa_fmip.api.problems import error_response, problem
 from aaa_fmip.api.schemas import FbuVerifyRequest
 from aaa_fmip.errors import AaaFmipError
-from aaa_fmip.model import FbuAccepted
+from aaa_fmip.model import FbuAccepted, address_text
 from aaa_fmip.ratelimit import retry_after_header
 
 PATH: Final = fast_path
@@ -97,7 +97,7 @@ class FbuVerifyEndpoint:
                 "verdict": verdict.verdict,
                 "spi": verdict.spi,
                 "sequence": verdict.sequence,
-                "ncoa": str(verdict.ncoa),
+                "ncoa": address_text(verdict.ncoa),
                 "lifetime": verdict.lifetime,
             }
         else:

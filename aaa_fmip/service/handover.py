@@ -8,7 +8,7 @@ import dataclasses
 from aaa_fmip import keys
 from aaa_fmip.crypto import badf
 from aaa_fmip.errors import InvalidRequest, NotFound, StoreError
-from aaa_fmip.model import Caller, FbuAccepted, FbuRejected, FbuVerdict, HandoverKeyGrant
+from aaa_fmip.model import Caller, FbuAccepted, FbuRejected, FbuVerdict, HandoverKeyGrant, address_text
 from aaa_fmip.service._access import IPv6, UseCase, audit_item, require_router
 from aaa_fmip.service.cache import Candidate, SessionCache
 from aaa_fmip.service.sessions import grant_of, hk_issued, normalise_calling_station_id
@@ -289,7 +289,7 @@ def _parse_fbu(caller: Caller, source: IPv6, destination: IPv6, mh: bytes, home_
         caller.name,
         router,
         destination,
-        str(destination),
+        address_text(destination),
         pcoa,
         ncoa,
         message,
