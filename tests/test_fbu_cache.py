@@ -203,6 +203,20 @@ def test_badf_input_of_a_decoded_message_is_badf_input() -> None:
     assert mn  # the mobile node's builder is what fbu_for uses
 
 
+def verify_at_once(service: HandoverKeyService, fbus: list[bytes]) -> list[FbuVerdict]:
+    """Verify ``fbus`` (for PAR1, from AR1) concurrently on one event loop, so that they go to Redis together."""
+
+    async def all_at_once() -> list[FbuVerdict]:
+        calls = [service.verify_fbu_async(AR1, source=PCOA, destination=PAR1, mh=fbu) for fbu in fbus]
+        out = await asyncio.gather(*calls)
+        aio = service.store.aio
+        assert aio is not None
+        await aio.aclose()
+        return list(out)
+
+    return asyncio.run(all_at_once())
+
+
 def test_verifications_committed_together_keep_one_entry_each_and_a_linear_chain(
     redis_server: RedisServer, ring: KekRing, prefix: str
 ) -> None:
@@ -222,17 +236,7 @@ def test_verifications_committed_together_keep_one_entry_each_and_a_linear_chain
         plan.insert(3, (0, 1, "replay"))  # an old sequence of node 0: its 2 is in the same batch, earlier
         plan.insert(7, (1, 2, "retransmission"))
         plan.append((5, 2, "revoked"))
-        fbus = {(n, q): fbu_for(*nodes[n], PAR1, q) for n, q, _ in plan}
-
-        async def all_at_once() -> list[FbuVerdict]:
-            calls = [service.verify_fbu_async(AR1, source=PCOA, destination=PAR1, mh=fbus[(n, q)]) for n, q, _ in plan]
-            out = await asyncio.gather(*calls)
-            aio = store.aio
-            assert aio is not None
-            await aio.aclose()
-            return list(out)
-
-        verdicts = asyncio.run(all_at_once())
+        verdicts = verify_at_once(service, [fbu_for(*nodes[n], PAR1, q) for n, q, _ in plan])
         assert [v.verdict if v.valid else v.reason for v in verdicts] == [want for _, _, want in plan]
         entries, _ = service.read_audit(AUDITOR, limit=1000)
         fbu_entries = [e for e in entries if e.event.startswith("fbu.")]

@@ -16,7 +16,7 @@ from aaa_fmip.model import Caller, FbuVerdict
 from aaa_fmip.service import HandoverKeyService
 from aaa_fmip.store.redis import RedisStore
 from tests.store._topologies import RedisClusterDeployment
-from tests.test_fbu_cache import session_request
+from tests.test_fbu_cache import session_request, verify_at_once
 from tests.test_service import AAA, AR1, AUDITOR, PAR1, PCOA, Clock, fbu_for, new_mn
 
 AsyncVerify = Callable[..., Coroutine[Any, Any, FbuVerdict]]
@@ -146,18 +146,7 @@ def test_verifications_at_once_on_a_cluster_go_together_and_each_keeps_its_entry
 
         ops.verify_slot_many = counting  # type: ignore[method-assign]
 
-        async def all_at_once() -> list[FbuVerdict]:
-            calls = [
-                service.verify_fbu_async(AR1, source=PCOA, destination=PAR1, mh=fbu_for(*nodes[n], PAR1, q))
-                for n, q, _ in plan
-            ]
-            out = await asyncio.gather(*calls)
-            aio = store.aio
-            assert aio is not None
-            await aio.aclose()
-            return list(out)
-
-        verdicts = asyncio.run(all_at_once())
+        verdicts = verify_at_once(service, [fbu_for(*nodes[n], PAR1, q) for n, q, _ in plan])
         assert [v.verdict if v.valid else v.reason for v in verdicts] == [want for _, _, want in plan]
         assert max(sent) > 1 and sum(sent) == len(
             plan
