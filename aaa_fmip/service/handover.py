@@ -213,11 +213,13 @@ class HandoverUseCases(UseCase):
     def _commit(self, fbu: _Fbu, match: _Match, now: float) -> VerifyCommit:
         remaining = max(1, int(match.expires_at - now))
         spi, sequence = fbu.auth.spi, fbu.message.sequence
-        entries: dict[ReplayOutcome, AuditItem] = {
-            "accepted": _entry(fbu, FbuAccepted("accepted", spi, sequence, fbu.ncoa, 0), now),
-            "retransmission": _entry(fbu, FbuAccepted("retransmission", spi, sequence, fbu.ncoa, 0), now),
-            "replay": _entry(fbu, FbuRejected("replay", spi, sequence), now),
-        }
+        entries: dict[ReplayOutcome, AuditItem] = {}
+        if self.store.ops.verify_audits_inline:  # else (a Cluster, WAIT) the verdict's entry follows the commit
+            entries = {
+                "accepted": _entry(fbu, FbuAccepted("accepted", spi, sequence, fbu.ncoa, 0), now),
+                "retransmission": _entry(fbu, FbuAccepted("retransmission", spi, sequence, fbu.ncoa, 0), now),
+                "replay": _entry(fbu, FbuRejected("replay", spi, sequence), now),
+            }
         return VerifyCommit(
             record_key=match.record_key,
             digest=match.digest,

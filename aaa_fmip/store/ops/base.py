@@ -60,7 +60,8 @@ class VerifyCommit:
     at ``record_key`` is still the one whose key verified the authenticator (its stored value has SHA-1
     ``digest``; ``""``: not checked), the replay state of (``scope``, ``ar_id``) for ``sequence`` and
     ``authenticator`` (:meth:`StoreOps.check_replay`, kept ``ttl`` seconds), and the audit entry of the verdict
-    reached, one per verdict in ``entries``."""
+    reached, one per verdict in ``entries`` (needed where the entry goes with the commit:
+    :attr:`KeySchema.verify_audits_inline`; elsewhere the caller appends the verdict's entry after it)."""
 
     record_key: str
     digest: str
