@@ -160,23 +160,32 @@ class AsyncRedisOps:
 
     async def _script_pipeline(self, state: _LoopState, call: Pipeline) -> object:
         """A pipeline of one script's calls (the FBU verifications of a group commit) by digest: no script text
-        for Redis to hash per call. If the server has forgotten the script (a restart), every call of the
-        pipeline failed with NOSCRIPT and none ran: load it and send the pipeline again, once."""
+        for Redis to hash per call. Calls refused with NOSCRIPT (the server forgot the script: a restart, a
+        ``SCRIPT FLUSH``, possibly between two calls of the pipeline) did not run: load the script and send
+        those calls again, once, in order; every call runs at most once. Any other error is raised, as a
+        pipeline's first error is."""
         client = state.client
-        lua = cast(Script, call.calls[0]).lua
+        calls = [cast(Script, c) for c in call.calls]
+        lua = calls[0].lua
         sha = _script(state, lua).sha
-        for attempt in range(2):
+
+        async def send(indices: list[int]) -> list[object]:
             pipe = client.pipeline(transaction=False)
-            for c in call.calls:
-                c = cast(Script, c)
+            for i in indices:
+                c = calls[i]
                 pipe.execute_command("EVALSHA", sha, len(c.keys), *c.keys, *c.args)
-            try:
-                return cast(object, await pipe.execute())
-            except rx.NoScriptError:
-                if attempt:
-                    raise
-                await client.script_load(lua)
-        raise AssertionError("unreachable")
+            return cast(list[object], await pipe.execute(raise_on_error=False))
+
+        replies = await send(list(range(len(calls))))
+        refused = [i for i, reply in enumerate(replies) if isinstance(reply, rx.NoScriptError)]
+        if refused:
+            await client.script_load(lua)
+            for i, reply in zip(refused, await send(refused), strict=True):
+                replies[i] = reply
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+        return replies
 
     async def find_by_spi(self, spi: int, *, limit: int = 8) -> list[SessionRecord]:
         return await self.arun(self.ops.find_by_spi(spi, limit=limit), "find_by_spi")
