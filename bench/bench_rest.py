@@ -57,6 +57,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Protocol
 
+import redis as redis_py
+
 from aaa_fmip import keys, mn
 from bench import loadgen
 from tests.support.redis_server import RedisServer, free_port, redis_binary
@@ -321,15 +323,18 @@ def _node_ports(redis: AnyRedis) -> list[int]:
     return list(redis.cluster.ports) if isinstance(redis, ClusterRedis) else [redis.port]
 
 
-def redis_forks(redis: AnyRedis) -> int:
-    """Forks so far, all nodes (INFO ``total_forks``): with ``--save ""`` each is an AOF rewrite."""
-    import redis as redis_py
-
-    total = 0
+def _node_info(redis: AnyRedis, section: str) -> list[dict[str, Any]]:
+    """``INFO section`` of every node."""
+    out = []
     for port in _node_ports(redis):
         with redis_py.Redis(port=port, socket_timeout=5) as client:
-            total += int(client.info("stats").get("total_forks", 0))
-    return total
+            out.append(client.info(section))
+    return out
+
+
+def redis_forks(redis: AnyRedis) -> int:
+    """Forks so far, all nodes (INFO ``total_forks``): with ``--save ""`` each is an AOF rewrite."""
+    return sum(int(info.get("total_forks", 0)) for info in _node_info(redis, "stats"))
 
 
 def compact_aof(redis: AnyRedis) -> None:
@@ -338,21 +343,16 @@ def compact_aof(redis: AnyRedis) -> None:
     faults after it land on the phase's Redis CPU and tail, and they come from how much was written before,
     not from the requests measured. The cost a rewrite has is reported by ``forks`` per phase and in
     docs/performance.md."""
-    import redis as redis_py
-
     for port in _node_ports(redis):
         with redis_py.Redis(port=port, socket_timeout=5) as client:
             client.bgrewriteaof()
     deadline = time.monotonic() + AOF_REWRITE_TIMEOUT
-    for port in _node_ports(redis):
-        with redis_py.Redis(port=port, socket_timeout=5) as client:
-            while True:
-                info = client.info("persistence")
-                if not info.get("aof_rewrite_in_progress") and not info.get("aof_rewrite_scheduled"):
-                    break
-                if time.monotonic() > deadline:
-                    raise BenchFailed("the AOF rewrite before a phase", {"seconds": int(AOF_REWRITE_TIMEOUT)})
-                time.sleep(0.05)
+    while any(
+        i.get("aof_rewrite_in_progress") or i.get("aof_rewrite_scheduled") for i in _node_info(redis, "persistence")
+    ):
+        if time.monotonic() > deadline:
+            raise BenchFailed("the AOF rewrite before a phase", {"seconds": int(AOF_REWRITE_TIMEOUT)})
+        time.sleep(0.05)
 
 
 def redis_cpu_seconds(redis: AnyRedis) -> float | None:
@@ -1003,16 +1003,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         for line in verdict_lines(summary):
             print(line)
         print("outcomes: " + "; ".join(f"{p.label}: {p.outcomes}" for p in phases))
+    return finish(
+        args,
+        failure,
+        {"benchmark": "bench_rest", "machine": info, "phases": [p.row() for p in phases], "targets": summary},
+    )
+
+
+def finish(args: argparse.Namespace, failure: BenchFailed | None, doc: dict[str, Any]) -> int:
+    """Say what failed (if anything), write ``--json`` (``doc`` with the parameters and the failure) and give the
+    exit status: 0, or 1 when a phase failed."""
     if failure is not None:
         counts = ", ".join(f"{k}: {v}" for k, v in failure.outcomes.items())
         print(f"bench_rest: FAILED in {failure}" + (f" ({counts})" if counts else ""), file=sys.stderr)
     if args.json:
-        doc: dict[str, Any] = {
-            "benchmark": "bench_rest",
-            "machine": info,
+        doc = {
+            **doc,
             "parameters": {k: v for k, v in vars(args).items() if k != "json"},
-            "phases": [p.row() for p in phases],
-            "targets": summary,
             "failed": None if failure is None else {"phase": str(failure), "outcomes": failure.outcomes},
         }
         text = json.dumps(doc, indent=2)
@@ -1344,25 +1351,8 @@ def main_wrk(args: argparse.Namespace, info: dict[str, Any]) -> int:
                 f"{med['baseline']['server_cpu_ms']:.3f} vs {med['fbu-verify']['server_cpu_ms']:.3f} ms = "
                 f"{ratio['server_cpu']:.2f}x"
             )
-    if failure is not None:
-        counts = ", ".join(f"{k}: {v}" for k, v in failure.outcomes.items())
-        print(f"bench_rest: FAILED in {failure}" + (f" ({counts})" if counts else ""), file=sys.stderr)
-    if args.json:
-        doc = {
-            "benchmark": "bench_rest (wrk)",
-            "machine": info,
-            "parameters": {k: v for k, v in vars(args).items() if k != "json"},
-            "runs": [r.row() for r in runs],
-            "medians": summary,
-            **extra,
-            "failed": None if failure is None else {"phase": str(failure), "outcomes": failure.outcomes},
-        }
-        text = json.dumps(doc, indent=2)
-        if args.json == "-":
-            print(text)
-        else:
-            Path(args.json).write_text(text + "\n")
-    return 0 if failure is None else 1
+    doc = {"benchmark": "bench_rest (wrk)", "machine": info, "runs": [r.row() for r in runs], "medians": summary}
+    return finish(args, failure, {**doc, **extra})
 
 
 if __name__ == "__main__":
