@@ -9,6 +9,10 @@ installed) with the limits uvicorn lacks.
   ``overloaded`` problem and closed, so that descriptors are never all held by idle clients. (uvicorn's
   ``limit_concurrency`` answers plain text and counts connections only when a request arrives.)
 * **Malformed HTTP** is answered with a 400 ``bad-http-request`` problem instead of an empty text/plain body.
+* **One send per response** (httptools): uvicorn writes a response's status line and headers, then its body, as
+  two writes to the socket: two system calls and, with ``TCP_NODELAY``, two segments the client reads
+  separately. Here the head waits for the response's first body write and goes out with it
+  (:class:`_HeadWithBody`); a ``100 Continue`` and everything after the first body write go out as written.
 
 The parsing itself stays httptools' (llhttp, the parser of Node.js) or h11's; this module only adds timers and
 the two answers, the same for both (docs/performance.md: httptools with uvloop halves the stack's own cost).
@@ -19,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from typing import Any, Final
+from typing import Any, Final, Protocol, cast
 
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
@@ -154,6 +158,55 @@ def _bind(cls: type[_Guards], limits: LimitSettings, metrics: Metrics, max_conne
     return type(cls.__name__, (cls,), attributes)
 
 
+class _Cycle(Protocol):
+    """What :class:`_HeadWithBody` reads of uvicorn's response cycle."""
+
+    response_started: bool
+
+
+class _HeadWithBody:
+    """The transport as one response cycle of uvicorn's httptools protocol sees it: the first write after the
+    response has started (its status line and headers) is held and sent with the next one (the first body
+    write), or by :meth:`flush` when the response is complete without one (uvicorn writes no body for HEAD), or
+    when the cycle closes the connection. Anything written before the response starts (a ``100 Continue``) goes
+    out at once. Everything else is the connection's transport."""
+
+    __slots__ = ("_transport", "_cycle", "_head", "_held")
+
+    def __init__(self, transport: asyncio.Transport, cycle: _Cycle) -> None:
+        self._transport = transport
+        self._cycle = cycle
+        self._head: bytes | None = None
+        self._held = False
+
+    def write(self, data: bytes) -> None:
+        if not self._held and self._cycle.response_started:
+            self._held = True
+            self._head = data
+            return
+        head = self._head
+        if head is not None:
+            self._head = None
+            data = head + data
+        self._transport.write(data)
+
+    def flush(self) -> None:
+        head = self._head
+        if head is not None:
+            self._head = None
+            self._transport.write(head)
+
+    def close(self) -> None:
+        self.flush()
+        self._transport.close()
+
+    def is_closing(self) -> bool:
+        return self._transport.is_closing()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
 def _httptools_class(limits: LimitSettings, metrics: Metrics, max_connections: int) -> type[asyncio.Protocol]:
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
@@ -178,7 +231,17 @@ def _httptools_class(limits: LimitSettings, metrics: Metrics, max_connections: i
             hosts = sum(1 for name, _ in self.headers if name == b"host")
             if version not in ("1.0", "1.1") or hosts > 1 or (version == "1.1" and hosts != 1):
                 raise _MalformedRequest
+            before = self.cycle
             super().on_headers_complete()
+            cycle = self.cycle
+            if cycle is not None and cycle is not before:  # not an upgrade: a cycle for this request
+                cycle.transport = cast(asyncio.Transport, _HeadWithBody(self.transport, cycle))
+
+        def on_response_complete(self) -> None:
+            cycle = self.cycle
+            if cycle is not None and isinstance(cycle.transport, _HeadWithBody):
+                cycle.transport.flush()  # a response without a body write (to HEAD): its head goes now
+            super().on_response_complete()
 
         def send_400_response(self, msg: str) -> None:
             self._bad_request()
