@@ -171,7 +171,7 @@ class _HeadWithBody:
     when the cycle closes the connection. Anything written before the response starts (a ``100 Continue``) goes
     out at once. Everything else is the connection's transport."""
 
-    __slots__ = ("_transport", "_cycle", "_head", "_held")
+    __slots__ = ("_cycle", "_head", "_held", "_transport")
 
     def __init__(self, transport: asyncio.Transport, cycle: _Cycle) -> None:
         self._transport = transport
