@@ -151,7 +151,7 @@ class AsyncRedisOps:
         if isinstance(call, Script):
             script = _script(state, call.lua)
             return cast(object, await script(keys=list(call.keys), args=list(call.args), client=client))
-        if not state.cluster and _one_script(call):
+        if _one_script(call):
             return await self._script_pipeline(state, call)
         pipe = client.pipeline() if state.cluster else client.pipeline(transaction=False)
         for c in call.calls:
@@ -161,16 +161,16 @@ class AsyncRedisOps:
     async def _script_pipeline(self, state: _LoopState, call: Pipeline) -> object:
         """A pipeline of one script's calls (the FBU verifications of a group commit) by digest: no script text
         for Redis to hash per call. Calls refused with NOSCRIPT (the server forgot the script: a restart, a
-        ``SCRIPT FLUSH``, possibly between two calls of the pipeline) did not run: load the script and send
-        those calls again, once, in order; every call runs at most once. Any other error is raised, as a
-        pipeline's first error is."""
+        ``SCRIPT FLUSH``, possibly between two calls of the pipeline) did not run: load the script (on a Cluster
+        into every primary) and send those calls again, once, in order; every call runs at most once. Any other
+        error is raised, as a pipeline's first error is."""
         client = state.client
         calls = [cast(Script, c) for c in call.calls]
         lua = calls[0].lua
         sha = _script(state, lua).sha
 
         async def send(indices: list[int]) -> list[object]:
-            pipe = client.pipeline(transaction=False)
+            pipe = client.pipeline() if state.cluster else client.pipeline(transaction=False)
             for i in indices:
                 c = calls[i]
                 pipe.execute_command("EVALSHA", sha, len(c.keys), *c.keys, *c.args)
@@ -348,7 +348,7 @@ def _queue(pipe: Any, call: Command | Script) -> None:
     if isinstance(call, Command):
         pipe.execute_command(*call.args, **call.options)
     else:
-        # EVAL (not EVALSHA) inside pipelines: nothing to recover from after a server restart. Through
+        # EVAL (not EVALSHA) inside mixed pipelines: nothing to recover from after a server restart. Through
         # execute_command because redis-py's cluster pipeline has no eval(); it still routes EVAL by its keys.
         pipe.execute_command("EVAL", call.lua, len(call.keys), *call.keys, *call.args)
 
