@@ -123,7 +123,14 @@ def test_the_other_instance_sees_a_retransmission_and_a_replay(
 
 
 def _sent_by_clients(url: str, action: Callable[[], object]) -> list[str]:
-    """The commands clients sent to the server while ``action`` ran (MONITOR; a script's own calls left out)."""
+    """The commands clients sent to the server while ``action`` ran (MONITOR, names; a script's own calls left
+    out)."""
+    return [command.split()[0].upper() for command in _commands_sent(url, action)]
+
+
+def _commands_sent(url: str, action: Callable[[], object]) -> list[str]:
+    """The commands clients sent to the server while ``action`` ran, as MONITOR shows them (a script's own calls
+    left out)."""
     marker = f"end-{os.urandom(4).hex()}"
     seen: list[str] = []
     client, other = redis.Redis.from_url(url), redis.Redis.from_url(url)
@@ -138,10 +145,10 @@ def _sent_by_clients(url: str, action: Callable[[], object]) -> list[str]:
                 other.close()
                 return seen
             if command.get("client_type") != "lua":
-                seen.append(command["command"].split()[0].upper())
+                seen.append(command["command"])
 
 
-def test_a_cached_session_costs_one_redis_call(redis_server: RedisServer, ring: KekRing, prefix: str) -> None:
+def test_a_cached_session_costs_one_redis_call_when_accepted(redis_server: RedisServer, ring: KekRing, prefix: str) -> None:
     store = RedisStore.from_url(redis_server.url, ring, prefix=prefix)
     service = HandoverKeyService(store, clock=Clock())
     try:
@@ -150,13 +157,22 @@ def test_a_cached_session_costs_one_redis_call(redis_server: RedisServer, ring: 
         assert service.verify_fbu(AR1, source=PCOA, destination=PAR1, mh=fbu_for(emsk, sid, PAR1, 1)).valid
         fbu = fbu_for(emsk, sid, PAR1, 2)
         verdicts: list[FbuVerdict] = []
-        sent = _sent_by_clients(
-            redis_server.url, lambda: verdicts.append(service.verify_fbu(AR1, source=PCOA, destination=PAR1, mh=fbu))
-        )
+
+        def verify() -> None:
+            verdicts.append(service.verify_fbu(AR1, source=PCOA, destination=PAR1, mh=fbu))
+
+        sent = _commands_sent(redis_server.url, verify)
         assert [v.verdict for v in verdicts] == ["accepted"]
-        assert sent == ["EVALSHA"]
+        assert [c.split()[0].upper() for c in sent] == ["EVALSHA"]
+        # only the accepted verdict's entry travels: no MACed alternative of it for a reader of MONITOR to swap in
+        assert "fbu.verified" in sent[0] and "fbu.rejected" not in sent[0] and "retransmission" not in sent[0]
         entries, _ = service.read_audit(AUDITOR, event="fbu.verified")
         assert [e.fields["sequence"] for e in entries] == [1, 2]  # the verdict's entry came with that one call
+        # a verdict other than accepted writes nothing in that script; its entry follows (and is there)
+        assert _sent_by_clients(redis_server.url, verify) == ["EVALSHA", "EVALSHA"]
+        assert [v.verdict for v in verdicts] == ["accepted", "retransmission"]
+        entries, _ = service.read_audit(AUDITOR, event="fbu.verified")
+        assert [(e.fields["sequence"], e.fields["verdict"]) for e in entries][-1] == (2, "retransmission")
         assert service.verify_audit(AUDITOR).ok
     finally:
         store.close()

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import hmac
 import struct
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -82,13 +81,6 @@ class AuditKeys:
 
     def mac(self, n: int, prev: str, at: str, event: str, fields_json: str) -> str:
         return entry_mac(self.mac_key, n, prev, at, event, fields_json)
-
-    def macs(self, n: int, prev: str, at: str, variants: Sequence[tuple[str, str]]) -> list[str]:
-        """The MACs of entries that would stand at one position (after ``prev``, at ``at``) and differ only in
-        (event, fields JSON): the candidate entries of an FBU verification. Each is :func:`entry_mac`."""
-        head = _entry_head(n, prev, at)
-        key = self.mac_key.reveal()
-        return [hmac.digest(key, head + _item(event) + _item(fields), "sha256").hex() for event, fields in variants]
 
     def sign_checkpoint(self, n: int, head: str, at: str) -> bytes:
         return self._signing.sign(checkpoint_message(n, head, at))

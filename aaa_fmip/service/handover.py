@@ -213,13 +213,10 @@ class HandoverUseCases(UseCase):
     def _commit(self, fbu: _Fbu, match: _Match, now: float) -> VerifyCommit:
         remaining = max(1, int(match.expires_at - now))
         spi, sequence = fbu.auth.spi, fbu.message.sequence
-        entries: dict[ReplayOutcome, AuditItem] = {}
+        accepted = None
         if self.store.ops.verify_audits_inline:  # else (a Cluster, WAIT) the verdict's entry follows the commit
-            entries = {
-                "accepted": _entry(fbu, FbuAccepted("accepted", spi, sequence, fbu.ncoa, 0), now),
-                "retransmission": _entry(fbu, FbuAccepted("retransmission", spi, sequence, fbu.ncoa, 0), now),
-                "replay": _entry(fbu, FbuRejected("replay", spi, sequence), now),
-            }
+            # the entry an accepted verdict writes with the commit; any other verdict's entry follows it
+            accepted = _entry(fbu, FbuAccepted("accepted", spi, sequence, fbu.ncoa, 0), now)
         return VerifyCommit(
             record_key=match.record_key,
             digest=match.digest,
@@ -228,7 +225,7 @@ class HandoverUseCases(UseCase):
             sequence=fbu.message.sequence,
             authenticator=fbu.auth.authenticator,
             ttl=remaining,
-            entries=entries,
+            accepted=accepted,
         )
 
     def _verdict(self, fbu: _Fbu, match: _Match, outcome: ReplayOutcome, now: float) -> FbuVerdict:

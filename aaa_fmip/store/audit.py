@@ -19,13 +19,12 @@ import json
 import math
 import re
 from collections.abc import Mapping, Sequence
-from json.encoder import encode_basestring as _json_str  # json.dumps of one str, ensure_ascii=False
 from typing import Final
 
 from aaa_fmip.crypto.audit import AUDIT_GENESIS, AuditKeys, verify_checkpoint_signature
 from aaa_fmip.crypto.wrap import KekRing
 from aaa_fmip.errors import CryptoError, StoreError, StoreUnavailable
-from aaa_fmip.store import AuditCheck, AuditEntry, AuditItem, Checkpoint, ReplayOutcome
+from aaa_fmip.store import AuditCheck, AuditEntry, AuditItem, Checkpoint
 
 VERSION: Final = "2"
 GENESIS_HEAD: Final = (0, AUDIT_GENESIS)
@@ -57,7 +56,7 @@ class StoredEntry:
 
 
 # json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False) builds this encoder on every call;
-# kept once, it gives the same text for less (every FBU verification makes three entries). Safe across threads.
+# kept once, it gives the same text for less (every FBU verification makes an entry). Safe across threads.
 _CANONICAL: Final = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
@@ -90,34 +89,6 @@ def pending(entries: Sequence[AuditItem]) -> list[PendingAudit]:
         checked = audit_fields(event, fields, at)
         out.append(PendingAudit(event, f"{at:.6f}", checked, canonical_fields(checked)))
     return out
-
-
-VerdictEntries = tuple[str, list[tuple[ReplayOutcome, str, str]]]
-
-
-def verdict_entries(entries: Mapping[ReplayOutcome, AuditItem], verdicts: Sequence[ReplayOutcome]) -> VerdictEntries:
-    """The entries of the possible verdicts of one FBU verification, which share their time: that time's text
-    and each verdict's (verdict, event, canonical fields), in the order of ``verdicts``."""
-    ats = {at for _, _, at in entries.values()}
-    if len(ats) != 1:
-        raise ValueError("the entries of one verification must share their time")
-    out = []
-    for verdict in verdicts:
-        event, fields, at = entries[verdict]
-        checked = audit_fields(event, fields, at)
-        out.append((verdict, event, canonical_fields(checked)))
-    return f"{ats.pop():.6f}", out
-
-
-def entry_items_json(n: int, at_text: str, event: str, fields_json: str, prev: str, kid: str, mac: str) -> str:
-    """An entry's stream fields as the JSON array of strings the append scripts ``XADD`` (field, value, ...):
-    ``json.dumps`` of that list with ``ensure_ascii=False`` and no spaces, assembled from each string's encoding
-    (on the FBU hot path this runs three times per verification and attempt). UTF-8 as is (cjson passes it
-    through); control characters are escaped and decoded back."""
-    return (
-        f'["v","{VERSION}","n","{n}","at",{_json_str(at_text)},"event",{_json_str(event)},'
-        f'"f",{_json_str(fields_json)},"prev",{_json_str(prev)},"kid",{_json_str(kid)},"mac",{_json_str(mac)}]'
-    )
 
 
 def parse_head(raw: object) -> tuple[int, str]:
@@ -157,35 +128,21 @@ class AuditChain:
 
     def append_args(
         self, batch: list[PendingAudit], head: tuple[int, str]
-    ) -> tuple[list[str], str, list[tuple[int, str, str]]]:
-        """The script arguments chaining ``batch`` onto ``head``, the new head, and each entry's (n, prev, mac)."""
+    ) -> tuple[list[str | int], str, list[tuple[int, str, str]]]:
+        """The script arguments chaining ``batch`` onto ``head`` (per entry its stream values n, at, event, f,
+        prev, kid, mac: ``scripts.AUDIT_WRITES``), the new head, and each entry's (n, prev, mac)."""
         keys = self.keys[self.kid]
-        args: list[str] = []
+        kid = self.kid
+        args: list[str | int] = []
         chained: list[tuple[int, str, str]] = []
         n, link = head
         for it in batch:
             n += 1
             mac = keys.mac(n, link, it.at_text, it.event, it.fields_json)
-            args.append(entry_items_json(n, it.at_text, it.event, it.fields_json, link, self.kid, mac))
+            args += (n, it.at_text, it.event, it.fields_json, link, kid, mac)
             chained.append((n, link, mac))
             link = mac
         return args, head_value((n, link)), chained
-
-    def verdict_args(
-        self, entries: VerdictEntries, head: tuple[int, str]
-    ) -> tuple[list[str | int], dict[str, tuple[int, str]]]:
-        """The arguments of ``scripts.VERIFY_AUDITED`` for :func:`verdict_entries` chained onto ``head`` (what the
-        entries share, then each one's event, fields and MAC), and the head after each verdict's entry."""
-        keys = self.keys[self.kid]
-        at_text, variants = entries
-        n, prev = head[0] + 1, head[1]
-        args: list[str | int] = [n, at_text, prev, self.kid]
-        after: dict[str, tuple[int, str]] = {}
-        macs = keys.macs(n, prev, at_text, [(event, fields_json) for _, event, fields_json in variants])
-        for (verdict, event, fields_json), mac in zip(variants, macs, strict=True):
-            args += (event, fields_json, mac)
-            after[verdict] = (n, mac)
-        return args, after
 
     def apply_reply(
         self, batch: list[PendingAudit], chained: list[tuple[int, str, str]], reply: object

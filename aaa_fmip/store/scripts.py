@@ -39,8 +39,9 @@ return 'accepted'
 # entries with AUDIT_WRITES before any state change (so a write that fails half-way, e.g. out of memory, leaves
 # an entry without its state change, never the reverse). KEYS[1] = audit head, KEYS[2] = audit stream; ARGV[1] =
 # deadline in Redis server ms (0: none), ARGV[2] = the head the writer chained onto, ARGV[3] = the new head,
-# ARGV[4] = the number of entries A, ARGV[5..4+A] = each entry's field/value items as one JSON array of strings;
-# the operation's own arguments start at ARGV[5+A], its keys at KEYS[3]. Replies: {-1} the deadline passed,
+# ARGV[4] = the number of entries A, then per entry its seven stream values in the order of AUDIT_WRITES (n, at,
+# event, f, prev, kid, mac: no JSON to decode in Lua); the operation's own arguments start at ARGV[5+7A], its keys
+# at KEYS[3]. Replies: {-1} the deadline passed,
 # {0, head} another writer moved the head, {2} the operation's precondition failed (nothing written),
 # {1, result, stream ids...} done.
 AUDITED_CHECKS: Final = (
@@ -56,14 +57,21 @@ local head = redis.call('GET', KEYS[1]) or '"""
     + """'
 if head ~= ARGV[2] then return {0, head} end
 local na = tonumber(ARGV[4])
-local o = 5 + na
+local o = 5 + 7 * na
 """
 )
-AUDIT_WRITES: Final = """
+AUDIT_WRITES: Final = (
+    """
 local ids = {}
-for i = 1, na do ids[#ids + 1] = redis.call('XADD', KEYS[2], '*', unpack(cjson.decode(ARGV[4 + i]))) end
+for a = 5, 4 + 7 * na, 7 do
+  ids[#ids + 1] = redis.call('XADD', KEYS[2], '*', 'v', '"""
+    + AUDIT_VERSION
+    + """', 'n', ARGV[a], 'at', ARGV[a + 1], 'event', ARGV[a + 2],
+    'f', ARGV[a + 3], 'prev', ARGV[a + 4], 'kid', ARGV[a + 5], 'mac', ARGV[a + 6])
+end
 if na > 0 then redis.call('SET', KEYS[1], ARGV[3]) end
 """
+)
 AUDIT_APPEND: Final = AUDITED_CHECKS + AUDIT_WRITES + "return {1, false, unpack(ids)}\n"
 
 # Index upkeep shared by the audited session scripts: add ARGV[o+2] (the member) to KEYS[first..#KEYS] for
@@ -294,14 +302,14 @@ VERIFY_SLOT: Final = (
 )
 
 # Everything in one step where there are no slots (a single Redis, Sentinel, the embedded server): the deadline,
-# the audit head, liveness, the replay verdict, that verdict's audit entry, then the replay state (an entry is
-# written before the state change it records). KEYS: audit head, audit stream, record, replay, replay-ars. ARGV[1]
-# deadline (server ms), ARGV[2] the head the entries were chained onto, ARGV[3] digest, ARGV[4..8] the replay
-# arguments, ARGV[9..12] what the three possible entries share (position n, time, previous MAC, KEK id), then per
-# verdict (accepted, retransmission, replay) its event, fields (canonical JSON) and MAC: the entries differ only in
-# those. The one for the verdict reached is written, with the stream fields of AUDIT_WRITES, and the head becomes
-# ``n:mac``. Passing the shared parts once keeps the call small and needs no JSON decoding in Lua (the FBU hot path).
-# Replies: {-1} past the deadline, {0, head} another writer moved the head, {3} stale, {1, verdict, id}.
+# the audit head, liveness, the replay verdict and, when the FBU is accepted, its audit entry, then the replay state
+# (an entry is written before the state change it records). Any other verdict (a retransmission, a replay) writes
+# nothing here: its entry is the caller's to append (as on a Cluster), which keeps the common call small (one
+# entry's values, no JSON to decode). KEYS: audit head, audit stream, record, replay, replay-ars. ARGV[1] deadline
+# (server ms), ARGV[2] the head the entry was chained onto, ARGV[3] digest, ARGV[4..8] the replay arguments,
+# ARGV[9..15] the accepted verdict's stream values (n, at, event, f, prev, kid, mac: those of AUDIT_WRITES); the
+# head becomes ``n:mac``. Replies: {-1} past the deadline, {0, head} another writer moved the head, {3} stale,
+# {4, verdict} not accepted (nothing written), {1, 'accepted', id}.
 VERIFY_AUDITED: Final = (
     """
 local s, r, d, q = 3, 4, 3, 4
@@ -316,13 +324,12 @@ if head ~= ARGV[2] then return {0, head} end
     + VERIFY_LIVE
     + VERIFY_DECIDE
     + """
-local e = 13
-if outcome == 'retransmission' then e = 16 elseif outcome == 'replay' then e = 19 end
+if outcome ~= 'accepted' then return {4, outcome} end
 local id = redis.call('XADD', KEYS[2], '*', 'v', '"""
     + AUDIT_VERSION
-    + """', 'n', ARGV[9], 'at', ARGV[10], 'event', ARGV[e],
-  'f', ARGV[e + 1], 'prev', ARGV[11], 'kid', ARGV[12], 'mac', ARGV[e + 2])
-redis.call('SET', KEYS[1], ARGV[9] .. ':' .. ARGV[e + 2])
+    + """', 'n', ARGV[9], 'at', ARGV[10], 'event', ARGV[11],
+  'f', ARGV[12], 'prev', ARGV[13], 'kid', ARGV[14], 'mac', ARGV[15])
+redis.call('SET', KEYS[1], ARGV[9] .. ':' .. ARGV[15])
 """
     + VERIFY_APPLY
     + "return {1, outcome, id}\n"

@@ -265,13 +265,17 @@ AWKWARD_TEXTS = [
 
 
 def test_every_text_is_stored_as_given_and_the_chain_verifies(any_store: RedisStore) -> None:
-    # The entries travel to the append script as one JSON array each (decoded by the script's cjson): what
-    # comes back must be the very texts the MAC was computed over, whatever they contain.
+    # The entries travel to the append script as arguments, one per stream value: what comes back must be the
+    # very texts the MAC was computed over, whatever they contain (the event's name too).
     appended = any_store.append_audits(
-        [("odd.texts", {f"t{i}": text for i, text in enumerate(AWKWARD_TEXTS)}, 1_700_000_000.5), ("n", {"i": 1}, 2.0)]
+        [
+            ("odd.texts", {f"t{i}": text for i, text in enumerate(AWKWARD_TEXTS)}, 1_700_000_000.5),
+            (AWKWARD_TEXTS[2], {"i": 1}, 2.0),
+        ]
     )
     entries, _ = any_store.read_audit(limit=10)
     assert [e.fields for e in entries] == [{f"t{i}": t for i, t in enumerate(AWKWARD_TEXTS)}, {"i": 1}]
+    assert [e.event for e in entries] == ["odd.texts", AWKWARD_TEXTS[2]]
     assert [(e.prev, e.hash) for e in entries] == [(e.prev, e.hash) for e in appended]
     check = any_store.verify_audit()
     assert check.ok and check.entries == 2

@@ -59,9 +59,10 @@ class VerifyCommit:
     """What the commit of an FBU verification checks and writes (:meth:`StoreOps.verify_commit`): that the record
     at ``record_key`` is still the one whose key verified the authenticator (its stored value has SHA-1
     ``digest``; ``""``: not checked), the replay state of (``scope``, ``ar_id``) for ``sequence`` and
-    ``authenticator`` (:meth:`StoreOps.check_replay`, kept ``ttl`` seconds), and the audit entry of the verdict
-    reached, one per verdict in ``entries`` (needed where the entry goes with the commit:
-    :attr:`KeySchema.verify_audits_inline`; elsewhere the caller appends the verdict's entry after it)."""
+    ``authenticator`` (:meth:`StoreOps.check_replay`, kept ``ttl`` seconds), and ``accepted``: the audit entry of
+    an accepted verdict, written with the commit where it can be (:attr:`KeySchema.verify_audits_inline`; else
+    None). Any other verdict, and every verdict elsewhere, is committed without its entry: the caller appends it
+    after the commit, before it answers."""
 
     record_key: str
     digest: str
@@ -70,11 +71,10 @@ class VerifyCommit:
     sequence: int
     authenticator: bytes
     ttl: int
-    entries: Mapping[ReplayOutcome, AuditItem]
+    accepted: AuditItem | None
 
 
 CommitResult = tuple[ReplayOutcome | None, bool]
-_VERDICTS: Final[tuple[ReplayOutcome, ...]] = ("accepted", "retransmission", "replay")
 
 RedisCall = Command | Script | Pipeline
 Op = Generator[RedisCall, Any, T]

@@ -14,7 +14,6 @@ from aaa_fmip.store import audit as chain
 from aaa_fmip.store import scripts as lua
 from aaa_fmip.store.ops.audit import AuditOps
 from aaa_fmip.store.ops.base import (
-    _VERDICTS,
     AUDIT_APPEND_ATTEMPTS,
     SEQ_MODULUS,
     Arg,
@@ -76,9 +75,10 @@ class ReplayOps(AuditOps):
         """The commit of one FBU verification (architecture.md §3; :class:`VerifyCommit` says what it checks).
 
         Where there are no hash slots and no WAIT is configured (:attr:`verify_audits_inline`), it is
-        :meth:`verify_commit_many` of one: liveness, replay and the verdict's audit entry in one script. On a
-        Cluster (the audit stream lives in another slot) or with ``replay_wait``, liveness and replay are one
-        script in the record's slot and the entry is left to the caller. Returns the verdict (None: the record
+        :meth:`verify_commit_many` of one: liveness, replay and an accepted verdict's audit entry in one script
+        (another verdict's entry is left to the caller). On a Cluster (the audit stream lives in another slot) or
+        with ``replay_wait``, liveness and replay are one script in the record's slot and the entry is left to
+        the caller. Returns the verdict (None: the record
         was revoked or replaced since it was read; nothing was written) and whether the entry was written."""
         if self.verify_audits_inline:
             (result,) = yield from self.verify_commit_many([commit])
@@ -103,13 +103,18 @@ class ReplayOps(AuditOps):
         return outcome, False
 
     def verify_commit_many(self, commits: Sequence[VerifyCommit]) -> Op[list[CommitResult | BaseException]]:
-        """Several FBU verifications, each one script with its audit entry (no slots, no WAIT), pipelined in one
-        round trip: each script's entries are chained onto the head the previous one leaves when it accepts (the
-        common case). A script whose head is not the expected one (the previous verdict was another, or another
-        writer appended meanwhile) writes nothing and is sent again, chained onto the head Redis reported.
-        Results in order; a script past its deadline gives StoreUnavailable for that verification alone. The
-        caller holds this process's turn for the audit chain."""
-        prepared = [(c, *self._verify_args(c), chain.verdict_entries(c.entries, _VERDICTS)) for c in commits]
+        """Several FBU verifications, each one script (no slots, no WAIT) that writes an accepted verdict's audit
+        entry with its replay state, pipelined in one round trip: each script's entry is chained onto the head the
+        previous one leaves when it accepts (the common case). A verdict other than accepted writes nothing (its
+        entry is the caller's, as on a Cluster). A script whose head is not the expected one (the previous FBU was
+        not accepted, or another writer appended meanwhile) writes nothing and is sent again, chained onto the
+        head Redis reported. Results in order; a script past its deadline gives StoreUnavailable for that
+        verification alone. The caller holds this process's turn for the audit chain."""
+        prepared = []
+        for c in commits:
+            if c.accepted is None:
+                raise ValueError("a commit with its entry needs the accepted verdict's entry")
+            prepared.append((c, *self._verify_args(c), chain.pending([c.accepted])))
         results: list[CommitResult | BaseException | None] = [None] * len(commits)
         todo = list(range(len(commits)))
         head = self.chain.head_hint
@@ -119,11 +124,11 @@ class ReplayOps(AuditOps):
         for _ in range(AUDIT_APPEND_ATTEMPTS):
             at = yield from self.server_deadline(None)
             calls: list[Command | Script] = []
-            heads_after: list[dict[str, tuple[int, str]]] = []
+            heads_after: list[tuple[int, str]] = []
             expected = head
             for i in todo:
-                commit, record_key, replay_keys, replay_args, entries = prepared[i]
-                entry_args, after = self.chain.verdict_args(entries, expected)
+                commit, record_key, replay_keys, replay_args, entry = prepared[i]
+                entry_args, _, chained = self.chain.append_args(entry, expected)
                 calls.append(
                     Script(
                         lua.VERIFY_AUDITED,
@@ -131,8 +136,8 @@ class ReplayOps(AuditOps):
                         (at, chain.head_value(expected), commit.digest, *replay_args, *entry_args),
                     )
                 )
-                heads_after.append(after)
-                expected = after["accepted"]
+                expected = (chained[0][0], chained[0][2])
+                heads_after.append(expected)
             replies = yield (calls[0] if len(calls) == 1 else Pipeline(tuple(calls)))
             if len(calls) == 1:
                 replies = [replies]
@@ -145,10 +150,14 @@ class ReplayOps(AuditOps):
                 elif reply[0] == 0 and len(reply) == 2:
                     head = chain.parse_head(reply[1])  # what Redis holds now: chain the retry onto it
                     again.append(i)
+                elif reply[0] == 4 and len(reply) == 2:
+                    results[i] = (_verify_outcome([1, reply[1]]), False)  # not accepted: nothing written
                 else:
                     outcome = _verify_outcome(reply[:2])
                     if outcome is not None:
-                        head = after[outcome]
+                        if outcome != "accepted":
+                            raise StoreError("unexpected FBU-verification reply from Redis")
+                        head = after
                     results[i] = (outcome, outcome is not None)
             self.chain.head_hint = head
             if not again:
