@@ -1044,6 +1044,7 @@ class WrkRun:
     loadavg: tuple[float, float, float]
     redis_node_cpu_ms: list[float | None]  # per Cluster node (the audit stream's node does the chain's work)
     forks: int = 0  # AOF rewrites (forks) during the phase, all nodes
+    steal: float | None = None  # share of the machine's CPU time the hypervisor gave to others during the phase
 
     def row(self) -> dict[str, Any]:
         r = self.result
@@ -1061,6 +1062,7 @@ class WrkRun:
             "redis_node_cpu_ms_per_request": [_round(x, 4) for x in self.redis_node_cpu_ms],
             "aof_rewrites": self.forks,
             "loadavg_1m": self.loadavg[0],
+            "steal": None if self.steal is None else round(self.steal, 4),
             "good": r.good,
         }
 
@@ -1082,6 +1084,7 @@ def _wrk_run(
     compact_aof(redis)
     forks_before = redis_forks(redis)
     loadavg = os.getloadavg()
+    steal_before = cpu_steal()
     nodes_before = redis.node_cpu_seconds() if isinstance(redis, ClusterRedis) else []
     before = (server.cpu_seconds(), redis_cpu_seconds(redis))
     result = loadgen.run_wrk(
@@ -1102,6 +1105,7 @@ def _wrk_run(
     after = (server.cpu_seconds(), redis_cpu_seconds(redis))
     nodes_after = redis.node_cpu_seconds() if isinstance(redis, ClusterRedis) else []
     forks = redis_forks(redis) - forks_before
+    steal = steal_share(steal_before, cpu_steal())
     run = WrkRun(
         label[0],
         label[1],
@@ -1112,13 +1116,15 @@ def _wrk_run(
         loadavg,
         [_per_request(b, a, result.requests) for b, a in zip(nodes_before, nodes_after, strict=True)],
         forks,
+        steal,
     )
     r = result
     print(
         f"  round {label[0]} {label[1]:<14} {target:<10} {r.throughput:8,.0f}/s  p50 {r.p50 * 1000:6.3f} ms  "
         f"p99 {r.p99 * 1000:6.3f} ms  server CPU {_fmt(run.server_cpu_ms or 0, 3)} ms/req  "
         f"redis CPU {_fmt(run.redis_cpu_ms or 0, 3)} ms/req  load {loadavg[0]:.2f}"
-        + (f"  AOF rewrites {forks}" if forks else ""),
+        + (f"  AOF rewrites {forks}" if forks else "")
+        + (f"  steal {steal:.0%}" if steal is not None and steal >= 0.01 else ""),
         flush=True,
     )
     if not r.clean:
@@ -1128,6 +1134,24 @@ def _wrk_run(
             {"good": r.good, "bad": r.bad, "socket errors": r.socket_errors, "ran out of requests": r.exhausted},
         )
     return run
+
+
+def cpu_steal() -> tuple[int, int] | None:
+    """(steal, all) CPU ticks of the machine so far (``/proc/stat``), None where there is no such file. Steal is
+    time a virtual machine's CPUs were ready to run but the hypervisor ran someone else: a phase with much of it
+    measured the neighbours as well."""
+    try:
+        with open("/proc/stat", encoding="ascii") as f:
+            ticks = [int(x) for x in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    return (ticks[7], sum(ticks)) if len(ticks) > 7 else None
+
+
+def steal_share(before: tuple[int, int] | None, after: tuple[int, int] | None) -> float | None:
+    if before is None or after is None or after[1] <= before[1]:
+        return None
+    return (after[0] - before[0]) / (after[1] - before[1])
 
 
 def _median(values: Sequence[float]) -> float:
@@ -1201,7 +1225,7 @@ def measure_wrk(args: argparse.Namespace, workdir: Path, runs: list[WrkRun], ext
             seconds=warm,
             label=(0, "closed"),
         )
-        per_run = max(4000, math.ceil(first.result.throughput * args.seconds * 3))
+        fastest = first.result.throughput  # FBU batches are sized by the fastest FBU phase so far, three times over
         for rnd in range(1, args.rounds + 1):
             for load, conns in (("closed", args.connections), ("one connection", 1)):
                 runs.append(
@@ -1218,7 +1242,7 @@ def measure_wrk(args: argparse.Namespace, workdir: Path, runs: list[WrkRun], ext
                         label=(rnd, load),
                     )
                 )
-                bodies = fbu_bodies(per_run)
+                bodies = fbu_bodies(max(4000, math.ceil(fastest * args.seconds * 3)))
                 runs.append(
                     _wrk_run(
                         args,
@@ -1233,6 +1257,7 @@ def measure_wrk(args: argparse.Namespace, workdir: Path, runs: list[WrkRun], ext
                         label=(rnd, load),
                     )
                 )
+                fastest = max(fastest, runs[-1].result.throughput)
         replays = replay_check(service, tokens, nodes[: min(200, len(nodes))])
         extra["replay_check"] = replays
         print(f"  retransmissions and replays: {replays}", flush=True)

@@ -80,6 +80,7 @@ def test_bench_rest_with_wrk_checks_every_answer_and_reports_rewrites(tmp_path: 
     assert phases == {(load, t) for load in ("closed", "one connection") for t in ("baseline", "fbu-verify")}
     for run in doc["runs"]:
         assert run["good"] == run["requests"] > 0 and run["aof_rewrites"] == 0, run
+        assert run["steal"] is None or 0 <= run["steal"] <= 1, run  # /proc/stat, where there is one
     assert doc["replay_check"] == {"accepted": 20, "retransmission": 20, "replay": 20}
     assert doc["revocation"]["accepted_after_revocation"] == 0
     assert set(doc["medians"]["closed"]["ratio"]) == {"throughput", "p50", "p99", "server_cpu"}
