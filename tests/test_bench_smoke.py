@@ -86,6 +86,29 @@ def test_bench_rest_with_wrk_checks_every_answer_and_reports_rewrites(tmp_path: 
     assert set(doc["medians"]["closed"]["ratio"]) == {"throughput", "p50", "p99", "server_cpu"}
 
 
+def test_bench_ab_measures_two_versions_side_by_side(tmp_path: Path) -> None:
+    """``bench_ab`` in miniature: two services (both this checkout, given as a directory) on one Redis, measured
+    alternately; every FBU accepted, each round has one phase per version, the summary has both."""
+    out = tmp_path / "ab.json"
+    proc = _bench(
+        "bench_ab",
+        *("--b", str(REPO_ROOT), "--rounds", "2", "--seconds", "1", "--sessions", "20", "--json", str(out)),
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    doc = json.loads(out.read_text())
+    assert doc["failed"] is None
+    assert sorted((r["round"], r["version"]) for r in doc["runs"]) == [(1, "A"), (1, "B"), (2, "A"), (2, "B")]
+    assert [r["version"] for r in doc["runs"]] == ["A", "B", "B", "A"]  # the order alternates per round
+    for run in doc["runs"]:
+        assert run["target"] == "fbu-verify" and run["good"] == run["requests"] > 0, run
+    summary = doc["summary"]
+    assert summary["rounds"] == 2 and 0 <= summary["rounds_kept"] <= 2
+    if summary["rounds_kept"]:
+        assert summary["A"]["throughput"] > 0 and summary["B"]["throughput"] > 0
+    assert "A:" in proc.stdout and "B:" in proc.stdout
+
+
 def test_bench_main_finds_benchmarks_and_refuses_unknown_names() -> None:
     listed = _bench("--list", timeout=60)
     assert listed.returncode == 0

@@ -20,16 +20,21 @@ from tests.support.redis_server import RedisServer
 TIMEOUT = 10.0
 
 
-def _read_response(sock: socket.socket, buffered: bytes = b"") -> tuple[bytes, bytes]:
-    """One response (head + Content-Length body) and what came after it."""
-    data = buffered
-    deadline = time.monotonic() + TIMEOUT
+def _read_head(sock: socket.socket, data: bytes, deadline: float) -> tuple[bytes, bytes]:
+    """A response's head (without its blank line) and what came after it."""
     while b"\r\n\r\n" not in data:
         sock.settimeout(max(0.05, deadline - time.monotonic()))
         chunk = sock.recv(65536)
         assert chunk, "the server closed the connection"
         data += chunk
     head, _, rest = data.partition(b"\r\n\r\n")
+    return head, rest
+
+
+def _read_response(sock: socket.socket, buffered: bytes = b"") -> tuple[bytes, bytes]:
+    """One response (head + Content-Length body) and what came after it."""
+    deadline = time.monotonic() + TIMEOUT
+    head, rest = _read_head(sock, buffered, deadline)
     length = 0
     for line in head.split(b"\r\n")[1:]:
         name, _, value = line.partition(b":")
@@ -101,13 +106,7 @@ def test_each_response_is_one_segment_and_100_continue_is_not_held(tmp_path: Pat
 
             # no body: the head alone, and the connection goes on
             s.sendall(b"HEAD /healthz HTTP/1.1\r\n" + host + b"\r\n")
-            deadline = time.monotonic() + TIMEOUT
-            while b"\r\n\r\n" not in rest:
-                s.settimeout(max(0.05, deadline - time.monotonic()))
-                chunk = s.recv(65536)
-                assert chunk, "the server closed the connection"
-                rest += chunk
-            head_only, _, rest = rest.partition(b"\r\n\r\n")
+            head_only, rest = _read_head(s, rest, time.monotonic() + TIMEOUT)
             assert head_only.startswith(b"HTTP/1.1 "), head_only
             s.sendall(b"GET /healthz HTTP/1.1\r\n" + host + b"\r\n")
             again, rest = _read_response(s, rest)
