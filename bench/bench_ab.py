@@ -120,7 +120,7 @@ def measure(args: argparse.Namespace, workdir: Path, trees: dict[str, Path], run
             services[name] = service
             print(f"  {name}: {tree} on {rest.HOST}:{service.port} (pid {service.pid})", flush=True)
         runner = rest.Runner(rest.parse_args(["--loadgen", "wrk", "--timeout", str(args.timeout)]), redis)
-        nodes, _ = rest.ingest(runner, services["A"], tokens["aaa"], args.sessions, min(args.connections, 8))
+        nodes, _ = rest.ingest(runner, services["A"], tokens["aaa"], args.sessions, min(args.sessions, 8))
         print(f"  ingested {len(nodes)} sessions", flush=True)
         headers = (("Authorization", f"Bearer {tokens['ar']}"), ("Content-Type", "application/json"))
         factories = {name: rest.FbuFactory(nodes, s.port, tokens["ar"]) for name, s in services.items()}
