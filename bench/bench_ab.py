@@ -11,8 +11,8 @@ What it does, all on 127.0.0.1 and with every wait bounded:
    (or a directory holding another checkout); A is this checkout as it is on disk unless ``--a`` names another.
    Each version runs as its own ``python -m aaa_fmip.cli serve`` (one worker) with the same generated
    configuration and KEK, its code taken from its own tree;
-2. ingests ``--sessions`` sessions through A (both read them from the same store) and checks every SPI against
-   the mobile node's derivation;
+2. ingests ``--sessions`` sessions through a third service process (stopped before the two start, so that
+   neither begins with the other's history) and checks every SPI against the mobile node's derivation;
 3. warms both up, then for ``--rounds`` rounds runs wrk for ``--seconds`` against each version in turn, with
    ``--connections`` connections (1: one FBU at a time, the latency case), every FBU unique and checked to come
    back accepted (the versions share the sessions' replay state, so each FBU goes to one version only);
@@ -109,7 +109,8 @@ def measure(args: argparse.Namespace, workdir: Path, trees: dict[str, Path], run
     try:
         tokens = {"ar": secrets.token_urlsafe(32), "aaa": secrets.token_urlsafe(32)}
         kek = secrets.token_hex(32)
-        for name, tree in trees.items():
+
+        def start(name: str, tree: Path) -> rest.ServiceServer:
             service = rest.ServiceServer(
                 workdir / f"service-{name}",
                 config=rest.service_config(redis.url, tokens["ar"], tokens["aaa"]),
@@ -117,11 +118,20 @@ def measure(args: argparse.Namespace, workdir: Path, trees: dict[str, Path], run
                 args=("--log-level", "info", "--workers", "1"),
             )
             service.start(timeout=rest.STARTUP_TIMEOUT)
-            services[name] = service
-            print(f"  {name}: {tree} on {rest.HOST}:{service.port} (pid {service.pid})", flush=True)
-        runner = rest.Runner(rest.parse_args(["--loadgen", "wrk", "--timeout", str(args.timeout)]), redis)
-        nodes, _ = rest.ingest(runner, services["A"], tokens["aaa"], args.sessions, min(args.sessions, 8))
+            return service
+
+        # The sessions go in through a third process, stopped before the versions start: a version that had
+        # taken the ingest would start with another heap and cache than the other (a bias seen in the A/B runs).
+        ingester = start("ingest", REPO_ROOT)
+        try:
+            runner = rest.Runner(rest.parse_args(["--loadgen", "wrk", "--timeout", str(args.timeout)]), redis)
+            nodes, _ = rest.ingest(runner, ingester, tokens["aaa"], args.sessions, min(args.sessions, 8))
+        finally:
+            ingester.stop()
         print(f"  ingested {len(nodes)} sessions", flush=True)
+        for name, tree in trees.items():
+            services[name] = start(name, tree)
+            print(f"  {name}: {tree} on {rest.HOST}:{services[name].port} (pid {services[name].pid})", flush=True)
         headers = (("Authorization", f"Bearer {tokens['ar']}"), ("Content-Type", "application/json"))
         factories = {name: rest.FbuFactory(nodes, s.port, tokens["ar"]) for name, s in services.items()}
 

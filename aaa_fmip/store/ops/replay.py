@@ -78,8 +78,8 @@ class ReplayOps(AuditOps):
         :meth:`verify_commit_many` of one: liveness, replay and an accepted verdict's audit entry in one script
         (another verdict's entry is left to the caller). On a Cluster (the audit stream lives in another slot) or
         with ``replay_wait``, liveness and replay are one script in the record's slot and the entry is left to
-        the caller. Returns the verdict (None: the record
-        was revoked or replaced since it was read; nothing was written) and whether the entry was written."""
+        the caller. Returns the verdict (None: the record was revoked or replaced since it was read; nothing was
+        written) and whether the entry was written."""
         if self.verify_audits_inline:
             (result,) = yield from self.verify_commit_many([commit])
             if isinstance(result, BaseException):
