@@ -148,7 +148,9 @@ def _commands_sent(url: str, action: Callable[[], object]) -> list[str]:
                 seen.append(command["command"])
 
 
-def test_a_cached_session_costs_one_redis_call_when_accepted(redis_server: RedisServer, ring: KekRing, prefix: str) -> None:
+def test_a_cached_session_costs_one_redis_call_when_accepted(
+    redis_server: RedisServer, ring: KekRing, prefix: str
+) -> None:
     store = RedisStore.from_url(redis_server.url, ring, prefix=prefix)
     service = HandoverKeyService(store, clock=Clock())
     try:

@@ -45,8 +45,9 @@ FBU verification (:meth:`StoreOps.verify_commit`). Outside a Cluster one script 
 is still the one the verifier read (by the SHA-1 of its stored value: a revocation or a replacement is seen at
 once, whatever a process has cached), decides the replay verdict and, if the FBU is accepted, writes its audit
 entry (chained by the caller onto the head) and then the replay state; another verdict writes nothing and its
-entry follows by group commit. Several such scripts of one process go in one pipeline. On a Cluster, or with a WAIT behind the replay update, the record check and the
-replay update are one script in the session's slot and the entry follows by group commit.
+entry follows by group commit. Several such scripts of one process go in one pipeline. On a Cluster, or with a
+WAIT behind the replay update, the record check and the replay update are one script in the session's slot and
+the entry follows by group commit.
 """
 
 from __future__ import annotations
