@@ -11,7 +11,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol, overload
 
 from aaa_fmip.callers import CallerRegistry
 from aaa_fmip.config import Settings
@@ -76,17 +76,35 @@ def build_callers(settings: Settings) -> CallerRegistry:
     return CallerRegistry(tuple(tokens), tuple(routers))
 
 
-def load_kek_ring(settings: Settings) -> KekRing | None:
-    """The KEK ring from AAA_FMIP_KEK or keys.kek_file; None when neither is configured."""
-    if settings.keys.kek is not None:
-        return KekRing(settings.keys.kek)
-    if settings.keys.kek_file is not None:
+@overload
+def load_kek_ring(settings: Settings) -> KekRing | None: ...
+@overload
+def load_kek_ring(settings: Settings, fallback: Callable[[], Kek]) -> KekRing: ...
+def load_kek_ring(settings: Settings, fallback: Callable[[], Kek] | None = None) -> KekRing | None:
+    """The KEK ring: the current KEK from AAA_FMIP_KEK or keys.kek_file (else ``fallback()``, the embedded store's
+    own), and the retired ones of keys.previous_kek_files, which still unwrap and verify; None without a
+    current KEK."""
+    keys = settings.keys
+    current: Kek | None = keys.kek
+    if current is None and keys.kek_file is not None:
         try:
-            kek: Kek = load_kek_file(settings.keys.kek_file)
+            current = load_kek_file(keys.kek_file)
         except CryptoError as exc:
             raise ConfigError(str(exc), key="keys.kek_file") from None
-        return KekRing(kek)
-    return None
+    if current is None and fallback is not None:
+        current = fallback()
+    if current is None:
+        return None
+    previous = []
+    for i, path in enumerate(keys.previous_kek_files):
+        try:
+            previous.append(load_kek_file(path))
+        except CryptoError as exc:
+            raise ConfigError(str(exc), key=f"keys.previous_kek_files[{i}]") from None
+    try:
+        return KekRing(current, tuple(previous))
+    except CryptoError as exc:  # two keys with one id: the current KEK listed as previous, or two such files
+        raise ConfigError(f"{exc} (ids: {', '.join(k.key_id for k in (current, *previous))})", key="keys") from None
 
 
 def build_runtime(settings: Settings, *, clock: Callable[[], float] = time.time) -> Runtime:
@@ -102,10 +120,14 @@ def build_runtime(settings: Settings, *, clock: Callable[[], float] = time.time)
         except OSError as exc:
             raise ConfigError(f"cannot create {data_dir}: {exc.strerror or exc}", key="store.data_dir") from None
         if ring is None:
-            try:
-                ring = KekRing(ensure_kek(data_dir))
-            except CryptoError as exc:  # e.g. data_dir/kek readable by others: the operator must fix it
-                raise ConfigError(str(exc), key="store.data_dir") from None
+
+            def own_kek() -> Kek:
+                try:
+                    return ensure_kek(data_dir)
+                except CryptoError as exc:  # e.g. data_dir/kek readable by others: the operator must fix it
+                    raise ConfigError(str(exc), key="store.data_dir") from None
+
+            ring = load_kek_ring(settings, own_kek)
         server = start_embedded(data_dir)
         embedded = server
         url = server.url

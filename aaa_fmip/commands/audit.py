@@ -216,10 +216,10 @@ def run_verify_export(args: argparse.Namespace) -> int:
 
     ring = load_kek_ring(settings)
     if ring is None and settings.store.embedded:
-        from aaa_fmip.crypto.wrap import KekRing
         from aaa_fmip.store.embedded import ensure_kek
 
-        ring = KekRing(ensure_kek(settings.store.data_dir))
+        data_dir = settings.store.data_dir
+        ring = load_kek_ring(settings, lambda: ensure_kek(data_dir))
     if ring is None:
         raise ConfigError("the KEK is needed to check MACs: set keys.kek_file or AAA_FMIP_KEK", key="keys.kek_file")
     kept = read_checkpoint(args.checkpoint) if args.checkpoint else None

@@ -268,6 +268,7 @@ def _log_startup(runtime: Runtime) -> None:
             "diameter": str(settings.diameter.listen) if settings.diameter else None,
             "config": str(settings.source) if settings.source else None,
             "kek_id": runtime.kek_ring.current.key_id,
+            "previous_kek_ids": [k.key_id for k in runtime.kek_ring.previous],
             "gc_frozen": gc.get_freeze_count(),
         },
     )

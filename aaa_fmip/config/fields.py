@@ -158,6 +158,13 @@ def _path(value: object) -> Path | None:
     return Path(text) if text else None
 
 
+def _required_path(value: object) -> Path:
+    path = _path(value)
+    if path is None:
+        raise Invalid("must not be empty")
+    return path
+
+
 def _ipv6(value: object) -> ipaddress.IPv6Address:
     if isinstance(value, str):
         try:
@@ -270,6 +277,7 @@ Name = Annotated[str, PlainValidator(_name)]  # required, not blank
 OptionalName = Annotated[str, PlainValidator(_optional_name)]  # if given, not blank
 Identity = Annotated[str, fqdn("identity (a fully qualified domain name)", blank="must not be empty (omit it instead)")]
 OptionalPath = Annotated[Path | None, PlainValidator(_path)]  # "" → None
+RequiredPath = Annotated[Path, PlainValidator(_required_path)]
 Listen = Annotated[HostPort, PlainValidator(host_port)]
 IPv6 = Annotated[ipaddress.IPv6Address, PlainValidator(_ipv6)]
 OptionalIPv6 = Annotated[ipaddress.IPv6Address | None, PlainValidator(_optional_ipv6)]

@@ -21,10 +21,12 @@ from aaa_fmip.config.fields import (
     Listen,
     Network,
     OptionalPath,
+    RequiredPath,
     Tables,
     fqdn,
     host_port,
     nonempty,
+    unique,
 )
 from aaa_fmip.crypto.secrets import SecretBytes
 from aaa_fmip.crypto.wrap import Kek, kek_from_env
@@ -164,6 +166,11 @@ class KeysSettings(BaseModel):
 
     kek_file: OptionalPath = None
     kek: Annotated[Kek | None, EnvOnly(ENV_KEK), PlainValidator(_kek), Field(repr=False)] = None
+    # KEKs retired by a rotation: they no longer wrap, but still unwrap what they wrapped and verify the audit
+    # entries and checkpoints made under them (docs/configuration.md, "Rotating the KEK")
+    previous_kek_files: Annotated[
+        tuple[RequiredPath, ...], Items, AfterValidator(unique("this file is listed twice", name_item=True))
+    ] = ()
     max_lifetime: Annotated[int, Field(ge=1, le=U32)] = DEFAULT_MAX_LIFETIME  # seconds
     lifetime_units: LifetimeUnits = "4s"  # unit of the FBU Lifetime field (architecture.md §3)
 

@@ -105,7 +105,10 @@ class KekRing:
             raise CryptoError("wrapped key: malformed key id") from None
         kek = self._by_id.get(kid)
         if kek is None:
-            raise CryptoError(f"wrapped key: KEK {kid!r} is not configured (known: {', '.join(self._by_id)})")
+            raise CryptoError(
+                f"wrapped key: KEK {kid!r} is not configured (known: {', '.join(self._by_id)}; "
+                "a KEK retired by a rotation belongs in keys.previous_kek_files)"
+            )
         nonce = blob[header_len : header_len + NONCE_LENGTH]
         try:
             plain = AESGCM(kek.key.reveal()).decrypt(nonce, blob[header_len + NONCE_LENGTH :], blob[:header_len] + aad)
