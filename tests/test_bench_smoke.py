@@ -11,6 +11,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -62,20 +63,26 @@ def test_bench_rest_runs_end_to_end_and_every_fbu_is_accepted(tmp_path: Path) ->
     assert "fbu-verify" in proc.stdout and "p99" in proc.stdout  # the table was printed
 
 
+def _bench_json(tmp_path: Path, name: str, *args: str) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+    """Run one benchmark with ``--json``; it must exit 0 and report no failure. Its output and the JSON."""
+    out = tmp_path / f"{name}.json"
+    proc = _bench(name, *args, "--json", str(out), timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    doc: dict[str, Any] = json.loads(out.read_text())
+    assert doc["failed"] is None
+    return proc, doc
+
+
 def test_bench_rest_with_wrk_checks_every_answer_and_reports_rewrites(tmp_path: Path) -> None:
     """The measurement the targets are about (``--loadgen wrk``), in miniature: both targets alternately, closed
     loop and one connection, every answer checked, replay protection and revocation checked, and per phase the
     AOF rewrites that happened in it (none: the bench rewrites the AOF before each phase)."""
-    out = tmp_path / "wrk.json"
-    proc = _bench(
+    _, doc = _bench_json(
+        tmp_path,
         "bench_rest",
         *("--loadgen", "wrk", "--rounds", "1", "--seconds", "1", "--sessions", "20", "--connections", "4"),
-        *("--open-connections", "4", "--json", str(out)),
-        timeout=300,
+        *("--open-connections", "4"),
     )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    doc = json.loads(out.read_text())
-    assert doc["failed"] is None
     phases = {(r["load"], r["target"]) for r in doc["runs"]}
     assert phases == {(load, t) for load in ("closed", "one connection") for t in ("baseline", "fbu-verify")}
     for run in doc["runs"]:
@@ -89,15 +96,9 @@ def test_bench_rest_with_wrk_checks_every_answer_and_reports_rewrites(tmp_path: 
 def test_bench_ab_measures_two_versions_side_by_side(tmp_path: Path) -> None:
     """``bench_ab`` in miniature: two services (both this checkout, given as a directory) on one Redis, measured
     alternately; every FBU accepted, each round has one phase per version, the summary has both."""
-    out = tmp_path / "ab.json"
-    proc = _bench(
-        "bench_ab",
-        *("--b", str(REPO_ROOT), "--rounds", "2", "--seconds", "1", "--sessions", "20", "--json", str(out)),
-        timeout=300,
+    proc, doc = _bench_json(
+        tmp_path, "bench_ab", *("--b", str(REPO_ROOT), "--rounds", "2", "--seconds", "1", "--sessions", "20")
     )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    doc = json.loads(out.read_text())
-    assert doc["failed"] is None
     assert sorted((r["round"], r["version"]) for r in doc["runs"]) == [(1, "A"), (1, "B"), (2, "A"), (2, "B")]
     assert [r["version"] for r in doc["runs"]] == ["A", "B", "B", "A"]  # the order alternates per round
     for run in doc["runs"]:
