@@ -41,9 +41,8 @@ return 'accepted'
 # deadline in Redis server ms (0: none), ARGV[2] = the head the writer chained onto, ARGV[3] = the new head,
 # ARGV[4] = the number of entries A, then per entry its seven stream values in the order of AUDIT_WRITES (n, at,
 # event, f, prev, kid, mac: no JSON to decode in Lua); the operation's own arguments start at ARGV[5+7A], its keys
-# at KEYS[3]. Replies: {-1} the deadline passed,
-# {0, head} another writer moved the head, {2} the operation's precondition failed (nothing written),
-# {1, result, stream ids...} done.
+# at KEYS[3]. Replies: {-1} the deadline passed, {0, head} another writer moved the head, {2} the operation's
+# precondition failed (nothing written), {1, result, stream ids...} done.
 AUDITED_CHECKS: Final = (
     """
 local deadline = tonumber(ARGV[1])
