@@ -1,6 +1,7 @@
 """Run the benchmarks of this package: every module ``bench_*.py`` that exposes ``main(argv) -> int``.
 
-    python -m bench                               every benchmark, in name order, with its defaults
+    python -m bench                               every benchmark, in name order, with its defaults (not the tools
+                                                  that run only when named: bench_ab)
     python -m bench bench_rest                    just that one (the "bench_" prefix may be left out)
     python -m bench rest diameter --requests 500  several; arguments from the first option on go to each
     python -m bench rest -- --help                "--" ends the names explicitly
@@ -40,6 +41,21 @@ def split_args(argv: Sequence[str]) -> tuple[list[str], list[str]]:
             return names, list(argv[i:])
         names.append(arg)
     return names, []
+
+
+def by_default(known: Sequence[str]) -> list[str]:
+    """The benchmarks run when none is named: all but those whose module sets ``ON_REQUEST = True`` (a tool such as
+    ``bench_ab``, which compares two versions of the code and needs a git checkout)."""
+    chosen = []
+    for name in known:
+        try:
+            module = importlib.import_module(f"{__package__ or 'bench'}.{name}")
+        except Exception:  # run_one reports it, with its traceback
+            chosen.append(name)
+            continue
+        if not getattr(module, "ON_REQUEST", False):
+            chosen.append(name)
+    return chosen
 
 
 def resolve(names: Sequence[str], known: Sequence[str]) -> tuple[list[str], list[str]]:
@@ -95,7 +111,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("\n".join(known))
         return 0
     names, args = split_args(argv)
-    chosen, unknown = resolve(names, known) if names else (known, [])
+    chosen, unknown = resolve(names, known) if names else (by_default(known), [])
     if unknown:
         print(f"bench: no benchmark named {', '.join(unknown)} (have: {', '.join(known) or 'none'})", file=sys.stderr)
         return 2

@@ -43,6 +43,7 @@ from tests.support.redis_server import RedisServer
 
 REPO_ROOT: Final = Path(__file__).resolve().parents[1]
 VERSIONS: Final = ("A", "B")
+ON_REQUEST: Final = True  # a tool: ``python -m bench`` without names leaves it out (bench/__main__.py)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from bench import loadgen
+from bench.__main__ import available, by_default
 from tests.support.service_proc import REPO_ROOT, clean_env
 
 
@@ -113,7 +114,8 @@ def test_bench_ab_measures_two_versions_side_by_side(tmp_path: Path) -> None:
 def test_bench_main_finds_benchmarks_and_refuses_unknown_names() -> None:
     listed = _bench("--list", timeout=60)
     assert listed.returncode == 0
-    assert "bench_rest" in listed.stdout.split()
+    assert "bench_rest" in listed.stdout.split() and "bench_ab" in listed.stdout.split()
+    assert "bench_rest" in by_default(available()) and "bench_ab" not in by_default(available())  # a tool, on request
     unknown = _bench("no_such_benchmark", timeout=60)
     assert unknown.returncode == 2
     assert "no_such_benchmark" in unknown.stderr
