@@ -175,9 +175,9 @@ class Metrics:
             namespace=NAMESPACE,
             registry=self.registry,
         )
-        self._radius_children: dict[tuple[str, str], Counter] = {}
-        # labelled children of the per-request metrics, looked up once (``labels()`` takes a lock and builds
-        # its key on every call); bounded like any label set a client's input can reach
+        # labelled children of the per-request metrics (and the FreeRADIUS module's counters), looked up once
+        # (``labels()`` takes a lock and builds its key on every call); bounded like any label set a client's input
+        # can reach
         self._children: dict[tuple[object, ...], Any] = {}
         info = InfoMetricFamily(f"{NAMESPACE}_build", "Version of the running aaa-fmip.")
         info.add_metric([], {"version": __version__})
@@ -228,10 +228,7 @@ class Metrics:
 
     def count_radius(self, interface: str, event: str, amount: int = 1) -> None:
         """One more ``event`` (a name from a bounded set, never a value) of a RADIUS ``interface``."""
-        child = self._radius_children.get((interface, event))
-        if child is None:  # the FreeRADIUS module counts in every request: look each label pair up once
-            child = self._radius_children[interface, event] = self.radius_events.labels(interface, event)
-        child.inc(amount)
+        self._child(self.radius_events, interface, event).inc(amount)  # the module counts in every request
 
     def radius_counts(self, interface: str) -> dict[str, int]:
         """The RADIUS events of ``interface`` counted so far, by name (those never seen are absent)."""
