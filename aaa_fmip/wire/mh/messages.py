@@ -152,15 +152,13 @@ def encode_mh(msg: MobilityMessage, *, source: IPv6Address, destination: IPv6Add
 
 def _header(data: bytes) -> tuple[int, int]:
     """Check the fixed header; (MH Type, octets before the first option or -1 for unknown types)."""
-    if len(data) >= _MH_HEADER:
-        payload_proto, header_len, mh_type = data[0], data[1], data[2]  # then Reserved and Checksum
-    else:  # the reader names the field that is cut short
+    if len(data) < _MH_HEADER:  # the reader raises, naming the field that is cut short
         r = Reader(data)
-        payload_proto = r.pull_u8("mh.payload_proto")
-        header_len = r.pull_u8("mh.header_len")
-        mh_type = r.pull_u8("mh.type")
-        r.pull_u8("mh.reserved")  # RFC 6275 §6.1.1: ignored by the receiver
+        for name in ("mh.payload_proto", "mh.header_len", "mh.type", "mh.reserved"):
+            r.pull_u8(name)
         r.pull_u16("mh.checksum")
+    # Reserved (RFC 6275 §6.1.1: ignored by the receiver) and Checksum follow
+    payload_proto, header_len, mh_type = data[0], data[1], data[2]
     if payload_proto != IPPROTO_NONE:
         # RFC 6275 §9.2: MUST discard unless IPPROTO_NONE
         raise DecodeError(f"Payload Proto must be 59, got {payload_proto}", field="mh.payload_proto", offset=0)
