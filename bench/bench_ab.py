@@ -26,7 +26,6 @@ Exit status 1 when an FBU is not accepted or a server fails; 2 for bad arguments
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import secrets
 import statistics
@@ -72,7 +71,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="rounds in which the hypervisor stole more than this share of CPU time are left out (default 0.05)",
     )
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds allowed per answer (default 10)")
-    parser.add_argument("--json", type=Path, metavar="FILE", help="also write the phases and medians as JSON")
+    parser.add_argument("--json", metavar="FILE", help="also write the phases and medians as JSON ('-': stdout)")
     args = parser.parse_args(argv)
     if args.rounds < 1 or args.seconds <= 0 or args.connections < 1 or args.timeout <= 0:
         parser.error("--rounds and --connections must be at least 1; --seconds and --timeout positive")
@@ -112,12 +111,7 @@ def measure(args: argparse.Namespace, workdir: Path, trees: dict[str, Path], run
         kek = secrets.token_hex(32)
 
         def start(name: str, tree: Path) -> rest.ServiceServer:
-            service = rest.ServiceServer(
-                workdir / f"service-{name}",
-                config=rest.service_config(redis.url, tokens["ar"], tokens["aaa"]),
-                env={"AAA_FMIP_KEK": kek, "PYTHONPATH": str(tree)},  # this version's code first
-                args=("--log-level", "info", "--workers", "1"),
-            )
+            service = rest.service_server(workdir / f"service-{name}", redis.url, tokens, kek=kek, tree=tree)
             service.start(timeout=rest.STARTUP_TIMEOUT)
             return service
 
@@ -137,14 +131,13 @@ def measure(args: argparse.Namespace, workdir: Path, trees: dict[str, Path], run
         factories = {name: rest.FbuFactory(nodes, s.port, tokens["ar"]) for name, s in services.items()}
 
         def phase(name: str, label: tuple[int, str], seconds: float, count: int) -> rest.WrkRun:
-            bodies = [r.split(b"\r\n\r\n", 1)[1] for r in factories[name].batch(count).requests]
             return rest._wrk_run(
                 args,
                 workdir,
                 redis,
                 services[name],
                 target="fbu-verify",
-                bodies=bodies,
+                bodies=factories[name].bodies(count),
                 headers=headers,
                 connections=args.connections,
                 seconds=seconds,
@@ -156,7 +149,7 @@ def measure(args: argparse.Namespace, workdir: Path, trees: dict[str, Path], run
             fastest = max(fastest, phase(name, (0, name), min(2.0, args.seconds), 6000).result.throughput)
         for rnd in range(1, args.rounds + 1):
             for name in VERSIONS if rnd % 2 else VERSIONS[::-1]:
-                runs.append(phase(name, (rnd, name), args.seconds, max(2000, math.ceil(fastest * args.seconds * 3))))
+                runs.append(phase(name, (rnd, name), args.seconds, rest.wrk_batch(fastest, args.seconds, 2000)))
                 fastest = max(fastest, runs[-1].result.throughput)
     finally:
         for service in services.values():
@@ -218,19 +211,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"  B/A: CPU {b['server_cpu_ms'] / a['server_cpu_ms']:.3f}, p50 {b['p50_ms'] / a['p50_ms']:.3f}; "
             f"A used less CPU in {result['a_used_less_cpu']} of {result['rounds_kept']} rounds"
         )
-    doc = {
-        "benchmark": "bench_ab",
-        "parameters": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-        "runs": [run.row() | {"version": run.load} for run in runs],
-        "summary": result,
-        "failed": None if failure is None else str(failure),
-    }
-    if args.json is not None:
-        args.json.write_text(json.dumps(doc, indent=2) + "\n")
-    if failure is not None:
-        print(f"bench_ab: FAILED: {failure}", file=sys.stderr)
-        return 1
-    return 0
+    doc = {"benchmark": "bench_ab", "runs": [run.row() | {"version": run.load} for run in runs], "summary": result}
+    return rest.finish(args, failure, doc)
 
 
 if __name__ == "__main__":

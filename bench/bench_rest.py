@@ -396,6 +396,10 @@ class FbuFactory:
         self.host = f"{HOST}:{port}"
         self.headers = (("Authorization", f"Bearer {token}"), ("Content-Type", "application/json"))
 
+    def bodies(self, count: int) -> list[bytes]:
+        """The bodies of :meth:`batch` (wrk builds the requests around them)."""
+        return [request.split(b"\r\n\r\n", 1)[1] for request in self.batch(count).requests]
+
     def batch(self, count: int) -> Batch:
         requests: list[bytes] = []
         lanes: list[int] = []
@@ -847,6 +851,29 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
+def service_server(
+    workdir: Path,
+    redis_url: str,
+    tokens: dict[str, str],
+    *,
+    kek: str,
+    log_level: str = "info",
+    workers: int = 1,
+    tree: Path | None = None,
+) -> ServiceServer:
+    """The service under test (not started yet): the benchmark's configuration on ``redis_url``, the callers of
+    ``tokens``, ``kek``; its code from ``tree`` (another checkout) when given, else from this one."""
+    env = {"AAA_FMIP_KEK": kek}
+    if tree is not None:
+        env["PYTHONPATH"] = str(tree)  # that tree's code first
+    return ServiceServer(
+        workdir,
+        config=service_config(redis_url, tokens["ar"], tokens["aaa"]),
+        env=env,
+        args=("--log-level", log_level, "--workers", str(workers)),
+    )
+
+
 @contextlib.contextmanager
 def deployment(
     workdir: Path, log_level: str, workers: int | None = None, cluster: bool = False
@@ -856,11 +883,8 @@ def deployment(
     started: list[ServerProcess | ServiceServer] = []
     try:
         tokens = {"ar": secrets.token_urlsafe(32), "aaa": secrets.token_urlsafe(32)}
-        service = ServiceServer(
-            workdir / "service",
-            config=service_config(redis.url, tokens["ar"], tokens["aaa"]),
-            env={"AAA_FMIP_KEK": secrets.token_hex(32)},
-            args=("--log-level", log_level, "--workers", str(workers or 1)),
+        service = service_server(
+            workdir / "service", redis.url, tokens, kek=secrets.token_hex(32), log_level=log_level, workers=workers or 1
         )
         baseline_port = free_port()
         baseline = ServerProcess(
@@ -1012,10 +1036,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def finish(args: argparse.Namespace, failure: BenchFailed | None, doc: dict[str, Any]) -> int:
     """Say what failed (if anything), write ``--json`` (``doc`` with the parameters and the failure) and give the
-    exit status: 0, or 1 when a phase failed."""
+    exit status: 0, or 1 when a phase failed. ``doc["benchmark"]`` names the benchmark in the failure line."""
     if failure is not None:
         counts = ", ".join(f"{k}: {v}" for k, v in failure.outcomes.items())
-        print(f"bench_rest: FAILED in {failure}" + (f" ({counts})" if counts else ""), file=sys.stderr)
+        name = str(doc["benchmark"]).split()[0]
+        print(f"{name}: FAILED in {failure}" + (f" ({counts})" if counts else ""), file=sys.stderr)
     if args.json:
         doc = {
             **doc,
@@ -1136,6 +1161,12 @@ def _wrk_run(
     return run
 
 
+def wrk_batch(fastest: float, seconds: float, floor: int = 4000) -> int:
+    """Unique FBUs for one wrk phase: three times what the fastest FBU phase so far would send in ``seconds``
+    (wrk reuses the last one when it runs out, and a reused FBU is a replay), at least ``floor``."""
+    return max(floor, math.ceil(fastest * seconds * 3))
+
+
 def cpu_steal() -> tuple[int, int] | None:
     """(steal, all) CPU ticks of the machine so far (``/proc/stat``), None where there is no such file. Steal is
     time a virtual machine's CPUs were ready to run but the hypervisor ran someone else: a phase with much of it
@@ -1196,9 +1227,6 @@ def measure_wrk(args: argparse.Namespace, workdir: Path, runs: list[WrkRun], ext
         factory = FbuFactory(nodes, service.port, tokens["ar"])
         fbu_headers = (("Authorization", f"Bearer {tokens['ar']}"), ("Content-Type", "application/json"))
 
-        def fbu_bodies(count: int) -> list[bytes]:
-            return [request.split(b"\r\n\r\n", 1)[1] for request in factory.batch(count).requests]
-
         # warm-up (not reported), which also sizes the FBU batches: three times what the service answered per second
         warm = min(3.0, args.seconds)
         _wrk_run(
@@ -1219,7 +1247,7 @@ def measure_wrk(args: argparse.Namespace, workdir: Path, runs: list[WrkRun], ext
             redis,
             service,
             target="fbu-verify",
-            bodies=fbu_bodies(20_000),
+            bodies=factory.bodies(20_000),
             headers=fbu_headers,
             connections=args.connections,
             seconds=warm,
@@ -1242,7 +1270,7 @@ def measure_wrk(args: argparse.Namespace, workdir: Path, runs: list[WrkRun], ext
                         label=(rnd, load),
                     )
                 )
-                bodies = fbu_bodies(max(4000, math.ceil(fastest * args.seconds * 3)))
+                bodies = factory.bodies(wrk_batch(fastest, args.seconds))
                 runs.append(
                     _wrk_run(
                         args,
