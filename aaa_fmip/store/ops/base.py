@@ -249,7 +249,11 @@ def _verify_outcome(reply: object) -> ReplayOutcome | None:
         return None
     if not isinstance(reply, list) or len(reply) < 2 or reply[0] != 1:
         raise StoreError("unexpected FBU-verification reply from Redis")
-    out = reply[1]
+    return _verdict(reply[1])
+
+
+def _verdict(out: object) -> ReplayOutcome:
+    """A verdict as a script returns it."""
     if out not in (b"accepted", b"retransmission", b"replay"):
         raise StoreError("unexpected replay-check reply from Redis")
     return cast(ReplayOutcome, out.decode())

@@ -24,6 +24,7 @@ from aaa_fmip.store.ops.base import (
     Script,
     VerifyCommit,
     _check_name,
+    _verdict,
     _verify_outcome,
 )
 
@@ -89,10 +90,9 @@ class ReplayOps(AuditOps):
         if wait is None:
             (result,) = yield from self.verify_slot_many([commit])
             return result
-        record_key, replay_keys, replay_args = self._verify_args(commit)
-        script = Script(lua.VERIFY_SLOT, (record_key, *replay_keys), (commit.digest, *replay_args))
+        script = self._slot_script(commit)
         # WAIT right behind the script on its connection (store/durability.py)
-        reply, acks_reply = yield Pipeline((script, Command(("WAIT", *wait))), node_key=record_key)
+        reply, acks_reply = yield Pipeline((script, Command(("WAIT", *wait))), node_key=commit.record_key)
         acks = int(acks_reply)
         outcome = _verify_outcome(reply)
         if outcome not in (None, "replay") and acks < wait[0]:
@@ -151,7 +151,7 @@ class ReplayOps(AuditOps):
                     head = chain.parse_head(reply[1])  # what Redis holds now: chain the retry onto it
                     again.append(i)
                 elif reply[0] == 4 and len(reply) == 2:
-                    results[i] = (_verify_outcome([1, reply[1]]), False)  # not accepted: nothing written
+                    results[i] = (_verdict(reply[1]), False)  # not accepted: nothing written
                 else:
                     outcome = _verify_outcome(reply[:2])
                     if outcome is not None:
@@ -172,14 +172,16 @@ class ReplayOps(AuditOps):
         A failure fails them all, as one script's failure would fail that one (StoreUnavailable, ...)."""
         if self.replay_wait is not None:
             raise ValueError("with WAIT each verification needs its own connection: use verify_commit")
-        scripts = []
-        for commit in commits:
-            record_key, replay_keys, replay_args = self._verify_args(commit)
-            scripts.append(Script(lua.VERIFY_SLOT, (record_key, *replay_keys), (commit.digest, *replay_args)))
+        scripts = [self._slot_script(commit) for commit in commits]
         if len(scripts) == 1:
             return [(_verify_outcome((yield scripts[0])), False)]
         replies = yield Pipeline(tuple(scripts))
         return [(_verify_outcome(reply), False) for reply in replies]
+
+    def _slot_script(self, commit: VerifyCommit) -> Script:
+        """The liveness-and-replay script of one verification, in its record's slot (``scripts.VERIFY_SLOT``)."""
+        record_key, replay_keys, replay_args = self._verify_args(commit)
+        return Script(lua.VERIFY_SLOT, (record_key, *replay_keys), (commit.digest, *replay_args))
 
     def _verify_args(self, commit: VerifyCommit) -> tuple[str, tuple[str, str], tuple[Arg, ...]]:
         _check_name(commit.scope, what="scope")
