@@ -148,9 +148,8 @@ def test_verifications_at_once_on_a_cluster_go_together_and_each_keeps_its_entry
 
         verdicts = verify_at_once(service, [fbu_for(*nodes[n], PAR1, q) for n, q, _ in plan])
         assert [v.verdict if v.valid else v.reason for v in verdicts] == [want for _, _, want in plan]
-        assert max(sent) > 1 and sum(sent) == len(
-            plan
-        )  # batched, one commit each (the revoked one finds its record gone)
+        # batched, one commit each (the revoked one finds its record gone)
+        assert max(sent) > 1 and sum(sent) == len(plan)
         entries, _ = service.read_audit(AUDITOR, limit=1000)
         assert len([e for e in entries if e.event.startswith("fbu.")]) == 9 + len(plan)
         check = service.verify_audit(AUDITOR)
