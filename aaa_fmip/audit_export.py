@@ -11,6 +11,11 @@ One export line (UTF-8 JSON, one object per line, keys sorted)::
     {"at": "<Unix seconds as stored>", "event": ..., "fields": {...}, "hash": <MAC>, "id": <stream id>,
      "kid": <KEK id>, "n": <position>, "prev": <MAC of entry n-1>, "v": 2}
 
+An entry of a slot chain (``store.slot_chains``: an accepted FBU's entry in its session's hash slot) carries
+``"slot": <slot>`` too, and ``n`` and ``prev`` are its position and link in that chain. The exporter follows the
+main chain and then each slot chain, a batch at a time, and records per chain how far it got; lines of different
+chains interleave in the file, each chain's lines in order.
+
 ``at`` is the exact text the MAC covers, and ``fields`` re-encoded with sorted keys and no spaces is the exact
 ``fields`` text it covers, so :func:`verify_export` (with the KEK) checks a copy offline, and a copy's last line
 can be compared with a signed checkpoint.
@@ -40,6 +45,7 @@ from aaa_fmip.crypto.audit import AUDIT_GENESIS, AuditKeys
 from aaa_fmip.crypto.wrap import KekRing
 from aaa_fmip.errors import AaaFmipError, ConfigError, StoreError
 from aaa_fmip.store import AuditEntry
+from aaa_fmip.store.ops import ChainRef
 from aaa_fmip.store.redis import RedisStore, canonical_fields
 
 log = logging.getLogger("aaa_fmip.audit")
@@ -50,7 +56,7 @@ _TAIL_READ: Final = 64 * 1024  # enough to hold the file's last line
 
 def export_line(entry: AuditEntry, at_text: str) -> str:
     """One entry as its export line (module docstring)."""
-    doc = {
+    doc: dict[str, object] = {
         "v": 2,
         "id": entry.id,
         "n": entry.n,
@@ -61,18 +67,21 @@ def export_line(entry: AuditEntry, at_text: str) -> str:
         "hash": entry.hash,
         "kid": entry.kid,
     }
+    if entry.slot is not None:
+        doc["slot"] = entry.slot
     return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 class Sink(Protocol):
     name: str
 
-    def last_n(self) -> int:
-        """The position of the last entry this sink is known to hold (0: unknown or none)."""
+    def last_position(self) -> tuple[int | None, int]:
+        """The chain (None: the main chain) and position of the last entry this sink is known to hold (n = 0:
+        unknown or none)."""
         ...
 
-    def write(self, lines: Sequence[tuple[int, str]]) -> None:
-        """Keep these (position, line) pairs durably; raise OSError on failure."""
+    def write(self, lines: Sequence[tuple[int, str]], slot: int | None = None) -> None:
+        """Keep these (position, line) pairs of one chain durably; raise OSError on failure."""
         ...
 
     def close(self) -> None: ...
@@ -92,11 +101,13 @@ class JsonLinesSink:
             ) from None
         self._last = _last_position(path)
 
-    def last_n(self) -> int:
+    def last_position(self) -> tuple[int | None, int]:
         return self._last
 
-    def write(self, lines: Sequence[tuple[int, str]]) -> None:
-        fresh = [(n, text) for n, text in lines if n > self._last]
+    def write(self, lines: Sequence[tuple[int, str]], slot: int | None = None) -> None:
+        # a batch written but not recorded before a crash is the file's last, and comes again first (export_once)
+        last_slot, last_n = self._last
+        fresh = [(n, text) for n, text in lines if slot != last_slot or n > last_n]
         if not fresh:
             return
         data = "".join(text + "\n" for _, text in fresh).encode("utf-8")
@@ -105,14 +116,14 @@ class JsonLinesSink:
             written = os.write(self._fd, view)
             view = view[written:]
         os.fsync(self._fd)
-        self._last = fresh[-1][0]
+        self._last = slot, fresh[-1][0]
 
     def close(self) -> None:
         os.close(self._fd)
 
 
-def _last_position(path: Path) -> int:
-    """``n`` of the last complete line of an export file (0 if empty or unreadable as an export)."""
+def _last_position(path: Path) -> tuple[int | None, int]:
+    """Chain and ``n`` of the last complete line of an export file (n = 0 if empty or unreadable as an export)."""
     try:
         with path.open("rb") as f:
             f.seek(0, os.SEEK_END)
@@ -120,19 +131,22 @@ def _last_position(path: Path) -> int:
             f.seek(max(0, size - _TAIL_READ))
             tail = f.read()
     except OSError:
-        return 0
+        return None, 0
     lines = [ln for ln in tail.split(b"\n") if ln.strip()]
     if not lines or not tail.endswith(b"\n"):
-        return 0 if not lines else _n_of(lines[-2]) if len(lines) > 1 else 0
-    return _n_of(lines[-1])
+        return _position_of(lines[-2]) if len(lines) > 1 else (None, 0)
+    return _position_of(lines[-1])
 
 
-def _n_of(line: bytes) -> int:
+def _position_of(line: bytes) -> tuple[int | None, int]:
     try:
-        n = json.loads(line).get("n")
+        doc = json.loads(line)
+        n, slot = doc.get("n"), doc.get("slot")
     except (ValueError, AttributeError):
-        return 0
-    return n if isinstance(n, int) else 0
+        return None, 0
+    if not isinstance(n, int) or not (slot is None or isinstance(slot, int)):
+        return None, 0
+    return slot, n
 
 
 class SyslogSink:
@@ -159,10 +173,10 @@ class SyslogSink:
         except OSError as exc:
             raise ConfigError(f"cannot reach {url}: {exc.strerror or exc}", key="audit.export_syslog") from None
 
-    def last_n(self) -> int:
-        return 0
+    def last_position(self) -> tuple[int | None, int]:
+        return None, 0
 
-    def write(self, lines: Sequence[tuple[int, str]]) -> None:
+    def write(self, lines: Sequence[tuple[int, str]], slot: int | None = None) -> None:
         for _n, text in lines:
             record = logging.LogRecord("aaa_fmip.audit", logging.INFO, __file__, 0, text, None, None)
             record.msgid = "audit"
@@ -211,12 +225,19 @@ class AuditExporter:
         self._last_error: str | None = None
 
     def export_once(self) -> int:
-        """Export every entry not yet exported (in batches); returns how many. Raises StoreError (and exports
-        nothing further) at an entry that does not verify: a copy must never take in a forged entry."""
+        """Export every entry not yet exported, chain by chain (the file's last chain first, then the main chain,
+        then the slot chains), in batches; returns how many. Raises StoreError (and exports nothing further) at an
+        entry that does not verify: a copy must never take in a forged entry."""
+        refs = self.store.audit_chains()
+        last_slots = {sink.last_position()[0] for sink in self.sinks}
+        refs.sort(key=lambda ref: ref.slot not in last_slots)  # stable: main, then slots in order
+        return sum(self._export_chain(ref) for ref in refs)
+
+    def _export_chain(self, ref: ChainRef) -> int:
         total = 0
         while True:
-            n, after, prev = self.store.audit_exported()
-            rows = self.store.read_audit_raw(after, EXPORT_BATCH)
+            n, after, prev = self.store.audit_exported(ref.slot)
+            rows = self.store.read_audit_raw(after, EXPORT_BATCH, ref)
             if not rows:
                 return total
             lines: list[tuple[int, str]] = []
@@ -231,15 +252,16 @@ class AuditExporter:
                 n, after, prev = entry.n, entry.id, entry.hash
             if lines:
                 for sink in self.sinks:
-                    sink.write(lines)
+                    sink.write(lines, ref.slot)
                 assert after is not None  # rows were exported
-                self.store.set_audit_exported(n, after, prev)
+                self.store.set_audit_exported(n, after, prev, ref.slot)
                 total += len(lines)
                 self._on_exported(len(lines))
             if bad is not None:  # what verified before it is kept; nothing from it on
+                where = "" if ref.slot is None else f" of slot chain {ref.slot}"
                 raise StoreError(
-                    f"audit entry {bad.id} (n={bad.n}) does not verify or does not follow the last exported one; "
-                    "export stopped: run `aaa-fmip audit verify`"
+                    f"audit entry {bad.id}{where} (n={bad.n}) does not verify or does not follow the last exported "
+                    "one; export stopped: run `aaa-fmip audit verify`"
                 )
             if len(rows) < EXPORT_BATCH:
                 return total
@@ -301,12 +323,14 @@ class ExportCheck:
 
 
 def verify_export(lines: Iterable[str], ring: KekRing, *, checkpoint: tuple[int, str] | None = None) -> ExportCheck:
-    """Check an export file offline with the KEK ring: every line's MAC, and that the lines form one chain
-    without gaps (the first line may start anywhere: files are rotated). With ``checkpoint`` (n, head), the line
-    at position n must carry that head, and the file must reach it."""
+    """Check an export file offline with the KEK ring: every line's MAC, and that each chain's lines (the main
+    chain's, and each slot chain's) follow one another without gaps (each chain's first line may start anywhere:
+    files are rotated). With ``checkpoint`` (n, head) of the main chain, its line at position n must carry that
+    head, and the file must reach it. ``n`` and ``head`` of the result are the main chain's last line's."""
     keys = {k.key_id: AuditKeys.derive(k) for k in (ring.current, *ring.previous)}
     count = 0
-    n, head = 0, AUDIT_GENESIS
+    chains: dict[int | None, tuple[int, str]] = {}  # per chain, (n, MAC) of its last line
+    main: tuple[int, str] = (0, AUDIT_GENESIS)
     for number, text in enumerate(lines, 1):
         if not text.strip():
             continue
@@ -314,25 +338,34 @@ def verify_export(lines: Iterable[str], ring: KekRing, *, checkpoint: tuple[int,
         try:
             doc = json.loads(text)
             entry_n, prev, mac, kid = int(doc["n"]), str(doc["prev"]), str(doc["hash"]), str(doc["kid"])
-            at, event, fields = str(doc["at"]), str(doc["event"]), doc["fields"]
-            if not isinstance(fields, dict):
+            at, event, fields, slot = str(doc["at"]), str(doc["event"]), doc["fields"], doc.get("slot")
+            if not isinstance(fields, dict) or not (slot is None or isinstance(slot, int)):
                 raise ValueError("fields")
         except (ValueError, KeyError, TypeError):
-            return ExportCheck(False, count, n, head, "a line is not an export entry", number)
-        if count > 1 and (entry_n != n + 1 or prev != head):
+            return ExportCheck(False, count, *main, "a line is not an export entry", number)
+        last = chains.get(slot)
+        if last is not None and (entry_n != last[0] + 1 or prev != last[1]):
             return ExportCheck(
-                False, count, n, head, "a gap or a reordering: the line does not follow the last", number
+                False, count, *main, "a gap or a reordering: the line does not follow the last of its chain", number
             )
         k = keys.get(kid)
         if k is None:
-            return ExportCheck(False, count, n, head, f"MAC made under KEK {kid!r}, which is not configured", number)
+            return ExportCheck(False, count, *main, f"MAC made under KEK {kid!r}, which is not configured", number)
         if not 0 < entry_n < 1 << 64 or not hmac.compare_digest(
             k.mac(entry_n, prev, at, event, canonical_fields(fields)), mac
         ):
-            return ExportCheck(False, count, n, head, "the line's MAC does not verify: edited or forged", number)
-        if checkpoint is not None and entry_n == checkpoint[0] and not hmac.compare_digest(mac, checkpoint[1]):
-            return ExportCheck(False, count, n, head, "the entry at the checkpoint's position differs from it", number)
-        n, head = entry_n, mac
+            return ExportCheck(False, count, *main, "the line's MAC does not verify: edited or forged", number)
+        if (
+            slot is None
+            and checkpoint is not None
+            and entry_n == checkpoint[0]
+            and not hmac.compare_digest(mac, checkpoint[1])
+        ):
+            return ExportCheck(False, count, *main, "the entry at the checkpoint's position differs from it", number)
+        chains[slot] = (entry_n, mac)
+        if slot is None:
+            main = (entry_n, mac)
+    n = main[0]
     if checkpoint is not None and n < checkpoint[0]:
-        return ExportCheck(False, count, n, head, f"the file ends at n={n}, before the checkpoint's n={checkpoint[0]}")
-    return ExportCheck(True, count, n, head)
+        return ExportCheck(False, count, *main, f"the file ends at n={n}, before the checkpoint's n={checkpoint[0]}")
+    return ExportCheck(True, count, *main)

@@ -256,7 +256,8 @@ def read_audit(
     ar: Annotated[str | None, Query(max_length=253, description="Access router name.")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: Annotated[
-        str | None, Query(pattern=r"^\d{1,20}-\d{1,20}$", description="next_cursor of the previous page.")
+        str | None,
+        Query(pattern=r"^\d{1,20}-\d{1,20}(\.\d{1,5})?$", description="next_cursor of the previous page."),
     ] = None,
 ) -> AuditPage:
     try:
@@ -283,6 +284,7 @@ def read_audit(
                 prev=e.prev,
                 hash=e.hash,
                 kid=e.kid,
+                slot=e.slot,
             )
             for e in entries
         ],
@@ -292,7 +294,7 @@ def read_audit(
 
 def _is_stream_id(cursor: str) -> bool:
     """A Redis stream id is two unsigned 64-bit integers; Redis answers an error (not an empty page) beyond."""
-    millis, _, sequence = cursor.partition("-")
+    millis, _, sequence = cursor.partition(".")[0].partition("-")
     return int(millis) <= MAX_U64 and int(sequence) <= MAX_U64
 
 

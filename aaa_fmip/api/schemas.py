@@ -255,8 +255,8 @@ class FbuRejected(BaseModel):
 
 
 class AuditEntryOut(BaseModel):
-    id: str = Field(description="Position in the audit stream; entries are ordered by it.")
-    n: int = Field(description="Position in the chain: 1 for the first entry ever, no gaps.")
+    id: str = Field(description="Position in its chain's stream; entries are ordered by it (then by `slot`).")
+    n: int = Field(description="Position in its chain: 1 for the chain's first entry ever, no gaps.")
     at: str = Field(description="When it happened (RFC 3339, UTC, sub-second).")
     event: str = Field(description="session.created, session.revoked, hk.issued, fbu.verified, fbu.rejected, ...")
     fields: dict[str, str | int | bool] = Field(description="Identifiers only, with their JSON types.")
@@ -266,6 +266,11 @@ class AuditEntryOut(BaseModel):
         "which never enters Redis (docs/api.md#audit)."
     )
     kid: str = Field(description="Id of the KEK whose audit key made the MAC.")
+    slot: int | None = Field(
+        default=None,
+        description="The slot chain holding the entry (an accepted FBU's, with `store.slot_chains`); null: the "
+        "main chain. `prev` of a slot chain's first entry is that chain's own genesis (docs/api.md#audit).",
+    )
 
 
 class AuditPage(BaseModel):

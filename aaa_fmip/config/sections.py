@@ -133,6 +133,9 @@ class StoreSettings(BaseModel):
     min_appendfsync: MinAppendfsync = "everysec"  # the weakest AOF fsync policy accepted as durable
     replay_wait_replicas: Annotated[int, Field(ge=0, le=100)] = 0  # replicas that must hold a replay update (WAIT)
     replay_wait_timeout_ms: Annotated[int, Field(ge=1, le=60_000)] = 100  # how long that WAIT may take
+    # an accepted FBU's audit entry in its session's hash slot (one script per FBU on a Cluster; writers rarely
+    # meet at one head): None → on with a Redis Cluster, off otherwise (docs/configuration.md, "Slot chains")
+    slot_chains: bool | None = None
 
     @property
     def embedded(self) -> bool:

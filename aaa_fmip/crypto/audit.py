@@ -23,12 +23,19 @@ Entry MAC (hex) = HMAC-SHA-256(entry MAC key, encoding), where::
 
     "aaa-fmip-audit-checkpoint-v1" || 0x00 || uint64(n) || item(head) || item(at)
 
-``head`` is the MAC of entry ``n`` (64 zeros for n = 0). Each key id of the KEK ring gives its own pair of
+``head`` is the MAC of entry ``n`` (64 zeros for n = 0). A slot chain (an FBU verification's entries written in
+the session's hash slot, docs/performance.md "Slot chains") starts from its own genesis instead of 64 zeros, so
+that no entry can be moved from one chain to another::
+
+    slot genesis = hex(SHA-256("aaa-fmip-audit-slot-v1" || 0x00 || uint16(slot)))
+
+Each key id of the KEK ring gives its own pair of
 keys, so a KEK rotation starts new MACs and a new signing key while older ones still verify.
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import struct
 from dataclasses import dataclass, field
@@ -43,13 +50,28 @@ from aaa_fmip.crypto.secrets import SecretBytes
 from aaa_fmip.crypto.wrap import Kek
 from aaa_fmip.errors import CryptoError
 
-__all__ = ["AUDIT_GENESIS", "AuditKeys", "checkpoint_message", "entry_mac", "verify_checkpoint_signature"]
+__all__ = [
+    "AUDIT_GENESIS",
+    "AuditKeys",
+    "checkpoint_message",
+    "entry_mac",
+    "slot_genesis",
+    "verify_checkpoint_signature",
+]
 
 AUDIT_GENESIS: Final = "0" * 64
 _ENTRY_DOMAIN: Final = b"aaa-fmip-audit-v2\x00"
 _CHECKPOINT_DOMAIN: Final = b"aaa-fmip-audit-checkpoint-v1\x00"
+_SLOT_DOMAIN: Final = b"aaa-fmip-audit-slot-v1\x00"
 _MAC_INFO: Final = b"aaa-fmip audit entry MAC v2"
 _SIGN_INFO: Final = b"aaa-fmip audit checkpoint Ed25519 v1"
+
+
+def slot_genesis(slot: int) -> str:
+    """The ``prev`` of the first entry of the slot chain of ``slot`` (module docstring)."""
+    if not 0 <= slot < 1 << 16:
+        raise ValueError("slot out of range")
+    return hashlib.sha256(_SLOT_DOMAIN + struct.pack(">H", slot)).hexdigest()
 
 
 def _item(s: str) -> bytes:

@@ -75,6 +75,7 @@ class AuditEntry:
     hash: str  # this entry's MAC (HMAC-SHA-256 under the audit key of ``kid``), hex
     n: int = 0  # position in the chain, 1 for the first entry ever
     kid: str = ""  # the KEK id whose audit key made the MAC
+    slot: int | None = None  # the slot chain holding it (None: the main chain)
 
 
 @dataclass(frozen=True)

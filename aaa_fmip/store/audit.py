@@ -125,17 +125,21 @@ class AuditChain:
         self.keys = {k.key_id: AuditKeys.derive(k) for k in (ring.current, *ring.previous)}
         self.kid = ring.current.key_id
         self.head_hint: tuple[int, str] | None = None  # a stale hint costs one retry
+        self.slot_heads: dict[int, tuple[int, str]] = {}  # the same per slot chain (docs/performance.md)
 
     def append_args(
-        self, batch: list[PendingAudit], head: tuple[int, str]
+        self, batch: list[PendingAudit], head: tuple[int, str], genesis: str = AUDIT_GENESIS
     ) -> tuple[list[str | int], str, list[tuple[int, str, str]]]:
         """The script arguments chaining ``batch`` onto ``head`` (per entry its stream values n, at, event, f,
-        prev, kid, mac: ``scripts.AUDIT_WRITES``), the new head, and each entry's (n, prev, mac)."""
+        prev, kid, mac: ``scripts.AUDIT_WRITES``), the new head, and each entry's (n, prev, mac). An empty
+        chain's head is (0, 64 zeros) in Redis whatever the chain; its first entry links to ``genesis``."""
         keys = self.keys[self.kid]
         kid = self.kid
         args: list[str | int] = []
         chained: list[tuple[int, str, str]] = []
         n, link = head
+        if n == 0:
+            link = genesis
         for it in batch:
             n += 1
             mac = keys.mac(n, link, it.at_text, it.event, it.fields_json)
@@ -214,8 +218,9 @@ class AuditChain:
         return anchor, True
 
 
-def parse_entry(entry_id: bytes, raw: Mapping[bytes, bytes]) -> StoredEntry | None:
-    """An entry as stored (texts kept: the MAC covers them), or None if malformed."""
+def parse_entry(entry_id: bytes, raw: Mapping[bytes, bytes], slot: int | None = None) -> StoredEntry | None:
+    """An entry as stored in the main chain or the chain of ``slot`` (texts kept: the MAC covers them), or None
+    if malformed."""
     try:
         d = {k.decode("utf-8"): v.decode("utf-8") for k, v in raw.items()}
         fields = json.loads(d["f"])
@@ -230,6 +235,7 @@ def parse_entry(entry_id: bytes, raw: Mapping[bytes, bytes]) -> StoredEntry | No
             hash=d["mac"],
             n=int(d["n"]),
             kid=d["kid"],
+            slot=slot,
         )
     except (KeyError, ValueError, UnicodeDecodeError, AttributeError):
         return None
@@ -251,11 +257,19 @@ def matches(
 class ChainVerifier:
     """Verification as a fold over the stream (pure): :meth:`feed` each row, :meth:`finish` with the head."""
 
-    def __init__(self, chain: AuditChain, anchor: Checkpoint | None, anchor_sound: bool, kept: Checkpoint | None):
+    def __init__(
+        self,
+        chain: AuditChain,
+        anchor: Checkpoint | None,
+        anchor_sound: bool,
+        kept: Checkpoint | None,
+        genesis: str = AUDIT_GENESIS,
+    ):
         self.chain = chain
         self.kept = kept
         self.problem = None if anchor_sound else "the retention anchor is malformed or its signature does not verify"
-        self.n, self.head = (anchor.n, anchor.head) if anchor is not None else GENESIS_HEAD
+        self.n, self.head = (anchor.n, anchor.head) if anchor is not None else (0, genesis)
+        self.seals: dict[int, tuple[int, str]] = {}  # slot → (n, MAC) as the last verified seal entry states
         self.first_n = self.n + 1
         self.count = 0
         self.first_bad: str | None = None
@@ -280,6 +294,8 @@ class ChainVerifier:
             self.head = "?"
             return
         self.n, self.head = stored.entry.n, stored.entry.hash
+        if stored.entry.event == SEAL_EVENT and self.first_bad is None:
+            self.seals.update(parse_seal(stored.entry.fields))
         kept = self.kept
         if kept is not None and self.cp_state is None and self.n == kept.n:
             if hmac.compare_digest(self.head, kept.head):
@@ -295,6 +311,8 @@ class ChainVerifier:
         except StoreError:
             stored_head = None
         problem = self.problem
+        if stored_head is not None and self.n == 0 and stored_head[0] == 0:
+            stored_head = (0, self.head)  # an empty chain: its head is 0:zeros in Redis whatever its genesis
         if problem is None and stored_head != (self.n, self.head):
             problem = "the head does not name the last entry (the tail was cut, or the head edited)"
         cp_state = self.cp_state
@@ -312,6 +330,180 @@ class ChainVerifier:
             problem=problem,
             checkpoint=cp_state,
         )
+
+
+# --- the trail as several chains --------------------------------------------------------------------------------
+
+_CURSOR = re.compile(r"(\d{1,20})-(\d{1,20})(?:\.(\d{1,5}))?")
+_MAIN_ORDER: Final = -1
+_MAX_ID: Final = (1 << 64) - 1  # the main chain sorts before every slot chain at the same stream id
+
+
+def parse_cursor(text: str) -> tuple[tuple[int, int], int | None] | None:
+    """A read cursor: ``<stream id>`` (an entry of the main chain) or ``<stream id>.<slot>`` (of a slot chain);
+    None if it is neither."""
+    m = _CURSOR.fullmatch(text)
+    if m is None or not valid_stream_id(f"{m[1]}-{m[2]}"):
+        return None
+    slot = None if m[3] is None else int(m[3])
+    if slot is not None and slot >= 1 << 14:
+        return None
+    return (int(m[1]), int(m[2])), slot
+
+
+def entry_cursor(entry_id: str, slot: int | None) -> str:
+    """The cursor that names an entry (:func:`parse_cursor`)."""
+    return entry_id if slot is None else f"{entry_id}.{slot}"
+
+
+class ChainMerge:
+    """Reading several chains as one sequence, ordered by (stream id, chain: the main chain first, then by slot):
+    a k-way merge (pure) over buffers the caller fills. Before each :meth:`take`, fill every chain
+    :meth:`wanted` names (from :meth:`start`), so that no chain's next entry is unknown when the least is taken."""
+
+    def __init__(self, slots: Sequence[int | None], position: tuple[tuple[int, int], int | None] | None):
+        self.order = [_MAIN_ORDER if slot is None else slot for slot in slots]
+        self.slots = list(slots)
+        self.position = position
+        self.buffers: list[list[tuple[tuple[int, int, int], StoredEntry | None]]] = [[] for _ in slots]
+        self.last_id: list[str | None] = [None] * len(slots)
+        self.done = [False] * len(slots)
+        self.reads = [0] * len(slots)
+        if position is not None and position[0] == (_MAX_ID, _MAX_ID):  # nothing can follow it (nor may XRANGE ask)
+            self.done = [self.start(i)[1] is False for i in range(len(slots))]
+
+    def wanted(self) -> list[int]:
+        return [i for i, buf in enumerate(self.buffers) if not buf and not self.done[i]]
+
+    def start(self, i: int) -> tuple[str | None, bool]:
+        """Where chain ``i`` reads on: (stream id, whether that id itself is included); None: from its start."""
+        last = self.last_id[i]
+        if last is not None:
+            return last, False
+        if self.position is None:
+            return None, False
+        (ms, seq), slot = self.position
+        # at the cursor's stream id, a chain that sorts after the cursor's own still has that entry to come
+        return f"{ms}-{seq}", self.order[i] > (_MAIN_ORDER if slot is None else slot)
+
+    def fill(self, i: int, rows: Sequence[tuple[bytes, StoredEntry | None]], count: int) -> None:
+        """Chain ``i``'s next rows, read with COUNT ``count`` (fewer: the chain is at its end)."""
+        self.reads[i] += 1
+        buf = self.buffers[i]
+        for eid, stored in rows:
+            text = eid.decode("ascii")
+            ms, _, seq = text.partition("-")
+            buf.append(((int(ms), int(seq), self.order[i]), stored))
+            self.last_id[i] = text
+        buf.reverse()  # popped from the end
+        if len(rows) < count:
+            self.done[i] = True
+
+    def take(self) -> tuple[bool, StoredEntry | None]:
+        """(False, None) at the end of every chain; else (True, the least entry: None if malformed)."""
+        best = -1
+        for i, buf in enumerate(self.buffers):
+            if buf and (best < 0 or buf[-1][0] < self.buffers[best][-1][0]):
+                best = i
+        if best < 0:
+            return False, None
+        (ms, seq, _), stored = self.buffers[best].pop()
+        self.position = (ms, seq), self.slots[best]
+        return True, stored
+
+    def at_end(self) -> bool:
+        return all(self.done) and not any(self.buffers)
+
+    def cursor(self) -> str | None:
+        if self.position is None:
+            return None
+        (ms, seq), slot = self.position
+        return entry_cursor(f"{ms}-{seq}", slot)
+
+
+# a slot chain is checked against its last seal as against a kept checkpoint: its problems, said of the seal
+_SEAL_PROBLEMS: Final = {
+    "the trail is shorter than the kept checkpoint: truncated or wiped since": (
+        "shorter than its last seal in the main chain: cut or wiped since"
+    ),
+    "the entry at the checkpoint's position differs from it": "the entry at its last seal's position differs from it",
+    "the retention anchor differs from the kept checkpoint": "its retention anchor differs from its last seal",
+}
+
+
+class TrailCheck:
+    """The verification of every chain, folded into one :class:`AuditCheck` (pure): the main chain's, and each
+    slot chain's against the last seal the main chain holds of it."""
+
+    def __init__(self, main: AuditCheck, seals: dict[int, tuple[int, str]]) -> None:
+        self.main = main
+        self.seals = seals
+        self.slots: dict[int, AuditCheck] = {}
+
+    def seal_of(self, slot: int) -> Checkpoint | None:
+        """The last seal of ``slot`` as a kept position to check its chain against (not signed: the seal entry's
+        MAC vouched for it)."""
+        sealed = self.seals.get(slot)
+        return None if sealed is None else Checkpoint(n=sealed[0], head=sealed[1], at="", kid="", signature=b"")
+
+    def add(self, slot: int, check: AuditCheck) -> None:
+        self.slots[slot] = check
+
+    def chains(self) -> list[tuple[int | None, AuditCheck]]:
+        return [(None, self.main), *sorted(self.slots.items())]
+
+    def unsealed(self) -> list[tuple[int, int, str]]:
+        """(slot, n, MAC) of each slot chain whose head moved since its last seal."""
+        return [
+            (slot, c.n, c.head)
+            for slot, c in sorted(self.slots.items())
+            if c.n > 0 and self.seals.get(slot) != (c.n, c.head)
+        ]
+
+    def result(self) -> AuditCheck:
+        main = self.main
+        problem, first_bad = main.problem, main.first_bad_id
+        for slot, c in sorted(self.slots.items()):
+            if c.problem is not None and problem is None:
+                problem = f"slot chain {slot}: {_SEAL_PROBLEMS.get(c.problem, c.problem)}"
+            if c.first_bad_id is not None and first_bad is None:
+                first_bad = entry_cursor(c.first_bad_id, slot)
+        for slot in sorted(self.seals.keys() - self.slots.keys()):
+            if problem is None:
+                problem = f"slot chain {slot}: sealed at n={self.seals[slot][0]} but gone from Redis: wiped"
+        return dataclasses.replace(
+            main,
+            ok=problem is None,
+            entries=main.entries + sum(c.entries for c in self.slots.values()),
+            problem=problem,
+            first_bad_id=first_bad,
+        )
+
+
+# --- seals: the slot chains' heads in the main chain ------------------------------------------------------------
+
+SEAL_EVENT: Final = "audit.seal"
+SEAL_SLOTS: Final = 256  # slot heads per seal entry
+
+
+def seal_fields(heads: Sequence[tuple[int, int, str]]) -> dict[str, str | int | None]:
+    """A seal entry's fields: the ``slots`` it vouches for as ``slot:n:MAC`` items, comma-separated."""
+    return {"slots": ",".join(f"{slot}:{n}:{mac}" for slot, n, mac in heads)}
+
+
+def parse_seal(fields: Mapping[str, object]) -> dict[int, tuple[int, str]]:
+    """The (n, MAC) per slot a seal entry states; nothing from a malformed one (the entry's MAC verified, so it
+    is ours: malformed only if written by another version)."""
+    text = fields.get("slots")
+    out: dict[int, tuple[int, str]] = {}
+    if not isinstance(text, str):
+        return out
+    for item in filter(None, text.split(",")):
+        slot, _, rest = item.partition(":")
+        n, _, mac = rest.partition(":")
+        if slot.isdigit() and n.isdigit() and _HEX64.fullmatch(mac):
+            out[int(slot)] = (int(n), mac)
+    return out
 
 
 def checkpoint_text(cp: Checkpoint) -> str:

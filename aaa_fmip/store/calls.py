@@ -21,6 +21,7 @@ from aaa_fmip.store import (
 from aaa_fmip.store import audit as chain
 from aaa_fmip.store.ops import (
     AUDIT_BATCH,
+    ChainRef,
     Op,
     StoreOps,
 )
@@ -152,8 +153,11 @@ class StoreCalls:
         op = self.ops.read_audit(cursor=cursor, limit=limit, since=since, until=until, event=event, spi=spi, ar=ar)
         return self.run(op, "read audit")
 
-    def read_audit_raw(self, after: str | None, count: int) -> list[chain.StoredEntry]:
-        return self.run(self.ops.read_audit_raw(after, count), "read audit")
+    def audit_chains(self) -> list[ChainRef]:
+        return self.run(self.ops.audit_chains(), "read audit")
+
+    def read_audit_raw(self, after: str | None, count: int, ref: ChainRef | None = None) -> list[chain.StoredEntry]:
+        return self.run(self.ops.read_audit_raw(after, count, ref), "read audit")
 
     def entry_verifies(self, stored: chain.StoredEntry) -> bool:
         """True if an entry read for export carries a MAC this service made, at its position and link."""
@@ -176,11 +180,11 @@ class StoreCalls:
         """The Ed25519 public key (32 octets) that verifies checkpoints, per KEK id."""
         return self.ops.chain.public_keys
 
-    def audit_exported(self) -> tuple[int, str | None, str]:
-        return self.run(self.ops.audit_exported(), "audit export")
+    def audit_exported(self, slot: int | None = None) -> tuple[int, str | None, str]:
+        return self.run(self.ops.audit_exported(slot), "audit export")
 
-    def set_audit_exported(self, n: int, entry_id: str, mac: str) -> None:
-        self.run(self.ops.set_audit_exported(n, entry_id, mac), "audit export")
+    def set_audit_exported(self, n: int, entry_id: str, mac: str, slot: int | None = None) -> None:
+        self.run(self.ops.set_audit_exported(n, entry_id, mac, slot), "audit export")
 
     def trim_audit(self, *, keep: int, now: float) -> int:
         return self.run(self.ops.trim_audit(keep=keep, now=now), "trim audit")

@@ -96,18 +96,28 @@ class RedisStore(StoreCalls):
         aconnect: Callable[[], Any] | None = None,
         write_timeout: float = 0.5,
         cluster: bool | None = None,
+        slot_chains: bool | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         """Prefer :meth:`from_url`. ``connect`` builds the redis-py client (``Redis`` or ``RedisCluster``);
         it is called on first use and again after a failed cluster bootstrap. ``aconnect`` builds an asyncio
         client of the same server (once per event loop); without it :attr:`aio` is None. ``write_timeout``:
         how long after sending an audited write the client gives up on it (its socket timeout); the write
-        carries that deadline into Redis. ``cluster`` None: learnt from the client on first use."""
+        carries that deadline into Redis. ``cluster`` None: learnt from the client on first use. ``slot_chains``:
+        whether an accepted FBU's audit entry goes to the chain of its session's hash slot (None: with a Cluster;
+        :attr:`StoreOps.slot_chains`)."""
         self._connect = connect
         self._where = where
         self._on_close = on_close
         self._cluster_known = cluster is not None
-        self.ops = StoreOps(kek, prefix=prefix, cluster=bool(cluster), write_timeout=write_timeout, clock=clock)
+        self.ops = StoreOps(
+            kek,
+            prefix=prefix,
+            cluster=bool(cluster),
+            slot_chains=slot_chains,
+            write_timeout=write_timeout,
+            clock=clock,
+        )
         self._lock = threading.Lock()
         self._audit_lock = threading.Lock()  # this process's turn for the audit chain
         self._audit_pending_lock = threading.Lock()
@@ -128,6 +138,7 @@ class RedisStore(StoreCalls):
         prefix: str = "fmip",
         socket_timeout: float = 0.5,
         replay_policy: ReplayDurabilityPolicy | None = None,
+        slot_chains: bool | None = None,
         **kw: Any,
     ) -> RedisStore:
         """A store for ``url`` (forms in :mod:`aaa_fmip.store.urls`); ``kw`` goes to the redis-py client.
@@ -162,6 +173,7 @@ class RedisStore(StoreCalls):
             aconnect=c.aconnect,
             write_timeout=socket_timeout,
             cluster=c.cluster,
+            slot_chains=slot_chains,
         )
         store.durability = monitor
         if monitor is not None and monitor.policy.wait_replicas:

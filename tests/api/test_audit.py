@@ -55,7 +55,7 @@ def test_every_step_is_recorded_without_key_material(deployment: Deployment, act
     events = [e["event"] for e in entries]
     assert events == ["session.created", "hk.issued", "fbu.verified", "fbu.rejected", "session.revoked"]
     for entry in entries:
-        assert set(entry) == {"id", "n", "at", "event", "fields", "prev", "hash", "kid"}
+        assert set(entry) == {"id", "n", "at", "event", "fields", "prev", "hash", "kid", "slot"}
         assert dt.datetime.fromisoformat(entry["at"]).tzinfo is not None
     assert [e["prev"] for e in entries[1:]] == [e["hash"] for e in entries[:-1]]
     created, issued, accepted, rejected, _revoked = entries

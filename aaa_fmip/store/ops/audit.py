@@ -13,7 +13,20 @@ from aaa_fmip.store import (
 )
 from aaa_fmip.store import audit as chain
 from aaa_fmip.store import scripts as lua
-from aaa_fmip.store.ops.base import AUDIT_APPEND_ATTEMPTS, AUDIT_SCAN_LIMIT, Arg, Command, KeySchema, Op, Script, _b
+from aaa_fmip.store.ops.base import (
+    AUDIT_APPEND_ATTEMPTS,
+    AUDIT_SCAN_LIMIT,
+    Arg,
+    ChainRef,
+    Command,
+    KeySchema,
+    Op,
+    Pipeline,
+    Script,
+    T,
+    _b,
+)
+from aaa_fmip.store.slots import SLOTS
 
 
 class AuditOps(KeySchema):
@@ -54,11 +67,26 @@ class AuditOps(KeySchema):
         """Append pending entries (consecutive in the chain) in one script call when the head is as expected."""
         yield from self.audited(lua.AUDIT_APPEND, [], [], items, None)
 
-    def _xrange(self, after: str | None, count: int) -> Op[list[tuple[bytes, dict[bytes, bytes]]]]:
-        start = "-" if after is None else f"({after}"
+    # --- the chains --------------------------------------------------------------------------------------
+
+    def audit_chains(self) -> Op[list[ChainRef]]:
+        """The main chain, then every slot chain that has a head in Redis, in slot order (one GET per slot, in
+        one pipeline, only once the slot-chains marker is set: a trail without slot chains costs one call)."""
+        main = self.main_chain()
+        if not (yield Command(("EXISTS", self.slot_chains_marker_key()))):
+            return [main]
+        refs = [self.slot_chain(slot) for slot in range(SLOTS)]
+        replies = yield Pipeline(tuple(Command(("GET", ref.head)) for ref in refs))
+        return [main, *(ref for ref, raw in zip(refs, replies, strict=True) if raw is not None)]
+
+    def _xrange(
+        self, after: str | None, count: int, ref: ChainRef | None = None, *, inclusive: bool = False
+    ) -> Op[list[tuple[bytes, dict[bytes, bytes]]]]:
+        stream = self.audit_stream_key() if ref is None else ref.stream
+        start = "-" if after is None else after if inclusive else f"({after}"
         return cast(
             list[tuple[bytes, dict[bytes, bytes]]],
-            (yield Command(("XRANGE", self.audit_stream_key(), start, "+", "COUNT", count))),
+            (yield Command(("XRANGE", stream, start, "+", "COUNT", count))),
         )
 
     def read_audit(
@@ -72,69 +100,117 @@ class AuditOps(KeySchema):
         spi: int | None = None,
         ar: str | None = None,
     ) -> Op[tuple[list[AuditEntry], str | None]]:
-        """Audit entries in append order matching every given filter (``since <= at < until``; ``spi`` and
+        """Audit entries in stream order matching every given filter (``since <= at < until``; ``spi`` and
         ``ar`` match the fields of those names), at most ``limit``; returns them and the cursor to continue
-        with, or None at the end of the stream. A call examines at most 10 000 entries, so a selective filter
-        can return fewer than ``limit`` entries (even none) together with a cursor. ValueError for a cursor
-        that is no stream id."""
+        with, or None at the end of the trail. With slot chains the chains are merged by stream id (ties: the
+        main chain first, then by slot); a cursor then names the chain too (``<stream id>.<slot>``). A call
+        examines at most 10 000 entries, so a selective filter can return fewer than ``limit`` entries (even
+        none) together with a cursor. ValueError for a cursor that is no such position."""
         if limit <= 0:
             raise ValueError("limit must be positive")
-        if cursor is not None and not chain.valid_stream_id(cursor):
+        position = None if cursor is None else chain.parse_cursor(cursor)
+        if cursor is not None and position is None:
             raise ValueError("invalid audit cursor")
-        out: list[AuditEntry] = []
-        after = cursor
-        scanned = 0
+        refs = yield from self.audit_chains()
+        merge = chain.ChainMerge([ref.slot for ref in refs], position)
         batch = min(max(limit, 100), 1000)
+        first = max(2, min(batch, 2 * limit // len(refs) + 1))  # the first read of each chain: a share of the page
+        out: list[AuditEntry] = []
+        scanned = 0
         while True:
-            rows = yield from self._xrange(after, batch)
-            for i, (eid, raw) in enumerate(rows):
-                scanned += 1
-                parsed = chain.parse_entry(eid, raw)
-                after = eid.decode("ascii")
-                at_end = len(rows) < batch and i == len(rows) - 1
-                if parsed is not None and chain.matches(parsed.entry, since, until, event, spi, ar):
-                    out.append(parsed.entry)
-                    if len(out) == limit:
-                        return out, None if at_end else after
-                if scanned >= AUDIT_SCAN_LIMIT:
-                    return out, None if at_end else after
-            if len(rows) < batch:
+            wanted = merge.wanted()
+            if wanted:
+                calls = []
+                for i in wanted:
+                    after, inclusive = merge.start(i)
+                    count = first if merge.reads[i] == 0 else batch
+                    calls.append(self._xrange(after, count, refs[i], inclusive=inclusive))
+                replies = yield from _together(calls)
+                for i, rows in zip(wanted, replies, strict=True):
+                    count = first if merge.reads[i] == 0 else batch
+                    merge.fill(i, [(eid, chain.parse_entry(eid, raw, refs[i].slot)) for eid, raw in rows], count)
+            more, parsed = merge.take()
+            if not more:
                 return out, None
+            scanned += 1
+            if parsed is not None and chain.matches(parsed.entry, since, until, event, spi, ar):
+                out.append(parsed.entry)
+                if len(out) == limit:
+                    return out, None if merge.at_end() else merge.cursor()
+            if scanned >= AUDIT_SCAN_LIMIT:
+                return out, None if merge.at_end() else merge.cursor()
 
-    def read_audit_raw(self, after: str | None, count: int) -> Op[list[chain.StoredEntry]]:
-        """Up to ``count`` entries after stream id ``after`` (None: from the start), with the texts their MAC
-        covers, for export. Malformed entries are skipped."""
-        rows = yield from self._xrange(after, count)
-        return [s for s in (chain.parse_entry(eid, raw) for eid, raw in rows) if s is not None]
+    def read_audit_raw(self, after: str | None, count: int, ref: ChainRef | None = None) -> Op[list[chain.StoredEntry]]:
+        """Up to ``count`` entries of one chain (default: the main chain) after stream id ``after`` (None: from
+        the start), with the texts their MAC covers, for export. Malformed entries are skipped."""
+        slot = None if ref is None else ref.slot
+        rows = yield from self._xrange(after, count, ref)
+        return [s for s in (chain.parse_entry(eid, raw, slot) for eid, raw in rows) if s is not None]
 
-    def verify_audit(self, checkpoint: Checkpoint | None = None) -> Op[AuditCheck]:
-        """Check the whole chain (:class:`~aaa_fmip.store.audit.ChainVerifier`), from genesis or from the
-        retention anchor, against ``checkpoint`` too when given (its signature must verify: else CryptoError)."""
-        if checkpoint is not None:
-            self.chain.check(checkpoint)
-        anchor, sound = self.chain.anchor_of((yield Command(("GET", self.audit_anchor_key()))))
-        verifier = chain.ChainVerifier(self.chain, anchor, sound, checkpoint)
+    def _verify_chain(
+        self, ref: ChainRef, kept: Checkpoint | None
+    ) -> Op[tuple[AuditCheck, dict[int, tuple[int, str]]]]:
+        """One chain checked from genesis or its retention anchor (:class:`~aaa_fmip.store.audit.ChainVerifier`),
+        against ``kept`` too (a checkpoint, or for a slot chain its last seal); its head is read after its entries
+        (an entry appended meanwhile is not taken for a cut tail)."""
+        anchor, sound = self.chain.anchor_of((yield Command(("GET", ref.anchor))))
+        verifier = chain.ChainVerifier(self.chain, anchor, sound, kept, ref.genesis)
         after: str | None = None
         while True:
-            rows = yield from self._xrange(after, 1000)
+            rows = yield from self._xrange(after, 1000, ref)
             for eid, raw in rows:
                 after = eid.decode("ascii")
-                verifier.feed(after, chain.parse_entry(eid, raw))
+                verifier.feed(after, chain.parse_entry(eid, raw, ref.slot))
             if len(rows) < 1000:
                 break
-        return verifier.finish((yield Command(("GET", self.audit_head_key()))))
+        return verifier.finish((yield Command(("GET", ref.head)))), verifier.seals
+
+    def _verify_all(self, checkpoint: Checkpoint | None) -> Op[chain.TrailCheck]:
+        if checkpoint is not None:
+            self.chain.check(checkpoint)
+        refs = yield from self.audit_chains()
+        trail = chain.TrailCheck(*(yield from self._verify_chain(refs[0], checkpoint)))
+        for ref in refs[1:]:
+            assert ref.slot is not None
+            check, _ = yield from self._verify_chain(ref, trail.seal_of(ref.slot))
+            trail.add(ref.slot, check)
+        return trail
+
+    def verify_audit(self, checkpoint: Checkpoint | None = None) -> Op[AuditCheck]:
+        """Check the whole trail: the main chain from genesis or from its retention anchor, against ``checkpoint``
+        too when given (its signature must verify: else CryptoError), and every slot chain, each against the last
+        seal the main chain holds of it (a slot chain cut or wiped below its seal is found; ``n``, ``head`` and
+        ``first_n`` are the main chain's, ``entries`` counts every chain)."""
+        trail = yield from self._verify_all(checkpoint)
+        return trail.result()
 
     def checkpoint(self, *, now: float) -> Op[Checkpoint]:
-        """Verify the chain, then sign its current head; StoreError naming the problem if it fails (a
+        """Verify the trail, seal the slot chains' heads into the main chain (where they moved since their last
+        seal), verify again, then sign the main chain's head; StoreError naming the problem if it fails (a
         checkpoint must never vouch for a broken trail)."""
-        check = yield from self.verify_audit()
+        trail = yield from self._verify_all(None)
+        check = trail.result()
         if not check.ok:
             raise StoreError(f"the audit trail does not verify: {check.problem}")
+        unsealed = trail.unsealed()
+        if unsealed:
+            items = [
+                (chain.SEAL_EVENT, chain.seal_fields(unsealed[i : i + chain.SEAL_SLOTS]), now)
+                for i in range(0, len(unsealed), chain.SEAL_SLOTS)
+            ]
+            yield from self.append_audits(chain.pending(items))
+            check = yield from self.verify_audit()
+            if not check.ok:
+                raise StoreError(f"the audit trail does not verify: {check.problem}")
         return self.chain.sign(check.n, check.head, now)
 
-    def audit_exported(self) -> Op[tuple[int, str | None, str]]:
-        """(n, stream id, MAC) of the last entry an exporter confirmed as kept outside Redis."""
-        raw = _b((yield Command(("GET", self.audit_exported_key()))))
+    def audit_exported(self, slot: int | None = None) -> Op[tuple[int, str | None, str]]:
+        """(n, stream id, MAC) of the last entry of a chain (default: the main chain) an exporter confirmed as
+        kept outside Redis."""
+        if slot is None:
+            raw = _b((yield Command(("GET", self.audit_exported_key()))))
+        else:
+            raw = _b((yield Command(("HGET", self.audit_exported_slots_key(), str(slot)))))
         if raw is None:
             return 0, None, chain.GENESIS_HEAD[1]
         n_text, _, rest = raw.decode("ascii", "replace").partition(":")
@@ -143,29 +219,42 @@ class AuditOps(KeySchema):
             raise StoreError("the audit export position in Redis is malformed")
         return int(n_text), eid, mac
 
-    def set_audit_exported(self, n: int, entry_id: str, mac: str) -> Op[None]:
-        """Record that every entry up to position ``n`` (stream id ``entry_id``, MAC ``mac``) is kept outside."""
+    def set_audit_exported(self, n: int, entry_id: str, mac: str, slot: int | None = None) -> Op[None]:
+        """Record that every entry of a chain up to position ``n`` (stream id ``entry_id``, MAC ``mac``) is kept
+        outside."""
         if not chain.valid_stream_id(entry_id) or not chain.valid_mac(mac):
             raise ValueError("invalid stream id or MAC")
-        yield Command(("SET", self.audit_exported_key(), f"{n}:{entry_id}:{mac}"))
+        value = f"{n}:{entry_id}:{mac}"
+        if slot is None:
+            yield Command(("SET", self.audit_exported_key(), value))
+        else:
+            yield Command(("HSET", self.audit_exported_slots_key(), str(slot), value))
 
     def trim_audit(self, *, keep: int, now: float) -> Op[int]:
-        """Retention: drop the oldest entries beyond the newest ``keep``, only entries already exported, leaving
-        the signed checkpoint of the last one dropped as the anchor verification goes on from. Refuses
-        (StoreError) on a trail that does not verify. Returns how many entries were dropped."""
+        """Retention: in each chain, drop the oldest entries beyond its newest ``keep``, only entries already
+        exported, leaving the signed checkpoint of the last one dropped as the anchor verification goes on from.
+        Refuses (StoreError) on a trail that does not verify. Returns how many entries were dropped."""
         if keep < 1:
             raise ValueError("keep must be at least 1")
-        exported_n, _, _ = yield from self.audit_exported()
-        check = yield from self.verify_audit()
+        trail = yield from self._verify_all(None)
+        check = trail.result()
         if not check.ok:
             raise StoreError(f"the audit trail does not verify, not trimming: {check.problem}")
-        cut_n = min(exported_n, check.n - keep)  # the last position to drop
-        if cut_n < check.first_n:
+        dropped = 0
+        for slot, verified in trail.chains():
+            ref = self.main_chain() if slot is None else self.slot_chain(slot)
+            exported_n, _, _ = yield from self.audit_exported(slot)
+            dropped += yield from self._trim_chain(ref, min(exported_n, verified.n - keep), verified.first_n, now)
+        return dropped
+
+    def _trim_chain(self, ref: ChainRef, cut_n: int, first_n: int, now: float) -> Op[int]:
+        """Drop a verified chain's entries up to position ``cut_n`` (its first retained one is ``first_n``)."""
+        if cut_n < first_n:
             return 0
-        skip = cut_n - check.first_n  # entries before the one at cut_n (the verified chain has no gaps)
+        skip = cut_n - first_n  # entries before the one at cut_n (the verified chain has no gaps)
         after: str | None = None
         while True:
-            rows = yield from self.read_audit_raw(after, min(1000, skip + 2))
+            rows = yield from self.read_audit_raw(after, min(1000, skip + 2), ref)
             if len(rows) > skip + 1:
                 cut, kept = rows[skip].entry, rows[skip + 1].entry
                 break
@@ -176,8 +265,24 @@ class AuditOps(KeySchema):
         if cut.n != cut_n or kept.n != cut_n + 1:
             raise StoreError("the audit trail changed while trimming; try again")
         anchor = chain.checkpoint_text(self.chain.sign(cut.n, cut.hash, now))
-        keys = (self.audit_stream_key(), self.audit_anchor_key())
-        return int((yield Script(lua.AUDIT_TRIM, keys, (kept.id, anchor))))
+        return int((yield Script(lua.AUDIT_TRIM, (ref.stream, ref.anchor), (kept.id, anchor))))
+
+
+def _together(ops: list[Op[T]]) -> Op[list[T]]:
+    """Several one-call operations sent as one pipeline (each must yield exactly one call)."""
+    if len(ops) == 1:
+        return [(yield from ops[0])]
+    calls = [next(op) for op in ops]
+    replies = yield Pipeline(tuple(cast(Command | Script, c) for c in calls))
+    out = []
+    for op, reply in zip(ops, replies, strict=True):
+        try:
+            op.send(reply)
+        except StopIteration as done:
+            out.append(done.value)
+        else:
+            raise AssertionError("a pipelined operation made a second call")
+    return out
 
 
 # --- reply helpers ----------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from collections.abc import Callable, Generator, Mapping
 from ipaddress import IPv6Address
 from typing import Any, Final, TypeVar, cast
 
+from aaa_fmip.crypto.audit import AUDIT_GENESIS, slot_genesis
 from aaa_fmip.crypto.wrap import KekRing
 from aaa_fmip.errors import ConfigError, StoreError, StoreUnavailable
 from aaa_fmip.store import (
@@ -19,6 +20,7 @@ from aaa_fmip.store import (
     valid_prefix,
 )
 from aaa_fmip.store import audit as chain
+from aaa_fmip.store.slots import slot_tag
 
 T = TypeVar("T")
 Arg = str | int | bytes | float
@@ -74,6 +76,24 @@ class VerifyCommit:
     accepted: AuditItem | None
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class ChainRef:
+    """One chain of the audit trail and its keys: the main chain (``slot`` None: every entry that is not an FBU
+    verification's, and those too without slot chains) or the slot chain of a hash slot (docs/performance.md,
+    "Slot chains"). ``genesis``: the ``prev`` of its first entry."""
+
+    slot: int | None
+    head: str
+    stream: str
+    anchor: str
+    genesis: str
+
+    @property
+    def name(self) -> str:
+        """How messages and export lines name the chain: "main" or "slot N"."""
+        return "main" if self.slot is None else f"slot {self.slot}"
+
+
 CommitResult = tuple[ReplayOutcome | None, bool]
 
 RedisCall = Command | Script | Pipeline
@@ -98,6 +118,7 @@ class KeySchema:
         *,
         prefix: str = DEFAULT_PREFIX,
         cluster: bool = False,
+        slot_chains: bool | None = None,
         write_timeout: float = 0.5,
         clock: Callable[[], float],
     ) -> None:
@@ -108,6 +129,11 @@ class KeySchema:
         self.kek = kek
         self.p = prefix
         self.cluster = cluster
+        self.slot_chains_setting = slot_chains  # None: on with a Cluster (``store.slot_chains``)
+        self.slot_chains_marked = False  # whether this process has set the slot-chains marker
+        self._slot_chains: dict[int, ChainRef] = {}
+        if self.slot_chains:
+            slot_tag(0)  # the table of tags is built once per process: now, not in the first FBU's time
         self.write_timeout = write_timeout
         self.clock = clock
         self.clock_offset: float | None = None  # Redis TIME minus local time, seconds
@@ -119,7 +145,14 @@ class KeySchema:
     def verify_audits_inline(self) -> bool:
         """Whether :meth:`verify_commit` writes the verdict's audit entry itself (no slots, no WAIT), so that
         it must run in this process's turn for the audit chain."""
-        return not self.cluster and self.replay_wait is None
+        return self.replay_wait is None and (not self.cluster or self.slot_chains)
+
+    @property
+    def slot_chains(self) -> bool:
+        """Whether an accepted FBU's audit entry goes to the slot chain of its session's hash slot (one script,
+        on a Cluster as elsewhere; several writers then rarely meet at one head) instead of the main chain."""
+        setting = self.slot_chains_setting
+        return self.cluster if setting is None else setting
 
     # --- key names ---------------------------------------------------------------------------------------
 
@@ -173,6 +206,26 @@ class KeySchema:
 
     def audit_exported_key(self) -> str:
         return f"{self.p}:{{audit}}:exported"
+
+    def audit_exported_slots_key(self) -> str:
+        """Hash: slot → how far its chain was exported (``n:stream id:MAC``)."""
+        return f"{self.p}:{{audit}}:exported-slots"
+
+    def slot_chains_marker_key(self) -> str:
+        """Set before the first slot-chain entry is written: whole-trail operations then read the slot chains."""
+        return f"{self.p}:{{audit}}:slot-chains"
+
+    def main_chain(self) -> ChainRef:
+        return ChainRef(None, self.audit_head_key(), self.audit_stream_key(), self.audit_anchor_key(), AUDIT_GENESIS)
+
+    def slot_chain(self, slot: int) -> ChainRef:
+        """The chain whose keys share ``slot`` with the sessions hashed there (:mod:`aaa_fmip.store.slots`)."""
+        ref = self._slot_chains.get(slot)
+        if ref is None:
+            base = f"{self.p}:{{{slot_tag(slot)}}}:audit"
+            ref = ChainRef(slot, f"{base}-head", f"{base}-stream", f"{base}-anchor", slot_genesis(slot))
+            self._slot_chains[slot] = ref
+        return ref
 
     # --- deadlines ---------------------------------------------------------------------------------------
 

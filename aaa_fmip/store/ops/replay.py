@@ -27,6 +27,7 @@ from aaa_fmip.store.ops.base import (
     _verdict,
     _verify_outcome,
 )
+from aaa_fmip.store.slots import slot_of
 
 
 class ReplayOps(AuditOps):
@@ -103,52 +104,58 @@ class ReplayOps(AuditOps):
         return outcome, False
 
     def verify_commit_many(self, commits: Sequence[VerifyCommit]) -> Op[list[CommitResult | BaseException]]:
-        """Several FBU verifications, each one script (no slots, no WAIT) that writes an accepted verdict's audit
-        entry with its replay state, pipelined in one round trip: each script's entry is chained onto the head the
-        previous one leaves when it accepts (the common case). A verdict other than accepted writes nothing (its
-        entry is the caller's, as on a Cluster). A script whose head is not the expected one (the previous FBU was
-        not accepted, or another writer appended meanwhile) writes nothing and is sent again, chained onto the
-        head Redis reported. Results in order; a script past its deadline gives StoreUnavailable for that
-        verification alone. The caller holds this process's turn for the audit chain."""
+        """Several FBU verifications, each one script (no WAIT) that writes an accepted verdict's audit entry with
+        its replay state, pipelined in one round trip (on a Cluster, one per node, the nodes in parallel). The
+        entry goes to the main chain, or with :attr:`slot_chains` to the chain of the record's hash slot. Each
+        script's entry is chained onto the head the previous one of its chain leaves when it accepts (the common
+        case). A verdict other than accepted writes nothing (its entry is the caller's, as on a Cluster without
+        slot chains). A script whose head is not the expected one (the previous FBU was not accepted, or another
+        writer appended meanwhile) writes nothing and is sent again, chained onto the head Redis reported.
+        Results in order; a script past its deadline gives StoreUnavailable for that verification alone. The
+        caller holds this process's turn for the audit chain."""
         prepared = []
         for c in commits:
             if c.accepted is None:
                 raise ValueError("a commit with its entry needs the accepted verdict's entry")
-            prepared.append((c, *self._verify_args(c), chain.pending([c.accepted])))
+            ref = self.slot_chain(slot_of(c.record_key)) if self.slot_chains else self.main_chain()
+            prepared.append((c, *self._verify_args(c), chain.pending([c.accepted]), ref))
+        if self.slot_chains and not self.slot_chains_marked:
+            yield Command(("SET", self.slot_chains_marker_key(), "1"))
+            self.slot_chains_marked = True
+        if not self.slot_chains and self.chain.head_hint is None:
+            self.chain.head_hint = chain.parse_head((yield Command(("GET", self.audit_head_key()))))
         results: list[CommitResult | BaseException | None] = [None] * len(commits)
         todo = list(range(len(commits)))
-        head = self.chain.head_hint
-        if head is None:
-            head = chain.parse_head((yield Command(("GET", self.audit_head_key()))))
-        keys_of_chain = (self.audit_head_key(), self.audit_stream_key())
         for _ in range(AUDIT_APPEND_ATTEMPTS):
             at = yield from self.server_deadline(None)
             calls: list[Command | Script] = []
             heads_after: list[tuple[int, str]] = []
-            expected = head
+            expected_of: dict[int | None, tuple[int, str]] = {}  # per chain, the head the batch leaves so far
             for i in todo:
-                commit, record_key, replay_keys, replay_args, entry = prepared[i]
-                entry_args, _, chained = self.chain.append_args(entry, expected)
+                commit, record_key, replay_keys, replay_args, entry, ref = prepared[i]
+                expected = expected_of.get(ref.slot) or self._head_hint(ref.slot)
+                entry_args, _, chained = self.chain.append_args(entry, expected, ref.genesis)
                 calls.append(
                     Script(
                         lua.VERIFY_AUDITED,
-                        (*keys_of_chain, record_key, *replay_keys),
+                        (ref.head, ref.stream, record_key, *replay_keys),
                         (at, chain.head_value(expected), commit.digest, *replay_args, *entry_args),
                     )
                 )
-                expected = (chained[0][0], chained[0][2])
-                heads_after.append(expected)
+                expected_of[ref.slot] = (chained[0][0], chained[0][2])
+                heads_after.append(expected_of[ref.slot])
             replies = yield (calls[0] if len(calls) == 1 else Pipeline(tuple(calls)))
             if len(calls) == 1:
                 replies = [replies]
             again: list[int] = []
             for i, after, reply in zip(todo, heads_after, replies, strict=True):
+                slot = prepared[i][5].slot
                 if not isinstance(reply, list) or not reply or not isinstance(reply[0], int):
                     raise StoreError("unexpected FBU-verification reply from Redis")
                 if reply[0] == -1:
                     results[i] = StoreUnavailable("the FBU verification reached Redis after its deadline; not written")
                 elif reply[0] == 0 and len(reply) == 2:
-                    head = chain.parse_head(reply[1])  # what Redis holds now: chain the retry onto it
+                    self._set_head_hint(slot, chain.parse_head(reply[1]))  # what Redis holds: chain the retry on it
                     again.append(i)
                 elif reply[0] == 4 and len(reply) == 2:
                     results[i] = (_verdict(reply[1]), False)  # not accepted: nothing written
@@ -157,13 +164,24 @@ class ReplayOps(AuditOps):
                     if outcome is not None:
                         if outcome != "accepted":
                             raise StoreError("unexpected FBU-verification reply from Redis")
-                        head = after
+                        self._set_head_hint(slot, after)
                     results[i] = (outcome, outcome is not None)
-            self.chain.head_hint = head
             if not again:
                 return [r for r in results if r is not None]
             todo = again
         raise StoreError(f"audit append lost {AUDIT_APPEND_ATTEMPTS} races in a row; try again")
+
+    def _head_hint(self, slot: int | None) -> tuple[int, str]:
+        """The head this process last saw of a chain (an unknown slot chain: empty; a wrong guess costs a retry)."""
+        if slot is None:
+            return self.chain.head_hint or chain.GENESIS_HEAD
+        return self.chain.slot_heads.get(slot, chain.GENESIS_HEAD)
+
+    def _set_head_hint(self, slot: int | None, head: tuple[int, str]) -> None:
+        if slot is None:
+            self.chain.head_hint = head
+        else:
+            self.chain.slot_heads[slot] = head
 
     def verify_slot_many(self, commits: Sequence[VerifyCommit]) -> Op[list[CommitResult]]:
         """Several FBU verifications where the audit entry cannot go with the script (a Cluster, no WAIT): each

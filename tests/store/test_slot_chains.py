@@ -1,0 +1,264 @@
+"""Slot chains (``store.slot_chains``): an accepted FBU's audit entry goes to the chain of its session's hash slot, in
+the one script that also checks liveness and replay; everything else stays in the main chain. Checked on one
+redis-server (slot chains switched on) and on a 3-node Cluster (on by default there): where the entries land,
+that reads merge the chains, that checkpoints seal them (a slot chain cut or wiped below its seal is found), that
+an entry cannot be moved between chains, and that export and retention follow every chain."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from aaa_fmip.audit_export import AuditExporter, JsonLinesSink, verify_export
+from aaa_fmip.crypto.audit import slot_genesis
+from aaa_fmip.crypto.wrap import KekRing
+from aaa_fmip.service import HandoverKeyService
+from aaa_fmip.store import AuditEntry
+from aaa_fmip.store.ops import ChainRef, Command, Op
+from aaa_fmip.store.redis import RedisStore
+from aaa_fmip.store.slots import SLOTS, slot_of, slot_tag
+from tests.store.conftest import StoreFactory
+from tests.test_fbu_cache import session_request, verify_at_once
+from tests.test_service import AAA, AR1, AUDITOR, PAR1, PCOA, Clock, fbu_for, new_mn
+
+Node = tuple[bytes, bytes]
+
+
+def test_every_slot_has_a_tag_that_hashes_to_it() -> None:
+    assert all(slot_of(f"x:{{{slot_tag(slot)}}}:audit-head") == slot for slot in range(SLOTS))
+    assert len({slot_tag(slot) for slot in range(SLOTS)}) == SLOTS
+    assert len({slot_genesis(slot) for slot in range(SLOTS)}) == SLOTS
+
+
+@pytest.fixture(params=["redis", "cluster"])
+def service(request: pytest.FixtureRequest, make_store: StoreFactory) -> Iterator[HandoverKeyService]:
+    if request.param == "redis":
+        store = make_store(request.getfixturevalue("redis_server").url, slot_chains=True)
+    else:
+        store = make_store(request.getfixturevalue("redis_cluster").url)  # on by default on a Cluster
+    yield HandoverKeyService(store, clock=Clock())
+
+
+def call(store: RedisStore, *args: str | int) -> Any:
+    """One raw command, sent to the node of its key: what anyone who can write to Redis can do."""
+
+    def op() -> Op[Any]:
+        return (yield Command(args))
+
+    return store.run(op(), "test")
+
+
+def rewrite(store: RedisStore, stream: str, rows: list[tuple[bytes, dict[bytes, bytes]]]) -> None:
+    """Replace a stream by ``rows`` (Redis has no in-place edit: delete and add again with the same ids)."""
+    call(store, "DEL", stream)
+    for entry_id, fields in rows:
+        call(store, "XADD", stream, entry_id.decode(), *[x for kv in fields.items() for x in kv])
+
+
+def verify(service: HandoverKeyService, node: Node, sequence: int) -> str:
+    verdict = service.verify_fbu(AR1, source=PCOA, destination=PAR1, mh=fbu_for(*node, PAR1, sequence))
+    return verdict.verdict if verdict.valid else f"rejected:{verdict.reason}"
+
+
+def sessions(service: HandoverKeyService, count: int) -> tuple[list[Node], list[int]]:
+    """``count`` sessions whose records lie in distinct hash slots, and those slots (one more is made for each
+    that lands in a slot already taken: :func:`created` counts them all)."""
+    nodes: list[Node] = []
+    slots: list[int] = []
+    while len(nodes) < count:
+        node = new_mn()
+        info = service.ingest_session(AAA, session_request(f"u{len(nodes)}", *node))
+        slot = slot_of(service.store.ops.session_key(info.hmk_name))
+        if slot not in slots:
+            nodes.append(node)
+            slots.append(slot)
+    return nodes, slots
+
+
+def chain_of(store: RedisStore, slot: int) -> ChainRef:
+    return store.ops.slot_chain(slot)
+
+
+def created(service: HandoverKeyService) -> int:
+    """How many sessions were made (their entries are in the main chain)."""
+    return sum(e.event == "session.created" for e in everything(service))
+
+
+def everything(service: HandoverKeyService) -> list[AuditEntry]:
+    entries, cursor = service.read_audit(AUDITOR, limit=1000)
+    assert cursor is None
+    return entries
+
+
+def test_accepted_fbus_go_to_their_slot_chains_the_rest_to_the_main_chain(service: HandoverKeyService) -> None:
+    store = service.store
+    assert store.ops.slot_chains
+    nodes, slots = sessions(service, 3)
+    for node in nodes:
+        assert verify(service, node, 1) == "accepted"
+        assert verify(service, node, 2) == "accepted"
+    assert verify(service, nodes[0], 2) == "retransmission"
+    assert verify(service, nodes[0], 1) == "rejected:replay"
+    for slot in slots:
+        ref = chain_of(store, slot)
+        rows = call(store, "XRANGE", ref.stream, "-", "+")
+        assert [r[1][b"n"] for r in rows] == [b"1", b"2"]
+        assert rows[0][1][b"prev"].decode() == slot_genesis(slot)  # each slot chain starts from its own genesis
+        assert call(store, "GET", ref.head).decode().startswith("2:")
+    entries = everything(service)
+    accepted = [e for e in entries if e.event == "fbu.verified" and e.fields["verdict"] == "accepted"]
+    assert len(accepted) == 6 and {e.slot for e in accepted} == set(slots)
+    others = [e for e in entries if e not in accepted]
+    assert all(e.slot is None for e in others)
+    assert [e.event for e in others if e.event.startswith("fbu.")] == ["fbu.verified", "fbu.rejected"]
+    check = store.verify_audit()
+    assert check.ok, check.problem
+    assert check.entries == len(entries) and check.n == len(others)  # n: the main chain's position
+
+
+def test_verifications_at_once_chain_per_slot(service: HandoverKeyService) -> None:
+    """Verifications waiting together go in one pipeline; two of one session chain onto each other in its slot
+    chain, the others each onto their own."""
+    nodes, slots = sessions(service, 4)
+    for node in nodes:  # cache every session: then the verifications reach the commit in the order sent
+        assert verify(service, node, 1) == "accepted"
+    fbus = [fbu_for(*node, PAR1, 2) for node in nodes] + [fbu_for(*nodes[0], PAR1, 3)]
+    verdicts = verify_at_once(service, fbus)
+    assert [v.verdict for v in verdicts] == ["accepted"] * 5
+    heads = [call(service.store, "GET", chain_of(service.store, slot).head).decode() for slot in slots]
+    assert [h.split(":")[0] for h in heads] == ["3", "2", "2", "2"]
+    assert service.store.verify_audit().ok
+
+
+def test_reads_merge_the_chains_in_stream_order_and_page_on(service: HandoverKeyService) -> None:
+    nodes, _ = sessions(service, 3)
+    for sequence in (1, 2, 3):
+        for node in nodes:
+            assert verify(service, node, sequence) == "accepted"
+    whole = everything(service)
+    assert len(whole) == created(service) + 9  # the sessions created, nine FBUs accepted
+    keys = [(*map(int, e.id.split("-")), -1 if e.slot is None else e.slot) for e in whole]
+    assert keys == sorted(keys) and len(set(keys)) == len(keys)
+    paged: list[AuditEntry] = []
+    cursor: str | None = None
+    while True:
+        page, cursor = service.read_audit(AUDITOR, limit=2, cursor=cursor)
+        paged += page
+        if cursor is None:
+            break
+        if page[-1].slot is not None:
+            assert cursor == f"{page[-1].id}.{page[-1].slot}"
+    assert paged == whole
+    only, _ = service.read_audit(AUDITOR, event="fbu.verified", limit=1000)
+    assert len(only) == 9 and all(e.slot is not None for e in only)
+
+
+def test_checkpoint_seals_the_slot_chains_and_a_cut_below_a_seal_is_found(service: HandoverKeyService) -> None:
+    store = service.store
+    nodes, slots = sessions(service, 2)
+    for sequence in (1, 2, 3):
+        for node in nodes:
+            assert verify(service, node, sequence) == "accepted"
+    kept = store.checkpoint(now=5000.0)
+    seals = [e for e in everything(service) if e.event == "audit.seal"]
+    assert len(seals) == 1 and seals[0].slot is None
+    stated = dict(item.split(":", 1) for item in str(seals[0].fields["slots"]).split(","))
+    assert set(stated) == {str(s) for s in slots} and all(v.startswith("3:") for v in stated.values())
+    assert store.checkpoint(now=5001.0).n == kept.n  # nothing moved: no new seal
+    assert store.verify_audit(kept).checkpoint == "matches"
+    # cut the newest entry of one slot chain and move its head back: consistent in Redis, but below the seal
+    ref = chain_of(store, slots[0])
+    rows = call(store, "XRANGE", ref.stream, "-", "+")
+    call(store, "XDEL", ref.stream, rows[-1][0].decode())
+    call(store, "SET", ref.head, f"2:{rows[1][1][b'mac'].decode()}")
+    check = store.verify_audit()
+    assert not check.ok
+    assert check.problem == f"slot chain {slots[0]}: shorter than its last seal in the main chain: cut or wiped since"
+    # wipe another slot chain altogether
+    other = chain_of(store, slots[1])
+    call(store, "DEL", other.stream)
+    call(store, "DEL", other.head)
+    assert service.store.audit_chains()[1:] == [ref]  # no longer seen as a chain at all
+    problems = store.verify_audit().problem
+    assert problems is not None and problems.startswith(f"slot chain {slots[0]}:")
+    rewrite(store, ref.stream, rows)  # the cut chain put back as it was
+    call(store, "SET", ref.head, f"3:{rows[-1][1][b'mac'].decode()}")
+    assert store.verify_audit().problem == f"slot chain {slots[1]}: sealed at n=3 but gone from Redis: wiped"
+
+
+def test_an_entry_moved_to_another_slot_chain_does_not_verify(service: HandoverKeyService) -> None:
+    store = service.store
+    nodes, slots = sessions(service, 2)
+    for node in nodes:
+        assert verify(service, node, 1) == "accepted"
+    a, b = chain_of(store, slots[0]), chain_of(store, slots[1])
+    (row,) = call(store, "XRANGE", a.stream, "-", "+")
+    (own,) = call(store, "XRANGE", b.stream, "-", "+")
+    rewrite(store, b.stream, [(own[0], row[1])])  # a's entry at b's first position
+    check = store.verify_audit()
+    assert not check.ok and check.first_bad_id == f"{own[0].decode()}.{slots[1]}"
+    assert check.problem == f"slot chain {slots[1]}: an entry was edited, forged, inserted or deleted"
+
+
+def test_export_and_retention_follow_every_chain(
+    service: HandoverKeyService, tmp_path: Path, kek_ring: KekRing
+) -> None:
+    store = service.store
+    nodes, slots = sessions(service, 2)
+    for sequence in (1, 2, 3, 4):
+        for node in nodes:
+            assert verify(service, node, sequence) == "accepted"
+    path = tmp_path / "audit.jsonl"
+    exporter = AuditExporter(store, [JsonLinesSink(path)], retain=1, clock=lambda: 6000.0)
+    made = created(service)
+    assert exporter.export_once() == made + 8
+    lines = path.read_text().splitlines()
+    by_chain: dict[int | None, list[int]] = {}
+    for line in lines:
+        doc = json.loads(line)
+        by_chain.setdefault(doc.get("slot"), []).append(doc["n"])
+    assert by_chain == {None: list(range(1, made + 1)), slots[0]: [1, 2, 3, 4], slots[1]: [1, 2, 3, 4]}
+    assert verify_export(lines, kek_ring).ok
+    assert store.audit_exported(slots[0])[0] == 4 and store.audit_exported()[0] == made
+    assert exporter.export_once() == 0
+    assert exporter.trim() == made - 1 + 3 + 3  # each chain keeps its newest entry
+    assert verify(service, nodes[0], 5) == "accepted"  # chains on from the anchor
+    check = store.verify_audit()
+    assert check.ok, check.problem
+    assert exporter.export_once() == 1
+    lines = path.read_text().splitlines()
+    assert verify_export(lines, kek_ring).ok
+    assert json.loads(lines[-1])["slot"] == slots[0] and json.loads(lines[-1])["n"] == 5
+    # a slot chain's line moved out of order in the copy is found
+    assert not verify_export([*lines[:2], lines[3], lines[2], *lines[4:]], kek_ring).ok
+
+
+def test_a_batch_written_but_not_recorded_is_not_written_twice(
+    service: HandoverKeyService, tmp_path: Path, kek_ring: KekRing
+) -> None:
+    """A crash between a sink's write and the recorded position: at the next start that chain comes first, and the
+    file sink skips what it already holds (its last line names the chain), even if other chains moved meanwhile."""
+    store = service.store
+    nodes, slots = sessions(service, 2)
+    assert verify(service, nodes[0], 1) == "accepted"
+    path = tmp_path / "audit.jsonl"
+    made = created(service)
+    assert AuditExporter(store, [JsonLinesSink(path)], clock=lambda: 1.0).export_once() == made + 1
+    assert verify(service, nodes[0], 2) == "accepted"
+    rows = store.read_audit_raw(None, 10, chain_of(store, slots[0]))
+    with path.open("a") as f:  # the new entry reached the file, its position did not reach Redis
+        f.write(_line(rows[-1]) + "\n")
+    assert verify(service, nodes[1], 1) == "accepted"  # another chain moves meanwhile
+    assert AuditExporter(store, [JsonLinesSink(path)], clock=lambda: 1.0).export_once() == 2
+    lines = path.read_text().splitlines()
+    assert len(lines) == made + 2 + 1 and verify_export(lines, kek_ring).ok
+
+
+def _line(stored: Any) -> str:
+    from aaa_fmip.audit_export import export_line
+
+    return export_line(stored.entry, stored.at_text)
