@@ -262,3 +262,19 @@ def _line(stored: Any) -> str:
     from aaa_fmip.audit_export import export_line
 
     return export_line(stored.entry, stored.at_text)
+
+
+def test_a_chain_lost_with_the_marker_is_started_again_and_marked(service: HandoverKeyService) -> None:
+    """Slot chains and their marker lost (as after a flush): the next accepted FBU starts its chain again and sets
+    the marker again, so that whole-trail operations see the chain."""
+    store = service.store
+    (node,), (slot,) = sessions(service, 1)
+    assert verify(service, node, 1) == "accepted"
+    ref = chain_of(store, slot)
+    for key in (store.ops.slot_chains_marker_key(), ref.head, ref.stream):
+        call(store, "DEL", key)
+    assert store.audit_chains() == [store.ops.main_chain()]
+    assert verify(service, node, 2) == "accepted"
+    assert call(store, "GET", ref.head).decode().startswith("1:")
+    assert store.audit_chains() == [store.ops.main_chain(), ref]
+    assert [e.fields["sequence"] for e in everything(service) if e.slot == slot] == [2]

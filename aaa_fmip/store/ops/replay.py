@@ -119,14 +119,15 @@ class ReplayOps(AuditOps):
                 raise ValueError("a commit with its entry needs the accepted verdict's entry")
             ref = self.slot_chain(slot_of(c.record_key)) if self.slot_chains else self.main_chain()
             prepared.append((c, *self._verify_args(c), chain.pending([c.accepted]), ref))
-        if self.slot_chains and not self.slot_chains_marked:
-            yield Command(("SET", self.slot_chains_marker_key(), "1"))
-            self.slot_chains_marked = True
         if not self.slot_chains and self.chain.head_hint is None:
             self.chain.head_hint = chain.parse_head((yield Command(("GET", self.audit_head_key()))))
         results: list[CommitResult | BaseException | None] = [None] * len(commits)
         todo = list(range(len(commits)))
         for _ in range(AUDIT_APPEND_ATTEMPTS):
+            if self.slot_chains and not self.slot_chains_marked:
+                # whole-trail operations read the slot chains once this is set (KeySchema.slot_chains_marker_key)
+                yield Command(("SET", self.slot_chains_marker_key(), "1"))
+                self.slot_chains_marked = True
             at = yield from self.server_deadline(None)
             calls: list[Command | Script] = []
             heads_after: list[tuple[int, str]] = []
@@ -155,7 +156,10 @@ class ReplayOps(AuditOps):
                 if reply[0] == -1:
                     results[i] = StoreUnavailable("the FBU verification reached Redis after its deadline; not written")
                 elif reply[0] == 0 and len(reply) == 2:
-                    self._set_head_hint(slot, chain.parse_head(reply[1]))  # what Redis holds: chain the retry on it
+                    held = chain.parse_head(reply[1])  # what Redis holds: chain the retry onto it
+                    if slot is not None and held[0] == 0 and self._head_hint(slot)[0] > 0:
+                        self.slot_chains_marked = False  # a chain this process wrote is gone: so may the marker be
+                    self._set_head_hint(slot, held)
                     again.append(i)
                 elif reply[0] == 4 and len(reply) == 2:
                     results[i] = (_verdict(reply[1]), False)  # not accepted: nothing written
