@@ -269,6 +269,7 @@ def _log_startup(runtime: Runtime) -> None:
             "config": str(settings.source) if settings.source else None,
             "kek_id": runtime.kek_ring.current.key_id,
             "previous_kek_ids": [k.key_id for k in runtime.kek_ring.previous],
+            "slot_chains": runtime.store.ops.slot_chains,
             "gc_frozen": gc.get_freeze_count(),
         },
     )

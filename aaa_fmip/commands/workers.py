@@ -68,8 +68,13 @@ def supervise(settings: Settings, workers: int, argv: Argv) -> int:
         listeners = start_listeners(runtime)
         sock = _bind(settings)
         spawn = multiprocessing.get_context("spawn")
+        # several writers of one chain keep meeting at its head: with workers, accepted FBUs' entries go to slot
+        # chains unless the configuration says otherwise (store.slot_chains; docs/configuration.md)
+        slot_chains = settings.store.slot_chains is None and workers > 1
         for index in range(workers):
-            worker = spawn.Process(target=_worker, args=(index, argv, sock), name=f"aaa-fmip-worker-{index}")
+            worker = spawn.Process(
+                target=_worker, args=(index, argv, sock, slot_chains), name=f"aaa-fmip-worker-{index}"
+            )
             worker.start()
             procs.append(worker)
         log.info(
@@ -123,14 +128,18 @@ def _bind(settings: Settings) -> socket.socket:
         raise AaaFmipError(f"could not listen on {listen} (in use, or not a local address?)") from None
 
 
-def _worker(index: int, argv: Argv, sock: socket.socket) -> None:
-    """One worker: the settings loaded again (same file, same environment), its own runtime, REST on ``sock``."""
+def _worker(index: int, argv: Argv, sock: socket.socket, slot_chains: bool) -> None:
+    """One worker: the settings loaded again (same file, same environment), its own runtime, REST on ``sock``;
+    ``slot_chains``: switch on ``store.slot_chains`` (left unset by the configuration)."""
     from aaa_fmip.bootstrap import build_runtime
     from aaa_fmip.commands.rest import load_serve_settings, serve_rest
 
     config, listen, log_level = argv
     configure_logging(log_level.upper())
-    runtime = build_runtime(load_serve_settings(config, listen))
+    settings = load_serve_settings(config, listen)
+    if slot_chains:
+        settings = settings.model_copy(update={"store": settings.store.model_copy(update={"slot_chains": True})})
+    runtime = build_runtime(settings)
     try:
         code = serve_rest(runtime, [sock], worker=index)
     finally:

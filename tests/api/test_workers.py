@@ -58,6 +58,14 @@ def test_two_workers_share_the_socket_sum_their_metrics_and_stop_together(
             assert sample(text, "aaa_fmip_store_up") == 1
         workers = {r.get("worker") for r in proc.log_records() if r.get("event") == "limits"}
         assert workers == {0, 1}
+        # several workers: the accepted FBUs' entries in slot chains (store.slot_chains left unset), all verifying
+        starts = [r for r in proc.log_records() if r.get("event") == "starting"]
+        assert [r["slot_chains"] for r in starts] == [False, True, True]  # the supervisor writes no FBU entry
+        with proc.client(d.auditor) as client:
+            entries = client.get("/v1/audit", params={"event": "fbu.verified", "limit": 1000}).json()["entries"]
+            assert len(entries) == 41 and [e["slot"] is not None for e in entries].count(True) == 40
+            check = client.get("/v1/audit/verify").json()
+            assert check["ok"], check
     finally:
         code = proc.stop()
     assert code == 0
