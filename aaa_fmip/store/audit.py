@@ -254,6 +254,12 @@ def matches(
     )
 
 
+# what a chain checked against a kept position can show (ChainVerifier), said of a slot chain's seal (TrailCheck)
+_KEPT_ANCHOR: Final = "the retention anchor differs from the kept checkpoint"
+_KEPT_DIFFERS: Final = "the entry at the checkpoint's position differs from it"
+_KEPT_CUT: Final = "the trail is shorter than the kept checkpoint: truncated or wiped since"
+
+
 class ChainVerifier:
     """Verification as a fold over the stream (pure): :meth:`feed` each row, :meth:`finish` with the head."""
 
@@ -279,7 +285,7 @@ class ChainVerifier:
             if kept.n == self.n and hmac.compare_digest(kept.head, self.head):
                 self.cp_state = "matches"
             elif kept.n == self.n:
-                self.problem = self.problem or "the retention anchor differs from the kept checkpoint"
+                self.problem = self.problem or _KEPT_ANCHOR
                 self.cp_state = "differs"
             else:
                 self.cp_state = "older than the retained trail (compare it with your export)"
@@ -302,7 +308,7 @@ class ChainVerifier:
                 self.cp_state = "matches"
             else:
                 self.cp_state = "differs"
-                self.problem = self.problem or "the entry at the checkpoint's position differs from it"
+                self.problem = self.problem or _KEPT_DIFFERS
                 self.first_bad = self.first_bad or entry_id
 
     def finish(self, head_raw: object) -> AuditCheck:
@@ -318,7 +324,7 @@ class ChainVerifier:
         cp_state = self.cp_state
         if self.kept is not None and cp_state is None:
             cp_state = "not reached"
-            problem = problem or "the trail is shorter than the kept checkpoint: truncated or wiped since"
+            problem = problem or _KEPT_CUT
         first_bad = self.first_bad if problem is None or self.first_bad is not None else self.last_id
         return AuditCheck(
             ok=problem is None,
@@ -421,13 +427,10 @@ class ChainMerge:
         return entry_cursor(f"{ms}-{seq}", slot)
 
 
-# a slot chain is checked against its last seal as against a kept checkpoint: its problems, said of the seal
 _SEAL_PROBLEMS: Final = {
-    "the trail is shorter than the kept checkpoint: truncated or wiped since": (
-        "shorter than its last seal in the main chain: cut or wiped since"
-    ),
-    "the entry at the checkpoint's position differs from it": "the entry at its last seal's position differs from it",
-    "the retention anchor differs from the kept checkpoint": "its retention anchor differs from its last seal",
+    _KEPT_CUT: ("shorter than its last seal in the main chain: cut or wiped since"),
+    _KEPT_DIFFERS: "the entry at its last seal's position differs from it",
+    _KEPT_ANCHOR: "its retention anchor differs from its last seal",
 }
 
 

@@ -118,16 +118,14 @@ class AuditOps(KeySchema):
         out: list[AuditEntry] = []
         scanned = 0
         while True:
-            wanted = merge.wanted()
+            wanted = [(i, first if merge.reads[i] == 0 else batch) for i in merge.wanted()]
             if wanted:
                 calls = []
-                for i in wanted:
+                for i, count in wanted:
                     after, inclusive = merge.start(i)
-                    count = first if merge.reads[i] == 0 else batch
                     calls.append(self._xrange(after, count, refs[i], inclusive=inclusive))
                 replies = yield from _together(calls)
-                for i, rows in zip(wanted, replies, strict=True):
-                    count = first if merge.reads[i] == 0 else batch
+                for (i, count), rows in zip(wanted, replies, strict=True):
                     merge.fill(i, [(eid, chain.parse_entry(eid, raw, refs[i].slot)) for eid, raw in rows], count)
             more, parsed = merge.take()
             if not more:
