@@ -115,6 +115,18 @@ def wait_ready(base: str, podman: Podman, container: str, timeout: float = 90) -
         time.sleep(0.2)
 
 
+def wait_logged(podman: Podman, container: str, event: str, timeout: float = 30) -> dict[str, Any]:
+    """The first log line of ``event``, once the container has written it (bounded)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = [e for e in log_events(podman.logs(container)) if e.get("event") == event]
+        if found:
+            return found[0]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no {event!r} line within {timeout} s:\n{podman.logs(container)[-3000:]}")
+        time.sleep(0.2)
+
+
 def log_events(text: str) -> list[dict[str, Any]]:
     """The service's JSON log lines (anything else, e.g. podman's own messages, is skipped)."""
     events = []
