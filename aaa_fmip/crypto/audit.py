@@ -24,7 +24,7 @@ Entry MAC (hex) = HMAC-SHA-256(entry MAC key, encoding), where::
     "aaa-fmip-audit-checkpoint-v1" || 0x00 || uint64(n) || item(head) || item(at)
 
 ``head`` is the MAC of entry ``n`` (64 zeros for n = 0). A slot chain (an FBU verification's entries written in
-the session's hash slot, docs/performance.md "Slot chains") starts from its own genesis instead of 64 zeros, so
+the session's hash slot, docs/api.md "Slot chains") starts from its own genesis instead of 64 zeros, so
 that no entry can be moved from one chain to another::
 
     slot genesis = hex(SHA-256("aaa-fmip-audit-slot-v1" || 0x00 || uint16(slot)))

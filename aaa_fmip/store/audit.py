@@ -125,7 +125,7 @@ class AuditChain:
         self.keys = {k.key_id: AuditKeys.derive(k) for k in (ring.current, *ring.previous)}
         self.kid = ring.current.key_id
         self.head_hint: tuple[int, str] | None = None  # a stale hint costs one retry
-        self.slot_heads: dict[int, tuple[int, str]] = {}  # the same per slot chain (docs/performance.md)
+        self.slot_heads: dict[int, tuple[int, str]] = {}  # the same per slot chain (docs/api.md, "Slot chains")
 
     def append_args(
         self, batch: list[PendingAudit], head: tuple[int, str], genesis: str = AUDIT_GENESIS

@@ -1,4 +1,4 @@
-"""Hash slots and the hash tags that name them: where a slot's audit chain lives (docs/performance.md,
+"""Hash slots and the hash tags that name them: where a slot's audit chain lives (docs/api.md,
 "Slot chains").
 
 A Redis Cluster places a key by the CRC16 of its hash tag (the text between the first ``{`` and the next ``}``)

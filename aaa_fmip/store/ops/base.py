@@ -79,19 +79,14 @@ class VerifyCommit:
 @dataclasses.dataclass(frozen=True, slots=True)
 class ChainRef:
     """One chain of the audit trail and its keys: the main chain (``slot`` None: every entry that is not an FBU
-    verification's, and those too without slot chains) or the slot chain of a hash slot (docs/performance.md,
-    "Slot chains"). ``genesis``: the ``prev`` of its first entry."""
+    verification's, and those too without slot chains) or the slot chain of a hash slot (docs/api.md, "Slot
+    chains"). ``genesis``: the ``prev`` of its first entry."""
 
     slot: int | None
     head: str
     stream: str
     anchor: str
     genesis: str
-
-    @property
-    def name(self) -> str:
-        """How messages and export lines name the chain: "main" or "slot N"."""
-        return "main" if self.slot is None else f"slot {self.slot}"
 
 
 CommitResult = tuple[ReplayOutcome | None, bool]
