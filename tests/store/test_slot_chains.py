@@ -43,7 +43,13 @@ def service(request: pytest.FixtureRequest, make_store: StoreFactory) -> Iterato
     yield HandoverKeyService(store, clock=Clock())
 
 
-def call(store: RedisStore, *args: str | int) -> Any:
+def redis_store(service: HandoverKeyService) -> RedisStore:
+    store = service.store
+    assert isinstance(store, RedisStore)
+    return store
+
+
+def call(store: RedisStore, *args: str | int | bytes) -> Any:
     """One raw command, sent to the node of its key: what anyone who can write to Redis can do."""
 
     def op() -> Op[Any]:
@@ -72,7 +78,7 @@ def sessions(service: HandoverKeyService, count: int) -> tuple[list[Node], list[
     while len(nodes) < count:
         node = new_mn()
         info = service.ingest_session(AAA, session_request(f"u{len(nodes)}", *node))
-        slot = slot_of(service.store.ops.session_key(info.hmk_name))
+        slot = slot_of(redis_store(service).ops.session_key(info.hmk_name))
         if slot not in slots:
             nodes.append(node)
             slots.append(slot)
@@ -95,7 +101,7 @@ def everything(service: HandoverKeyService) -> list[AuditEntry]:
 
 
 def test_accepted_fbus_go_to_their_slot_chains_the_rest_to_the_main_chain(service: HandoverKeyService) -> None:
-    store = service.store
+    store = redis_store(service)
     assert store.ops.slot_chains
     nodes, slots = sessions(service, 3)
     for node in nodes:
@@ -129,9 +135,9 @@ def test_verifications_at_once_chain_per_slot(service: HandoverKeyService) -> No
     fbus = [fbu_for(*node, PAR1, 2) for node in nodes] + [fbu_for(*nodes[0], PAR1, 3)]
     verdicts = verify_at_once(service, fbus)
     assert [v.verdict for v in verdicts] == ["accepted"] * 5
-    heads = [call(service.store, "GET", chain_of(service.store, slot).head).decode() for slot in slots]
+    heads = [call(redis_store(service), "GET", chain_of(redis_store(service), slot).head).decode() for slot in slots]
     assert [h.split(":")[0] for h in heads] == ["3", "2", "2", "2"]
-    assert service.store.verify_audit().ok
+    assert redis_store(service).verify_audit().ok
 
 
 def test_reads_merge_the_chains_in_stream_order_and_page_on(service: HandoverKeyService) -> None:
@@ -158,7 +164,7 @@ def test_reads_merge_the_chains_in_stream_order_and_page_on(service: HandoverKey
 
 
 def test_checkpoint_seals_the_slot_chains_and_a_cut_below_a_seal_is_found(service: HandoverKeyService) -> None:
-    store = service.store
+    store = redis_store(service)
     nodes, slots = sessions(service, 2)
     for sequence in (1, 2, 3):
         for node in nodes:
@@ -182,7 +188,7 @@ def test_checkpoint_seals_the_slot_chains_and_a_cut_below_a_seal_is_found(servic
     other = chain_of(store, slots[1])
     call(store, "DEL", other.stream)
     call(store, "DEL", other.head)
-    assert service.store.audit_chains()[1:] == [ref]  # no longer seen as a chain at all
+    assert redis_store(service).audit_chains()[1:] == [ref]  # no longer seen as a chain at all
     problems = store.verify_audit().problem
     assert problems is not None and problems.startswith(f"slot chain {slots[0]}:")
     rewrite(store, ref.stream, rows)  # the cut chain put back as it was
@@ -191,7 +197,7 @@ def test_checkpoint_seals_the_slot_chains_and_a_cut_below_a_seal_is_found(servic
 
 
 def test_an_entry_moved_to_another_slot_chain_does_not_verify(service: HandoverKeyService) -> None:
-    store = service.store
+    store = redis_store(service)
     nodes, slots = sessions(service, 2)
     for node in nodes:
         assert verify(service, node, 1) == "accepted"
@@ -207,7 +213,7 @@ def test_an_entry_moved_to_another_slot_chain_does_not_verify(service: HandoverK
 def test_export_and_retention_follow_every_chain(
     service: HandoverKeyService, tmp_path: Path, kek_ring: KekRing
 ) -> None:
-    store = service.store
+    store = redis_store(service)
     nodes, slots = sessions(service, 2)
     for sequence in (1, 2, 3, 4):
         for node in nodes:
@@ -242,7 +248,7 @@ def test_a_batch_written_but_not_recorded_is_not_written_twice(
 ) -> None:
     """A crash between a sink's write and the recorded position: at the next start that chain comes first, and the
     file sink skips what it already holds (its last line names the chain), even if other chains moved meanwhile."""
-    store = service.store
+    store = redis_store(service)
     nodes, slots = sessions(service, 2)
     assert verify(service, nodes[0], 1) == "accepted"
     path = tmp_path / "audit.jsonl"
@@ -267,7 +273,7 @@ def _line(stored: Any) -> str:
 def test_a_chain_lost_with_the_marker_is_started_again_and_marked(service: HandoverKeyService) -> None:
     """Slot chains and their marker lost (as after a flush): the next accepted FBU starts its chain again and sets
     the marker again, so that whole-trail operations see the chain."""
-    store = service.store
+    store = redis_store(service)
     (node,), (slot,) = sessions(service, 1)
     assert verify(service, node, 1) == "accepted"
     ref = chain_of(store, slot)
