@@ -277,10 +277,16 @@ def test_a_chain_lost_with_the_marker_is_started_again_and_marked(service: Hando
     (node,), (slot,) = sessions(service, 1)
     assert verify(service, node, 1) == "accepted"
     ref = chain_of(store, slot)
-    for key in (store.ops.slot_chains_marker_key(), ref.head, ref.stream):
+    call(store, "DEL", store.ops.slot_chains_marker_key())
+    assert store.audit_chains() == [store.ops.main_chain(), ref]  # slot chains on: read without the marker too
+    store.ops.slot_chains_setting = False
+    assert store.audit_chains() == [store.ops.main_chain()]  # off: only where the marker says some were written
+    store.ops.slot_chains_setting = True
+    for key in (ref.head, ref.stream):
         call(store, "DEL", key)
     assert store.audit_chains() == [store.ops.main_chain()]
     assert verify(service, node, 2) == "accepted"
     assert call(store, "GET", ref.head).decode().startswith("1:")
-    assert store.audit_chains() == [store.ops.main_chain(), ref]
+    store.ops.slot_chains_setting = False
+    assert store.audit_chains() == [store.ops.main_chain(), ref]  # the marker is back
     assert [e.fields["sequence"] for e in everything(service) if e.slot == slot] == [2]

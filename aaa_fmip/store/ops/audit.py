@@ -71,9 +71,10 @@ class AuditOps(KeySchema):
 
     def audit_chains(self) -> Op[list[ChainRef]]:
         """The main chain, then every slot chain that has a head in Redis, in slot order (one GET per slot, in
-        one pipeline, only once the slot-chains marker is set: a trail without slot chains costs one call)."""
+        one pipeline). Where slot chains are off, only once a writer has set the slot-chains marker (a trail
+        without slot chains costs one call); where they are on, always (the marker's loss hides nothing)."""
         main = self.main_chain()
-        if not (yield Command(("EXISTS", self.slot_chains_marker_key()))):
+        if not self.slot_chains and not (yield Command(("EXISTS", self.slot_chains_marker_key()))):
             return [main]
         refs = [self.slot_chain(slot) for slot in range(SLOTS)]
         replies = yield Pipeline(tuple(Command(("GET", ref.head)) for ref in refs))
