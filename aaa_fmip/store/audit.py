@@ -341,8 +341,8 @@ class ChainVerifier:
 # --- the trail as several chains --------------------------------------------------------------------------------
 
 _CURSOR = re.compile(r"(\d{1,20})-(\d{1,20})(?:\.(\d{1,5}))?")
-_MAIN_ORDER: Final = -1
-_MAX_ID: Final = (1 << 64) - 1  # the main chain sorts before every slot chain at the same stream id
+_MAIN_ORDER: Final = -1  # the main chain sorts before every slot chain at the same stream id
+_MAX_ID: Final = (1 << 64) - 1
 
 
 def parse_cursor(text: str) -> tuple[tuple[int, int], int | None] | None:
