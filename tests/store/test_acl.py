@@ -8,6 +8,7 @@ import asyncio
 import ipaddress
 import os
 import re
+import tempfile
 import time
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import pytest
 import redis
 
 from aaa_fmip import keys, mn
+from aaa_fmip.audit_export import AuditExporter, JsonLinesSink
 from aaa_fmip.crypto.secrets import SecretBytes
 from aaa_fmip.crypto.wrap import KekRing
 from aaa_fmip.errors import ReplayNotReplicated
@@ -97,6 +99,11 @@ def exercise(store: RedisStore) -> None:
     entries, _ = service.read_audit(AUDITOR, limit=50)
     assert {e.event for e in entries} >= {"session.created", "hk.issued", "fbu.verified", "session.revoked"}
     assert service.verify_audit(AUDITOR).ok
+    cp = store.checkpoint(now=time.time())  # with slot chains it seals them first
+    assert store.verify_audit(cp).checkpoint == "matches"
+    with tempfile.TemporaryDirectory() as tmp:
+        exporter = AuditExporter(store, [JsonLinesSink(Path(tmp) / "audit.jsonl")], clock=time.time)
+        assert exporter.export_once() >= len(entries)
     # RFC 5269 SEND keys and nonces: the store calls send_handover_key makes
     record = _records.send_key()
     token = store.lock_send_key(record.key_hash, ttl=2)
@@ -110,7 +117,8 @@ def exercise(store: RedisStore) -> None:
     assert store.check_replay(record.cga.packed, b"ar", 1, b"x", ttl=5) == "accepted"
 
 
-def test_the_documented_acl_user_runs_the_service(tmp_path: Path, kek_ring: KekRing) -> None:
+@pytest.mark.parametrize("slot_chains", [False, True])
+def test_the_documented_acl_user_runs_the_service(tmp_path: Path, kek_ring: KekRing, slot_chains: bool) -> None:
     server = RedisServer(tmp_path / "redis")
     server.start()
     try:
@@ -118,7 +126,9 @@ def test_the_documented_acl_user_runs_the_service(tmp_path: Path, kek_ring: KekR
         admin.execute_command("ACL", "SETUSER", "aaa-fmip", *documented_acl())
         admin.execute_command("ACL", "LOG", "RESET")
         url = f"redis://aaa-fmip:{PASSWORD}@127.0.0.1:{server.port}/0"
-        store = RedisStore.from_url(url, kek_ring, prefix="fmip", replay_policy=ReplayDurabilityPolicy())
+        store = RedisStore.from_url(
+            url, kek_ring, prefix="fmip", replay_policy=ReplayDurabilityPolicy(), slot_chains=slot_chains
+        )
         try:
             exercise(store)
             report = store.check_durability()

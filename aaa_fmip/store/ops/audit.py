@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import cast
+from typing import Final, cast
 
 from aaa_fmip.errors import StoreError
 from aaa_fmip.store import (
@@ -27,6 +27,8 @@ from aaa_fmip.store.ops.base import (
     _b,
 )
 from aaa_fmip.store.slots import SLOTS
+
+MGET_KEYS: Final = 2048  # slot-chain heads per MGET where there are no slots (audit_chains)
 
 
 class AuditOps(KeySchema):
@@ -77,7 +79,12 @@ class AuditOps(KeySchema):
         if not self.slot_chains and not (yield Command(("EXISTS", self.slot_chains_marker_key()))):
             return [main]
         refs = [self.slot_chain(slot) for slot in range(SLOTS)]
-        replies = yield Pipeline(tuple(Command(("GET", ref.head)) for ref in refs))
+        if self.cluster:  # one GET per slot (an MGET may not span slots), each to its node
+            replies = yield Pipeline(tuple(Command(("GET", ref.head)) for ref in refs))
+        else:  # no slots to respect: a few MGETs, not 16,384 calls
+            chunks = [refs[i : i + MGET_KEYS] for i in range(0, SLOTS, MGET_KEYS)]
+            answers = yield Pipeline(tuple(Command(("MGET", *(ref.head for ref in chunk))) for chunk in chunks))
+            replies = [raw for answer in answers for raw in answer]
         return [main, *(ref for ref, raw in zip(refs, replies, strict=True) if raw is not None)]
 
     def _xrange(
