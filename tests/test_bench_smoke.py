@@ -94,6 +94,16 @@ def test_bench_rest_with_wrk_checks_every_answer_and_reports_rewrites(tmp_path: 
     assert set(doc["medians"]["closed"]["ratio"]) == {"throughput", "p50", "p99", "server_cpu"}
 
 
+def test_bench_audit_times_the_whole_trail_operations_with_and_without_slot_chains(tmp_path: Path) -> None:
+    """``bench_audit`` in miniature: the same work with slot chains off (one chain) and on (a chain per slot the
+    sessions landed in), every operation timed on both (the bench itself checks counts and verification)."""
+    proc, doc = _bench_json(tmp_path, "bench_audit", *("--sessions", "20", "--fbus", "1", "--repeat", "1"))
+    off, on = doc["results"]["off"], doc["results"]["on"]
+    assert off["chains"] == 1 and 10 < on["chains"] <= 21
+    assert set(off) == set(on) and all(off[k] > 0 and on[k] > 0 for k in off)
+    assert "find the chains" in proc.stdout and "on/off" in proc.stdout
+
+
 def test_bench_ab_measures_two_versions_side_by_side(tmp_path: Path) -> None:
     """``bench_ab`` in miniature: two services (both this checkout, given as a directory) on one Redis, measured
     alternately; every FBU accepted, each round has one phase per version, the summary has both."""
