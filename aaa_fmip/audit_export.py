@@ -12,17 +12,20 @@ One export line (UTF-8 JSON, one object per line, keys sorted)::
      "kid": <KEK id>, "n": <position>, "prev": <MAC of entry n-1>, "v": 2}
 
 An entry of a slot chain (``store.slot_chains``: an accepted FBU's entry in its session's hash slot) carries
-``"slot": <slot>`` too, and ``n`` and ``prev`` are its position and link in that chain. The exporter follows the
-main chain and then each slot chain, a batch at a time, and records per chain how far it got; lines of different
-chains interleave in the file, each chain's lines in order.
+``"slot": <slot>`` too, and ``n`` and ``prev`` are its position and link in that chain. A pass reads every chain
+whose head moved past what was exported (the positions of all chains in one call, the entries of all those
+chains in one pipeline), writes the new lines in groups of at most ``GROUP_BYTES`` (one write and one fsync each),
+and records the positions of a group's chains in one call after it; lines of different chains interleave in the
+file, each chain's lines in order.
 
 ``at`` is the exact text the MAC covers, and ``fields`` re-encoded with sorted keys and no spaces is the exact
 ``fields`` text it covers, so :func:`verify_export` (with the KEK) checks a copy offline, and a copy's last line
 can be compared with a signed checkpoint.
 
-Delivery is at least once: a crash between writing a batch and recording the position writes that batch
-again. The file sink skips entries it already holds (it reads its own last line at start); a syslog receiver
-may see a batch twice (the ``n`` in each message tells duplicates apart). The syslog message is the export
+Delivery is at least once: a crash between writing a group and recording its positions writes that group
+again. The file sink skips entries it already holds (at start it reads the end of the file, more than a group,
+and keeps the last position of each chain there); a syslog receiver may see a group twice (the ``slot`` and ``n``
+in each message tell duplicates apart). The syslog message is the export
 line as MSG of an RFC 5424 message (APP-NAME ``aaa-fmip``, MSGID ``audit``, facility authpriv), sent with the
 maintained ``rfc5424-logging-handler`` (UDP, or TCP with octet-counting framing, RFC 6587 §3.4.1).
 """
@@ -50,8 +53,9 @@ from aaa_fmip.store.redis import RedisStore, canonical_fields
 
 log = logging.getLogger("aaa_fmip.audit")
 
-EXPORT_BATCH: Final = 1000
-_TAIL_READ: Final = 64 * 1024  # enough to hold the file's last line
+EXPORT_BATCH: Final = 1000  # entries read from one chain at a time
+GROUP_BYTES: Final = 256 * 1024  # lines written (and fsync'd) before their positions are recorded, at most about
+_TAIL_READ: Final = 16 * GROUP_BYTES  # read back at start: holds the last group, which may not be recorded
 
 
 def export_line(entry: AuditEntry, at_text: str) -> str:
@@ -72,23 +76,21 @@ def export_line(entry: AuditEntry, at_text: str) -> str:
     return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
+Line = tuple[int | None, int, str]  # chain (None: the main chain), position, export line
+
+
 class Sink(Protocol):
     name: str
 
-    def last_position(self) -> tuple[int | None, int]:
-        """The chain (None: the main chain) and position of the last entry this sink is known to hold (n = 0:
-        unknown or none)."""
-        ...
-
-    def write(self, lines: Sequence[tuple[int, str]], slot: int | None = None) -> None:
-        """Keep these (position, line) pairs of one chain durably; raise OSError on failure."""
+    def write(self, lines: Sequence[Line]) -> None:
+        """Keep these lines durably; raise OSError on failure."""
         ...
 
     def close(self) -> None: ...
 
 
 class JsonLinesSink:
-    """An append-only file, one line per entry, flushed to disk (fsync) before the position is recorded."""
+    """An append-only file, one line per entry, flushed to disk (fsync) before the positions are recorded."""
 
     def __init__(self, path: Path) -> None:
         self.name = f"file {path}"
@@ -99,31 +101,28 @@ class JsonLinesSink:
             raise ConfigError(
                 f"cannot open {path} for appending: {exc.strerror or exc}", key="audit.export_file"
             ) from None
-        self._last = _last_position(path)
+        self._last = _last_positions(path)  # per chain, the last position at the end of the file
 
-    def last_position(self) -> tuple[int | None, int]:
-        return self._last
-
-    def write(self, lines: Sequence[tuple[int, str]], slot: int | None = None) -> None:
-        # a batch written but not recorded before a crash is the file's last, and comes again first (export_once)
-        last_slot, last_n = self._last
-        fresh = [(n, text) for n, text in lines if slot != last_slot or n > last_n]
+    def write(self, lines: Sequence[Line]) -> None:
+        # a group written but not recorded before a crash is at the end of the file: what it holds is skipped
+        fresh = [(slot, n, text) for slot, n, text in lines if n > self._last.get(slot, 0)]
         if not fresh:
             return
-        data = "".join(text + "\n" for _, text in fresh).encode("utf-8")
+        data = "".join(text + "\n" for _, _, text in fresh).encode("utf-8")
         view = memoryview(data)
         while view:
             written = os.write(self._fd, view)
             view = view[written:]
         os.fsync(self._fd)
-        self._last = slot, fresh[-1][0]
+        for slot, n, _ in fresh:
+            self._last[slot] = n
 
     def close(self) -> None:
         os.close(self._fd)
 
 
-def _last_position(path: Path) -> tuple[int | None, int]:
-    """Chain and ``n`` of the last complete line of an export file (n = 0 if empty or unreadable as an export)."""
+def _last_positions(path: Path) -> dict[int | None, int]:
+    """Per chain, ``n`` of its last complete line in the end of an export file (none: empty or not an export)."""
     try:
         with path.open("rb") as f:
             f.seek(0, os.SEEK_END)
@@ -131,22 +130,18 @@ def _last_position(path: Path) -> tuple[int | None, int]:
             f.seek(max(0, size - _TAIL_READ))
             tail = f.read()
     except OSError:
-        return None, 0
-    lines = [ln for ln in tail.split(b"\n") if ln.strip()]
-    if not lines or not tail.endswith(b"\n"):
-        return _position_of(lines[-2]) if len(lines) > 1 else (None, 0)
-    return _position_of(lines[-1])
-
-
-def _position_of(line: bytes) -> tuple[int | None, int]:
-    try:
-        doc = json.loads(line)
-        n, slot = doc.get("n"), doc.get("slot")
-    except (ValueError, AttributeError):
-        return None, 0
-    if not isinstance(n, int) or not (slot is None or isinstance(slot, int)):
-        return None, 0
-    return slot, n
+        return {}
+    lines = tail.split(b"\n")[1 if size > _TAIL_READ else 0 : -1]  # a cut first line, and what follows the last \n
+    out: dict[int | None, int] = {}
+    for line in lines:
+        try:
+            doc = json.loads(line)
+            n, slot = doc.get("n"), doc.get("slot")
+        except (ValueError, AttributeError):
+            continue
+        if isinstance(n, int) and (slot is None or isinstance(slot, int)):
+            out[slot] = n
+    return out
 
 
 class SyslogSink:
@@ -173,11 +168,8 @@ class SyslogSink:
         except OSError as exc:
             raise ConfigError(f"cannot reach {url}: {exc.strerror or exc}", key="audit.export_syslog") from None
 
-    def last_position(self) -> tuple[int | None, int]:
-        return None, 0
-
-    def write(self, lines: Sequence[tuple[int, str]], slot: int | None = None) -> None:
-        for _n, text in lines:
+    def write(self, lines: Sequence[Line]) -> None:
+        for _slot, _n, text in lines:
             record = logging.LogRecord("aaa_fmip.audit", logging.INFO, __file__, 0, text, None, None)
             record.msgid = "audit"
             # build and send directly (not emit()): a failed send must raise, not be swallowed by a handler
@@ -225,46 +217,60 @@ class AuditExporter:
         self._last_error: str | None = None
 
     def export_once(self) -> int:
-        """Export every entry not yet exported, chain by chain (the file's last chain first, then the main chain,
-        then the slot chains), in batches; returns how many. Raises StoreError (and exports nothing further) at an
-        entry that does not verify: a copy must never take in a forged entry."""
-        refs = self.store.audit_chains()
-        last_slots = {sink.last_position()[0] for sink in self.sinks}
-        refs.sort(key=lambda ref: ref.slot not in last_slots)  # stable: main, then slots in order
-        return sum(self._export_chain(ref) for ref in refs)
-
-    def _export_chain(self, ref: ChainRef) -> int:
+        """Export every entry not yet exported; returns how many. Raises StoreError (and exports nothing further
+        of that chain, nor anything after the group that holds it) at an entry that does not verify: a copy must
+        never take in a forged entry."""
+        done = self.store.audit_exported_all()
+        todo = [ref for ref, head in self.store.audit_heads() if head is None or head > done.get(ref.slot, (0,))[0]]
         total = 0
-        while True:
-            n, after, prev = self.store.audit_exported(ref.slot)
-            rows = self.store.read_audit_raw(after, EXPORT_BATCH, ref)
-            if not rows:
-                return total
-            lines: list[tuple[int, str]] = []
-            bad: AuditEntry | None = None
-            for stored in rows:
-                entry = stored.entry
-                linked = after is None or (entry.n == n + 1 and entry.prev == prev)
-                if not linked or not self.store.entry_verifies(stored):
-                    bad = entry
-                    break
-                lines.append((entry.n, export_line(entry, stored.at_text)))
-                n, after, prev = entry.n, entry.id, entry.hash
-            if lines:
-                for sink in self.sinks:
-                    sink.write(lines, ref.slot)
-                assert after is not None  # rows were exported
-                self.store.set_audit_exported(n, after, prev, ref.slot)
-                total += len(lines)
-                self._on_exported(len(lines))
-            if bad is not None:  # what verified before it is kept; nothing from it on
+        while todo:
+            reads = [(done.get(ref.slot, (0, None, ""))[1], EXPORT_BATCH, ref) for ref in todo]
+            batches = self.store.read_audit_raw_many(reads)
+            more: list[ChainRef] = []
+            group: list[Line] = []
+            positions: dict[int | None, tuple[int, str, str]] = {}
+            size = 0
+            bad: tuple[ChainRef, AuditEntry] | None = None
+            for ref, rows in zip(todo, batches, strict=True):
+                n, after, prev = done.get(ref.slot, (0, None, AUDIT_GENESIS))
+                for stored in rows:
+                    entry = stored.entry
+                    linked = after is None or (entry.n == n + 1 and entry.prev == prev)
+                    if not linked or not self.store.entry_verifies(stored):
+                        bad = bad or (ref, entry)
+                        break
+                    line = export_line(entry, stored.at_text)
+                    group.append((ref.slot, entry.n, line))
+                    size += len(line) + 1
+                    n, after, prev = entry.n, entry.id, entry.hash
+                    positions[ref.slot] = (n, after, prev)
+                    done[ref.slot] = (n, after, prev)
+                else:
+                    if len(rows) == EXPORT_BATCH:
+                        more.append(ref)
+                if size >= GROUP_BYTES:
+                    total += self._flush(group, positions)
+                    group, positions, size = [], {}, 0
+            total += self._flush(group, positions)
+            if bad is not None:  # what verified is kept; nothing of that chain from it on
+                ref, entry = bad
                 where = "" if ref.slot is None else f" of slot chain {ref.slot}"
                 raise StoreError(
-                    f"audit entry {bad.id}{where} (n={bad.n}) does not verify or does not follow the last exported "
+                    f"audit entry {entry.id}{where} (n={entry.n}) does not verify or does not follow the last exported "
                     "one; export stopped: run `aaa-fmip audit verify`"
                 )
-            if len(rows) < EXPORT_BATCH:
-                return total
+            todo = more
+        return total
+
+    def _flush(self, group: list[Line], positions: dict[int | None, tuple[int, str, str]]) -> int:
+        """Write a group to every sink, then record its chains' positions (one call)."""
+        if not group:
+            return 0
+        for sink in self.sinks:
+            sink.write(group)
+        self.store.set_audit_exported_many(positions)
+        self._on_exported(len(group))
+        return len(group)
 
     def trim(self) -> int:
         if self.retain <= 0:

@@ -367,7 +367,13 @@ class ChainMerge:
     a k-way merge (pure) over buffers the caller fills. Before each :meth:`take`, fill every chain
     :meth:`wanted` names (from :meth:`start`), so that no chain's next entry is unknown when the least is taken."""
 
-    def __init__(self, slots: Sequence[int | None], position: tuple[tuple[int, int], int | None] | None):
+    def __init__(
+        self,
+        slots: Sequence[int | None],
+        position: tuple[tuple[int, int], int | None] | None,
+        heads: Sequence[int | None] | None = None,
+    ):
+        self.heads = heads  # per chain, the position its head named when the read began (reached: it is done)
         self.order = [_MAIN_ORDER if slot is None else slot for slot in slots]
         self.slots = list(slots)
         self.position = position
@@ -402,7 +408,9 @@ class ChainMerge:
             buf.append(((int(ms), int(seq), self.order[i]), stored))
             self.last_id[i] = text
         buf.reverse()  # popped from the end
-        if len(rows) < count:
+        last = next((stored.entry.n for _, stored in reversed(rows) if stored is not None), None)
+        head = None if self.heads is None else self.heads[i]
+        if len(rows) < count or (head is not None and last is not None and last >= head):
             self.done[i] = True
 
     def take(self) -> tuple[bool, StoredEntry | None]:

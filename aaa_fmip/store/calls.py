@@ -156,6 +156,12 @@ class StoreCalls:
     def audit_chains(self) -> list[ChainRef]:
         return self.run(self.ops.audit_chains(), "read audit")
 
+    def audit_heads(self) -> list[tuple[ChainRef, int | None]]:
+        return self.run(self.ops.audit_heads(), "read audit")
+
+    def read_audit_raw_many(self, reads: Sequence[tuple[str | None, int, ChainRef]]) -> list[list[chain.StoredEntry]]:
+        return self.run(self.ops.read_audit_raw_many(reads), "read audit")
+
     def read_audit_raw(self, after: str | None, count: int, ref: ChainRef | None = None) -> list[chain.StoredEntry]:
         return self.run(self.ops.read_audit_raw(after, count, ref), "read audit")
 
@@ -185,6 +191,12 @@ class StoreCalls:
 
     def set_audit_exported(self, n: int, entry_id: str, mac: str, slot: int | None = None) -> None:
         self.run(self.ops.set_audit_exported(n, entry_id, mac, slot), "audit export")
+
+    def audit_exported_all(self) -> dict[int | None, tuple[int, str | None, str]]:
+        return self.run(self.ops.audit_exported_all(), "audit export")
+
+    def set_audit_exported_many(self, positions: dict[int | None, tuple[int, str, str]]) -> None:
+        self.run(self.ops.set_audit_exported_many(positions), "audit export")
 
     def trim_audit(self, *, keep: int, now: float) -> int:
         return self.run(self.ops.trim_audit(keep=keep, now=now), "trim audit")

@@ -243,25 +243,31 @@ def test_export_and_retention_follow_every_chain(
     assert not verify_export([*lines[:2], lines[3], lines[2], *lines[4:]], kek_ring).ok
 
 
-def test_a_batch_written_but_not_recorded_is_not_written_twice(
+def test_a_group_written_but_not_recorded_is_not_written_twice(
     service: HandoverKeyService, tmp_path: Path, kek_ring: KekRing
 ) -> None:
-    """A crash between a sink's write and the recorded position: at the next start that chain comes first, and the
-    file sink skips what it already holds (its last line names the chain), even if other chains moved meanwhile."""
+    """A crash between a sink's write and the recorded positions: the group's lines (of several chains) are at
+    the end of the file, and at the next start the file sink skips what it holds, chain by chain."""
     store = redis_store(service)
-    nodes, slots = sessions(service, 2)
+    nodes, slots = sessions(service, 3)
     assert verify(service, nodes[0], 1) == "accepted"
     path = tmp_path / "audit.jsonl"
     made = created(service)
     assert AuditExporter(store, [JsonLinesSink(path)], clock=lambda: 1.0).export_once() == made + 1
     assert verify(service, nodes[0], 2) == "accepted"
-    rows = store.read_audit_raw(None, 10, chain_of(store, slots[0]))
-    with path.open("a") as f:  # the new entry reached the file, its position did not reach Redis
-        f.write(_line(rows[-1]) + "\n")
-    assert verify(service, nodes[1], 1) == "accepted"  # another chain moves meanwhile
-    assert AuditExporter(store, [JsonLinesSink(path)], clock=lambda: 1.0).export_once() == 2
+    assert verify(service, nodes[1], 1) == "accepted"
+    unrecorded = [store.read_audit_raw(None, 10, chain_of(store, slot))[-1] for slot in slots[:2]]
+    with path.open("a") as f:  # the new entries reached the file, their positions did not reach Redis
+        f.writelines(_line(stored) + "\n" for stored in unrecorded)
+    assert verify(service, nodes[2], 1) == "accepted"  # and a third chain moved meanwhile
+    assert AuditExporter(store, [JsonLinesSink(path)], clock=lambda: 1.0).export_once() == 3
     lines = path.read_text().splitlines()
-    assert len(lines) == made + 2 + 1 and verify_export(lines, kek_ring).ok
+    assert len(lines) == made + 1 + 2 + 1 and verify_export(lines, kek_ring).ok
+    assert store.audit_exported_all() == {
+        None: store.audit_exported(),
+        **{slot: store.audit_exported(slot) for slot in slots},
+    }
+    assert [store.audit_exported(slot)[0] for slot in slots] == [2, 1, 1]
 
 
 def _line(stored: Any) -> str:

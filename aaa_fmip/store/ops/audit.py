@@ -72,20 +72,26 @@ class AuditOps(KeySchema):
     # --- the chains --------------------------------------------------------------------------------------
 
     def audit_chains(self) -> Op[list[ChainRef]]:
-        """The main chain, then every slot chain that has a head in Redis, in slot order (one GET per slot, in
-        one pipeline). Where slot chains are off, only once a writer has set the slot-chains marker (a trail
-        without slot chains costs one call); where they are on, always (the marker's loss hides nothing)."""
+        """The main chain, then every slot chain that has a head in Redis, in slot order (:meth:`audit_heads`)."""
+        return [ref for ref, _ in (yield from self.audit_heads())]
+
+    def audit_heads(self) -> Op[list[tuple[ChainRef, int | None]]]:
+        """:meth:`audit_chains` with the position each chain's head names (None: malformed or none). The slot chains
+        are looked for where slot chains are on, and elsewhere once a writer has set the slot-chains marker (a
+        trail without slot chains costs two calls; where they are on, the marker's loss hides nothing): one GET
+        per slot in one pipeline on a Cluster, a few MGETs elsewhere."""
         main = self.main_chain()
         if not self.slot_chains and not (yield Command(("EXISTS", self.slot_chains_marker_key()))):
-            return [main]
-        refs = [self.slot_chain(slot) for slot in range(SLOTS)]
-        if self.cluster:  # one GET per slot (an MGET may not span slots), each to its node
+            return [(main, _head_n((yield Command(("GET", main.head)))))]
+        refs = [main, *(self.slot_chain(slot) for slot in range(SLOTS))]
+        if self.cluster:  # an MGET may not span slots: one GET per chain, each to its node
             replies = yield Pipeline(tuple(Command(("GET", ref.head)) for ref in refs))
-        else:  # no slots to respect: a few MGETs, not 16,384 calls
-            chunks = [refs[i : i + MGET_KEYS] for i in range(0, SLOTS, MGET_KEYS)]
+        else:
+            chunks = [refs[i : i + MGET_KEYS] for i in range(0, len(refs), MGET_KEYS)]
             answers = yield Pipeline(tuple(Command(("MGET", *(ref.head for ref in chunk))) for chunk in chunks))
             replies = [raw for answer in answers for raw in answer]
-        return [main, *(ref for ref, raw in zip(refs, replies, strict=True) if raw is not None)]
+        slots = zip(refs[1:], replies[1:], strict=True)
+        return [(main, _head_n(replies[0])), *((ref, _head_n(raw)) for ref, raw in slots if raw is not None)]
 
     def _xrange(
         self, after: str | None, count: int, ref: ChainRef | None = None, *, inclusive: bool = False
@@ -119,8 +125,9 @@ class AuditOps(KeySchema):
         position = None if cursor is None else chain.parse_cursor(cursor)
         if cursor is not None and position is None:
             raise ValueError("invalid audit cursor")
-        refs = yield from self.audit_chains()
-        merge = chain.ChainMerge([ref.slot for ref in refs], position)
+        heads = yield from self.audit_heads()
+        refs = [ref for ref, _ in heads]
+        merge = chain.ChainMerge([ref.slot for ref in refs], position, [n for _, n in heads])
         batch = min(max(limit, 100), 1000)
         first = max(2, min(batch, 2 * limit // len(refs) + 1))  # the first read of each chain: a share of the page
         out: list[AuditEntry] = []
@@ -176,10 +183,33 @@ class AuditOps(KeySchema):
             self.chain.check(checkpoint)
         refs = yield from self.audit_chains()
         trail = chain.TrailCheck(*(yield from self._verify_chain(refs[0], checkpoint)))
-        for ref in refs[1:]:
+        slots = refs[1:]
+        if not slots:
+            return trail
+        # every slot chain at once (anchors, entries in rounds of 1,000, heads: a pipeline each), not one by one
+        anchors = yield Pipeline(tuple(Command(("GET", ref.anchor)) for ref in slots))
+        verifiers = []
+        for ref, raw in zip(slots, anchors, strict=True):
             assert ref.slot is not None
-            check, _ = yield from self._verify_chain(ref, trail.seal_of(ref.slot))
-            trail.add(ref.slot, check)
+            verifiers.append(
+                chain.ChainVerifier(self.chain, *self.chain.anchor_of(raw), trail.seal_of(ref.slot), ref.genesis)
+            )
+        after: list[str | None] = [None] * len(slots)
+        pending = list(range(len(slots)))
+        while pending:
+            replies = yield from _together([self._xrange(after[i], 1000, slots[i]) for i in pending])
+            more = []
+            for i, rows in zip(pending, replies, strict=True):
+                for eid, raw in rows:
+                    text = after[i] = eid.decode("ascii")
+                    verifiers[i].feed(text, chain.parse_entry(eid, raw, slots[i].slot))
+                if len(rows) == 1000:
+                    more.append(i)
+            pending = more
+        heads = yield Pipeline(tuple(Command(("GET", ref.head)) for ref in slots))
+        for ref, verifier, head in zip(slots, verifiers, heads, strict=True):
+            assert ref.slot is not None
+            trail.add(ref.slot, verifier.finish(head))
         return trail
 
     def verify_audit(self, checkpoint: Checkpoint | None = None) -> Op[AuditCheck]:
@@ -225,6 +255,47 @@ class AuditOps(KeySchema):
             raise StoreError("the audit export position in Redis is malformed")
         return int(n_text), eid, mac
 
+    def audit_exported_all(self) -> Op[dict[int | None, tuple[int, str | None, str]]]:
+        """:meth:`audit_exported` of every chain at once (the main chain, and every slot chain exported so far)."""
+        main = yield from self.audit_exported()
+        raw = yield Command(("HGETALL", self.audit_exported_slots_key()))
+        out: dict[int | None, tuple[int, str | None, str]] = {None: main}
+        for field, value in cast(dict[bytes, bytes], raw).items():
+            n_text, _, rest = value.decode("ascii", "replace").partition(":")
+            eid, _, mac = rest.partition(":")
+            if (
+                not field.isdigit()
+                or not n_text.isdigit()
+                or not chain.valid_stream_id(eid)
+                or not chain.valid_mac(mac)
+            ):
+                raise StoreError("the audit export position in Redis is malformed")
+            out[int(field)] = (int(n_text), eid, mac)
+        return out
+
+    def set_audit_exported_many(self, positions: dict[int | None, tuple[int, str, str]]) -> Op[None]:
+        """:meth:`set_audit_exported` of several chains in one round trip."""
+        slots: list[str] = []
+        for slot, (n, entry_id, mac) in positions.items():
+            if not chain.valid_stream_id(entry_id) or not chain.valid_mac(mac):
+                raise ValueError("invalid stream id or MAC")
+            if slot is not None:
+                slots += (str(slot), f"{n}:{entry_id}:{mac}")
+        calls: list[Command | Script] = []
+        if None in positions:
+            n, entry_id, mac = positions[None]
+            calls.append(Command(("SET", self.audit_exported_key(), f"{n}:{entry_id}:{mac}")))
+        if slots:
+            calls.append(Command(("HSET", self.audit_exported_slots_key(), *slots)))
+        if calls:
+            yield Pipeline(tuple(calls))
+
+    def read_audit_raw_many(
+        self, reads: Sequence[tuple[str | None, int, ChainRef]]
+    ) -> Op[list[list[chain.StoredEntry]]]:
+        """:meth:`read_audit_raw` of several chains (after, count, chain) in one round trip."""
+        return (yield from _together([self.read_audit_raw(after, count, ref) for after, count, ref in reads]))
+
     def set_audit_exported(self, n: int, entry_id: str, mac: str, slot: int | None = None) -> Op[None]:
         """Record that every entry of a chain up to position ``n`` (stream id ``entry_id``, MAC ``mac``) is kept
         outside."""
@@ -246,10 +317,11 @@ class AuditOps(KeySchema):
         check = trail.result()
         if not check.ok:
             raise StoreError(f"the audit trail does not verify, not trimming: {check.problem}")
+        exported = yield from self.audit_exported_all()
         dropped = 0
         for slot, verified in trail.chains():
             ref = self.main_chain() if slot is None else self.slot_chain(slot)
-            exported_n, _, _ = yield from self.audit_exported(slot)
+            exported_n = exported.get(slot, (0,))[0]
             dropped += yield from self._trim_chain(ref, min(exported_n, verified.n - keep), verified.first_n, now)
         return dropped
 
@@ -272,6 +344,14 @@ class AuditOps(KeySchema):
             raise StoreError("the audit trail changed while trimming; try again")
         anchor = chain.checkpoint_text(self.chain.sign(cut.n, cut.hash, now))
         return int((yield Script(lua.AUDIT_TRIM, (ref.stream, ref.anchor), (kept.id, anchor))))
+
+
+def _head_n(raw: object) -> int | None:
+    """The position a chain's head names (None when there is none or it is malformed: verification says so)."""
+    try:
+        return chain.parse_head(raw)[0] if raw is not None else None
+    except StoreError:
+        return None
 
 
 def _together(ops: list[Op[T]]) -> Op[list[T]]:
