@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import collections
 import dataclasses
+import heapq
 import hmac
 import json
 import math
@@ -364,8 +366,9 @@ def entry_cursor(entry_id: str, slot: int | None) -> str:
 
 class ChainMerge:
     """Reading several chains as one sequence, ordered by (stream id, chain: the main chain first, then by slot):
-    a k-way merge (pure) over buffers the caller fills. Before each :meth:`take`, fill every chain
-    :meth:`wanted` names (from :meth:`start`), so that no chain's next entry is unknown when the least is taken."""
+    a k-way merge (pure, a heap of the chains' next entries) over buffers the caller fills. Before each
+    :meth:`take`, fill every chain :meth:`wanted` names (from :meth:`start`), so that no chain's next entry is
+    unknown when the least is taken. Entries are parsed only when taken."""
 
     def __init__(
         self,
@@ -377,15 +380,21 @@ class ChainMerge:
         self.order = [_MAIN_ORDER if slot is None else slot for slot in slots]
         self.slots = list(slots)
         self.position = position
-        self.buffers: list[list[tuple[tuple[int, int, int], StoredEntry | None]]] = [[] for _ in slots]
+        self.buffers: list[collections.deque[tuple[tuple[int, int, int], bytes, Mapping[bytes, bytes]]]] = [
+            collections.deque() for _ in slots
+        ]
+        self.heap: list[tuple[tuple[int, int, int], int]] = []
         self.last_id: list[str | None] = [None] * len(slots)
         self.done = [False] * len(slots)
         self.reads = [0] * len(slots)
         if position is not None and position[0] == (_MAX_ID, _MAX_ID):  # nothing can follow it (nor may XRANGE ask)
             self.done = [self.start(i)[1] is False for i in range(len(slots))]
+        self.needy = [i for i in range(len(slots)) if not self.done[i]]
 
     def wanted(self) -> list[int]:
-        return [i for i, buf in enumerate(self.buffers) if not buf and not self.done[i]]
+        """The chains to fill before the next :meth:`take` (each named once)."""
+        needy, self.needy = self.needy, []
+        return needy
 
     def start(self, i: int) -> tuple[str | None, bool]:
         """Where chain ``i`` reads on: (stream id, whether that id itself is included); None: from its start."""
@@ -398,35 +407,41 @@ class ChainMerge:
         # at the cursor's stream id, a chain that sorts after the cursor's own still has that entry to come
         return f"{ms}-{seq}", self.order[i] > (_MAIN_ORDER if slot is None else slot)
 
-    def fill(self, i: int, rows: Sequence[tuple[bytes, StoredEntry | None]], count: int) -> None:
-        """Chain ``i``'s next rows, read with COUNT ``count`` (fewer: the chain is at its end)."""
+    def fill(self, i: int, rows: Sequence[tuple[bytes, Mapping[bytes, bytes]]], count: int) -> None:
+        """Chain ``i``'s next rows as XRANGE gives them, read with COUNT ``count`` (fewer: the chain is at its end;
+        its head's position reached: so is it)."""
         self.reads[i] += 1
         buf = self.buffers[i]
-        for eid, stored in rows:
+        for eid, raw in rows:
             text = eid.decode("ascii")
             ms, _, seq = text.partition("-")
-            buf.append(((int(ms), int(seq), self.order[i]), stored))
+            buf.append(((int(ms), int(seq), self.order[i]), eid, raw))
             self.last_id[i] = text
-        buf.reverse()  # popped from the end
-        last = next((stored.entry.n for _, stored in reversed(rows) if stored is not None), None)
+        last = rows[-1][1].get(b"n", b"") if rows else b""
         head = None if self.heads is None else self.heads[i]
-        if len(rows) < count or (head is not None and last is not None and last >= head):
+        if len(rows) < count or (head is not None and last.isdigit() and int(last) >= head):
             self.done[i] = True
+        if buf:
+            heapq.heappush(self.heap, (buf[0][0], i))
+        elif not self.done[i]:
+            self.needy.append(i)
 
     def take(self) -> tuple[bool, StoredEntry | None]:
         """(False, None) at the end of every chain; else (True, the least entry: None if malformed)."""
-        best = -1
-        for i, buf in enumerate(self.buffers):
-            if buf and (best < 0 or buf[-1][0] < self.buffers[best][-1][0]):
-                best = i
-        if best < 0:
+        if not self.heap:
             return False, None
-        (ms, seq, _), stored = self.buffers[best].pop()
-        self.position = (ms, seq), self.slots[best]
-        return True, stored
+        _, i = heapq.heappop(self.heap)
+        buf = self.buffers[i]
+        (ms, seq, _), eid, raw = buf.popleft()
+        if buf:
+            heapq.heappush(self.heap, (buf[0][0], i))
+        elif not self.done[i]:
+            self.needy.append(i)
+        self.position = (ms, seq), self.slots[i]
+        return True, parse_entry(eid, raw, self.slots[i])
 
     def at_end(self) -> bool:
-        return all(self.done) and not any(self.buffers)
+        return not self.heap and all(self.done)
 
     def cursor(self) -> str | None:
         if self.position is None:

@@ -263,10 +263,8 @@ def test_a_group_written_but_not_recorded_is_not_written_twice(
     assert AuditExporter(store, [JsonLinesSink(path)], clock=lambda: 1.0).export_once() == 3
     lines = path.read_text().splitlines()
     assert len(lines) == made + 1 + 2 + 1 and verify_export(lines, kek_ring).ok
-    assert store.audit_exported_all() == {
-        None: store.audit_exported(),
-        **{slot: store.audit_exported(slot) for slot in slots},
-    }
+    want: dict[int | None, tuple[int, str | None, str]] = {slot: store.audit_exported(slot) for slot in slots}
+    assert store.audit_exported_all() == {None: store.audit_exported(), **want}
     assert [store.audit_exported(slot)[0] for slot in slots] == [2, 1, 1]
 
 

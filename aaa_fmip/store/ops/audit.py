@@ -141,7 +141,7 @@ class AuditOps(KeySchema):
                     calls.append(self._xrange(after, count, refs[i], inclusive=inclusive))
                 replies = yield from _together(calls)
                 for (i, count), rows in zip(wanted, replies, strict=True):
-                    merge.fill(i, [(eid, chain.parse_entry(eid, raw, refs[i].slot)) for eid, raw in rows], count)
+                    merge.fill(i, rows, count)
             more, parsed = merge.take()
             if not more:
                 return out, None
