@@ -274,23 +274,34 @@ def _line(stored: Any) -> str:
     return export_line(stored.entry, stored.at_text)
 
 
-def test_a_chain_lost_with_the_marker_is_started_again_and_marked(service: HandoverKeyService) -> None:
-    """Slot chains and their marker lost (as after a flush): the next accepted FBU starts its chain again and sets
-    the marker again, so that whole-trail operations see the chain."""
+def test_a_chain_lost_with_the_registry_is_started_again_and_registered(service: HandoverKeyService) -> None:
+    """Slot chains and their registry lost (as after a flush): the next accepted FBU starts its chain again and
+    adds its slot to the registry again, so that whole-trail operations see the chain."""
     store = redis_store(service)
     (node,), (slot,) = sessions(service, 1)
     assert verify(service, node, 1) == "accepted"
     ref = chain_of(store, slot)
-    call(store, "DEL", store.ops.slot_chains_marker_key())
-    assert store.audit_chains() == [store.ops.main_chain(), ref]  # slot chains on: read without the marker too
-    store.ops.slot_chains_setting = False
-    assert store.audit_chains() == [store.ops.main_chain()]  # off: only where the marker says some were written
-    store.ops.slot_chains_setting = True
-    for key in (ref.head, ref.stream):
+    assert call(store, "SMEMBERS", store.ops.slot_chains_key()) == {str(slot).encode()}
+    for key in (store.ops.slot_chains_key(), ref.head, ref.stream):
         call(store, "DEL", key)
     assert store.audit_chains() == [store.ops.main_chain()]
     assert verify(service, node, 2) == "accepted"
     assert call(store, "GET", ref.head).decode().startswith("1:")
-    store.ops.slot_chains_setting = False
-    assert store.audit_chains() == [store.ops.main_chain(), ref]  # the marker is back
+    assert store.audit_chains() == [store.ops.main_chain(), ref]  # registered again
     assert [e.fields["sequence"] for e in everything(service) if e.slot == slot] == [2]
+
+
+def test_a_sealed_chain_is_verified_even_if_the_registry_lost_it(service: HandoverKeyService) -> None:
+    store = redis_store(service)
+    nodes, slots = sessions(service, 2)
+    for node in nodes:
+        assert verify(service, node, 1) == "accepted"
+    store.checkpoint(now=7000.0)  # seals both chains
+    call(store, "SREM", store.ops.slot_chains_key(), str(slots[0]))
+    assert store.audit_chains()[1:] == [chain_of(store, slots[1])]  # no longer read as part of the trail
+    check = store.verify_audit()
+    assert check.ok and check.entries == created(service) + 1 + 2  # sessions, the seal, both FBUs: still checked
+    ref = chain_of(store, slots[0])
+    rows = call(store, "XRANGE", ref.stream, "-", "+")
+    rewrite(store, ref.stream, [(rows[0][0], {**rows[0][1], b"at": b"1.000000"})])  # and still protected
+    assert store.verify_audit().problem == f"slot chain {slots[0]}: an entry was edited, forged, inserted or deleted"

@@ -25,10 +25,11 @@ from aaa_fmip.store.ops.base import (
     Script,
     T,
     _b,
+    _members,
 )
 from aaa_fmip.store.slots import SLOTS
 
-MGET_KEYS: Final = 2048  # slot-chain heads per MGET where there are no slots (audit_chains)
+MGET_KEYS: Final = 2048  # chain heads per MGET where there are no slots (audit_heads)
 
 
 class AuditOps(KeySchema):
@@ -76,22 +77,25 @@ class AuditOps(KeySchema):
         return [ref for ref, _ in (yield from self.audit_heads())]
 
     def audit_heads(self) -> Op[list[tuple[ChainRef, int | None]]]:
-        """:meth:`audit_chains` with the position each chain's head names (None: malformed or none). The slot chains
-        are looked for where slot chains are on, and elsewhere once a writer has set the slot-chains marker (a
-        trail without slot chains costs two calls; where they are on, the marker's loss hides nothing): one GET
-        per slot in one pipeline on a Cluster, a few MGETs elsewhere."""
-        main = self.main_chain()
-        if not self.slot_chains and not (yield Command(("EXISTS", self.slot_chains_marker_key()))):
-            return [(main, _head_n((yield Command(("GET", main.head)))))]
-        refs = [main, *(self.slot_chain(slot) for slot in range(SLOTS))]
-        if self.cluster:  # an MGET may not span slots: one GET per chain, each to its node
+        """:meth:`audit_chains` with the position each chain's head names (None: malformed or none): the main
+        chain, then the slot chains of the registry (:meth:`KeySchema.slot_chains_key`) that have a head."""
+        members = _members((yield Command(("SMEMBERS", self.slot_chains_key()))))
+        slots = sorted({int(m) for m in members if m.isdigit() and int(m) < SLOTS})
+        return (yield from self._heads([self.main_chain(), *(self.slot_chain(slot) for slot in slots)]))
+
+    def _heads(self, refs: Sequence[ChainRef]) -> Op[list[tuple[ChainRef, int | None]]]:
+        """The chains of ``refs`` that have a head (the main chain always), with the position it names: one GET per
+        chain in one pipeline on a Cluster (an MGET may not span slots), a few MGETs elsewhere."""
+        if not refs:
+            return []
+        if self.cluster:
             replies = yield Pipeline(tuple(Command(("GET", ref.head)) for ref in refs))
         else:
             chunks = [refs[i : i + MGET_KEYS] for i in range(0, len(refs), MGET_KEYS)]
             answers = yield Pipeline(tuple(Command(("MGET", *(ref.head for ref in chunk))) for chunk in chunks))
             replies = [raw for answer in answers for raw in answer]
-        slots = zip(refs[1:], replies[1:], strict=True)
-        return [(main, _head_n(replies[0])), *((ref, _head_n(raw)) for ref, raw in slots if raw is not None)]
+        pairs = zip(refs, replies, strict=True)
+        return [(ref, _head_n(raw)) for ref, raw in pairs if raw is not None or ref.slot is None]
 
     def _xrange(
         self, after: str | None, count: int, ref: ChainRef | None = None, *, inclusive: bool = False
@@ -184,6 +188,10 @@ class AuditOps(KeySchema):
         refs = yield from self.audit_chains()
         trail = chain.TrailCheck(*(yield from self._verify_chain(refs[0], checkpoint)))
         slots = refs[1:]
+        # a chain the main chain has sealed is checked even if the registry lost it
+        listed = {ref.slot for ref in slots}
+        sealed = [self.slot_chain(slot) for slot in sorted(trail.seals) if slot not in listed and slot < SLOTS]
+        slots += [ref for ref, _ in (yield from self._heads(sealed))]
         if not slots:
             return trail
         # every slot chain at once (anchors, entries in rounds of 1,000, heads: a pipeline each), not one by one

@@ -125,7 +125,7 @@ class KeySchema:
         self.p = prefix
         self.cluster = cluster
         self.slot_chains_setting = slot_chains  # None: on with a Cluster (``store.slot_chains``)
-        self.slot_chains_marked = False  # whether this process has set the slot-chains marker
+        self.slot_chains_registered: set[int] = set()  # slots this process has added to the registry
         self._slot_chains: dict[int, ChainRef] = {}
         if self.slot_chains:
             slot_tag(0)  # the table of tags is built once per process: now, not in the first FBU's time
@@ -206,8 +206,9 @@ class KeySchema:
         """Hash: slot → how far its chain was exported (``n:stream id:MAC``)."""
         return f"{self.p}:{{audit}}:exported-slots"
 
-    def slot_chains_marker_key(self) -> str:
-        """Set before the first slot-chain entry is written: whole-trail operations then read the slot chains."""
+    def slot_chains_key(self) -> str:
+        """Set of the slots whose chains have entries (a writer adds a slot before its first entry there):
+        whole-trail operations read those chains."""
         return f"{self.p}:{{audit}}:slot-chains"
 
     def main_chain(self) -> ChainRef:

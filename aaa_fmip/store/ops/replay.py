@@ -124,10 +124,12 @@ class ReplayOps(AuditOps):
         results: list[CommitResult | BaseException | None] = [None] * len(commits)
         todo = list(range(len(commits)))
         for _ in range(AUDIT_APPEND_ATTEMPTS):
-            if self.slot_chains and not self.slot_chains_marked:
-                # whole-trail operations read the slot chains once this is set (KeySchema.slot_chains_marker_key)
-                yield Command(("SET", self.slot_chains_marker_key(), "1"))
-                self.slot_chains_marked = True
+            slots = {slot for i in todo if (slot := prepared[i][5].slot) is not None}
+            if new := sorted(slots - self.slot_chains_registered):
+                # before a chain's first entry: its slot in the registry that whole-trail operations read (once per
+                # slot and process)
+                yield Command(("SADD", self.slot_chains_key(), *map(str, new)))
+                self.slot_chains_registered.update(new)
             at = yield from self.server_deadline(None)
             calls: list[Command | Script] = []
             heads_after: list[tuple[int, str]] = []
@@ -158,7 +160,7 @@ class ReplayOps(AuditOps):
                 elif reply[0] == 0 and len(reply) == 2:
                     held = chain.parse_head(reply[1])  # what Redis holds: chain the retry onto it
                     if slot is not None and held[0] == 0 and self._head_hint(slot)[0] > 0:
-                        self.slot_chains_marked = False  # a chain this process wrote is gone: so may the marker be
+                        self.slot_chains_registered.clear()  # a chain this process wrote is gone: maybe the registry
                     self._set_head_hint(slot, held)
                     again.append(i)
                 elif reply[0] == 4 and len(reply) == 2:
