@@ -189,9 +189,6 @@ class StoreCalls:
     def audit_exported(self, slot: int | None = None) -> tuple[int, str | None, str]:
         return self.run(self.ops.audit_exported(slot), "audit export")
 
-    def set_audit_exported(self, n: int, entry_id: str, mac: str, slot: int | None = None) -> None:
-        self.run(self.ops.set_audit_exported(n, entry_id, mac, slot), "audit export")
-
     def audit_exported_all(self) -> dict[int | None, tuple[int, str | None, str]]:
         return self.run(self.ops.audit_exported_all(), "audit export")
 

@@ -164,60 +164,48 @@ class AuditOps(KeySchema):
         rows = yield from self._xrange(after, count, ref)
         return [s for s in (chain.parse_entry(eid, raw, slot) for eid, raw in rows) if s is not None]
 
-    def _verify_chain(
-        self, ref: ChainRef, kept: Checkpoint | None
-    ) -> Op[tuple[AuditCheck, dict[int, tuple[int, str]]]]:
-        """One chain checked from genesis or its retention anchor (:class:`~aaa_fmip.store.audit.ChainVerifier`),
-        against ``kept`` too (a checkpoint, or for a slot chain its last seal); its head is read after its entries
-        (an entry appended meanwhile is not taken for a cut tail)."""
-        anchor, sound = self.chain.anchor_of((yield Command(("GET", ref.anchor))))
-        verifier = chain.ChainVerifier(self.chain, anchor, sound, kept, ref.genesis)
-        after: str | None = None
-        while True:
-            rows = yield from self._xrange(after, 1000, ref)
-            for eid, raw in rows:
-                after = eid.decode("ascii")
-                verifier.feed(after, chain.parse_entry(eid, raw, ref.slot))
-            if len(rows) < 1000:
-                break
-        return verifier.finish((yield Command(("GET", ref.head)))), verifier.seals
+    def _verify_chains(
+        self, refs: Sequence[ChainRef], kept: Sequence[Checkpoint | None]
+    ) -> Op[list[tuple[AuditCheck, dict[int, tuple[int, str]]]]]:
+        """Chains checked from genesis or their retention anchors (:class:`~aaa_fmip.store.audit.ChainVerifier`),
+        each against its ``kept`` position too (a checkpoint, or for a slot chain its last seal), all at once:
+        anchors, entries in rounds of 1,000 and heads a pipeline each. Heads are read after the entries (an entry
+        appended meanwhile is not taken for a cut tail). Per chain, its check and the seals it holds."""
+        anchors = yield from _together([_get(ref.anchor) for ref in refs])
+        verifiers = [
+            chain.ChainVerifier(self.chain, *self.chain.anchor_of(raw), cp, ref.genesis)
+            for ref, raw, cp in zip(refs, anchors, kept, strict=True)
+        ]
+        after: list[str | None] = [None] * len(refs)
+        pending = list(range(len(refs)))
+        while pending:
+            replies = yield from _together([self._xrange(after[i], 1000, refs[i]) for i in pending])
+            more = []
+            for i, rows in zip(pending, replies, strict=True):
+                for eid, raw in rows:
+                    text = after[i] = eid.decode("ascii")
+                    verifiers[i].feed(text, chain.parse_entry(eid, raw, refs[i].slot))
+                if len(rows) == 1000:
+                    more.append(i)
+            pending = more
+        heads = yield from _together([_get(ref.head) for ref in refs])
+        return [(v.finish(head), v.seals) for v, head in zip(verifiers, heads, strict=True)]
 
     def _verify_all(self, checkpoint: Checkpoint | None) -> Op[chain.TrailCheck]:
         if checkpoint is not None:
             self.chain.check(checkpoint)
         refs = yield from self.audit_chains()
-        trail = chain.TrailCheck(*(yield from self._verify_chain(refs[0], checkpoint)))
+        (main,) = yield from self._verify_chains(refs[:1], [checkpoint])
+        trail = chain.TrailCheck(*main)
         slots = refs[1:]
         # a chain the main chain has sealed is checked even if the registry lost it
         listed = {ref.slot for ref in slots}
         sealed = [self.slot_chain(slot) for slot in sorted(trail.seals) if slot not in listed and slot < SLOTS]
         slots += [ref for ref, _ in (yield from self._heads(sealed))]
-        if not slots:
-            return trail
-        # every slot chain at once (anchors, entries in rounds of 1,000, heads: a pipeline each), not one by one
-        anchors = yield Pipeline(tuple(Command(("GET", ref.anchor)) for ref in slots))
-        verifiers = []
-        for ref, raw in zip(slots, anchors, strict=True):
-            assert ref.slot is not None
-            verifiers.append(
-                chain.ChainVerifier(self.chain, *self.chain.anchor_of(raw), trail.seal_of(ref.slot), ref.genesis)
-            )
-        after: list[str | None] = [None] * len(slots)
-        pending = list(range(len(slots)))
-        while pending:
-            replies = yield from _together([self._xrange(after[i], 1000, slots[i]) for i in pending])
-            more = []
-            for i, rows in zip(pending, replies, strict=True):
-                for eid, raw in rows:
-                    text = after[i] = eid.decode("ascii")
-                    verifiers[i].feed(text, chain.parse_entry(eid, raw, slots[i].slot))
-                if len(rows) == 1000:
-                    more.append(i)
-            pending = more
-        heads = yield Pipeline(tuple(Command(("GET", ref.head)) for ref in slots))
-        for ref, verifier, head in zip(slots, verifiers, heads, strict=True):
-            assert ref.slot is not None
-            trail.add(ref.slot, verifier.finish(head))
+        if slots:
+            verified = yield from self._verify_chains(slots, [trail.seal_of(_slot(ref)) for ref in slots])
+            for ref, (check, _) in zip(slots, verified, strict=True):
+                trail.add(_slot(ref), check)
         return trail
 
     def verify_audit(self, checkpoint: Checkpoint | None = None) -> Op[AuditCheck]:
@@ -252,47 +240,34 @@ class AuditOps(KeySchema):
         """(n, stream id, MAC) of the last entry of a chain (default: the main chain) an exporter confirmed as
         kept outside Redis."""
         if slot is None:
-            raw = _b((yield Command(("GET", self.audit_exported_key()))))
-        else:
-            raw = _b((yield Command(("HGET", self.audit_exported_slots_key(), str(slot)))))
-        if raw is None:
-            return 0, None, chain.GENESIS_HEAD[1]
-        n_text, _, rest = raw.decode("ascii", "replace").partition(":")
-        eid, _, mac = rest.partition(":")
-        if not n_text.isdigit() or not chain.valid_stream_id(eid) or not chain.valid_mac(mac):
-            raise StoreError("the audit export position in Redis is malformed")
-        return int(n_text), eid, mac
+            return _position((yield Command(("GET", self.audit_exported_key()))))
+        return _position((yield Command(("HGET", self.audit_exported_slots_key(), str(slot)))))
 
     def audit_exported_all(self) -> Op[dict[int | None, tuple[int, str | None, str]]]:
         """:meth:`audit_exported` of every chain at once (the main chain, and every slot chain exported so far)."""
-        main = yield from self.audit_exported()
-        raw = yield Command(("HGETALL", self.audit_exported_slots_key()))
-        out: dict[int | None, tuple[int, str | None, str]] = {None: main}
-        for field, value in cast(dict[bytes, bytes], raw).items():
-            n_text, _, rest = value.decode("ascii", "replace").partition(":")
-            eid, _, mac = rest.partition(":")
-            if (
-                not field.isdigit()
-                or not n_text.isdigit()
-                or not chain.valid_stream_id(eid)
-                or not chain.valid_mac(mac)
-            ):
+        main, slots = yield Pipeline(
+            (Command(("GET", self.audit_exported_key())), Command(("HGETALL", self.audit_exported_slots_key())))
+        )
+        out: dict[int | None, tuple[int, str | None, str]] = {None: _position(main)}
+        for field, value in cast(dict[bytes, bytes], slots).items():
+            if not field.isdigit():
                 raise StoreError("the audit export position in Redis is malformed")
-            out[int(field)] = (int(n_text), eid, mac)
+            out[int(field)] = _position(value)
         return out
 
     def set_audit_exported_many(self, positions: dict[int | None, tuple[int, str, str]]) -> Op[None]:
-        """:meth:`set_audit_exported` of several chains in one round trip."""
+        """Record for each chain (None: the main chain) that every entry up to position n (stream id, MAC) is kept
+        outside, in one round trip."""
         slots: list[str] = []
+        calls: list[Command | Script] = []
         for slot, (n, entry_id, mac) in positions.items():
             if not chain.valid_stream_id(entry_id) or not chain.valid_mac(mac):
                 raise ValueError("invalid stream id or MAC")
-            if slot is not None:
-                slots += (str(slot), f"{n}:{entry_id}:{mac}")
-        calls: list[Command | Script] = []
-        if None in positions:
-            n, entry_id, mac = positions[None]
-            calls.append(Command(("SET", self.audit_exported_key(), f"{n}:{entry_id}:{mac}")))
+            value = f"{n}:{entry_id}:{mac}"
+            if slot is None:
+                calls.append(Command(("SET", self.audit_exported_key(), value)))
+            else:
+                slots += (str(slot), value)
         if slots:
             calls.append(Command(("HSET", self.audit_exported_slots_key(), *slots)))
         if calls:
@@ -303,17 +278,6 @@ class AuditOps(KeySchema):
     ) -> Op[list[list[chain.StoredEntry]]]:
         """:meth:`read_audit_raw` of several chains (after, count, chain) in one round trip."""
         return (yield from _together([self.read_audit_raw(after, count, ref) for after, count, ref in reads]))
-
-    def set_audit_exported(self, n: int, entry_id: str, mac: str, slot: int | None = None) -> Op[None]:
-        """Record that every entry of a chain up to position ``n`` (stream id ``entry_id``, MAC ``mac``) is kept
-        outside."""
-        if not chain.valid_stream_id(entry_id) or not chain.valid_mac(mac):
-            raise ValueError("invalid stream id or MAC")
-        value = f"{n}:{entry_id}:{mac}"
-        if slot is None:
-            yield Command(("SET", self.audit_exported_key(), value))
-        else:
-            yield Command(("HSET", self.audit_exported_slots_key(), str(slot), value))
 
     def trim_audit(self, *, keep: int, now: float) -> Op[int]:
         """Retention: in each chain, drop the oldest entries beyond its newest ``keep``, only entries already
@@ -354,12 +318,33 @@ class AuditOps(KeySchema):
         return int((yield Script(lua.AUDIT_TRIM, (ref.stream, ref.anchor), (kept.id, anchor))))
 
 
+def _position(raw: object) -> tuple[int, str | None, str]:
+    """An export position as stored (``n:stream id:MAC``); nothing exported yet: (0, None, 64 zeros)."""
+    value = _b(raw)
+    if value is None:
+        return 0, None, chain.GENESIS_HEAD[1]
+    n_text, _, rest = value.decode("ascii", "replace").partition(":")
+    eid, _, mac = rest.partition(":")
+    if not n_text.isdigit() or not chain.valid_stream_id(eid) or not chain.valid_mac(mac):
+        raise StoreError("the audit export position in Redis is malformed")
+    return int(n_text), eid, mac
+
+
 def _head_n(raw: object) -> int | None:
     """The position a chain's head names (None when there is none or it is malformed: verification says so)."""
     try:
         return chain.parse_head(raw)[0] if raw is not None else None
     except StoreError:
         return None
+
+
+def _get(key: str) -> Op[object]:
+    return (yield Command(("GET", key)))
+
+
+def _slot(ref: ChainRef) -> int:
+    assert ref.slot is not None, "a slot chain"
+    return ref.slot
 
 
 def _together(ops: list[Op[T]]) -> Op[list[T]]:

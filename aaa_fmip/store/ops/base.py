@@ -127,6 +127,7 @@ class KeySchema:
         self.slot_chains_setting = slot_chains  # None: on with a Cluster (``store.slot_chains``)
         self.slot_chains_registered: set[int] = set()  # slots this process has added to the registry
         self._slot_chains: dict[int, ChainRef] = {}
+        self._main_chain: ChainRef | None = None
         if self.slot_chains:
             slot_tag(0)  # the table of tags is built once per process: now, not in the first FBU's time
         self.write_timeout = write_timeout
@@ -212,7 +213,11 @@ class KeySchema:
         return f"{self.p}:{{audit}}:slot-chains"
 
     def main_chain(self) -> ChainRef:
-        return ChainRef(None, self.audit_head_key(), self.audit_stream_key(), self.audit_anchor_key(), AUDIT_GENESIS)
+        ref = self._main_chain
+        if ref is None:
+            ref = ChainRef(None, self.audit_head_key(), self.audit_stream_key(), self.audit_anchor_key(), AUDIT_GENESIS)
+            self._main_chain = ref
+        return ref
 
     def slot_chain(self, slot: int) -> ChainRef:
         """The chain whose keys share ``slot`` with the sessions hashed there (:mod:`aaa_fmip.store.slots`)."""
