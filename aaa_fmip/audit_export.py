@@ -56,6 +56,7 @@ log = logging.getLogger("aaa_fmip.audit")
 EXPORT_BATCH: Final = 1000  # entries read from one chain at a time
 GROUP_BYTES: Final = 256 * 1024  # lines written (and fsync'd) before their positions are recorded, at most about
 _TAIL_READ: Final = 16 * GROUP_BYTES  # read back at start: holds the last group, which may not be recorded
+_NONE: Final = (0, None, AUDIT_GENESIS)  # the export position of a chain nothing of which was exported
 
 
 def export_line(entry: AuditEntry, at_text: str) -> str:
@@ -221,10 +222,10 @@ class AuditExporter:
         of that chain, nor anything after the group that holds it) at an entry that does not verify: a copy must
         never take in a forged entry."""
         done = self.store.audit_exported_all()
-        todo = [ref for ref, head in self.store.audit_heads() if head is None or head > done.get(ref.slot, (0,))[0]]
+        todo = [ref for ref, head in self.store.audit_heads() if head is None or head > done.get(ref.slot, _NONE)[0]]
         total = 0
         while todo:
-            reads = [(done.get(ref.slot, (0, None, ""))[1], EXPORT_BATCH, ref) for ref in todo]
+            reads = [(done.get(ref.slot, _NONE)[1], EXPORT_BATCH, ref) for ref in todo]
             batches = self.store.read_audit_raw_many(reads)
             more: list[ChainRef] = []
             group: list[Line] = []
@@ -232,7 +233,7 @@ class AuditExporter:
             size = 0
             bad: tuple[ChainRef, AuditEntry] | None = None
             for ref, rows in zip(todo, batches, strict=True):
-                n, after, prev = done.get(ref.slot, (0, None, AUDIT_GENESIS))
+                n, after, prev = done.get(ref.slot, _NONE)
                 for stored in rows:
                     entry = stored.entry
                     linked = after is None or (entry.n == n + 1 and entry.prev == prev)

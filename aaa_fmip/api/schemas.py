@@ -269,7 +269,7 @@ class AuditEntryOut(BaseModel):
     slot: int | None = Field(
         default=None,
         description="The slot chain holding the entry (an accepted FBU's, with `store.slot_chains`); null: the "
-        "main chain. `prev` of a slot chain's first entry is that chain's own genesis (docs/api.md#audit).",
+        "main chain. `prev` of a slot chain's first entry is that chain's own genesis (docs/api.md#slot-chains).",
     )
 
 
