@@ -144,6 +144,7 @@ def build_runtime(settings: Settings, *, clock: Callable[[], float] = time.time)
             prefix=settings.store.prefix,
             socket_timeout=settings.store.timeout,
             slot_chains=settings.store.slot_chains,
+            writer=settings.store.writer,
             replay_policy=ReplayDurabilityPolicy(
                 allow_volatile=settings.store.allow_volatile_replay_state,
                 min_appendfsync=settings.store.min_appendfsync,

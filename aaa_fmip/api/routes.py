@@ -257,7 +257,7 @@ def read_audit(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: Annotated[
         str | None,
-        Query(pattern=r"^\d{1,20}-\d{1,20}(\.\d{1,5})?$", description="next_cursor of the previous page."),
+        Query(pattern=r"^\d{1,20}-\d{1,20}(\.\d{1,7})?$", description="next_cursor of the previous page."),
     ] = None,
 ) -> AuditPage:
     try:

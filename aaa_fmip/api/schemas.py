@@ -268,8 +268,9 @@ class AuditEntryOut(BaseModel):
     kid: str = Field(description="Id of the KEK whose audit key made the MAC.")
     slot: int | None = Field(
         default=None,
-        description="The slot chain holding the entry (an accepted FBU's, with `store.slot_chains`); null: the "
-        "main chain. `prev` of a slot chain's first entry is that chain's own genesis (docs/api.md#slot-chains).",
+        description="The number of the slot chain holding the entry (an accepted FBU's, with `store.slot_chains`): "
+        "the hash slot plus 16384 times the writer; null: the main chain. `prev` of a slot chain's first entry is "
+        "that chain's own genesis (docs/api.md#slot-chains).",
     )
 
 

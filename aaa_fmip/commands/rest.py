@@ -270,6 +270,7 @@ def _log_startup(runtime: Runtime) -> None:
             "kek_id": runtime.kek_ring.current.key_id,
             "previous_kek_ids": [k.key_id for k in runtime.kek_ring.previous],
             "slot_chains": runtime.store.ops.slot_chains,
+            "writer": runtime.store.ops.writer,
             "gc_frozen": gc.get_freeze_count(),
         },
     )

@@ -14,6 +14,12 @@ others too (exit status 1): the service is whole or not running, never silently 
 Per-process state stays per process: the per-caller rate limit (``limits.caller_rate``) and the failed-
 authentication limit per address are enforced by each worker, so N workers admit up to N times the configured
 rate; the session cache (:mod:`aaa_fmip.service.cache`) is per worker.
+
+Each process that verifies FBUs writes audit entries, and writers of one chain keep meeting at its head (a
+refused script, sent again). So every worker is a writer of its own: the supervisor keeps ``store.writer``
+(its Diameter listener verifies FBUs too), worker i is ``store.writer + 1 + i``, and with more than one worker
+the accepted FBUs' entries go to those writers' slot chains unless the configuration says otherwise
+(``store.slot_chains``; docs/configuration.md, "Slot chains").
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from typing import TYPE_CHECKING, Final
 
 from aaa_fmip.errors import AaaFmipError
 from aaa_fmip.logging import configure_logging
+from aaa_fmip.store.slots import WRITERS
 
 if TYPE_CHECKING:
     from multiprocessing.process import BaseProcess
@@ -51,6 +58,12 @@ def supervise(settings: Settings, workers: int, argv: Argv) -> int:
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir  # before prometheus_client is imported, here and below
     from aaa_fmip.bootstrap import build_runtime, check_store_at_start
 
+    last_writer = settings.store.writer + workers
+    if last_writer >= WRITERS:
+        raise AaaFmipError(
+            f"--workers {workers} with store.writer = {settings.store.writer} needs writer numbers up to "
+            f'{last_writer}; they are 0-{WRITERS - 1} (docs/configuration.md, "Slot chains")'
+        )
     stop = threading.Event()
     stopped_by: list[str] = []
 
@@ -68,12 +81,11 @@ def supervise(settings: Settings, workers: int, argv: Argv) -> int:
         listeners = start_listeners(runtime)
         sock = _bind(settings)
         spawn = multiprocessing.get_context("spawn")
-        # several writers of one chain keep meeting at its head: with workers, accepted FBUs' entries go to slot
-        # chains unless the configuration says otherwise (store.slot_chains; docs/configuration.md)
-        slot_chains = settings.store.slot_chains is None and workers > 1
+        slot_chains = settings.store.slot_chains is None and workers > 1  # the module docstring
         for index in range(workers):
+            writer = settings.store.writer + 1 + index
             worker = spawn.Process(
-                target=_worker, args=(index, argv, sock, slot_chains), name=f"aaa-fmip-worker-{index}"
+                target=_worker, args=(index, argv, sock, slot_chains, writer), name=f"aaa-fmip-worker-{index}"
             )
             worker.start()
             procs.append(worker)
@@ -128,17 +140,20 @@ def _bind(settings: Settings) -> socket.socket:
         raise AaaFmipError(f"could not listen on {listen} (in use, or not a local address?)") from None
 
 
-def _worker(index: int, argv: Argv, sock: socket.socket, slot_chains: bool) -> None:
+def _worker(index: int, argv: Argv, sock: socket.socket, slot_chains: bool, writer: int) -> None:
     """One worker: the settings loaded again (same file, same environment), its own runtime, REST on ``sock``;
-    ``slot_chains``: switch on ``store.slot_chains`` (left unset by the configuration)."""
+    ``slot_chains``: switch on ``store.slot_chains`` (left unset by the configuration); ``writer``: its
+    ``store.writer``."""
     from aaa_fmip.bootstrap import build_runtime
     from aaa_fmip.commands.rest import load_serve_settings, serve_rest
 
     config, listen, log_level = argv
     configure_logging(log_level.upper())
     settings = load_serve_settings(config, listen)
+    store: dict[str, object] = {"writer": writer}
     if slot_chains:
-        settings = settings.model_copy(update={"store": settings.store.model_copy(update={"slot_chains": True})})
+        store["slot_chains"] = True
+    settings = settings.model_copy(update={"store": settings.store.model_copy(update=store)})
     runtime = build_runtime(settings)
     try:
         code = serve_rest(runtime, [sock], worker=index)

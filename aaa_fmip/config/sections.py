@@ -136,6 +136,10 @@ class StoreSettings(BaseModel):
     # an accepted FBU's audit entry in its session's hash slot (one script per FBU on a Cluster; writers rarely
     # meet at one head): None → on with a Redis Cluster, off otherwise (docs/configuration.md, "Slot chains")
     slot_chains: bool | None = None
+    # this process's number among those writing accepted FBUs' entries to one Redis (0-255): each writer's slot
+    # chains are its own, so writers never wait for one another at a head; `serve --workers N` gives its workers
+    # writer + 1 to writer + N (docs/configuration.md, "Slot chains")
+    writer: Annotated[int, Field(ge=0, le=255)] = 0
 
     @property
     def embedded(self) -> bool:

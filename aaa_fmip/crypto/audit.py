@@ -27,7 +27,11 @@ Entry MAC (hex) = HMAC-SHA-256(entry MAC key, encoding), where::
 the session's hash slot, docs/api.md "Slot chains") starts from its own genesis instead of 64 zeros, so
 that no entry can be moved from one chain to another::
 
-    slot genesis = hex(SHA-256("aaa-fmip-audit-slot-v1" || 0x00 || uint16(slot)))
+    slot genesis = hex(SHA-256("aaa-fmip-audit-slot-v1" || 0x00 || uint16(slot)))           (writer 0)
+                 = hex(SHA-256("aaa-fmip-audit-slot-v1" || 0x00 || uint32(slot + 16384 * writer)))  (writer 1-255)
+
+(the chain's number: a writer's chains are its own, docs/api.md "Slot chains"; the two lengths keep the forms
+apart).
 
 Each key id of the KEK ring gives its own pair of
 keys, so a KEK rotation starts new MACs and a new signing key while older ones still verify.
@@ -63,15 +67,18 @@ AUDIT_GENESIS: Final = "0" * 64
 _ENTRY_DOMAIN: Final = b"aaa-fmip-audit-v2\x00"
 _CHECKPOINT_DOMAIN: Final = b"aaa-fmip-audit-checkpoint-v1\x00"
 _SLOT_DOMAIN: Final = b"aaa-fmip-audit-slot-v1\x00"
+_SLOTS: Final = 1 << 14  # hash slots (as aaa_fmip.store.slots, a layer above this one)
+_CHAINS: Final = _SLOTS * 256  # slot-chain numbers: slot + 16384 * writer (0-255)
 _MAC_INFO: Final = b"aaa-fmip audit entry MAC v2"
 _SIGN_INFO: Final = b"aaa-fmip audit checkpoint Ed25519 v1"
 
 
-def slot_genesis(slot: int) -> str:
-    """The ``prev`` of the first entry of the slot chain of ``slot`` (module docstring)."""
-    if not 0 <= slot < 1 << 16:
-        raise ValueError("slot out of range")
-    return hashlib.sha256(_SLOT_DOMAIN + struct.pack(">H", slot)).hexdigest()
+def slot_genesis(number: int) -> str:
+    """The ``prev`` of the first entry of the slot chain numbered ``number`` (module docstring)."""
+    if not 0 <= number < _CHAINS:
+        raise ValueError("slot chain number out of range")
+    encoded = struct.pack(">H", number) if number < _SLOTS else struct.pack(">I", number)
+    return hashlib.sha256(_SLOT_DOMAIN + encoded).hexdigest()
 
 
 def _item(s: str) -> bytes:

@@ -27,6 +27,7 @@ from aaa_fmip.crypto.audit import AUDIT_GENESIS, AuditKeys, verify_checkpoint_si
 from aaa_fmip.crypto.wrap import KekRing
 from aaa_fmip.errors import CryptoError, StoreError, StoreUnavailable
 from aaa_fmip.store import AuditCheck, AuditEntry, AuditItem, Checkpoint
+from aaa_fmip.store.slots import CHAINS
 
 VERSION: Final = "2"
 GENESIS_HEAD: Final = (0, AUDIT_GENESIS)
@@ -128,6 +129,8 @@ class AuditChain:
         self.kid = ring.current.key_id
         self.head_hint: tuple[int, str] | None = None  # a stale hint costs one retry
         self.slot_heads: dict[int, tuple[int, str]] = {}  # the same per slot chain (docs/api.md, "Slot chains")
+        self.moved = 0  # scripts refused: the head was not where this process expected (another writer moved it,
+        # or a chain it had not read yet); each costs one call more
 
     def append_args(
         self, batch: list[PendingAudit], head: tuple[int, str], genesis: str = AUDIT_GENESIS
@@ -161,6 +164,7 @@ class AuditChain:
         if status == -1:
             raise StoreUnavailable("the write reached Redis after its deadline; nothing was written")
         if status == 0 and len(reply) == 2:
+            self.moved += 1
             self.head_hint = None  # another writer moved the head: chain onto the one the script returned
             return parse_head(reply[1]), None
         if status == 2:
@@ -342,19 +346,19 @@ class ChainVerifier:
 
 # --- the trail as several chains --------------------------------------------------------------------------------
 
-_CURSOR = re.compile(r"(\d{1,20})-(\d{1,20})(?:\.(\d{1,5}))?")
+_CURSOR = re.compile(r"(\d{1,20})-(\d{1,20})(?:\.(\d{1,7}))?")
 _MAIN_ORDER: Final = -1  # the main chain sorts before every slot chain at the same stream id
 _MAX_ID: Final = (1 << 64) - 1
 
 
 def parse_cursor(text: str) -> tuple[tuple[int, int], int | None] | None:
-    """A read cursor: ``<stream id>`` (an entry of the main chain) or ``<stream id>.<slot>`` (of a slot chain);
-    None if it is neither."""
+    """A read cursor: ``<stream id>`` (an entry of the main chain) or ``<stream id>.<number>`` (of the slot chain
+    of that number); None if it is neither."""
     m = _CURSOR.fullmatch(text)
     if m is None or not valid_stream_id(f"{m[1]}-{m[2]}"):
         return None
     slot = None if m[3] is None else int(m[3])
-    if slot is not None and slot >= 1 << 14:
+    if slot is not None and slot >= CHAINS:
         return None
     return (int(m[1]), int(m[2])), slot
 

@@ -97,6 +97,7 @@ class RedisStore(StoreCalls):
         write_timeout: float = 0.5,
         cluster: bool | None = None,
         slot_chains: bool | None = None,
+        writer: int = 0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         """Prefer :meth:`from_url`. ``connect`` builds the redis-py client (``Redis`` or ``RedisCluster``);
@@ -104,8 +105,9 @@ class RedisStore(StoreCalls):
         client of the same server (once per event loop); without it :attr:`aio` is None. ``write_timeout``:
         how long after sending an audited write the client gives up on it (its socket timeout); the write
         carries that deadline into Redis. ``cluster`` None: learnt from the client on first use. ``slot_chains``:
-        whether an accepted FBU's audit entry goes to the chain of its session's hash slot (None: with a Cluster;
-        :attr:`StoreOps.slot_chains`)."""
+        whether an accepted FBU's audit entry goes to a slot chain (None: with a Cluster; :attr:`StoreOps.slot_chains`);
+        ``writer``: this process's number among the writers of the trail, whose slot chains are its own
+        (``store.writer``; :meth:`StoreOps.fbu_chain`)."""
         self._connect = connect
         self._where = where
         self._on_close = on_close
@@ -115,6 +117,7 @@ class RedisStore(StoreCalls):
             prefix=prefix,
             cluster=bool(cluster),
             slot_chains=slot_chains,
+            writer=writer,
             write_timeout=write_timeout,
             clock=clock,
         )
@@ -139,6 +142,7 @@ class RedisStore(StoreCalls):
         socket_timeout: float = 0.5,
         replay_policy: ReplayDurabilityPolicy | None = None,
         slot_chains: bool | None = None,
+        writer: int = 0,
         **kw: Any,
     ) -> RedisStore:
         """A store for ``url`` (forms in :mod:`aaa_fmip.store.urls`); ``kw`` goes to the redis-py client.
@@ -174,6 +178,7 @@ class RedisStore(StoreCalls):
             write_timeout=socket_timeout,
             cluster=c.cluster,
             slot_chains=slot_chains,
+            writer=writer,
         )
         store.durability = monitor
         if monitor is not None and monitor.policy.wait_replicas:

@@ -8,6 +8,10 @@ to lives in the session's slot. The session keys are tagged by the HMK-Name, so 
 tag hashes to that very slot: :func:`slot_tag` is the inverse of the slot function over a fixed family of tags
 (``s`` followed by a number in hex, the first of the family that lands in each slot). redis-py has the forward
 function only; the inverse is a table built once per process (about 300 000 CRCs, a fraction of a second).
+
+Each writer (a process that verifies FBUs: ``store.writer``) appends to chains of its own, so that writers never
+wait for one another at a head: a chain is numbered ``slot + 16384 * writer`` (:func:`chain_number`), its keys
+carry the slot's tag, and those of writer 0 keep the names slot chains had before writers were numbered.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ from typing import Final
 from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
 
 SLOTS: Final = REDIS_CLUSTER_HASH_SLOTS
+WRITERS: Final = 256  # store.writer is 0-255
+CHAINS: Final = SLOTS * WRITERS  # slot-chain numbers are 0 to CHAINS - 1
 
 _table: list[str] | None = None
 _table_lock = threading.Lock()
@@ -55,3 +61,10 @@ def slot_tag(slot: int) -> str:
                 _table = _build()
             table = _table
     return table[slot]
+
+
+def chain_number(slot: int, writer: int) -> int:
+    """The number of the chain of ``writer`` in ``slot`` (the module docstring)."""
+    if not 0 <= slot < SLOTS or not 0 <= writer < WRITERS:
+        raise ValueError("a hash slot is 0-16383 and a writer 0-255")
+    return slot + SLOTS * writer

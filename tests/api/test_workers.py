@@ -58,12 +58,25 @@ def test_two_workers_share_the_socket_sum_their_metrics_and_stop_together(
             assert sample(text, "aaa_fmip_store_up") == 1
         workers = {r.get("worker") for r in proc.log_records() if r.get("event") == "limits"}
         assert workers == {0, 1}
-        # several workers: the accepted FBUs' entries in slot chains (store.slot_chains left unset), all verifying
+        # several workers: the accepted FBUs' entries in slot chains (store.slot_chains left unset), each worker a
+        # writer of its own (store.writer + 1 + its index), with one chain each on one Redis; all verifying
         starts = [r for r in proc.log_records() if r.get("event") == "starting"]  # worker 0 says it for all
-        assert [r["slot_chains"] for r in starts] == [True]
+        assert [(r["slot_chains"], r["writer"]) for r in starts] == [(True, 1)]
         with proc.client(d.auditor) as client:
             entries = client.get("/v1/audit", params={"event": "fbu.verified", "limit": 1000}).json()["entries"]
             assert len(entries) == 41 and [e["slot"] is not None for e in entries].count(True) == 40
+            assert {e["slot"] for e in entries} - {None} <= {16384 * 1, 16384 * 2}  # writers 1 and 2, slot 0
+            paged: list[dict[str, object]] = []
+            cursor: str | None = None
+            while True:  # cursors naming those chains
+                query: dict[str, str | int] = {"event": "fbu.verified", "limit": 7}
+                if cursor:
+                    query["cursor"] = cursor
+                page = client.get("/v1/audit", params=query).json()
+                paged += page["entries"]
+                if (cursor := page["next_cursor"]) is None:
+                    break
+            assert paged == entries
             check = client.get("/v1/audit/verify").json()
             assert check["ok"], check
     finally:
@@ -71,6 +84,13 @@ def test_two_workers_share_the_socket_sum_their_metrics_and_stop_together(
     assert code == 0
     assert not any(_alive(p) for p in pids)
     assert any(r.get("event") == "stopped" and r.get("workers") == 2 for r in proc.log_records())
+
+
+def test_workers_need_writer_numbers_below_256(tmp_path: Path) -> None:
+    env = {"AAA_FMIP_KEK": random_kek(), "AAA_FMIP_STORE_URL": "redis://127.0.0.1:1", "AAA_FMIP_STORE_WRITER": "254"}
+    result = run_cli("serve", "--workers", "2", cwd=tmp_path, env=env)
+    assert result.returncode != 0
+    assert "--workers 2 with store.writer = 254 needs writer numbers up to 256; they are 0-255" in result.stderr
 
 
 def test_workers_above_one_need_an_external_redis(tmp_path: Path) -> None:

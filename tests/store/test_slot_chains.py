@@ -1,8 +1,9 @@
-"""Slot chains (``store.slot_chains``): an accepted FBU's audit entry goes to the chain of its session's hash slot, in
-the one script that also checks liveness and replay; everything else stays in the main chain. Checked on one
-redis-server (slot chains switched on) and on a 3-node Cluster (on by default there): where the entries land,
-that reads merge the chains, that checkpoints seal them (a slot chain cut or wiped below its seal is found), that
-an entry cannot be moved between chains, and that export and retention follow every chain."""
+"""Slot chains (``store.slot_chains``): an accepted FBU's audit entry goes to a chain of its writer's (``store.writer``)
+in the one script that also checks liveness and replay, on a Cluster the one in its session's hash slot; everything
+else stays in the main chain. Checked on one redis-server (slot chains switched on: one chain per writer) and on a
+3-node Cluster (on by default there): where the entries land, that writers never meet at a head, that reads merge
+the chains, that checkpoints seal them (a slot chain cut or wiped below its seal is found), that an entry cannot be
+moved between chains, and that export and retention follow every chain."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from aaa_fmip.service import HandoverKeyService
 from aaa_fmip.store import AuditEntry
 from aaa_fmip.store.ops import ChainRef, Command, Op
 from aaa_fmip.store.redis import RedisStore
-from aaa_fmip.store.slots import SLOTS, slot_of, slot_tag
+from aaa_fmip.store.slots import CHAINS, SLOTS, chain_number, slot_of, slot_tag
 from tests.store.conftest import StoreFactory
 from tests.test_fbu_cache import session_request, verify_at_once
 from tests.test_service import AAA, AR1, AUDITOR, PAR1, PCOA, Clock, fbu_for, new_mn
@@ -31,7 +32,14 @@ Node = tuple[bytes, bytes]
 def test_every_slot_has_a_tag_that_hashes_to_it() -> None:
     assert all(slot_of(f"x:{{{slot_tag(slot)}}}:audit-head") == slot for slot in range(SLOTS))
     assert len({slot_tag(slot) for slot in range(SLOTS)}) == SLOTS
-    assert len({slot_genesis(slot) for slot in range(SLOTS)}) == SLOTS
+    numbers = [*range(SLOTS), *(chain_number(slot, writer) for slot in (0, 1, 16383) for writer in (1, 2, 255))]
+    assert len({slot_genesis(number) for number in numbers}) == len(numbers)  # no two chains start alike
+    assert chain_number(16383, 255) == CHAINS - 1
+
+
+#: On one Redis each writer has one chain: the tests there give the i-th session's FBUs to writer i (as if verified
+#: by the i-th of several processes), so that sessions' entries go to distinct chains as on a Cluster.
+_writer_of: dict[Node, int] = {}
 
 
 @pytest.fixture(params=["redis", "cluster"])
@@ -66,23 +74,30 @@ def rewrite(store: RedisStore, stream: str, rows: list[tuple[bytes, dict[bytes, 
 
 
 def verify(service: HandoverKeyService, node: Node, sequence: int) -> str:
+    store = redis_store(service)
+    if not store.ops.cluster:
+        store.ops.writer = _writer_of.get(node, 0)
     verdict = service.verify_fbu(AR1, source=PCOA, destination=PAR1, mh=fbu_for(*node, PAR1, sequence))
     return verdict.verdict if verdict.valid else f"rejected:{verdict.reason}"
 
 
 def sessions(service: HandoverKeyService, count: int) -> tuple[list[Node], list[int]]:
-    """``count`` sessions whose records lie in distinct hash slots, and those slots (one more is made for each
-    that lands in a slot already taken: :func:`created` counts them all)."""
+    """``count`` sessions whose accepted FBUs go to distinct chains, and those chains' numbers: on a Cluster
+    sessions in distinct hash slots (one more is made for each that lands in a slot already taken:
+    :func:`created` counts them all), on one Redis the i-th verified by writer i (:data:`_writer_of`)."""
+    ops = redis_store(service).ops
     nodes: list[Node] = []
-    slots: list[int] = []
+    numbers: list[int] = []
     while len(nodes) < count:
         node = new_mn()
         info = service.ingest_session(AAA, session_request(f"u{len(nodes)}", *node))
-        slot = slot_of(redis_store(service).ops.session_key(info.hmk_name))
-        if slot not in slots:
+        slot = slot_of(ops.session_key(info.hmk_name))
+        number = chain_number(slot, 0) if ops.cluster else chain_number(0, len(nodes))
+        if number not in numbers:
+            _writer_of[node] = number // SLOTS
             nodes.append(node)
-            slots.append(slot)
-    return nodes, slots
+            numbers.append(number)
+    return nodes, numbers
 
 
 def chain_of(store: RedisStore, slot: int) -> ChainRef:
@@ -127,17 +142,20 @@ def test_accepted_fbus_go_to_their_slot_chains_the_rest_to_the_main_chain(servic
 
 
 def test_verifications_at_once_chain_per_slot(service: HandoverKeyService) -> None:
-    """Verifications waiting together go in one pipeline; two of one session chain onto each other in its slot
-    chain, the others each onto their own."""
+    """Verifications waiting together go in one pipeline, each chained onto the one before in its chain: on a
+    Cluster two of one session in its slot chain, the others each in their own; on one Redis all five in the
+    writer's one chain."""
     nodes, slots = sessions(service, 4)
     for node in nodes:  # cache every session: then the verifications reach the commit in the order sent
         assert verify(service, node, 1) == "accepted"
+    store = redis_store(service)
+    store.ops.writer = 0  # on one Redis: all five by writer 0, into its one chain (on a Cluster: by slot)
     fbus = [fbu_for(*node, PAR1, 2) for node in nodes] + [fbu_for(*nodes[0], PAR1, 3)]
     verdicts = verify_at_once(service, fbus)
     assert [v.verdict for v in verdicts] == ["accepted"] * 5
-    heads = [call(redis_store(service), "GET", chain_of(redis_store(service), slot).head).decode() for slot in slots]
-    assert [h.split(":")[0] for h in heads] == ["3", "2", "2", "2"]
-    assert redis_store(service).verify_audit().ok
+    heads = [call(store, "GET", chain_of(store, slot).head).decode() for slot in slots]
+    assert [h.split(":")[0] for h in heads] == (["3", "2", "2", "2"] if store.ops.cluster else ["6", "1", "1", "1"])
+    assert store.verify_audit().ok
 
 
 def test_reads_merge_the_chains_in_stream_order_and_page_on(service: HandoverKeyService) -> None:
@@ -305,3 +323,67 @@ def test_a_sealed_chain_is_verified_even_if_the_registry_lost_it(service: Handov
     rows = call(store, "XRANGE", ref.stream, "-", "+")
     rewrite(store, ref.stream, [(rows[0][0], {**rows[0][1], b"at": b"1.000000"})])  # and still protected
     assert store.verify_audit().problem == f"slot chain {slots[0]}: an entry was edited, forged, inserted or deleted"
+
+
+@pytest.mark.parametrize("numbers", [(0, 1), (0, 0)], ids=["writers-of-their-own", "one-writer-number"])
+@pytest.mark.parametrize("backend", ["redis", "cluster"])
+def test_writers_never_meet_at_a_head(
+    request: pytest.FixtureRequest,
+    make_store: StoreFactory,
+    kek_ring: KekRing,
+    tmp_path: Path,
+    backend: str,
+    numbers: tuple[int, int],
+) -> None:
+    """Two processes verifying the FBUs of the same sessions in turn (as two workers do, whichever gets the
+    connection). With writer numbers of their own each appends to chains of its own, and no script of either is
+    refused for a head the other moved; with one number between them (as before writers were numbered) they
+    refuse each other's nearly every time, each refusal a call more. The trail stays whole either way: merged
+    reads, seals, verification and export cover the chains of both writers."""
+    url = request.getfixturevalue("redis_server" if backend == "redis" else "redis_cluster").url
+    a = make_store(url, slot_chains=True, writer=numbers[0])
+    b = RedisStore.from_url(url, kek_ring, prefix=a.ops.p, slot_chains=True, writer=numbers[1])
+    try:
+        one, two = HandoverKeyService(a, clock=Clock()), HandoverKeyService(b, clock=Clock())
+        nodes = [new_mn() for _ in range(3)]
+        infos = [one.ingest_session(AAA, session_request(f"w{i}", *node)) for i, node in enumerate(nodes)]
+        for node in nodes:
+            for sequence in range(1, 7):
+                by = one if sequence % 2 else two
+                verdict = by.verify_fbu(AR1, source=PCOA, destination=PAR1, mh=fbu_for(*node, PAR1, sequence))
+                assert verdict.valid and verdict.verdict == "accepted"
+        moved = a.ops.chain.moved + b.ops.chain.moved
+        slots = [slot_of(a.ops.session_key(info.hmk_name)) if backend == "cluster" else 0 for info in infos]
+        chains = {chain_number(slot, n) for slot in slots for n in numbers}
+        if numbers[0] != numbers[1]:
+            assert moved == 0
+        else:
+            assert moved >= 15  # every FBU but each session's first found the other process had moved the head
+        accepted = [e for e in everything(one) if e.event == "fbu.verified"]
+        assert len(accepted) == 18 and {e.slot for e in accepted} == chains
+        paged: list[AuditEntry] = []
+        cursor: str | None = None
+        while True:
+            page, cursor = one.read_audit(AUDITOR, limit=4, cursor=cursor)
+            paged += page
+            if cursor is None:
+                break
+        assert paged == everything(two)
+        a.checkpoint(now=8000.0)
+        (seal,) = [e for e in everything(one) if e.event == "audit.seal"]
+        assert {int(item.split(":")[0]) for item in str(seal.fields["slots"]).split(",")} == chains
+        check = b.verify_audit()
+        assert check.ok and check.entries == 3 + 1 + 18, check.problem
+        path = tmp_path / "audit.jsonl"
+        assert AuditExporter(b, [JsonLinesSink(path)], clock=lambda: 1.0).export_once() == 3 + 1 + 18
+        assert verify_export(path.read_text().splitlines(), kek_ring).ok
+    finally:
+        b.close()
+
+
+def test_a_cursor_names_any_slot_chain() -> None:
+    from aaa_fmip.store.audit import entry_cursor, parse_cursor
+
+    last = entry_cursor("1700000000000-3", CHAINS - 1)
+    assert parse_cursor(last) == ((1700000000000, 3), CHAINS - 1)
+    assert parse_cursor(f"1700000000000-3.{CHAINS}") is None

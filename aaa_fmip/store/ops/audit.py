@@ -27,7 +27,7 @@ from aaa_fmip.store.ops.base import (
     _b,
     _members,
 )
-from aaa_fmip.store.slots import SLOTS
+from aaa_fmip.store.slots import CHAINS
 
 MGET_KEYS: Final = 2048  # chain heads per MGET where there are no slots (audit_heads)
 
@@ -80,7 +80,7 @@ class AuditOps(KeySchema):
         """:meth:`audit_chains` with the position each chain's head names (None: malformed or none): the main
         chain, then the slot chains of the registry (:meth:`KeySchema.slot_chains_key`) that have a head."""
         members = _members((yield Command(("SMEMBERS", self.slot_chains_key()))))
-        slots = sorted({int(m) for m in members if m.isdigit() and int(m) < SLOTS})
+        slots = sorted({int(m) for m in members if m.isdigit() and int(m) < CHAINS})
         return (yield from self._heads([self.main_chain(), *(self.slot_chain(slot) for slot in slots)]))
 
     def _heads(self, refs: Sequence[ChainRef]) -> Op[list[tuple[ChainRef, int | None]]]:
@@ -200,7 +200,7 @@ class AuditOps(KeySchema):
         slots = refs[1:]
         # a chain the main chain has sealed is checked even if the registry lost it
         listed = {ref.slot for ref in slots}
-        sealed = [self.slot_chain(slot) for slot in sorted(trail.seals) if slot not in listed and slot < SLOTS]
+        sealed = [self.slot_chain(slot) for slot in sorted(trail.seals) if slot not in listed and slot < CHAINS]
         slots += [ref for ref, _ in (yield from self._heads(sealed))]
         if slots:
             verified = yield from self._verify_chains(slots, [trail.seal_of(_slot(ref)) for ref in slots])

@@ -20,7 +20,7 @@ from aaa_fmip.store import (
     valid_prefix,
 )
 from aaa_fmip.store import audit as chain
-from aaa_fmip.store.slots import slot_tag
+from aaa_fmip.store.slots import SLOTS, WRITERS, chain_number, slot_of, slot_tag
 
 T = TypeVar("T")
 Arg = str | int | bytes | float
@@ -79,8 +79,9 @@ class VerifyCommit:
 @dataclasses.dataclass(frozen=True, slots=True)
 class ChainRef:
     """One chain of the audit trail and its keys: the main chain (``slot`` None: every entry that is not an FBU
-    verification's, and those too without slot chains) or the slot chain of a hash slot (docs/api.md, "Slot
-    chains"). ``genesis``: the ``prev`` of its first entry."""
+    verification's, and those too without slot chains) or a slot chain, ``slot`` its number: the hash slot plus
+    16384 times the writer (:mod:`aaa_fmip.store.slots`; docs/api.md, "Slot chains"). ``genesis``: the ``prev``
+    of its first entry."""
 
     slot: int | None
     head: str
@@ -114,17 +115,21 @@ class KeySchema:
         prefix: str = DEFAULT_PREFIX,
         cluster: bool = False,
         slot_chains: bool | None = None,
+        writer: int = 0,
         write_timeout: float = 0.5,
         clock: Callable[[], float],
     ) -> None:
         if not write_timeout > 0:
             raise ValueError("write_timeout must be positive")
+        if not 0 <= writer < WRITERS:
+            raise ConfigError(f"must be 0-{WRITERS - 1}", key="store.writer")
         if not valid_prefix(prefix):
             raise ConfigError(f"must be {PREFIX_RULE}", key="store.prefix")
         self.kek = kek
         self.p = prefix
         self.cluster = cluster
         self.slot_chains_setting = slot_chains  # None: on with a Cluster (``store.slot_chains``)
+        self.writer = writer  # this process's number among the writers of the trail (``store.writer``)
         self.slot_chains_registered: set[int] = set()  # slots this process has added to the registry
         self._slot_chains: dict[int, ChainRef] = {}
         self._main_chain: ChainRef | None = None
@@ -219,14 +224,24 @@ class KeySchema:
             self._main_chain = ref
         return ref
 
-    def slot_chain(self, slot: int) -> ChainRef:
-        """The chain whose keys share ``slot`` with the sessions hashed there (:mod:`aaa_fmip.store.slots`)."""
-        ref = self._slot_chains.get(slot)
+    def slot_chain(self, number: int) -> ChainRef:
+        """The slot chain numbered ``number`` (:func:`~aaa_fmip.store.slots.chain_number`): its keys share the
+        hash slot with the sessions hashed there; a writer's other than 0 are named after it."""
+        ref = self._slot_chains.get(number)
         if ref is None:
-            base = f"{self.p}:{{{slot_tag(slot)}}}:audit"
-            ref = ChainRef(slot, f"{base}-head", f"{base}-stream", f"{base}-anchor", slot_genesis(slot))
-            self._slot_chains[slot] = ref
+            writer = number // SLOTS
+            base = f"{self.p}:{{{slot_tag(number % SLOTS)}}}:audit" + (f"-w{writer}" if writer else "")
+            ref = ChainRef(number, f"{base}-head", f"{base}-stream", f"{base}-anchor", slot_genesis(number))
+            self._slot_chains[number] = ref
         return ref
+
+    def fbu_chain(self, record_key: str) -> ChainRef:
+        """The chain an accepted FBU's entry goes to, verified with the record at ``record_key``: the main chain,
+        or with slot chains this writer's chain in the record's hash slot on a Cluster (one script), elsewhere
+        this writer's one chain (no slot to share: one chain per writer, so writers never meet at a head)."""
+        if not self.slot_chains:
+            return self.main_chain()
+        return self.slot_chain(chain_number(slot_of(record_key) if self.cluster else 0, self.writer))
 
     # --- deadlines ---------------------------------------------------------------------------------------
 

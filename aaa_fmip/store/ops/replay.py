@@ -27,7 +27,6 @@ from aaa_fmip.store.ops.base import (
     _verdict,
     _verify_outcome,
 )
-from aaa_fmip.store.slots import slot_of
 
 
 class ReplayOps(AuditOps):
@@ -106,7 +105,7 @@ class ReplayOps(AuditOps):
     def verify_commit_many(self, commits: Sequence[VerifyCommit]) -> Op[list[CommitResult | BaseException]]:
         """Several FBU verifications, each one script (no WAIT) that writes an accepted verdict's audit entry with
         its replay state, pipelined in one round trip (on a Cluster, one per node, the nodes in parallel). The
-        entry goes to the main chain, or with :attr:`slot_chains` to the chain of the record's hash slot. Each
+        entry goes to the main chain, or with :attr:`slot_chains` to this writer's slot chain (:meth:`fbu_chain`). Each
         script's entry is chained onto the head the previous one of its chain leaves when it accepts (the common
         case). A verdict other than accepted writes nothing (its entry is the caller's, as on a Cluster without
         slot chains). A script whose head is not the expected one (the previous FBU was not accepted, or another
@@ -117,8 +116,7 @@ class ReplayOps(AuditOps):
         for c in commits:
             if c.accepted is None:
                 raise ValueError("a commit with its entry needs the accepted verdict's entry")
-            ref = self.slot_chain(slot_of(c.record_key)) if self.slot_chains else self.main_chain()
-            prepared.append((c, *self._verify_args(c), chain.pending([c.accepted]), ref))
+            prepared.append((c, *self._verify_args(c), chain.pending([c.accepted]), self.fbu_chain(c.record_key)))
         if not self.slot_chains and self.chain.head_hint is None:
             self.chain.head_hint = chain.parse_head((yield Command(("GET", self.audit_head_key()))))
         results: list[CommitResult | BaseException | None] = [None] * len(commits)
@@ -159,6 +157,7 @@ class ReplayOps(AuditOps):
                     results[i] = StoreUnavailable("the FBU verification reached Redis after its deadline; not written")
                 elif reply[0] == 0 and len(reply) == 2:
                     held = chain.parse_head(reply[1])  # what Redis holds: chain the retry onto it
+                    self.chain.moved += 1
                     if slot is not None and held[0] == 0 and self._head_hint(slot)[0] > 0:
                         self.slot_chains_registered.clear()  # a chain this process wrote is gone: maybe the registry
                     self._set_head_hint(slot, held)
