@@ -355,6 +355,16 @@ def compact_aof(redis: AnyRedis) -> None:
         time.sleep(0.05)
 
 
+def redis_scripts(redis: AnyRedis) -> int:
+    """Scripts run so far, all nodes (INFO commandstats: EVALSHA and EVAL calls). Per accepted FBU one, unless
+    scripts are refused and sent again (another writer moved an audit chain's head meanwhile)."""
+    return sum(
+        int(info.get(name, {}).get("calls", 0))
+        for info in _node_info(redis, "commandstats")
+        for name in ("cmdstat_evalsha", "cmdstat_eval")
+    )
+
+
 def redis_cpu_seconds(redis: AnyRedis) -> float | None:
     if isinstance(redis, ClusterRedis):
         return redis.cpu_seconds()
@@ -1070,6 +1080,7 @@ class WrkRun:
     redis_node_cpu_ms: list[float | None]  # per Cluster node (the audit stream's node does the chain's work)
     forks: int = 0  # AOF rewrites (forks) during the phase, all nodes
     steal: float | None = None  # share of the machine's CPU time the hypervisor gave to others during the phase
+    scripts: float | None = None  # Redis scripts per request (EVALSHA, EVAL), all nodes
 
     def row(self) -> dict[str, Any]:
         r = self.result
@@ -1086,6 +1097,7 @@ class WrkRun:
             "redis_cpu_ms_per_request": _round(self.redis_cpu_ms),
             "redis_node_cpu_ms_per_request": [_round(x, 4) for x in self.redis_node_cpu_ms],
             "aof_rewrites": self.forks,
+            "scripts_per_request": None if self.scripts is None else round(self.scripts, 3),
             "loadavg_1m": self.loadavg[0],
             "steal": None if self.steal is None else round(self.steal, 4),
             "good": r.good,
@@ -1111,6 +1123,7 @@ def _wrk_run(
     loadavg = os.getloadavg()
     steal_before = cpu_steal()
     nodes_before = redis.node_cpu_seconds() if isinstance(redis, ClusterRedis) else []
+    scripts_before = redis_scripts(redis)
     before = (server.cpu_seconds(), redis_cpu_seconds(redis))
     result = loadgen.run_wrk(
         HOST,
@@ -1130,6 +1143,7 @@ def _wrk_run(
     after = (server.cpu_seconds(), redis_cpu_seconds(redis))
     nodes_after = redis.node_cpu_seconds() if isinstance(redis, ClusterRedis) else []
     forks = redis_forks(redis) - forks_before
+    scripts = redis_scripts(redis) - scripts_before
     steal = steal_share(steal_before, cpu_steal())
     run = WrkRun(
         label[0],
@@ -1142,12 +1156,14 @@ def _wrk_run(
         [_per_request(b, a, result.requests) for b, a in zip(nodes_before, nodes_after, strict=True)],
         forks,
         steal,
+        scripts / result.requests if result.requests else None,
     )
     r = result
     print(
         f"  round {label[0]} {label[1]:<14} {target:<10} {r.throughput:8,.0f}/s  p50 {r.p50 * 1000:6.3f} ms  "
         f"p99 {r.p99 * 1000:6.3f} ms  server CPU {_fmt(run.server_cpu_ms or 0, 3)} ms/req  "
         f"redis CPU {_fmt(run.redis_cpu_ms or 0, 3)} ms/req  load {loadavg[0]:.2f}"
+        + (f"  scripts/req {run.scripts:.2f}" if fbu and run.scripts is not None else "")
         + (f"  AOF rewrites {forks}" if forks else "")
         + (f"  steal {steal:.0%}" if steal is not None and steal >= 0.01 else ""),
         flush=True,
@@ -1206,6 +1222,7 @@ def wrk_summary(runs: Sequence[WrkRun]) -> dict[str, Any]:
                 "p99_ms": _median([r.result.p99 * 1000 for r in rs]),
                 "server_cpu_ms": _median([r.server_cpu_ms or 0.0 for r in rs]),
                 "redis_cpu_ms": _median([r.redis_cpu_ms or 0.0 for r in rs]),
+                "scripts": _median([r.scripts or 0.0 for r in rs]),
             }
         if len(med) == 2:
             b, f = med["baseline"], med["fbu-verify"]
@@ -1402,7 +1419,7 @@ def main_wrk(args: argparse.Namespace, info: dict[str, Any]) -> int:
                 f"medians, {load}: baseline {med['baseline']['throughput']:,.0f}/s vs fbu {med['fbu-verify']['throughput']:,.0f}/s"  # noqa: E501
                 f" = {ratio['throughput']:.2f}x; p50 {ratio['p50']:.2f}x, p99 {ratio['p99']:.2f}x, server CPU "
                 f"{med['baseline']['server_cpu_ms']:.3f} vs {med['fbu-verify']['server_cpu_ms']:.3f} ms = "
-                f"{ratio['server_cpu']:.2f}x"
+                f"{ratio['server_cpu']:.2f}x; {med['fbu-verify']['scripts']:.2f} scripts/FBU"
             )
     doc = {"benchmark": "bench_rest (wrk)", "machine": info, "runs": [r.row() for r in runs], "medians": summary}
     return finish(args, failure, {**doc, **extra})
