@@ -27,9 +27,9 @@ from aaa_fmip.store.ops.base import (
     _b,
     _members,
 )
-from aaa_fmip.store.slots import CHAINS
+from aaa_fmip.store.slots import CHAINS, SLOTS
 
-MGET_KEYS: Final = 2048  # chain heads per MGET where there are no slots (audit_heads)
+MGET_KEYS: Final = 2048  # chain heads per MGET (audit_heads)
 
 
 class AuditOps(KeySchema):
@@ -84,16 +84,21 @@ class AuditOps(KeySchema):
         return (yield from self._heads([self.main_chain(), *(self.slot_chain(slot) for slot in slots)]))
 
     def _heads(self, refs: Sequence[ChainRef]) -> Op[list[tuple[ChainRef, int | None]]]:
-        """The chains of ``refs`` that have a head (the main chain always), with the position it names: one GET per
-        chain in one pipeline on a Cluster (an MGET may not span slots), a few MGETs elsewhere."""
+        """The chains of ``refs`` that have a head (the main chain always), with the position it names, in the
+        order of ``refs``: MGETs of up to 2,048 heads, on a Cluster one per hash slot (the chains of all writers in
+        a slot share it; an MGET may not span slots), so the calls grow with the slots in use, not the writers."""
         if not refs:
             return []
-        if self.cluster:
-            replies = yield Pipeline(tuple(Command(("GET", ref.head)) for ref in refs))
-        else:
-            chunks = [refs[i : i + MGET_KEYS] for i in range(0, len(refs), MGET_KEYS)]
-            answers = yield Pipeline(tuple(Command(("MGET", *(ref.head for ref in chunk))) for chunk in chunks))
-            replies = [raw for answer in answers for raw in answer]
+        groups: dict[int | None, list[int]] = {}
+        for i, ref in enumerate(refs):
+            key = (None if ref.slot is None else ref.slot % SLOTS) if self.cluster else 0
+            groups.setdefault(key, []).append(i)
+        chunks = [idx[i : i + MGET_KEYS] for idx in groups.values() for i in range(0, len(idx), MGET_KEYS)]
+        answers = yield Pipeline(tuple(Command(("MGET", *(refs[i].head for i in chunk))) for chunk in chunks))
+        replies: list[object] = [None] * len(refs)
+        for chunk, answer in zip(chunks, answers, strict=True):
+            for i, raw in zip(chunk, answer, strict=True):
+                replies[i] = raw
         pairs = zip(refs, replies, strict=True)
         return [(ref, _head_n(raw)) for ref, raw in pairs if raw is not None or ref.slot is None]
 
