@@ -27,14 +27,31 @@ def test_an_entry_lives_at_most_the_ttl_and_never_past_its_records() -> None:
     cache = SessionCache(size=10, ttl=60.0)
     long_lived = (candidate(1, 1_000.0),)
     cache.put(1, long_lived, now=100.0)
-    assert cache.get(1, 159.9) == long_lived
-    assert cache.get(1, 160.0) is None  # the TTL
+    assert cache.get(1, 144.9) == long_lived  # at least 75% of the TTL
+    assert cache.get(1, 160.0) is None  # at most the TTL
     short_lived = (candidate(2, 130.0), candidate(2, 1_000.0))
     cache.put(2, short_lived, now=100.0)
     assert cache.get(2, 129.9) == short_lived
     assert cache.get(2, 130.0) is None  # the earliest record's expiry
     cache.put(3, (candidate(3, 99.0),), now=100.0)  # already expired: not cached
     assert cache.get(3, 100.0) is None
+
+
+def test_entries_filled_together_do_not_expire_together() -> None:
+    """1,000 sessions cached in the same second (a start, a burst of sessions): their entries expire over the last
+    quarter of the TTL, evenly, not all at its end, so their next FBUs do not all read Redis at once."""
+    cache = SessionCache(size=2_000, ttl=60.0)
+    spis = [*range(1, 501), *(int.from_bytes(os.urandom(4), "big") for _ in range(500))]
+    for spi in spis:
+        cache.put(spi, (candidate(spi, 10_000.0),), now=0.0)
+
+    def live(at: float) -> int:
+        return sum(cache.get(spi, at) is not None for spi in list(spis))
+
+    assert live(44.9) == 1_000
+    expired = [1_000 - live(at) for at in (48.75, 52.5, 56.25)]  # a quarter, half, three quarters into the spread
+    assert [round(e / 250) for e in expired] == [1, 2, 3], expired  # a quarter of them per 3.75 s
+    assert live(60.0) == 0
 
 
 def test_least_recently_used_spis_go_first() -> None:

@@ -6,6 +6,9 @@ replay check (:meth:`aaa_fmip.store.ops.StoreOps.verify_commit` compares the SHA
 one read), so a revocation rejects the next FBU at once, on every instance, whatever this cache holds. An entry
 lives at most ``ttl`` seconds and never past the earliest expiry of its records; a verification that finds the
 cache stale, or no cached key that verifies (a colliding session may have been added), reads Redis again.
+Entries live between 75% and 100% of ``ttl``, spread by SPI: entries filled together (after a start, or a burst
+of new sessions) would otherwise expire together, and their sessions' next FBUs would all read Redis in the same
+moment, every ``ttl`` seconds again.
 
 Pure: no IO, time passed in. Thread-safe (the blocking driver runs in a thread pool beside the event loop).
 The records hold unwrapped key material, as the service already does while it verifies: the cache keeps it for
@@ -24,6 +27,12 @@ from aaa_fmip.store import SessionRecord
 
 DEFAULT_SIZE: Final = 100_000  # SPIs (a record is well under 1 KiB)
 DEFAULT_TTL: Final = 60.0  # seconds
+TTL_SPREAD: Final = 0.25  # an entry lives (1 - TTL_SPREAD * u) * ttl, u in [0, 1) by its SPI
+
+
+def _spread(spi: int) -> float:
+    """A value in [0, 1) for ``spi``, spread evenly over consecutive and random SPIs alike (Fibonacci hashing)."""
+    return ((spi * 0x9E3779B1) & 0xFFFFFFFF) / 0x100000000
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +84,8 @@ class SessionCache:
         """Cache the live records read for ``spi`` (none: nothing is cached)."""
         if not self.enabled or not candidates:
             return
-        until = min(now + self.ttl, min(c.record.expires_at for c in candidates))
+        lifetime = self.ttl * (1.0 - TTL_SPREAD * _spread(spi))
+        until = min(now + lifetime, min(c.record.expires_at for c in candidates))
         if until <= now:
             return
         with self._lock:
