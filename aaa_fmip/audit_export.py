@@ -39,6 +39,7 @@ import logging
 import os
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -203,6 +204,7 @@ class AuditExporter:
         clock: Callable[[], float],
         on_exported: Callable[[int], None] | None = None,
         on_error: Callable[[str], None] | None = None,
+        on_pass: Callable[[float], None] | None = None,
     ) -> None:
         if not sinks:
             raise ValueError("an exporter needs a sink")
@@ -213,6 +215,8 @@ class AuditExporter:
         self.clock = clock
         self._on_exported = on_exported or (lambda n: None)
         self._on_error = on_error or (lambda kind: None)
+        self._on_pass = on_pass or (lambda seconds: None)  # the seconds a successful pass (export, retention) took
+        self._slow = False  # the last pass took longer than the interval (said once, until it no longer does)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_error: str | None = None
@@ -301,6 +305,7 @@ class AuditExporter:
             self._stop.wait(self.interval)
 
     def _pass(self) -> None:
+        started = time.monotonic()
         try:
             exported = self.export_once()
             dropped = self.trim()
@@ -315,6 +320,17 @@ class AuditExporter:
         if self._last_error is not None:
             log.info("audit export works again", extra={"event": "audit-export-recovered"})
             self._last_error = None
+        elapsed = time.monotonic() - started
+        self._on_pass(elapsed)
+        slow = elapsed > self.interval
+        if (
+            slow and not self._slow
+        ):  # each pass reads every chain's head: many chains, long passes (docs/performance.md)
+            log.warning(
+                "an audit export pass took longer than the export interval",
+                extra={"event": "audit-export-slow", "seconds": round(elapsed, 3), "interval": self.interval},
+            )
+        self._slow = slow
         if exported or dropped:
             log.info("audit exported", extra={"event": "audit-exported", "entries": exported, "trimmed": dropped})
 

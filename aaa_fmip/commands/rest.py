@@ -240,6 +240,7 @@ def start_audit_export(runtime: Runtime) -> ListenerHandle:
         clock=time.time,
         on_exported=metrics.audit_exported.inc,
         on_error=lambda kind: metrics.audit_export_errors.labels(kind).inc(),
+        on_pass=metrics.audit_export_pass.observe,
     ).start()
 
 

@@ -50,6 +50,33 @@ def test_export_appends_each_entry_once_with_its_json_types(store: RedisStore, t
     assert [x["hash"] for x in got[-1:]] == [store.verify_audit().head]
 
 
+def test_each_pass_reports_its_duration_and_a_pass_longer_than_the_interval_is_said_once(
+    store: RedisStore, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """What the operator watches as the chains grow (``audit_export_pass_duration_seconds``): each successful pass
+    reports how long it took; one that took longer than the interval logs a warning, once until passes are short
+    again."""
+    took: list[float] = []
+    fill(store, 5)
+    ex = AuditExporter(
+        store, [JsonLinesSink(tmp_path / "a.jsonl")], interval=60.0, clock=time.time, on_pass=took.append
+    )
+    caplog.set_level("WARNING", logger="aaa_fmip.audit")
+    ex._pass()
+    assert len(took) == 1 and 0 < took[0] < 60.0
+    assert not [r for r in caplog.records if getattr(r, "event", None) == "audit-export-slow"]
+    ex.interval = 1e-9  # every pass is now longer than the interval
+    for _ in range(3):
+        ex._pass()
+    slow = [r for r in caplog.records if getattr(r, "event", None) == "audit-export-slow"]
+    assert len(took) == 4 and len(slow) == 1 and slow[0].interval == 1e-9
+    ex.interval = 60.0
+    ex._pass()
+    ex.interval = 1e-9
+    ex._pass()  # slow again after a short one: said again
+    assert len([r for r in caplog.records if getattr(r, "event", None) == "audit-export-slow"]) == 2
+
+
 def test_a_crash_between_writing_and_recording_does_not_duplicate_lines(
     store: RedisStore, redis_server: RedisServer, tmp_path: Path
 ) -> None:
