@@ -55,6 +55,7 @@ from aaa_fmip.store.redis import RedisStore, canonical_fields
 log = logging.getLogger("aaa_fmip.audit")
 
 EXPORT_BATCH: Final = 1000  # entries read from one chain at a time
+FULL_PASS_EVERY: Final = 12  # export passes: every 12th reads every chain's head (a minute at the default interval)
 GROUP_BYTES: Final = 256 * 1024  # lines written (and fsync'd) before their positions are recorded, at most about
 _TAIL_READ: Final = 16 * GROUP_BYTES  # read back at start: holds the last group, which may not be recorded
 _NONE: Final = (0, None, AUDIT_GENESIS)  # the export position of a chain nothing of which was exported
@@ -217,16 +218,28 @@ class AuditExporter:
         self._on_error = on_error or (lambda kind: None)
         self._on_pass = on_pass or (lambda seconds: None)  # the seconds a successful pass (export, retention) took
         self._slow = False  # the last pass took longer than the interval (said once, until it no longer does)
+        self._revisit: set[int] = set()  # slot chains said to have moved, not yet exported by a pass that succeeded
+        self._passes = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_error: str | None = None
 
-    def export_once(self) -> int:
+    def export_once(self, *, full: bool = True) -> int:
         """Export every entry not yet exported; returns how many. Raises StoreError (and exports nothing further
         of that chain, nor anything after the group that holds it) at an entry that does not verify: a copy must
-        never take in a forged entry."""
-        done = self.store.audit_exported_all()
-        todo = [ref for ref, head in self.store.audit_heads() if head is None or head > done.get(ref.slot, _NONE)[0]]
+        never take in a forged entry. ``full`` False: of the main chain and the slot chains the writers said they
+        appended to since the last pass (:meth:`~aaa_fmip.store.ops.StoreOps.report_moved`) only, so that the
+        pass does not read the heads of every chain; the periodic passes are such, and every
+        :data:`FULL_PASS_EVERY`-th is full, for what a writer appended and could not say (it crashed)."""
+        moved = self.store.take_moved() | self._revisit
+        self._revisit = moved  # until this pass succeeds: what it was told is not lost with a failed pass
+        if full:
+            done = self.store.audit_exported_all()
+            heads = self.store.audit_heads()
+        else:
+            done = self.store.audit_exported_of(moved)
+            heads = self.store.audit_heads_of(moved)
+        todo = [ref for ref, head in heads if head is None or head > done.get(ref.slot, _NONE)[0]]
         total = 0
         while todo:
             reads = [(done.get(ref.slot, _NONE)[1], EXPORT_BATCH, ref) for ref in todo]
@@ -265,6 +278,7 @@ class AuditExporter:
                     "one; export stopped: run `aaa-fmip audit verify`"
                 )
             todo = more
+        self._revisit = set()
         return total
 
     def _flush(self, group: list[Line], positions: dict[int | None, tuple[int, str, str]]) -> int:
@@ -306,8 +320,9 @@ class AuditExporter:
 
     def _pass(self) -> None:
         started = time.monotonic()
+        full = self._passes % FULL_PASS_EVERY == 0  # the first, every FULL_PASS_EVERY-th, and after a failed one
         try:
-            exported = self.export_once()
+            exported = self.export_once(full=full)
             dropped = self.trim()
         except (AaaFmipError, OSError) as exc:
             kind = "store" if isinstance(exc, AaaFmipError) else "sink"
@@ -320,6 +335,7 @@ class AuditExporter:
         if self._last_error is not None:
             log.info("audit export works again", extra={"event": "audit-export-recovered"})
             self._last_error = None
+        self._passes += 1
         elapsed = time.monotonic() - started
         self._on_pass(elapsed)
         slow = elapsed > self.interval

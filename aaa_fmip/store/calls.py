@@ -5,7 +5,7 @@ not drive operations themselves (the CLI, the tests, the RADIUS module's writes)
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from ipaddress import IPv6Address
 from typing import TypeVar
 
@@ -159,6 +159,16 @@ class StoreCalls:
     def audit_heads(self) -> list[tuple[ChainRef, int | None]]:
         return self.run(self.ops.audit_heads(), "read audit")
 
+    def audit_heads_of(self, numbers: Iterable[int]) -> list[tuple[ChainRef, int | None]]:
+        return self.run(self.ops.audit_heads_of(numbers), "read audit")
+
+    def take_moved(self) -> set[int]:
+        return self.run(self.ops.take_moved(), "audit export")
+
+    def report_moved(self, *, now: float) -> None:
+        """Say now which slot chains this process appended to (otherwise said at most once a second)."""
+        self.run(self.ops.report_moved(now=now, force=True), "audit export")
+
     def read_audit_raw_many(self, reads: Sequence[tuple[str | None, int, ChainRef]]) -> list[list[chain.StoredEntry]]:
         return self.run(self.ops.read_audit_raw_many(reads), "read audit")
 
@@ -191,6 +201,9 @@ class StoreCalls:
 
     def audit_exported_all(self) -> dict[int | None, tuple[int, str | None, str]]:
         return self.run(self.ops.audit_exported_all(), "audit export")
+
+    def audit_exported_of(self, numbers: Iterable[int]) -> dict[int | None, tuple[int, str | None, str]]:
+        return self.run(self.ops.audit_exported_of(numbers), "audit export")
 
     def set_audit_exported_many(self, positions: dict[int | None, tuple[int, str, str]]) -> None:
         self.run(self.ops.set_audit_exported_many(positions), "audit export")

@@ -24,7 +24,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any, Final, TypeVar, cast
 from urllib.parse import urlsplit
 
@@ -34,7 +34,7 @@ from redis.commands.core import Script as SyncScript
 
 from aaa_fmip.crypto.audit import AUDIT_GENESIS
 from aaa_fmip.crypto.wrap import KekRing
-from aaa_fmip.errors import ConfigError, StoreError, StoreNotDurable, StoreUnavailable
+from aaa_fmip.errors import AaaFmipError, ConfigError, StoreError, StoreNotDurable, StoreUnavailable
 from aaa_fmip.store import audit as chain
 from aaa_fmip.store.audit import canonical_fields, checkpoint_text
 from aaa_fmip.store.calls import StoreCalls
@@ -334,7 +334,11 @@ class RedisStore(StoreCalls):
             return self.run(op, what)
 
     def close(self) -> None:
-        """Release the connections. Idempotent."""
+        """Say which slot chains this process appended to since it last did (for the exporter), then release the
+        connections. Idempotent."""
+        if self.ops.moved_pending:
+            with suppress(AaaFmipError):
+                self.report_moved(now=time.time())
         client, self._client = self._client, None
         self._scripts.clear()
         try:

@@ -8,6 +8,8 @@ moved between chains, and that export and retention follow every chain."""
 from __future__ import annotations
 
 import json
+import math
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -387,3 +389,34 @@ def test_a_cursor_names_any_slot_chain() -> None:
     last = entry_cursor("1700000000000-3", CHAINS - 1)
     assert parse_cursor(last) == ((1700000000000, 3), CHAINS - 1)
     assert parse_cursor(f"1700000000000-3.{CHAINS}") is None
+
+
+def test_an_export_pass_reads_the_chains_the_writers_said_they_moved(
+    service: HandoverKeyService, tmp_path: Path, kek_ring: KekRing
+) -> None:
+    """Periodic export passes read the heads of the chains writers said they appended to (at most once a second
+    each, off the FBU's way) instead of every chain's; a chain appended to and never said (the writer crashed
+    first) waits for the next full pass, and nothing is exported twice or lost."""
+    store = redis_store(service)
+    nodes, numbers = sessions(service, 3)
+    path = tmp_path / "audit.jsonl"
+    exporter = AuditExporter(store, [JsonLinesSink(path)], clock=lambda: 1.0)
+    made = created(service)
+    assert exporter.export_once() == made  # a full pass
+    assert verify(service, nodes[0], 1) == "accepted"  # said at once: this process had not said anything yet
+    store.ops.moved_reported_at = math.inf  # from here on, as if always within the second of the last saying
+    assert verify(service, nodes[1], 1) == "accepted"  # kept for the next time
+    assert store.ops.moved_pending == {numbers[1]}
+    assert exporter.export_once(full=False) == 1
+    assert json.loads(path.read_text().splitlines()[-1])["slot"] == numbers[0]
+    store.report_moved(now=time.time())  # as when the second is over, or the store closes
+    assert exporter.export_once(full=False) == 1
+    assert json.loads(path.read_text().splitlines()[-1])["slot"] == numbers[1]
+    store.ops.moved_reported_at = math.inf
+    assert verify(service, nodes[2], 1) == "accepted"
+    store.ops.moved_pending.clear()  # appended, never said: the writer died first
+    assert exporter.export_once(full=False) == 0
+    assert exporter.export_once(full=True) == 1  # the full pass finds it
+    lines = path.read_text().splitlines()
+    assert len(lines) == made + 3 and verify_export(lines, kek_ring).ok
+    assert exporter.export_once(full=False) == 0 and exporter.export_once(full=True) == 0

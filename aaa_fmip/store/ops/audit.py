@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Final, cast
 
 from aaa_fmip.errors import StoreError
@@ -30,6 +30,8 @@ from aaa_fmip.store.ops.base import (
 from aaa_fmip.store.slots import CHAINS, SLOTS
 
 MGET_KEYS: Final = 2048  # chain heads per MGET (audit_heads)
+MOVED_REPORT_SECONDS: Final = 1.0  # a writer adds the chains it moved to the exporter's set at most this often
+MOVED_TAKE: Final = 10_000  # members per SPOP when the exporter takes that set
 
 
 class AuditOps(KeySchema):
@@ -71,6 +73,36 @@ class AuditOps(KeySchema):
         yield from self.audited(lua.AUDIT_APPEND, [], [], items, None)
 
     # --- the chains --------------------------------------------------------------------------------------
+
+    def report_moved(self, *, now: float, force: bool = False) -> Op[None]:
+        """Add the slot chains this process appended to since it last did to the set the exporter takes
+        (:meth:`KeySchema.audit_moved_key`), at most once per :data:`MOVED_REPORT_SECONDS` unless ``force``: one
+        call a second, not one per FBU. A failure keeps them for the next time (the exporter's full passes find
+        any chain never reported, as after a crash)."""
+        pending = self.moved_pending
+        if not pending or (not force and now - self.moved_reported_at < MOVED_REPORT_SECONDS):
+            return
+        numbers = sorted(pending)
+        try:
+            yield Command(("SADD", self.audit_moved_key(), *map(str, numbers)))
+        except StoreError:
+            return
+        pending.difference_update(numbers)
+        self.moved_reported_at = now
+
+    def take_moved(self) -> Op[set[int]]:
+        """The slot chains writers said they appended to, removed from the set as they are read (SPOP)."""
+        out: set[int] = set()
+        while True:
+            members = _members((yield Command(("SPOP", self.audit_moved_key(), MOVED_TAKE))))
+            out.update(int(m) for m in members if m.isdigit() and int(m) < CHAINS)
+            if len(members) < MOVED_TAKE:
+                return out
+
+    def audit_heads_of(self, numbers: Iterable[int]) -> Op[list[tuple[ChainRef, int | None]]]:
+        """:meth:`audit_heads` of the main chain and the slot chains numbered ``numbers`` only."""
+        refs = [self.main_chain(), *(self.slot_chain(n) for n in sorted(set(numbers)) if 0 <= n < CHAINS)]
+        return (yield from self._heads(refs))
 
     def audit_chains(self) -> Op[list[ChainRef]]:
         """The main chain, then every slot chain that has a head in Redis, in slot order (:meth:`audit_heads`)."""
@@ -247,6 +279,23 @@ class AuditOps(KeySchema):
         if slot is None:
             return _position((yield Command(("GET", self.audit_exported_key()))))
         return _position((yield Command(("HGET", self.audit_exported_slots_key(), str(slot)))))
+
+    def audit_exported_of(self, numbers: Iterable[int]) -> Op[dict[int | None, tuple[int, str | None, str]]]:
+        """:meth:`audit_exported_all` of the main chain and the slot chains numbered ``numbers`` only."""
+        wanted = sorted(set(numbers))
+        if not wanted:
+            return {None: _position((yield Command(("GET", self.audit_exported_key()))))}
+        main, values = yield Pipeline(
+            (
+                Command(("GET", self.audit_exported_key())),
+                Command(("HMGET", self.audit_exported_slots_key(), *map(str, wanted))),
+            )
+        )
+        out: dict[int | None, tuple[int, str | None, str]] = {None: _position(main)}
+        for number, value in zip(wanted, cast(list[object], values), strict=True):
+            if value is not None:
+                out[number] = _position(value)
+        return out
 
     def audit_exported_all(self) -> Op[dict[int | None, tuple[int, str | None, str]]]:
         """:meth:`audit_exported` of every chain at once (the main chain, and every slot chain exported so far)."""

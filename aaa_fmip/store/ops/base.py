@@ -131,6 +131,8 @@ class KeySchema:
         self.slot_chains_setting = slot_chains  # None: on with a Cluster (``store.slot_chains``)
         self.writer = writer  # this process's number among the writers of the trail (``store.writer``)
         self.slot_chains_registered: set[int] = set()  # slots this process has added to the registry
+        self.moved_pending: set[int] = set()  # slot chains this process appended to since it last said so
+        self.moved_reported_at = float("-inf")  # when it last said so (clock)
         self._slot_chains: dict[int, ChainRef] = {}
         self._main_chain: ChainRef | None = None
         if self.slot_chains:
@@ -216,6 +218,11 @@ class KeySchema:
         """Set of the slots whose chains have entries (a writer adds a slot before its first entry there):
         whole-trail operations read those chains."""
         return f"{self.p}:{{audit}}:slot-chains"
+
+    def audit_moved_key(self) -> str:
+        """Set of the slot chains appended to since the exporter last took it (writers add them at most once a
+        second): an export pass reads those chains' heads only, and all of them only now and then."""
+        return f"{self.p}:{{audit}}:moved"
 
     def main_chain(self) -> ChainRef:
         ref = self._main_chain

@@ -170,8 +170,11 @@ class ReplayOps(AuditOps):
                         if outcome != "accepted":
                             raise StoreError("unexpected FBU-verification reply from Redis")
                         self._set_head_hint(slot, after)
+                        if slot is not None:
+                            self.moved_pending.add(slot)
                     results[i] = (outcome, outcome is not None)
             if not again:
+                yield from self.report_moved(now=self.clock())  # once a second: the chains moved, for the exporter
                 return [r for r in results if r is not None]
             todo = again
         raise StoreError(f"audit append lost {AUDIT_APPEND_ATTEMPTS} races in a row; try again")
