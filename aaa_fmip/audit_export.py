@@ -320,10 +320,12 @@ class AuditExporter:
 
     def _pass(self) -> None:
         started = time.monotonic()
-        full = self._passes % FULL_PASS_EVERY == 0  # the first, every FULL_PASS_EVERY-th, and after a failed one
+        # full: the first, every FULL_PASS_EVERY-th and the one after a failed pass; retention (which verifies the
+        # whole trail first) with the full passes only
+        full = self._passes % FULL_PASS_EVERY == 0
         try:
             exported = self.export_once(full=full)
-            dropped = self.trim()
+            dropped = self.trim() if full else 0
         except (AaaFmipError, OSError) as exc:
             kind = "store" if isinstance(exc, AaaFmipError) else "sink"
             self._on_error(kind)
@@ -331,6 +333,7 @@ class AuditExporter:
             if message != self._last_error:  # once per distinct failure, not every pass
                 log.error("audit export failed", extra={"event": "audit-export-failed", "error": message})
             self._last_error = message
+            self._passes = 0  # the next pass is full
             return
         if self._last_error is not None:
             log.info("audit export works again", extra={"event": "audit-export-recovered"})
@@ -339,9 +342,8 @@ class AuditExporter:
         elapsed = time.monotonic() - started
         self._on_pass(elapsed)
         slow = elapsed > self.interval
-        if (
-            slow and not self._slow
-        ):  # each pass reads every chain's head: many chains, long passes (docs/performance.md)
+        # a full pass reads every chain's head: with many slot chains it can take long (docs/performance.md)
+        if slow and not self._slow:
             log.warning(
                 "an audit export pass took longer than the export interval",
                 extra={"event": "audit-export-slow", "seconds": round(elapsed, 3), "interval": self.interval},

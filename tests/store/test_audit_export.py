@@ -8,14 +8,14 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import cast
 
 import pytest
 import redis
 
-from aaa_fmip.audit_export import AuditExporter, JsonLinesSink, SyslogSink, verify_export
+from aaa_fmip.audit_export import FULL_PASS_EVERY, AuditExporter, JsonLinesSink, Line, SyslogSink, verify_export
 from aaa_fmip.crypto.wrap import KekRing
 from aaa_fmip.errors import StoreError
 from aaa_fmip.store.redis import RedisStore
@@ -75,6 +75,47 @@ def test_each_pass_reports_its_duration_and_a_pass_longer_than_the_interval_is_s
     ex.interval = 1e-9
     ex._pass()  # slow again after a short one: said again
     assert len([r for r in caplog.records if getattr(r, "event", None) == "audit-export-slow"]) == 2
+
+
+def test_retention_runs_with_the_full_passes_and_a_failed_pass_makes_the_next_full(
+    store: RedisStore, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """Retention verifies the whole trail before it trims: it runs with the full passes (the first, every
+    FULL_PASS_EVERY-th, and the one after a failed pass), not every few seconds."""
+    stream = f"{store.ops.p}:{{audit}}:stream"
+
+    def kept() -> int:
+        return int(redis.Redis.from_url(redis_server.url).xlen(stream))
+
+    class FailOnce(JsonLinesSink):
+        fail = False
+
+        def write(self, lines: Sequence[Line]) -> None:
+            if self.fail:
+                self.fail = False
+                raise OSError("no space left on device")
+            super().write(lines)
+
+    sink = FailOnce(tmp_path / "audit.jsonl")
+    ex = AuditExporter(store, [sink], retain=2, clock=time.time)
+    fill(store, 6)
+    ex._pass()  # the first: full, exports and trims
+    assert kept() == 2
+    fill(store, 3, start=6)
+    ex._pass()
+    assert len(lines(tmp_path / "audit.jsonl")) == 9 and kept() == 5  # exported, not trimmed
+    for _ in range(FULL_PASS_EVERY - 2):
+        ex._pass()
+    assert kept() == 5
+    ex._pass()  # the FULL_PASS_EVERY-th
+    assert kept() == 2
+    ex._pass()
+    fill(store, 2, start=9)
+    sink.fail = True
+    ex._pass()  # fails: nothing recorded
+    assert kept() == 4 and len(lines(tmp_path / "audit.jsonl")) == 9
+    ex._pass()  # full again
+    assert kept() == 2 and len(lines(tmp_path / "audit.jsonl")) == 11
 
 
 def test_a_crash_between_writing_and_recording_does_not_duplicate_lines(
