@@ -117,6 +117,19 @@ def everything(service: HandoverKeyService) -> list[AuditEntry]:
     return entries
 
 
+def in_pages(service: HandoverKeyService, limit: int) -> list[AuditEntry]:
+    """The whole trail read in pages of ``limit``, each cursor naming the last entry's chain."""
+    paged: list[AuditEntry] = []
+    cursor: str | None = None
+    while True:
+        page, cursor = service.read_audit(AUDITOR, limit=limit, cursor=cursor)
+        paged += page
+        if cursor is None:
+            return paged
+        if page[-1].slot is not None:
+            assert cursor == f"{page[-1].id}.{page[-1].slot}"
+
+
 def test_accepted_fbus_go_to_their_slot_chains_the_rest_to_the_main_chain(service: HandoverKeyService) -> None:
     store = redis_store(service)
     assert store.ops.slot_chains
@@ -169,16 +182,7 @@ def test_reads_merge_the_chains_in_stream_order_and_page_on(service: HandoverKey
     assert len(whole) == created(service) + 9  # the sessions created, nine FBUs accepted
     keys = [(*map(int, e.id.split("-")), -1 if e.slot is None else e.slot) for e in whole]
     assert keys == sorted(keys) and len(set(keys)) == len(keys)
-    paged: list[AuditEntry] = []
-    cursor: str | None = None
-    while True:
-        page, cursor = service.read_audit(AUDITOR, limit=2, cursor=cursor)
-        paged += page
-        if cursor is None:
-            break
-        if page[-1].slot is not None:
-            assert cursor == f"{page[-1].id}.{page[-1].slot}"
-    assert paged == whole
+    assert in_pages(service, 2) == whole
     only, _ = service.read_audit(AUDITOR, event="fbu.verified", limit=1000)
     assert len(only) == 9 and all(e.slot is not None for e in only)
 
@@ -363,14 +367,7 @@ def test_writers_never_meet_at_a_head(
             assert moved >= 15  # every FBU but each session's first found the other process had moved the head
         accepted = [e for e in everything(one) if e.event == "fbu.verified"]
         assert len(accepted) == 18 and {e.slot for e in accepted} == chains
-        paged: list[AuditEntry] = []
-        cursor: str | None = None
-        while True:
-            page, cursor = one.read_audit(AUDITOR, limit=4, cursor=cursor)
-            paged += page
-            if cursor is None:
-                break
-        assert paged == everything(two)
+        assert in_pages(one, 4) == everything(two)
         a.checkpoint(now=8000.0)
         (seal,) = [e for e in everything(one) if e.event == "audit.seal"]
         assert {int(item.split(":")[0]) for item in str(seal.fields["slots"]).split(",")} == chains
