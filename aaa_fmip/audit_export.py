@@ -233,12 +233,9 @@ class AuditExporter:
         :data:`FULL_PASS_EVERY`-th is full, for what a writer appended and could not say (it crashed)."""
         moved = self.store.take_moved() | self._revisit
         self._revisit = moved  # until this pass succeeds: what it was told is not lost with a failed pass
-        if full:
-            done = self.store.audit_exported_all()
-            heads = self.store.audit_heads()
-        else:
-            done = self.store.audit_exported_of(moved)
-            heads = self.store.audit_heads_of(moved)
+        numbers = None if full else moved  # None: every chain of the registry
+        done = self.store.audit_exported_all(numbers)
+        heads = self.store.audit_heads(numbers)
         todo = [ref for ref, head in heads if head is None or head > done.get(ref.slot, _NONE)[0]]
         total = 0
         while todo:

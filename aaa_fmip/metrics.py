@@ -138,8 +138,8 @@ class Metrics:
         )
         self.audit_export_pass = Histogram(
             "audit_export_pass_duration_seconds",
-            "Audit export passes (export and retention) that succeeded, by how long they took; a pass reads every "
-            "audit chain's head, so with many slot chains it can outgrow audit.export_interval.",
+            "Audit export passes (export and retention) that succeeded, by how long they took; a full pass (every "
+            "12th) reads every audit chain's head, so with many slot chains it can outgrow audit.export_interval.",
             buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
             namespace=NAMESPACE,
             registry=self.registry,

@@ -156,11 +156,8 @@ class StoreCalls:
     def audit_chains(self) -> list[ChainRef]:
         return self.run(self.ops.audit_chains(), "read audit")
 
-    def audit_heads(self) -> list[tuple[ChainRef, int | None]]:
-        return self.run(self.ops.audit_heads(), "read audit")
-
-    def audit_heads_of(self, numbers: Iterable[int]) -> list[tuple[ChainRef, int | None]]:
-        return self.run(self.ops.audit_heads_of(numbers), "read audit")
+    def audit_heads(self, numbers: Iterable[int] | None = None) -> list[tuple[ChainRef, int | None]]:
+        return self.run(self.ops.audit_heads(numbers), "read audit")
 
     def take_moved(self) -> set[int]:
         return self.run(self.ops.take_moved(), "audit export")
@@ -199,11 +196,8 @@ class StoreCalls:
     def audit_exported(self, slot: int | None = None) -> tuple[int, str | None, str]:
         return self.run(self.ops.audit_exported(slot), "audit export")
 
-    def audit_exported_all(self) -> dict[int | None, tuple[int, str | None, str]]:
-        return self.run(self.ops.audit_exported_all(), "audit export")
-
-    def audit_exported_of(self, numbers: Iterable[int]) -> dict[int | None, tuple[int, str | None, str]]:
-        return self.run(self.ops.audit_exported_of(numbers), "audit export")
+    def audit_exported_all(self, numbers: Iterable[int] | None = None) -> dict[int | None, tuple[int, str | None, str]]:
+        return self.run(self.ops.audit_exported_all(numbers), "audit export")
 
     def set_audit_exported_many(self, positions: dict[int | None, tuple[int, str, str]]) -> None:
         self.run(self.ops.set_audit_exported_many(positions), "audit export")

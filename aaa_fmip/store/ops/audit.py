@@ -99,21 +99,18 @@ class AuditOps(KeySchema):
             if len(members) < MOVED_TAKE:
                 return out
 
-    def audit_heads_of(self, numbers: Iterable[int]) -> Op[list[tuple[ChainRef, int | None]]]:
-        """:meth:`audit_heads` of the main chain and the slot chains numbered ``numbers`` only."""
-        refs = [self.main_chain(), *(self.slot_chain(n) for n in sorted(set(numbers)) if 0 <= n < CHAINS)]
-        return (yield from self._heads(refs))
-
     def audit_chains(self) -> Op[list[ChainRef]]:
         """The main chain, then every slot chain that has a head in Redis, in slot order (:meth:`audit_heads`)."""
         return [ref for ref, _ in (yield from self.audit_heads())]
 
-    def audit_heads(self) -> Op[list[tuple[ChainRef, int | None]]]:
+    def audit_heads(self, numbers: Iterable[int] | None = None) -> Op[list[tuple[ChainRef, int | None]]]:
         """:meth:`audit_chains` with the position each chain's head names (None: malformed or none): the main
-        chain, then the slot chains of the registry (:meth:`KeySchema.slot_chains_key`) that have a head."""
-        members = _members((yield Command(("SMEMBERS", self.slot_chains_key()))))
-        slots = sorted({int(m) for m in members if m.isdigit() and int(m) < CHAINS})
-        return (yield from self._heads([self.main_chain(), *(self.slot_chain(slot) for slot in slots)]))
+        chain, then the slot chains of the registry (:meth:`KeySchema.slot_chains_key`), or those numbered
+        ``numbers``, that have a head."""
+        if numbers is None:
+            numbers = (int(m) for m in _members((yield Command(("SMEMBERS", self.slot_chains_key())))) if m.isdigit())
+        wanted = sorted({n for n in numbers if 0 <= n < CHAINS})
+        return (yield from self._heads([self.main_chain(), *(self.slot_chain(n) for n in wanted)]))
 
     def _heads(self, refs: Sequence[ChainRef]) -> Op[list[tuple[ChainRef, int | None]]]:
         """The chains of ``refs`` that have a head (the main chain always), with the position it names, in the
@@ -280,33 +277,28 @@ class AuditOps(KeySchema):
             return _position((yield Command(("GET", self.audit_exported_key()))))
         return _position((yield Command(("HGET", self.audit_exported_slots_key(), str(slot)))))
 
-    def audit_exported_of(self, numbers: Iterable[int]) -> Op[dict[int | None, tuple[int, str | None, str]]]:
-        """:meth:`audit_exported_all` of the main chain and the slot chains numbered ``numbers`` only."""
-        wanted = sorted(set(numbers))
-        if not wanted:
-            return {None: _position((yield Command(("GET", self.audit_exported_key()))))}
-        main, values = yield Pipeline(
-            (
-                Command(("GET", self.audit_exported_key())),
-                Command(("HMGET", self.audit_exported_slots_key(), *map(str, wanted))),
-            )
-        )
-        out: dict[int | None, tuple[int, str | None, str]] = {None: _position(main)}
-        for number, value in zip(wanted, cast(list[object], values), strict=True):
-            if value is not None:
-                out[number] = _position(value)
-        return out
-
-    def audit_exported_all(self) -> Op[dict[int | None, tuple[int, str | None, str]]]:
-        """:meth:`audit_exported` of every chain at once (the main chain, and every slot chain exported so far)."""
-        main, slots = yield Pipeline(
-            (Command(("GET", self.audit_exported_key())), Command(("HGETALL", self.audit_exported_slots_key())))
-        )
-        out: dict[int | None, tuple[int, str | None, str]] = {None: _position(main)}
-        for field, value in cast(dict[bytes, bytes], slots).items():
-            if not field.isdigit():
-                raise StoreError("the audit export position in Redis is malformed")
-            out[int(field)] = _position(value)
+    def audit_exported_all(
+        self, numbers: Iterable[int] | None = None
+    ) -> Op[dict[int | None, tuple[int, str | None, str]]]:
+        """:meth:`audit_exported` of every chain at once (the main chain, and every slot chain exported so far), or
+        of the main chain and the slot chains numbered ``numbers`` only."""
+        wanted = None if numbers is None else sorted(set(numbers))
+        calls = [Command(("GET", self.audit_exported_key()))]
+        if wanted is None:
+            calls.append(Command(("HGETALL", self.audit_exported_slots_key())))
+        elif wanted:
+            calls.append(Command(("HMGET", self.audit_exported_slots_key(), *map(str, wanted))))
+        replies = yield Pipeline(tuple(calls))
+        out: dict[int | None, tuple[int, str | None, str]] = {None: _position(replies[0])}
+        if wanted is None:
+            for field, value in cast(dict[bytes, bytes], replies[1]).items():
+                if not field.isdigit():
+                    raise StoreError("the audit export position in Redis is malformed")
+                out[int(field)] = _position(value)
+        elif wanted:
+            for number, raw in zip(wanted, cast(list[object], replies[1]), strict=True):
+                if raw is not None:
+                    out[number] = _position(raw)
         return out
 
     def set_audit_exported_many(self, positions: dict[int | None, tuple[int, str, str]]) -> Op[None]:

@@ -174,7 +174,8 @@ class ReplayOps(AuditOps):
                             self.moved_pending.add(slot)
                     results[i] = (outcome, outcome is not None)
             if not again:
-                yield from self.report_moved(now=self.clock())  # once a second: the chains moved, for the exporter
+                if self.moved_pending:  # once a second: the slot chains moved, for the exporter
+                    yield from self.report_moved(now=self.clock())
                 return [r for r in results if r is not None]
             todo = again
         raise StoreError(f"audit append lost {AUDIT_APPEND_ATTEMPTS} races in a row; try again")
